@@ -1,0 +1,47 @@
+"""ergo_py: an Erlang/Ergo-style actor runtime on trio.
+
+Processes with PIDs and names, `send`/`call`, monitors, links, supervisors and
+applications, and nodes that talk over authenticated websocket links.
+"""
+
+from ._actor import NO_REPLY as NO_REPLY
+from ._actor import Actor as Actor
+from ._application import Application as Application
+from ._application import ApplicationError as ApplicationError
+from ._application import ApplicationSpec as ApplicationSpec
+from ._application import Mode as Mode
+from ._errors import CallError as CallError
+from ._errors import CallTimeout as CallTimeout
+from ._errors import ErgoError as ErgoError
+from ._errors import NameTaken as NameTaken
+from ._errors import NoConnection as NoConnection
+from ._errors import NodeNotRunning as NodeNotRunning
+from ._errors import ProcessExited as ProcessExited
+from ._errors import ProcessUnknown as ProcessUnknown
+from ._errors import SpawnError as SpawnError
+from ._ids import PID as PID
+from ._ids import ProcessID as ProcessID
+from ._ids import Ref as Ref
+from ._messages import KILL as KILL
+from ._messages import NOCONNECTION as NOCONNECTION
+from ._messages import NOPROC as NOPROC
+from ._messages import NORMAL as NORMAL
+from ._messages import SHUTDOWN as SHUTDOWN
+from ._messages import MessageDownNode as MessageDownNode
+from ._messages import MessageDownPID as MessageDownPID
+from ._messages import MessageDownProcessID as MessageDownProcessID
+from ._messages import MessageExitPID as MessageExitPID
+from ._messages import Panic as Panic
+from ._node import Node as Node
+from ._node import NodeOptions as NodeOptions
+from ._node import ProcessInfo as ProcessInfo
+from ._node import TimerHandle as TimerHandle
+from ._node import start_node as start_node
+from ._supervisor import ChildSpec as ChildSpec
+from ._supervisor import Restart as Restart
+from ._supervisor import StartChild as StartChild
+from ._supervisor import Strategy as Strategy
+from ._supervisor import Supervisor as Supervisor
+from ._supervisor import SupervisorSpec as SupervisorSpec
+from ._supervisor import TerminateChild as TerminateChild
+from ._supervisor import WhichChildren as WhichChildren

@@ -1,0 +1,167 @@
+"""`Actor`: the class users subclass to write a process.
+
+An actor's callbacks run one at a time in the process's own task, so actor state
+needs no locks. Everything a callback may do to the outside world goes through
+the methods here, which delegate to the node; none of them blocks except `call`,
+`spawn` and `inspect`-style requests, which are `async`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, Callable
+
+from ._ids import PID, ProcessID, Ref
+from ._messages import NORMAL
+
+if TYPE_CHECKING:
+    from ._node import Node, TimerHandle
+    from ._process import Process
+
+__all__ = ["Actor", "NO_REPLY", "Target"]
+
+Target = PID | ProcessID | str
+
+
+class _NoReply:
+    """Returned from `handle_call` when the answer will come later via `send_response`."""
+
+    _instance: "_NoReply | None" = None
+
+    def __new__(cls) -> "_NoReply":
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "NO_REPLY"
+
+
+NO_REPLY: Any = _NoReply()
+
+_log = logging.getLogger("ergo_py.actor")
+
+
+class Actor:
+    """Base class of every process. Override the async callbacks you need.
+
+    Callbacks:
+      - `init(*args)`: runs before `spawn` returns; raising makes `spawn` raise.
+      - `handle_message(from_, message)`: ordinary messages, DOWN and (with
+        `trap_exit`) EXIT messages. `from_` is the sender's PID or None.
+      - `handle_call(from_, ref, request)`: return the reply, or `NO_REPLY` and
+        answer later with `send_response(from_, ref, value)`.
+      - `terminate(reason)`: the process is ending (not called for `kill`).
+      - `handle_inspect()`: a dict describing the process, for operators.
+
+    An exception from any callback ends this process only (reason `Panic`).
+    """
+
+    _proc: "Process"
+
+    # -- callbacks -------------------------------------------------------------------
+    async def init(self, *args: Any) -> None:
+        return None
+
+    async def handle_message(self, from_: PID | None, message: Any) -> None:
+        self.log.warning("unhandled message from %r: %r", from_, message)
+
+    async def handle_call(self, from_: PID, ref: Ref, request: Any) -> Any:
+        self.log.warning("unhandled call from %r: %r", from_, request)
+        raise NotImplementedError(f"{type(self).__name__} does not handle calls ({request!r})")
+
+    async def terminate(self, reason: Any) -> None:
+        return None
+
+    async def handle_inspect(self) -> dict[str, Any]:
+        return {}
+
+    async def _ergo_init(self, args: tuple[Any, ...]) -> None:
+        """Runtime hook: behaviours (Supervisor) wrap `init` here."""
+        await self.init(*args)
+
+    # -- identity --------------------------------------------------------------------
+    @property
+    def pid(self) -> PID:
+        return self._proc.pid
+
+    @property
+    def node(self) -> "Node":
+        return self._proc.node
+
+    @property
+    def name(self) -> str | None:
+        return self._proc.name
+
+    @property
+    def log(self) -> logging.LoggerAdapter[logging.Logger]:
+        return self._proc.log
+
+    @property
+    def trap_exit(self) -> bool:
+        return self._proc.trap_exit
+
+    @trap_exit.setter
+    def trap_exit(self, value: bool) -> None:
+        self._proc.trap_exit = bool(value)
+
+    # -- messaging -------------------------------------------------------------------
+    def send(self, to: Target, message: Any) -> None:
+        """Queue `message` for `to`; never blocks. Sending to a dead PID is a no-op."""
+        self._proc.node._send(self._proc.pid, to, message)
+
+    async def call(self, to: Target, request: Any, timeout: float = 5.0) -> Any:
+        """Send `request` and wait for its response; other mail keeps queueing meanwhile."""
+        return await self._proc.node._call(self._proc.pid, to, request, timeout)
+
+    def send_response(self, to: PID, ref: Ref, value: Any) -> None:
+        """Answer a call that `handle_call` left with `NO_REPLY` (any process may answer)."""
+        self._proc.node._reply(to, ref, True, value)
+
+    def send_response_error(self, to: PID, ref: Ref, error: BaseException) -> None:
+        """Answer a call with an error: the caller's `call` raises it."""
+        self._proc.node._reply(to, ref, False, error)
+
+    def send_after(self, to: Target, message: Any, seconds: float) -> "TimerHandle":
+        """Deliver `message` to `to` after `seconds`; the handle's `cancel()` stops it."""
+        return self._proc.node._send_after(self._proc.pid, to, message, seconds)
+
+    # -- monitors and links -------------------------------------------------------------
+    def monitor(self, target: Target) -> Ref:
+        """Watch a process (PID, ProcessID, local name) or a node ('name@host')."""
+        return self._proc.node._monitor(self._proc, target)
+
+    def demonitor(self, target_or_ref: Target | Ref) -> None:
+        """Stop watching; no DOWN for the removed monitor(s) arrives after this returns."""
+        self._proc.node._demonitor(self._proc, target_or_ref)
+
+    def link(self, pid: PID) -> None:
+        self._proc.node._link(self._proc, pid)
+
+    def unlink(self, pid: PID) -> None:
+        self._proc.node._unlink(self._proc, pid)
+
+    # -- processes -------------------------------------------------------------------
+    async def spawn(
+        self,
+        factory: Callable[[], "Actor"],
+        *args: Any,
+        name: str | None = None,
+        link: bool = False,
+    ) -> PID:
+        """Start a process; with `link=True` it is linked to this one before its `init` runs."""
+        return await self._proc.node._spawn(factory, args, name=name, link_to=self._proc if link else None)
+
+    def register_name(self, name: str) -> None:
+        self._proc.node._register(name, self._proc)
+
+    def unregister_name(self) -> None:
+        self._proc.node._unregister(self._proc)
+
+    def stop(self, reason: Any = NORMAL) -> None:
+        """End this process with `reason` once the current callback returns."""
+        self._proc.stop_reason = (reason,)
+
+    def env(self, key: str, default: Any = None) -> Any:
+        """A value from the environment of the application this process belongs to."""
+        return self._proc.node._env_for(self._proc, key, default)

@@ -1,0 +1,777 @@
+"""`Node`: the process table, names, monitors, links, calls and (optionally) distribution.
+
+Everything here runs on one trio thread, so the tables need no locks; every method
+that only changes tables is synchronous and never blocks. The node owns the nursery
+in which every process runs, and `start_node` owns the node: leaving its context
+stops every process (most recently started first), then the network.
+
+Remote operations are expressed as control messages (`ergo_py.net`) handed to the
+network layer; what arrives from a peer is applied here by `_on_control`, with the
+same rules as local operations, so a remote process is indistinguishable from a
+local one except for `noconnection`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Mapping
+
+import trio
+
+from ._actor import Actor, Target
+from ._errors import (
+    CallError,
+    CallTimeout,
+    ErgoError,
+    NameTaken,
+    NoConnection,
+    NodeNotRunning,
+    ProcessExited,
+    ProcessUnknown,
+)
+from ._ids import PID, ProcessID, Ref, validate_node_name
+from ._mailbox import CALL, DOWN, EXIT, INSPECT, MSG
+from ._messages import (
+    KILL,
+    NOCONNECTION,
+    NOPROC,
+    NORMAL,
+    SHUTDOWN,
+    MessageDownNode,
+    MessageDownPID,
+    MessageDownProcessID,
+)
+from ._process import Process
+
+if TYPE_CHECKING:
+    import ssl
+
+    from ._application import ApplicationRuntime
+
+__all__ = ["Node", "NodeOptions", "start_node", "ProcessInfo", "TimerHandle"]
+
+_log = logging.getLogger("ergo_py.node")
+
+DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024
+
+
+@dataclass
+class NodeOptions:
+    """How a node talks to others. With neither `listen` nor `routes` it stays local.
+
+    `cookie` defaults to the ERGO_COOKIE environment variable, so it need not
+    appear on command lines. `tls` is `(server_context, client_context)`; either
+    may be None.
+    """
+
+    cookie: str | None = None
+    listen: tuple[str, int] | None = None
+    routes: Mapping[str, str] = field(default_factory=dict)
+    tls: tuple["ssl.SSLContext | None", "ssl.SSLContext | None"] | None = None
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    shutdown_timeout: float = 5.0
+
+    def resolved_cookie(self) -> str:
+        cookie = self.cookie if self.cookie is not None else os.environ.get("ERGO_COOKIE")
+        if not cookie:
+            raise ValueError(
+                "a networked node needs a cookie: pass NodeOptions(cookie=...) "
+                "or set the ERGO_COOKIE environment variable"
+            )
+        return cookie
+
+    @property
+    def networked(self) -> bool:
+        return self.listen is not None or bool(self.routes)
+
+
+@dataclass(frozen=True)
+class ProcessInfo:
+    """A snapshot of one process, for operators and tests."""
+
+    pid: PID
+    name: str | None
+    behavior: str
+    mailbox: int
+    links: tuple[PID, ...]
+    monitors: int
+    monitored_by: int
+    trap_exit: bool
+    application: str | None
+    uptime: float
+
+
+class TimerHandle:
+    """A pending `send_after`; `cancel()` stops it if it has not fired yet."""
+
+    __slots__ = ("_scope", "fired")
+
+    def __init__(self) -> None:
+        self._scope = trio.CancelScope()
+        self.fired = False
+
+    def cancel(self) -> bool:
+        """True if the message will not be sent."""
+        self._scope.cancel()
+        return not self.fired
+
+
+class _Monitor:
+    __slots__ = ("ref", "watcher", "target", "pid")
+
+    def __init__(self, ref: Ref, watcher: PID, target: Any, pid: PID | None) -> None:
+        self.ref = ref
+        self.watcher = watcher  # local or remote PID
+        self.target = target  # as given: PID or ProcessID
+        self.pid = pid  # resolved local PID (None for remote targets)
+
+    def down(self, reason: Any) -> Any:
+        if isinstance(self.target, ProcessID):
+            return MessageDownProcessID(self.target, reason)
+        return MessageDownPID(self.target, reason)
+
+
+class _CallWaiter:
+    __slots__ = ("caller", "target", "node", "task", "done", "ok", "value")
+
+    def __init__(self, caller: PID, target: PID | None, node: str) -> None:
+        self.caller = caller
+        self.target = target  # resolved local callee, for failing fast if it dies
+        self.node = node  # the callee's node, for failing fast on link loss
+        self.task: Any = None
+        self.done = False
+        self.ok = False
+        self.value: Any = None
+
+    def resolve(self, ok: bool, value: Any) -> None:
+        if self.done:
+            return
+        self.done = True
+        self.ok = ok
+        self.value = value
+        task = self.task
+        if task is not None:
+            self.task = None
+            trio.lowlevel.reschedule(task)
+
+    def _abort(self, raise_cancel: Any) -> Any:
+        self.task = None
+        return trio.lowlevel.Abort.SUCCEEDED
+
+    async def wait(self) -> None:
+        if self.done:
+            await trio.lowlevel.checkpoint()
+            return
+        self.task = trio.lowlevel.current_task()
+        await trio.lowlevel.wait_task_rescheduled(self._abort)
+
+
+class Node:
+    """A running node. Get one from `start_node`; do not construct it directly."""
+
+    def __init__(self, name: str, options: NodeOptions, nursery: trio.Nursery) -> None:
+        self.name = validate_node_name(name)
+        self.options = options
+        self.creation = secrets.randbits(31) | 1
+        self._nursery = nursery
+        self._running = True
+        self._procs: dict[int, Process] = {}
+        self._names: dict[str, Process] = {}
+        self._next_id = 1000
+        self._next_ref = 0
+        self._monitors_by_target: dict[PID, dict[Ref, _Monitor]] = {}
+        self._monitor_index: dict[Ref, PID] = {}  # monitor ref -> the local process it watches
+        self._remote_monitors: dict[str, dict[Ref, _Monitor]] = {}  # by target node
+        self._node_monitors: dict[str, dict[Ref, PID]] = {}  # node name -> ref -> local watcher
+        self._remote_links: dict[str, set[tuple[PID, PID]]] = {}  # node -> (local, remote)
+        self._pending: dict[Ref, _CallWaiter] = {}
+        self._apps: "ApplicationRuntime | None" = None
+        self._net: Any = None
+        self.stop_reason: Any = None
+        self._log = logging.LoggerAdapter(_log, {"node": self.name})
+
+    def __repr__(self) -> str:
+        return f"<Node {self.name} creation={self.creation}>"
+
+    # -- identifiers ---------------------------------------------------------------------
+    def make_ref(self) -> Ref:
+        self._next_ref += 1
+        return Ref(self.name, self.creation, self._next_ref)
+
+    def _new_pid(self) -> PID:
+        self._next_id += 1
+        return PID(self.name, self._next_id, self.creation)
+
+    @property
+    def is_running(self) -> bool:
+        return self._running
+
+    @property
+    def port(self) -> int | None:
+        """The port this node accepts links on (useful with port 0), or None."""
+        return self._net.port if self._net is not None else None
+
+    # -- public API ----------------------------------------------------------------------
+    async def spawn(self, factory: Callable[[], Actor], *args: Any, name: str | None = None) -> PID:
+        """Start a process; returns its PID once `init` succeeded (raises `SpawnError` if not)."""
+        return await self._spawn(factory, args, name=name)
+
+    def send(self, to: Target, message: Any) -> None:
+        """Send from outside any process (the receiver sees `from_` None)."""
+        self._send(None, to, message)
+
+    async def call(self, to: Target, request: Any, timeout: float = 5.0) -> Any:
+        """A call from code that is not an actor; it comes from an ephemeral PID."""
+        return await self._call(self._new_pid(), to, request, timeout)
+
+    def kill(self, pid: PID) -> None:
+        """End a local process at once with reason `kill` (untrappable; `terminate` is not called)."""
+        proc = self._local(pid)
+        if proc is None:
+            raise ProcessUnknown(pid)
+        proc.force_end(KILL, run_terminate=False)
+
+    async def stop_process(self, target: Target, reason: Any = SHUTDOWN, timeout: float = 5.0) -> None:
+        """End a local process with `reason` (its `terminate` runs), waiting up to `timeout`, then kill."""
+        proc = self._resolve_local(target)
+        if proc is None:
+            raise ProcessUnknown(target)
+        await self._stop_proc(proc, reason, timeout)
+
+    def is_alive(self, pid: PID) -> bool:
+        return self._local(pid) is not None
+
+    def whereis(self, name: str) -> PID | None:
+        proc = self._names.get(name)
+        return proc.pid if proc is not None else None
+
+    def processes(self) -> list[PID]:
+        return [p.pid for p in self._procs.values()]
+
+    def registered_names(self) -> dict[str, PID]:
+        return {name: p.pid for name, p in self._names.items()}
+
+    def process_info(self, pid: PID) -> ProcessInfo | None:
+        proc = self._local(pid)
+        if proc is None:
+            return None
+        return ProcessInfo(
+            pid=proc.pid,
+            name=proc.name,
+            behavior=type(proc.actor).__name__,
+            mailbox=len(proc.mailbox),
+            links=tuple(sorted(proc.links)),
+            monitors=len(proc.monitors),
+            monitored_by=len(self._monitors_by_target.get(proc.pid, ())),
+            trap_exit=proc.trap_exit,
+            application=proc.app,
+            uptime=trio.current_time() - proc.started_at,
+        )
+
+    async def inspect(self, target: Target, timeout: float = 5.0) -> dict[str, Any]:
+        """Ask a local process for its `handle_inspect()` (served between its callbacks)."""
+        proc = self._resolve_local(target)
+        if proc is None:
+            raise ProcessUnknown(target)
+        caller = self._new_pid()
+        ref = self.make_ref()
+        waiter = _CallWaiter(caller, proc.pid, self.name)
+        self._pending[ref] = waiter
+        proc.mailbox.put_system((INSPECT, caller, ref, None))
+        return await self._wait_reply(ref, waiter, target, timeout)  # type: ignore[no-any-return]
+
+    def statistics(self) -> dict[str, int]:
+        """Table sizes: what a leak would show up in."""
+        return {
+            "processes": len(self._procs),
+            "names": len(self._names),
+            "monitors": len(self._monitor_index),
+            "remote_monitors": sum(len(m) for m in self._remote_monitors.values()),
+            "node_monitors": sum(len(m) for m in self._node_monitors.values()),
+            "remote_links": sum(len(s) for s in self._remote_links.values()),
+            "pending_calls": len(self._pending),
+        }
+
+    # -- applications (delegated) ----------------------------------------------------------
+    def _applications(self) -> "ApplicationRuntime":
+        if self._apps is None:
+            from ._application import ApplicationRuntime
+
+            self._apps = ApplicationRuntime(self)
+        return self._apps
+
+    def application_load(self, app: Any) -> str:
+        """Load an `Application` (read its spec) without starting it; returns its name."""
+        return self._applications().load(app)
+
+    async def application_start(self, app: Any, mode: Any = None) -> str:
+        """Start an application (loading it if given as an object), after its dependencies."""
+        return await self._applications().start(app, mode)
+
+    async def application_stop(self, name: str) -> None:
+        await self._applications().stop(name)
+
+    def applications(self) -> dict[str, Any]:
+        """Loaded applications and their state."""
+        return self._applications().info()
+
+    def _env_for(self, proc: Process, key: str, default: Any) -> Any:
+        if proc.app is None:
+            return default
+        return self._applications().env(proc.app, key, default)
+
+    # -- lookup ----------------------------------------------------------------------------
+    def _local(self, pid: PID) -> Process | None:
+        proc = self._procs.get(pid.id)
+        if proc is not None and proc.pid == pid:
+            return proc
+        return None
+
+    def _resolve_local(self, target: Any) -> Process | None:
+        if isinstance(target, PID):
+            return self._local(target) if target.node == self.name else None
+        if isinstance(target, ProcessID):
+            return self._names.get(target.name) if target.node == self.name else None
+        if isinstance(target, str):
+            return self._names.get(target)
+        raise TypeError(f"not a process: {target!r} (expected PID, ProcessID or a registered name)")
+
+    # -- spawning --------------------------------------------------------------------------
+    async def _spawn(
+        self,
+        factory: Callable[[], Actor],
+        args: tuple[Any, ...],
+        *,
+        name: str | None = None,
+        link_to: Process | None = None,
+        app: str | None = None,
+    ) -> PID:
+        if not self._running:
+            raise NodeNotRunning(f"node {self.name} is not running")
+        actor = factory()
+        if not isinstance(actor, Actor):
+            raise TypeError(f"{factory!r} did not make an ergo_py.Actor (got {type(actor).__name__})")
+        if app is None and link_to is not None:
+            app = link_to.app
+        proc = Process(self, self._new_pid(), actor, app)
+        if name is not None:
+            self._register(name, proc)
+        self._procs[proc.pid.id] = proc
+        if link_to is not None:
+            proc.links.add(link_to.pid)
+            link_to.links.add(proc.pid)
+        pid: PID = await self._nursery.start(proc.run, args)
+        return pid
+
+    # -- names -----------------------------------------------------------------------------
+    def _register(self, name: str, proc: Process) -> None:
+        if not isinstance(name, str) or not name or "@" in name:
+            raise ValueError(f"invalid process name {name!r}: a non-empty string without '@'")
+        holder = self._names.get(name)
+        if holder is not None and holder is not proc:
+            raise NameTaken(name, holder.pid)
+        if proc.name is not None and proc.name != name:
+            self._names.pop(proc.name, None)
+        self._names[name] = proc
+        proc.name = name
+
+    def _unregister(self, proc: Process) -> None:
+        if proc.name is not None:
+            if self._names.get(proc.name) is proc:
+                del self._names[proc.name]
+            proc.name = None
+
+    # -- sending ---------------------------------------------------------------------------
+    def _send(self, from_: PID | None, to: Any, message: Any) -> None:
+        if type(to) is PID:
+            if to.node == self.name:
+                proc = self._procs.get(to.id)
+                if proc is not None and proc.pid.creation == to.creation:
+                    proc.mailbox.put((MSG, from_, message, None))
+                # A dead PID: dropped, as in Erlang.
+                return
+            self._net_send(to.node, "Send", from_, to, message)
+            return
+        if isinstance(to, ProcessID) and to.node != self.name:
+            self._net_send(to.node, "Send", from_, to, message)
+            return
+        proc = self._resolve_local(to)
+        if proc is None:
+            if isinstance(to, PID):
+                return
+            raise ProcessUnknown(to)
+        proc.mailbox.put((MSG, from_, message, None))
+
+    def _send_after(self, from_: PID, to: Any, message: Any, seconds: float) -> TimerHandle:
+        handle = TimerHandle()
+
+        async def fire() -> None:
+            with handle._scope:
+                await trio.sleep(seconds)
+                handle.fired = True
+                try:
+                    self._send(from_, to, message)
+                except ErgoError as exc:
+                    self._log.warning("send_after to %r dropped: %s", to, exc)
+
+        self._nursery.start_soon(fire)
+        return handle
+
+    # -- calls -----------------------------------------------------------------------------
+    async def _call(self, caller: PID, to: Any, request: Any, timeout: float) -> Any:
+        if isinstance(to, (PID, ProcessID)) and to.node != self.name:
+            ref = self.make_ref()
+            waiter = _CallWaiter(caller, None, to.node)
+            self._pending[ref] = waiter
+            try:
+                self._net_send(to.node, "Call", caller, to, ref, request)
+            except BaseException:
+                self._pending.pop(ref, None)
+                raise
+            return await self._wait_reply(ref, waiter, to, timeout)
+        proc = self._resolve_local(to)
+        if proc is None:
+            raise ProcessUnknown(to)
+        if proc.pid == caller:
+            raise CallError(f"{caller!r} called itself: a process cannot wait for its own answer")
+        ref = self.make_ref()
+        waiter = _CallWaiter(caller, proc.pid, self.name)
+        self._pending[ref] = waiter
+        proc.mailbox.put((CALL, caller, ref, request))
+        return await self._wait_reply(ref, waiter, to, timeout)
+
+    async def _wait_reply(self, ref: Ref, waiter: _CallWaiter, to: Any, timeout: float) -> Any:
+        try:
+            with trio.move_on_after(timeout):
+                await waiter.wait()
+        finally:
+            self._pending.pop(ref, None)
+        if not waiter.done:
+            raise CallTimeout(to, timeout)
+        if waiter.ok:
+            return waiter.value
+        error = waiter.value
+        if isinstance(error, BaseException):
+            raise error
+        raise ErgoError(f"call to {to!r} failed: {error!r}")
+
+    def _reply(self, to: PID, ref: Ref, ok: bool, value: Any) -> None:
+        if to.node == self.name:
+            waiter = self._pending.get(ref)
+            if waiter is not None and waiter.caller == to:
+                waiter.resolve(ok, value)
+            # Otherwise the caller gave up (timeout) or is gone: a late reply is dropped.
+            return
+        self._net_send(to.node, "Reply", to, ref, ok, value)
+
+    # -- monitors --------------------------------------------------------------------------
+    def _monitor(self, watcher: Process, target: Any) -> Ref:
+        ref = self.make_ref()
+        if isinstance(target, str) and "@" in target:
+            return self._monitor_node(watcher, target, ref)
+        if isinstance(target, str):
+            target = ProcessID(target, self.name)
+        if not isinstance(target, (PID, ProcessID)):
+            raise TypeError(f"cannot monitor {target!r}: expected PID, ProcessID, a name or 'node@host'")
+        if target.node != self.name:
+            mon = _Monitor(ref, watcher.pid, target, None)
+            watcher.monitors[ref] = target
+            self._remote_monitors.setdefault(target.node, {})[ref] = mon
+            try:
+                self._net_send(target.node, "Monitor", watcher.pid, target, ref)
+            except NoConnection:
+                self._fire_remote_monitor(target.node, ref, NOCONNECTION)
+            return ref
+        proc = self._resolve_local(target)
+        watcher.monitors[ref] = target
+        if proc is None:
+            # No race: a DOWN with noproc, at once.
+            self._deliver_down(watcher.pid, ref, _Monitor(ref, watcher.pid, target, None).down(NOPROC))
+            return ref
+        self._monitors_by_target.setdefault(proc.pid, {})[ref] = _Monitor(ref, watcher.pid, target, proc.pid)
+        self._monitor_index[ref] = proc.pid
+        return ref
+
+    def _monitor_node(self, watcher: Process, node: str, ref: Ref) -> Ref:
+        validate_node_name(node)
+        watcher.monitors[ref] = node
+        self._node_monitors.setdefault(node, {})[ref] = watcher.pid
+        if node == self.name:
+            return ref
+        if self._net is None or node not in self._net.connected_nodes():
+            if self._net is None:
+                self._fire_node_monitors(node)
+            else:
+                self._nursery.start_soon(self._connect_for_monitor, node)
+        return ref
+
+    async def _connect_for_monitor(self, node: str) -> None:
+        try:
+            await self._net.connect(node)
+        except Exception:
+            # on_link_down from the network fires the node monitors; be sure if it did not.
+            if node not in self._net.connected_nodes():
+                self._fire_node_monitors(node)
+
+    def _demonitor(self, watcher: Process, target_or_ref: Any) -> None:
+        if isinstance(target_or_ref, Ref):
+            refs = [target_or_ref] if target_or_ref in watcher.monitors else []
+        else:
+            target = target_or_ref
+            if isinstance(target, str) and "@" not in target:
+                target = ProcessID(target, self.name)
+            refs = [r for r, t in watcher.monitors.items() if t == target]
+        for ref in refs:
+            target = watcher.monitors.pop(ref)
+            self._drop_monitor(watcher.pid, ref, target)
+
+    def _drop_monitor(self, watcher: PID, ref: Ref, target: Any) -> None:
+        if isinstance(target, str):
+            mons = self._node_monitors.get(target)
+            if mons is not None:
+                mons.pop(ref, None)
+                if not mons:
+                    del self._node_monitors[target]
+            return
+        if target.node != self.name:
+            mons = self._remote_monitors.get(target.node)
+            if mons is not None and mons.pop(ref, None) is not None:
+                if not mons:
+                    del self._remote_monitors[target.node]
+                try:
+                    self._net_send(target.node, "Demonitor", watcher, target, ref)
+                except NoConnection:
+                    pass
+            return
+        pid = self._monitor_index.pop(ref, None)
+        mons = self._monitors_by_target.get(pid) if pid is not None else None
+        if mons is not None and mons.pop(ref, None) is not None and not mons:
+            del self._monitors_by_target[pid]  # type: ignore[arg-type]
+
+    def _deliver_down(self, watcher: PID, ref: Ref, message: Any) -> None:
+        if watcher.node != self.name:
+            target = message.pid if isinstance(message, MessageDownPID) else message.process_id
+            self._net_send_quiet(watcher.node, "Down", watcher, target, ref, message.reason)
+            return
+        proc = self._local(watcher)
+        if proc is not None:
+            # Delivered only if the monitor still exists when the process reads it.
+            proc.mailbox.put_system((DOWN, ref, message, None))
+
+    def _fire_node_monitors(self, node: str) -> None:
+        for ref, watcher in self._node_monitors.pop(node, {}).items():
+            self._deliver_down(watcher, ref, MessageDownNode(node))
+
+    def _fire_remote_monitor(self, node: str, ref: Ref, reason: Any) -> None:
+        mons = self._remote_monitors.get(node)
+        mon = mons.pop(ref, None) if mons else None
+        if mons is not None and not mons:
+            self._remote_monitors.pop(node, None)
+        if mon is not None:
+            self._deliver_down(mon.watcher, ref, mon.down(reason))
+
+    # -- links -----------------------------------------------------------------------------
+    def _link(self, proc: Process, pid: PID) -> None:
+        if pid == proc.pid or pid in proc.links:
+            return
+        if pid.node != self.name:
+            proc.links.add(pid)
+            self._remote_links.setdefault(pid.node, set()).add((proc.pid, pid))
+            try:
+                self._net_send(pid.node, "Link", proc.pid, pid)
+            except NoConnection:
+                self._remote_link_lost(pid.node, proc.pid, pid)
+            return
+        other = self._local(pid)
+        if other is None:
+            self._exit_signal(proc, pid, NOPROC)
+            return
+        proc.links.add(pid)
+        other.links.add(proc.pid)
+
+    def _unlink(self, proc: Process, pid: PID) -> None:
+        proc.links.discard(pid)
+        if pid.node != self.name:
+            links = self._remote_links.get(pid.node)
+            if links is not None:
+                links.discard((proc.pid, pid))
+            try:
+                self._net_send(pid.node, "Unlink", proc.pid, pid)
+            except NoConnection:
+                pass
+            return
+        other = self._local(pid)
+        if other is not None:
+            other.links.discard(proc.pid)
+
+    def _remote_link_lost(self, node: str, local: PID, remote: PID) -> None:
+        links = self._remote_links.get(node)
+        if links is not None:
+            links.discard((local, remote))
+        proc = self._local(local)
+        if proc is not None and remote in proc.links:
+            proc.links.discard(remote)
+            self._exit_signal(proc, remote, NOCONNECTION)
+
+    def _exit_signal(self, proc: Process, from_: PID, reason: Any) -> None:
+        """Erlang's exit signal from a link: trapped -> a message; abnormal -> the process ends."""
+        if proc.trap_exit:
+            proc.mailbox.put_urgent((EXIT, from_, reason, None))
+        elif reason != NORMAL:
+            proc.force_end(reason)
+
+    # -- termination -----------------------------------------------------------------------
+    async def _stop_proc(self, proc: Process, reason: Any, timeout: float) -> None:
+        if proc.alive:
+            proc.force_end(reason)
+            with trio.move_on_after(timeout):
+                await proc.done.wait()
+            if proc.alive:
+                self._log.warning("%r did not stop within %s s; killing it", proc.pid, timeout)
+                proc.forced_reason = (KILL,)
+                proc.run_terminate = False
+                if proc.scope is not None:
+                    proc.scope.cancel()
+        await proc.done.wait()
+
+    def _cleanup(self, proc: Process, reason: Any) -> None:
+        """Forget a process that ended and tell everyone who asked. Runs once per process."""
+        if not proc.alive:
+            return
+        proc.alive = False
+        proc.exit_reason = reason
+        pid = proc.pid
+        self._procs.pop(pid.id, None)
+        self._unregister(proc)
+        # Monitors this process held.
+        for ref, target in proc.monitors.items():
+            self._drop_monitor(pid, ref, target)
+        proc.monitors.clear()
+        # Monitors on this process.
+        for ref, mon in self._monitors_by_target.pop(pid, {}).items():
+            self._monitor_index.pop(ref, None)
+            self._deliver_down(mon.watcher, ref, mon.down(reason))
+        # Links.
+        for other_pid in proc.links:
+            if other_pid.node != self.name:
+                links = self._remote_links.get(other_pid.node)
+                if links is not None:
+                    links.discard((pid, other_pid))
+                self._net_send_quiet(other_pid.node, "Exit", pid, other_pid, reason)
+                continue
+            other = self._local(other_pid)
+            if other is not None:
+                other.links.discard(pid)
+                self._exit_signal(other, pid, reason)
+        proc.links.clear()
+        # Calls waiting on this process fail now rather than at their timeout.
+        if self._pending:
+            for waiter in list(self._pending.values()):
+                if waiter.target == pid:
+                    waiter.resolve(False, ProcessExited(pid, reason))
+        proc.done.set()
+
+    # -- distribution ----------------------------------------------------------------------
+    def _net_send(self, node: str, kind: str, *fields: Any) -> None:
+        """Hand a control message (`ergo_py.net.<kind>(*fields)`) to the network."""
+        if self._net is None:
+            raise NoConnection(node, "this node has no network (start it with NodeOptions(listen=..., routes=...))")
+        from . import net
+
+        self._net.send(node, getattr(net, kind)(*fields))
+
+    def _net_send_quiet(self, node: str, kind: str, *fields: Any) -> None:
+        try:
+            self._net_send(node, kind, *fields)
+        except NoConnection as exc:
+            self._log.debug("dropped %s to %s: %s", kind, node, exc)
+
+    def _on_link_up(self, node: str, creation: int) -> None:
+        self._log.info("link up: %s (creation %d)", node, creation)
+
+    def _on_link_down(self, node: str, reason: str) -> None:
+        self._log.info("link down: %s (%s)", node, reason)
+        for ref in list(self._remote_monitors.get(node, {})):
+            self._fire_remote_monitor(node, ref, NOCONNECTION)
+        for local, remote in list(self._remote_links.pop(node, set())):
+            self._remote_link_lost(node, local, remote)
+        # Monitors that remote processes hold on local ones can never be delivered now.
+        for pid, mons in list(self._monitors_by_target.items()):
+            for ref in [r for r, m in mons.items() if m.watcher.node == node]:
+                del mons[ref]
+                self._monitor_index.pop(ref, None)
+            if not mons:
+                del self._monitors_by_target[pid]
+        # Local processes linked to remote ones on that node.
+        self._fire_node_monitors(node)
+        for waiter in list(self._pending.values()):
+            if waiter.node == node:
+                waiter.resolve(False, NoConnection(node, reason))
+
+    def _on_control(self, peer: str, control: Any) -> None:
+        """Apply one control message that arrived from `peer`."""
+        from ._remote import apply_control
+
+        apply_control(self, peer, control)
+
+    # -- shutdown --------------------------------------------------------------------------
+    async def _shutdown(self) -> None:
+        if self._apps is not None:
+            await self._apps.stop_all()
+        timeout = self.options.shutdown_timeout
+        for proc in reversed(list(self._procs.values())):
+            await self._stop_proc(proc, SHUTDOWN, timeout)
+        self._running = False
+
+    def stop(self, reason: Any = SHUTDOWN) -> None:
+        """Ask the node to stop: every process ends, and the `start_node` block is left."""
+        if self.stop_reason is None:
+            self.stop_reason = reason
+            self._stop_event.set()
+
+    _stop_event: trio.Event
+
+
+@asynccontextmanager
+async def start_node(name: str, options: NodeOptions | None = None) -> AsyncIterator[Node]:
+    """Run a node for the duration of the block; leaving it stops every process.
+
+    If something calls `node.stop()` (for example a permanent application that
+    terminated), the block is cancelled and the node shuts down.
+    """
+    validate_node_name(name)
+    options = options or NodeOptions()
+    body_error: BaseException | None = None
+    async with trio.open_nursery() as nursery:
+        node = Node(name, options, nursery)
+        node._stop_event = trio.Event()
+        if options.networked:
+            from ._remote import open_network
+
+            await open_network(node, nursery)
+        body_scope = trio.CancelScope()
+
+        async def watch_stop() -> None:
+            await node._stop_event.wait()
+            body_scope.cancel()
+
+        nursery.start_soon(watch_stop)
+        try:
+            with body_scope:
+                yield node
+        except BaseException as exc:
+            # Re-raised below, outside the nursery, so the caller sees its own
+            # exception rather than an ExceptionGroup around it.
+            body_error = exc
+        finally:
+            with trio.CancelScope(shield=True):
+                await node._shutdown()
+                if node._net is not None:
+                    await node._net.aclose()
+            nursery.cancel_scope.cancel()
+    if body_error is not None:
+        raise body_error
