@@ -45,3 +45,5 @@ from ._supervisor import Supervisor as Supervisor
 from ._supervisor import SupervisorSpec as SupervisorSpec
 from ._supervisor import TerminateChild as TerminateChild
 from ._supervisor import WhichChildren as WhichChildren
+from . import net as net
+from .net import register_type as register_type

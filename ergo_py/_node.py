@@ -14,7 +14,6 @@ local one except for `noconnection`.
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Mapping
 
 import trio
 
+from . import net
 from ._actor import Actor, Target
 from ._errors import (
     CallError,
@@ -56,7 +56,7 @@ __all__ = ["Node", "NodeOptions", "start_node", "ProcessInfo", "TimerHandle"]
 
 _log = logging.getLogger("ergo_py.node")
 
-DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024
+DEFAULT_MAX_MESSAGE_SIZE = net.DEFAULT_MAX_MESSAGE_SIZE
 
 
 @dataclass
@@ -74,15 +74,6 @@ class NodeOptions:
     tls: tuple["ssl.SSLContext | None", "ssl.SSLContext | None"] | None = None
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
     shutdown_timeout: float = 5.0
-
-    def resolved_cookie(self) -> str:
-        cookie = self.cookie if self.cookie is not None else os.environ.get("ERGO_COOKIE")
-        if not cookie:
-            raise ValueError(
-                "a networked node needs a cookie: pass NodeOptions(cookie=...) "
-                "or set the ERGO_COOKIE environment variable"
-            )
-        return cookie
 
     @property
     def networked(self) -> bool:
@@ -295,6 +286,27 @@ class Node:
             "remote_links": sum(len(s) for s in self._remote_links.values()),
             "pending_calls": len(self._pending),
         }
+
+    # -- distribution ----------------------------------------------------------------------
+    def _network(self) -> Any:
+        if self._net is None:
+            raise NoConnection("-", "this node has no network (start it with NodeOptions(listen=..., routes=...))")
+        return self._net
+
+    async def connect(self, node: str) -> None:
+        """Make sure a link to `node` is up (sends connect on demand anyway); raises on failure."""
+        await self._network().connect(node)
+
+    def add_route(self, node: str, url: str) -> None:
+        """Where to reach `node`: "ws://host:port" or "wss://host:port"."""
+        self._network().add_route(node, url)
+
+    def connected_nodes(self) -> list[str]:
+        return self._net.connected_nodes() if self._net is not None else []
+
+    def disconnect(self, node: str) -> None:
+        """Close the link to `node` (monitors fire with noconnection; a later send reconnects)."""
+        self._network().disconnect(node)
 
     # -- applications (delegated) ----------------------------------------------------------
     def _applications(self) -> "ApplicationRuntime":
@@ -680,8 +692,6 @@ class Node:
         """Hand a control message (`ergo_py.net.<kind>(*fields)`) to the network."""
         if self._net is None:
             raise NoConnection(node, "this node has no network (start it with NodeOptions(listen=..., routes=...))")
-        from . import net
-
         self._net.send(node, getattr(net, kind)(*fields))
 
     def _net_send_quiet(self, node: str, kind: str, *fields: Any) -> None:
