@@ -21,6 +21,13 @@ __all__ = [
     "TransferRejected",
     "CompactionRejected",
     "RaftConfigError",
+    "SimulationFailure",
+    "CASFailed",
+    "LockHeld",
+    "LockNotHeld",
+    "StaleToken",
+    "SessionExpired",
+    "MalformedCommand",
 ]
 
 
@@ -127,3 +134,104 @@ class CompactionRejected(GlobalKVError):
 
 class RaftConfigError(GlobalKVError, ValueError):
     """A `RaftConfig` value is out of range; the message names the field and the bound."""
+
+
+class SimulationFailure(GlobalKVError):
+    """The Raft simulator found a safety, liveness or linearizability violation.
+
+    Carries the seed and a one-line command that replays the run deterministically.
+    """
+
+    def __init__(self, seed: int, tick: int, kind: str, detail: str, replay: str) -> None:
+        self.seed = seed
+        self.tick = tick
+        self.kind = kind
+        self.detail = detail
+        self.replay = replay
+        super().__init__(f"seed {seed}, tick {tick}: {kind} violation: {detail}\n  replay: {replay}")
+
+
+# --- State machine outcomes (global_kv.state) --------------------------------------
+
+
+class CASFailed(GlobalKVError):
+    """A compare-and-swap found another value; `current` is the (decoded) value it found."""
+
+    def __init__(self, key: bytes, current: bytes | None) -> None:
+        self.key = key
+        self.current = current
+        found = "the key is absent" if current is None else f"it holds {len(current)} other bytes"
+        super().__init__(
+            f"compare-and-swap on {key!r} failed: {found}. Nothing was written; "
+            "retry with the current value as the expected one if your update still applies"
+        )
+
+
+class LockHeld(GlobalKVError):
+    """The lock is held by `holder` with fencing token `token`."""
+
+    def __init__(self, key: bytes, holder: Any, token: int) -> None:
+        self.key = key
+        self.holder = holder
+        self.token = token
+        super().__init__(
+            f"lock {key!r} is held by {holder!r} (token {token}); "
+            "wait for it (lock with a timeout) or try again later"
+        )
+
+
+class LockNotHeld(GlobalKVError):
+    """Nobody holds the lock (it was released, expired, or its owner died)."""
+
+    def __init__(self, key: bytes) -> None:
+        self.key = key
+        super().__init__(
+            f"lock {key!r} is not held (released, expired, or its owner died); "
+            "stop using the resource it protects and acquire the lock again"
+        )
+
+
+class StaleToken(GlobalKVError):
+    """The token given is not the one holding the lock now (`current_token` is)."""
+
+    def __init__(self, key: bytes, token: int, current_token: int) -> None:
+        self.key = key
+        self.token = token
+        self.current_token = current_token
+        super().__init__(
+            f"token {token} of lock {key!r} is stale: the lock is now held with token "
+            f"{current_token}. Your hold has ended; stop using the resource and acquire again"
+        )
+
+
+class SessionExpired(GlobalKVError):
+    """The client's session was dropped, so request `seq` cannot be deduplicated.
+
+    Whether the request took effect is unknown; the session cannot continue.
+    """
+
+    def __init__(self, client_id: str, seq: int) -> None:
+        self.client_id = client_id
+        self.seq = seq
+        super().__init__(
+            f"the session of client {client_id!r} expired or was closed, so request {seq} "
+            "cannot be answered exactly once; its effect is unknown: read the state to find "
+            "out, and continue with a new client id"
+        )
+
+
+class MalformedCommand(RaftInvariantError):
+    """A committed entry does not hold a valid state-machine command.
+
+    That means corruption or a proposer bug; applying anything from it would make
+    replicas diverge, so the replica stops instead.
+    """
+
+    def __init__(self, detail: str, index: int | None = None) -> None:
+        self.detail = detail
+        self.index = index
+        where = f"log entry {index}" if index is not None else "command data"
+        super().__init__(
+            f"malformed state-machine command in {where}: {detail}. Nothing from it was "
+            "applied; this is a proposer bug or corrupted data, so the replica must stop"
+        )
