@@ -1,0 +1,44 @@
+"""The replicated state machine: KV data, locks with fencing tokens, client sessions.
+
+Pure and deterministic: every replica applies the same committed Raft entries with
+`StateMachine.apply` and holds the same state, stored through one StorageEngine.
+Proposers build a `Command`, encode values with `encode_value` and the command with
+`encode_command`; each applied NORMAL entry yields an `Applied` with a `Result`.
+"""
+
+from ._commands import CAS as CAS
+from ._commands import OP_TYPES as OP_TYPES
+from ._commands import BatchDelete as BatchDelete
+from ._commands import BatchPut as BatchPut
+from ._commands import Command as Command
+from ._commands import Delete as Delete
+from ._commands import LockAcquire as LockAcquire
+from ._commands import LockExpire as LockExpire
+from ._commands import LockRefresh as LockRefresh
+from ._commands import LockRelease as LockRelease
+from ._commands import LockReleaseOwner as LockReleaseOwner
+from ._commands import Op as Op
+from ._commands import Put as Put
+from ._commands import SessionClose as SessionClose
+from ._commands import decode_command as decode_command
+from ._commands import encode_command as encode_command
+from ._keys import MAX_CLIENT_ID_BYTES as MAX_CLIENT_ID_BYTES
+from ._keys import MAX_USER_KEY as MAX_USER_KEY
+from ._locks import Lock as Lock
+from ._machine import StateMachine as StateMachine
+from ._machine import StateStatistics as StateStatistics
+from ._results import RESULT_TYPES as RESULT_TYPES
+from ._results import Applied as Applied
+from ._results import CASFailedResult as CASFailedResult
+from ._results import Granted as Granted
+from ._results import LockHeldResult as LockHeldResult
+from ._results import LockNotHeldResult as LockNotHeldResult
+from ._results import Ok as Ok
+from ._results import Released as Released
+from ._results import Result as Result
+from ._results import SessionExpiredResult as SessionExpiredResult
+from ._results import StaleTokenResult as StaleTokenResult
+from ._results import raise_for_result as raise_for_result
+from ._sessions import SessionInfo as SessionInfo
+from ._values import decode_value as decode_value
+from ._values import encode_value as encode_value

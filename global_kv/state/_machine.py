@@ -1,0 +1,431 @@
+"""StateMachine: applies committed Raft entries to the KV store, locks and sessions.
+
+Deterministic (ARCHITECTURE.md rule 2): the effect of an entry depends only on the
+entry and the state before it, never on a clock, randomness or the host, so every
+replica that applies the same log holds the same state. Time-based decisions (TTL
+expiry, dead owners) arrive as ordinary entries proposed by the leader.
+
+A batch of entries is applied with ONE atomic `engine.write_batch` that also records
+the applied index, so a crash leaves either all of a batch or none of it, and a
+restart replays exactly the entries after `applied_index`. Reads inside a batch see
+the earlier entries' effects through an overlay. If anything fails mid-batch, the
+in-memory tables are rebuilt from the engine, which the failed batch never touched.
+
+This module must never read a clock, draw a random number, do I/O other than through
+the engine it is given, or apply an entry it cannot fully decode.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ergo_py._ids import PID
+
+from .._errors import MalformedCommand, RaftInvariantError, StorageCorrupted
+from ..raft._log_types import Entry, EntryType
+from ._commands import (
+    CAS,
+    BatchDelete,
+    BatchPut,
+    Delete,
+    LockAcquire,
+    LockExpire,
+    LockRefresh,
+    LockRelease,
+    LockReleaseOwner,
+    Op,
+    Put,
+    SessionClose,
+)
+from ._commands import decode_command as _decode_command
+from ._keys import (
+    LOCK_PREFIX,
+    SESSION_PREFIX,
+    USER_END,
+    USER_PREFIX,
+    check_user_key,
+    user_key,
+)
+from ._locks import Lock, LockTable
+from ._results import (
+    Applied,
+    CASFailedResult,
+    Granted,
+    LockHeldResult,
+    LockNotHeldResult,
+    Ok,
+    Released,
+    Result,
+    SessionExpiredResult,
+    StaleTokenResult,
+)
+from ._sessions import SessionInfo, SessionTable
+from ._values import decode_value
+
+if TYPE_CHECKING:
+    from ..storage._engine import SnapshotStream, StorageEngine
+
+__all__ = ["StateMachine", "StateStatistics"]
+
+_NORMAL = EntryType.NORMAL
+_NO_EFFECT = (EntryType.NOOP, EntryType.CONF_CHANGE)
+_OK = Ok()
+
+
+@dataclass(frozen=True, slots=True)
+class StateStatistics:
+    """Counters for metrics: applied index and the size of the in-memory tables."""
+
+    applied_index: int
+    locks: int
+    lock_owners: int
+    sessions: int
+    cached_results: int
+
+
+class _Batch:
+    """The writes of one apply call, readable before they reach the engine."""
+
+    __slots__ = ("_engine", "changes")
+
+    def __init__(self, engine: StorageEngine) -> None:
+        self._engine = engine
+        self.changes: dict[bytes, bytes | None] = {}  # None: delete
+
+    def read(self, key: bytes) -> bytes | None:
+        if key in self.changes:
+            return self.changes[key]
+        return self._engine.get(key)
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self.changes[key] = value
+
+    def delete(self, key: bytes) -> None:
+        self.changes[key] = None
+
+    def split(self) -> tuple[dict[bytes, bytes], list[bytes]]:
+        puts = {k: v for k, v in self.changes.items() if v is not None}
+        deletes = [k for k, v in self.changes.items() if v is None]
+        return puts, deletes
+
+
+class StateMachine:
+    """The replicated KV + lock + session state, stored in one StorageEngine it owns.
+
+    Open it on the engine at start (the tables are rebuilt from what is stored), feed
+    it committed entries with `apply`, read with `get` / `range` / `prefix_scan`. The
+    engine must not be written by anyone else. Not thread-safe: one owner (the actor
+    shell, or the simulator) calls it.
+    """
+
+    def __init__(self, engine: StorageEngine, *, session_expiry_entries: int = 100_000) -> None:
+        if type(session_expiry_entries) is not int or session_expiry_entries < 1:
+            raise ValueError(f"session_expiry_entries must be a positive int, got {session_expiry_entries!r}")
+        self._engine = engine
+        self._session_expiry = session_expiry_entries
+        self._locks = LockTable()
+        self._sessions = SessionTable()
+        self._applied = 0
+        self._broken: BaseException | None = None
+        self._load()
+
+    # ---- applying -------------------------------------------------------------------------
+
+    @property
+    def applied_index(self) -> int:
+        """The index of the last entry applied (0: none); the next entry must be this + 1."""
+        return self._applied
+
+    def apply(self, entries: Sequence[Entry]) -> list[Applied]:
+        """Apply committed entries in order; one `Applied` per NORMAL entry applied.
+
+        Entries at or below `applied_index` are skipped (replay after a restart), NOOP and
+        CONF_CHANGE entries only advance the index, and a gap raises RaftInvariantError.
+        All effects and the new applied index are written in one atomic batch.
+        """
+        self._check_usable()
+        start = cursor = self._applied
+        batch = _Batch(self._engine)
+        out: list[Applied] = []
+        try:
+            for entry in entries:
+                index = entry.index
+                if index <= cursor:
+                    continue
+                if index != cursor + 1:
+                    raise RaftInvariantError(
+                        f"gap in committed entries: entry {index} after {cursor}; "
+                        "entries must be applied in order without holes"
+                    )
+                cursor = index
+                self._sessions.expire(index, self._session_expiry, batch)
+                if entry.type == _NORMAL:
+                    out.append(self._apply_command(entry, batch))
+                elif entry.type not in _NO_EFFECT:
+                    raise RaftInvariantError(f"entry {index} has unknown type {entry.type!r}")
+            if cursor > start:
+                puts, deletes = batch.split()
+                self._engine.write_batch(puts, deletes, applied_index=cursor)
+        except BaseException:
+            self._recover()
+            raise
+        self._applied = cursor
+        return out
+
+    def _apply_command(self, entry: Entry, batch: _Batch) -> Applied:
+        index = entry.index
+        try:
+            cmd = _decode_command(entry.data)
+        except MalformedCommand as exc:
+            raise MalformedCommand(exc.detail, index) from exc
+        client_id, seq = cmd.client_id, cmd.seq
+        if client_id is None:
+            return Applied(index, None, seq, self._execute(cmd.op, index, batch))
+        sessions = self._sessions
+        session = sessions.get(client_id)
+        if session is None:
+            if cmd.ack > 1:
+                # The client has received results before, so its session existed and was
+                # dropped: starting a new one could apply a retried request twice.
+                return Applied(index, client_id, seq, SessionExpiredResult(client_id, seq))
+            session = sessions.open(client_id, index, cmd.ack, batch)
+        else:
+            cached = session.results.get(seq)
+            stale = cached is None and seq < session.ack
+            sessions.touch(session, index, cmd.ack, batch)
+            if cached is not None:
+                return Applied(index, client_id, seq, cached)  # a retry: changes nothing
+            if stale:
+                return Applied(index, client_id, seq, SessionExpiredResult(client_id, seq))
+        result = self._execute(cmd.op, index, batch)
+        if sessions.get(client_id) is session:  # not closed by this very command
+            sessions.record(session, seq, result, batch)
+        return Applied(index, client_id, seq, result)
+
+    # ---- operations -----------------------------------------------------------------------
+
+    def _execute(self, op: Op, index: int, batch: _Batch) -> Result:
+        """The effect of `op` applied by the entry at `index` (a failure changes nothing)."""
+        match op:
+            case Put():
+                batch.put(user_key(op.key), op.value)
+                return _OK
+            case Delete():
+                batch.delete(user_key(op.key))
+                return _OK
+            case CAS():
+                return self._cas(op, index, batch)
+            case BatchPut():
+                for key, value in op.items:
+                    batch.put(user_key(key), value)
+                return _OK
+            case BatchDelete():
+                for key in op.keys:
+                    batch.delete(user_key(key))
+                return _OK
+            case LockAcquire():
+                held = self._locks.get(op.key)
+                if held is not None:
+                    return LockHeldResult(op.key, held.owner, held.token)
+                # The fencing token is this entry's index: unique and increasing across
+                # keys, holders and leader changes, with no counter to keep.
+                lock = self._locks.grant(op.key, op.owner, op.ttl_ms, index, batch)
+                return Granted(lock.key, lock.token, lock.ttl_ms)
+            case LockRelease() | LockExpire():
+                found = self._holding(op.key, op.token)
+                if not isinstance(found, Lock):
+                    return found  # a retried or late release never frees a newer holder
+                if isinstance(op, LockExpire) and op.refreshed_index not in (0, found.refreshed_index):
+                    return LockHeldResult(found.key, found.owner, found.token)  # refreshed since
+                self._locks.remove(found, batch)
+                return Released(((found.key, found.token),))
+            case LockRefresh():
+                found = self._holding(op.key, op.token)
+                if not isinstance(found, Lock):
+                    return found
+                lock = self._locks.refresh(found, op.ttl_ms, index, batch)
+                return Granted(lock.key, lock.token, lock.ttl_ms)
+            case LockReleaseOwner():
+                released = []
+                for lock in self._locks.of(op.owner):
+                    self._locks.remove(lock, batch)
+                    released.append((lock.key, lock.token))
+                return Released(tuple(released))
+            case SessionClose():
+                self._sessions.close(op.client_id, batch)
+                return _OK
+        raise RaftInvariantError(f"no rule to apply {type(op).__name__}")  # Command validates op
+
+    def _cas(self, op: CAS, index: int, batch: _Batch) -> Result:
+        full = user_key(op.key)
+        stored = batch.read(full)
+        current = None if stored is None else decode_value(stored)
+        try:
+            expected = None if op.expected is None else decode_value(op.expected)
+        except StorageCorrupted as exc:  # only a proposer bypassing encode_command gets here
+            raise MalformedCommand(f"CAS expected value: {exc.detail}", index) from exc
+        if current != expected:  # decoded: compressed and raw forms of a value are equal
+            return CASFailedResult(op.key, current)
+        if op.new is not None:
+            batch.put(full, op.new)
+        elif stored is not None:
+            batch.delete(full)
+        return _OK
+
+    def _holding(self, key: bytes, token: int) -> Lock | Result:
+        """The lock if `token` holds `key`, else the failure to report."""
+        held = self._locks.get(key)
+        if held is None:
+            return LockNotHeldResult(key)
+        if held.token != token:
+            return StaleTokenResult(key, token, held.token)
+        return held
+
+    # ---- reads ----------------------------------------------------------------------------
+
+    def get(self, key: bytes) -> bytes | None:
+        """The (decoded) value of `key`, or None."""
+        self._check_usable()
+        stored = self._engine.get(user_key(check_user_key(key)))
+        return None if stored is None else decode_value(stored)
+
+    def range(
+        self, start: bytes | None = None, end: bytes | None = None, limit: int | None = None
+    ) -> list[tuple[bytes, bytes]]:
+        """(key, value) pairs with start <= key < end (None: unbounded), in key order."""
+        self._check_usable()
+        low = USER_PREFIX if start is None or start == b"" else user_key(_bound(start, "start"))
+        high = USER_END if end is None else user_key(_bound(end, "end"))
+        if high <= low:
+            return []
+        return self._scan(low, high, limit)
+
+    def prefix_scan(self, prefix: bytes, limit: int | None = None) -> list[tuple[bytes, bytes]]:
+        """(key, value) pairs whose key starts with `prefix`, in key order."""
+        self._check_usable()
+        low = user_key(_bound(prefix, "prefix"))
+        return self._scan(low, _prefix_end(low), limit)
+
+    def _scan(self, low: bytes, high: bytes, limit: int | None) -> list[tuple[bytes, bytes]]:
+        if limit is not None and (type(limit) is not int or limit < 0):
+            raise ValueError(f"limit must be a non-negative int or None, got {limit!r}")
+        skip = len(USER_PREFIX)
+        with self._engine.range(low, high, limit) as pairs:
+            return [(k[skip:], decode_value(v)) for k, v in pairs]
+
+    def lock(self, key: bytes) -> Lock | None:
+        """The lock held on `key`, or None."""
+        self._check_usable()
+        return self._locks.get(key)
+
+    def locks(self) -> list[Lock]:
+        """Every held lock, in key order."""
+        self._check_usable()
+        return self._locks.all()
+
+    def locks_of(self, owner: PID) -> list[Lock]:
+        """The locks `owner` holds, in key order."""
+        self._check_usable()
+        return self._locks.of(owner)
+
+    def owners(self) -> list[PID]:
+        """Every process holding a lock (sorted): a new leader monitors each of them."""
+        self._check_usable()
+        return self._locks.owners()
+
+    def session(self, client_id: str) -> SessionInfo | None:
+        """The live session of `client_id`, or None."""
+        self._check_usable()
+        s = self._sessions.get(client_id)
+        return None if s is None else s.info()
+
+    def sessions(self) -> list[SessionInfo]:
+        """Every live session, by client id."""
+        self._check_usable()
+        return self._sessions.infos()
+
+    def statistics(self) -> StateStatistics:
+        return StateStatistics(
+            self._applied,
+            len(self._locks),
+            self._locks.owner_count(),
+            len(self._sessions),
+            self._sessions.cached_results(),
+        )
+
+    # ---- snapshots ------------------------------------------------------------------------
+
+    def snapshot_chunks(self, chunk_size: int = 1 << 20) -> SnapshotStream:
+        """A point-in-time snapshot of the whole state (the engine's stream; its
+        `last_index` is the applied index it covers)."""
+        self._check_usable()
+        return self._engine.snapshot_chunks(chunk_size)
+
+    def restore_chunks(self, chunks: Iterable[bytes], last_index: int) -> None:
+        """Replace the whole state with a snapshot (from any engine type) covering
+        `last_index`, then rebuild the tables. Refuses to go back in the log."""
+        if last_index < self._applied:
+            raise RaftInvariantError(
+                f"snapshot at {last_index} is older than the applied index {self._applied}; "
+                "a replica never un-applies entries"
+            )
+        try:
+            self._engine.restore_chunks(chunks, last_index)
+        finally:
+            self._recover()
+
+    def state_digest(self, *, sessions: bool = False) -> str:
+        """A hash over user data and the lock table (and sessions if asked), for checking
+        that replicas at the same applied index hold the same state."""
+        self._check_usable()
+        h = hashlib.blake2b(digest_size=32)
+        prefixes = [USER_PREFIX, LOCK_PREFIX] + ([SESSION_PREFIX] if sessions else [])
+        for prefix in prefixes:
+            with self._engine.prefix_scan(prefix) as pairs:
+                for k, v in pairs:
+                    h.update(len(k).to_bytes(4, "big"))
+                    h.update(k)
+                    h.update(len(v).to_bytes(8, "big"))
+                    h.update(v)
+        return h.hexdigest()
+
+    # ---- internals ------------------------------------------------------------------------
+
+    def _load(self) -> None:
+        engine = self._engine
+        applied = engine.applied_index()
+        locks = LockTable.load(engine)
+        sessions = SessionTable.load(engine)
+        self._applied, self._locks, self._sessions = applied, locks, sessions
+
+    def _recover(self) -> None:
+        """Make memory match the engine again after a failed batch or a restore; if even
+        that fails, refuse all further use (the replica must stop, not guess)."""
+        try:
+            self._load()
+        except BaseException as exc:
+            self._broken = exc
+            raise
+        self._broken = None
+
+    def _check_usable(self) -> None:
+        if self._broken is not None:
+            raise RaftInvariantError(
+                "the state machine could not rebuild its tables from storage after a failure "
+                f"({self._broken!r}); restart the replica"
+            ) from self._broken
+
+
+def _bound(key: object, what: str) -> bytes:
+    if type(key) is not bytes:
+        raise TypeError(f"{what} must be bytes, got {type(key).__name__}")
+    return key
+
+
+def _prefix_end(prefix: bytes) -> bytes:
+    # Every prefix here starts with b"k", so stripping 0xff bytes never empties it.
+    stripped = prefix.rstrip(b"\xff")
+    return stripped[:-1] + bytes((stripped[-1] + 1,))

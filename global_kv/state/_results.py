@@ -1,0 +1,229 @@
+"""What applying a command produced: small frozen values with plain fields.
+
+Results cross the wire (the leader answers the client with one) and are cached in
+client sessions, so their fields are plain data (bytes, int, str, tuples, PID) that
+any CBOR codec can carry; `RESULT_TYPES` lists them for registration with the
+network codec. A failure is a value, not an exception: the state machine must go on
+applying; the shell (or client) turns it into the matching GlobalKVError with
+`to_exception()` / `raise_for_result()`.
+
+This module must never decide anything: it only describes outcomes and stores them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeAlias
+
+import cbor2
+
+from ergo_py._ids import PID
+
+from .._errors import (
+    CASFailed,
+    GlobalKVError,
+    LockHeld,
+    LockNotHeld,
+    SessionExpired,
+    StaleToken,
+    StorageCorrupted,
+)
+
+__all__ = [
+    "RESULT_TYPES",
+    "Applied",
+    "CASFailedResult",
+    "Granted",
+    "LockHeldResult",
+    "LockNotHeldResult",
+    "Ok",
+    "Released",
+    "Result",
+    "SessionExpiredResult",
+    "StaleTokenResult",
+    "decode_result",
+    "encode_result",
+    "raise_for_result",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Ok:
+    """The write took effect (put, delete, CAS, batches, session close)."""
+
+    ok: ClassVar[bool] = True
+
+
+@dataclass(frozen=True, slots=True)
+class Granted:
+    """Lock `key` is held with fencing `token` (acquire), or its TTL was renewed (refresh)."""
+
+    key: bytes
+    token: int
+    ttl_ms: int
+    ok: ClassVar[bool] = True
+
+
+@dataclass(frozen=True, slots=True)
+class Released:
+    """These (key, token) holds ended: release, expiry, or owner release (maybe none).
+
+    The leader grants each key to its next waiter.
+    """
+
+    locks: tuple[tuple[bytes, int], ...]
+    ok: ClassVar[bool] = True
+
+
+@dataclass(frozen=True, slots=True)
+class CASFailedResult:
+    """CAS found `current` (decoded; None: absent), not the expected value."""
+
+    key: bytes
+    current: bytes | None
+    ok: ClassVar[bool] = False
+
+    def to_exception(self) -> GlobalKVError:
+        return CASFailed(self.key, self.current)
+
+
+@dataclass(frozen=True, slots=True)
+class LockHeldResult:
+    """Acquire found the lock held by `holder` with `token` (the owner itself included:
+    locks are not re-entrant)."""
+
+    key: bytes
+    holder: PID
+    token: int
+    ok: ClassVar[bool] = False
+
+    def to_exception(self) -> GlobalKVError:
+        return LockHeld(self.key, self.holder, self.token)
+
+
+@dataclass(frozen=True, slots=True)
+class LockNotHeldResult:
+    """Release / refresh / expire of a lock nobody holds."""
+
+    key: bytes
+    ok: ClassVar[bool] = False
+
+    def to_exception(self) -> GlobalKVError:
+        return LockNotHeld(self.key)
+
+
+@dataclass(frozen=True, slots=True)
+class StaleTokenResult:
+    """Release / refresh / expire with `token`, but `current_token` holds the lock."""
+
+    key: bytes
+    token: int
+    current_token: int
+    ok: ClassVar[bool] = False
+
+    def to_exception(self) -> GlobalKVError:
+        return StaleToken(self.key, self.token, self.current_token)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionExpiredResult:
+    """The session of `client_id` is gone (or `seq` was acknowledged and forgotten):
+    the request was not applied now and its earlier effect, if any, is unknown."""
+
+    client_id: str
+    seq: int
+    ok: ClassVar[bool] = False
+
+    def to_exception(self) -> GlobalKVError:
+        return SessionExpired(self.client_id, self.seq)
+
+
+Result: TypeAlias = (
+    Ok | Granted | Released | CASFailedResult | LockHeldResult | LockNotHeldResult
+    | StaleTokenResult | SessionExpiredResult
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """The outcome of the NORMAL entry at `index`, for the request (`client_id`, `seq`)."""
+
+    index: int
+    client_id: str | None
+    seq: int
+    result: Result
+
+
+RESULT_TYPES: tuple[type, ...] = (
+    Ok, Granted, Released, CASFailedResult, LockHeldResult, LockNotHeldResult,
+    StaleTokenResult, SessionExpiredResult, Applied,
+)
+
+
+def raise_for_result(result: Result) -> Result:
+    """`result` if it is a success, else raise the GlobalKVError it describes."""
+    if result.ok:
+        return result
+    raise result.to_exception()  # type: ignore[union-attr]
+
+
+# Stored form (cached results in sessions): [code, *fields], PID as [node, id, creation].
+# Codes are storage format: never renumber.
+_CODES: dict[type, int] = {
+    Ok: 0, Granted: 1, Released: 2, CASFailedResult: 3, LockHeldResult: 4,
+    LockNotHeldResult: 5, StaleTokenResult: 6, SessionExpiredResult: 7,
+}
+
+
+def encode_result(result: Result) -> bytes:
+    """The stored form of `result` (compact CBOR)."""
+    code = _CODES[type(result)]
+    if isinstance(result, Ok):
+        fields: list[Any] = []
+    elif isinstance(result, Granted):
+        fields = [result.key, result.token, result.ttl_ms]
+    elif isinstance(result, Released):
+        fields = [[list(pair) for pair in result.locks]]
+    elif isinstance(result, CASFailedResult):
+        fields = [result.key, result.current]
+    elif isinstance(result, LockHeldResult):
+        h = result.holder
+        fields = [result.key, [h.node, h.id, h.creation], result.token]
+    elif isinstance(result, LockNotHeldResult):
+        fields = [result.key]
+    elif isinstance(result, StaleTokenResult):
+        fields = [result.key, result.token, result.current_token]
+    else:
+        fields = [result.client_id, result.seq]
+    return cbor2.dumps([code, *fields])
+
+
+def decode_result(data: bytes) -> Result:
+    """The result in a stored form; StorageCorrupted if it is not one."""
+    try:
+        raw = cbor2.loads(data)
+        code, *f = raw
+        result: Result
+        if code == 0 and not f:
+            result = Ok()
+        elif code == 1:
+            result = Granted(*f)
+        elif code == 2:
+            (pairs,) = f
+            result = Released(tuple((k, t) for k, t in pairs))
+        elif code == 3:
+            result = CASFailedResult(*f)
+        elif code == 4:
+            key, (node, pid_id, creation), token = f
+            result = LockHeldResult(key, PID(node, pid_id, creation), token)
+        elif code == 5:
+            result = LockNotHeldResult(*f)
+        elif code == 6:
+            result = StaleTokenResult(*f)
+        elif code == 7:
+            result = SessionExpiredResult(*f)
+        else:
+            raise ValueError(f"unknown result code {code!r}")
+    except Exception as exc:
+        raise StorageCorrupted("state session", None, f"undecodable cached result: {exc}") from exc
+    return result
