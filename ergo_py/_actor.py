@@ -9,7 +9,7 @@ the methods here, which delegate to the node; none of them blocks except `call`,
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from ._ids import PID, ProcessID, Ref
 from ._messages import NORMAL
@@ -76,6 +76,12 @@ class Actor:
     async def handle_inspect(self) -> dict[str, Any]:
         return {}
 
+    @property
+    def _ergo_route_message(self) -> Callable[[PID | None, Any], Awaitable[None]]:
+        """Runtime hook: where ordinary messages go. Behaviours that have messages of their
+        own (LeaderActor's Raft traffic) take theirs here and pass the rest on."""
+        return self.handle_message
+
     async def _ergo_init(self, args: tuple[Any, ...]) -> None:
         """Runtime hook: behaviours (Supervisor) wrap `init` here."""
         await self.init(*args)
@@ -125,6 +131,10 @@ class Actor:
     def send_after(self, to: Target, message: Any, seconds: float) -> "TimerHandle":
         """Deliver `message` to `to` after `seconds`; the handle's `cancel()` stops it."""
         return self._proc.node._send_after(self._proc.pid, to, message, seconds)
+
+    def send_interval(self, to: Target, message: Any, seconds: float) -> "TimerHandle":
+        """Deliver `message` to `to` every `seconds` until the handle is cancelled or this process ends."""
+        return self._proc.node._send_interval(self._proc, to, message, seconds)
 
     # -- monitors and links -------------------------------------------------------------
     def monitor(self, target: Target) -> Ref:

@@ -151,10 +151,11 @@ class Process:
         actor = self.actor
         node = self.node
         get = self.mailbox.get
+        route = actor._ergo_route_message
         while True:
             kind, a, b, c = await get()
             if kind == MSG:
-                await actor.handle_message(a, b)
+                await route(a, b)
             elif kind == CALL:
                 try:
                     result = await actor.handle_call(a, b, c)

@@ -364,3 +364,29 @@ async def test_creation_and_refs_are_unique() -> None:
             await n2.call(old, "x")
         n2.send(old, "dropped")  # a PID of an earlier incarnation never reaches the new process
         assert await got(n2, new) == []
+
+
+async def test_send_interval_repeats_until_cancelled_or_owner_ends(autojump_clock: Any) -> None:
+    class Ticker(Recorder):
+        async def handle_call(self, from_: PID, ref: Ref, request: Any) -> Any:
+            if request == "arm":
+                self.handle = self.send_interval(self.pid, "tick", 1)
+                return None
+            if request == "disarm":
+                self.handle.cancel()
+                return None
+            return await super().handle_call(from_, ref, request)
+
+    async with e.start_node("t@localhost") as node:
+        pid = await node.spawn(Ticker)
+        await node.call(pid, "arm")
+        await trio.sleep(3.5)
+        assert await got(node, pid) == ["tick"] * 3
+        await node.call(pid, "disarm")
+        await trio.sleep(3)
+        assert await got(node, pid) == ["tick"] * 3
+        other = await node.spawn(Ticker)
+        await node.call(other, "arm")
+        node.kill(other)
+        await trio.sleep(3)
+        await trio.testing.wait_all_tasks_blocked()
