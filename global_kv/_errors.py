@@ -235,3 +235,35 @@ class MalformedCommand(RaftInvariantError):
             f"malformed state-machine command in {where}: {detail}. Nothing from it was "
             "applied; this is a proposer bug or corrupted data, so the replica must stop"
         )
+
+
+class Unavailable(GlobalKVError):
+    """No member answered with a result within the client's timeout (no quorum, or no leader yet).
+
+    For a write the outcome is unknown: it may still be applied (exactly once). Retry later,
+    or check that a majority of the cluster's nodes are up and reachable.
+    """
+
+    def __init__(self, detail: str) -> None:
+        self.detail = detail
+        super().__init__(f"cluster unavailable: {detail}")
+
+
+class LockTimeout(GlobalKVError):
+    """The lock stayed held by others for the whole wait; nothing was acquired."""
+
+    def __init__(self, key: bytes, timeout: float) -> None:
+        self.key = key
+        self.timeout = timeout
+        super().__init__(f"lock {key!r} was not acquired within {timeout} s; it is held by another owner")
+
+
+class TooManyWaiters(GlobalKVError):
+    """The wait queue of the lock is full (`max_lock_waiters`); the request was not queued."""
+
+    def __init__(self, key: bytes, limit: int) -> None:
+        self.key = key
+        self.limit = limit
+        super().__init__(
+            f"lock {key!r} already has {limit} waiters (max_lock_waiters); retry later or raise the limit"
+        )

@@ -1,7 +1,34 @@
 """Sans-IO Raft: a pure state machine. No trio, no clock, no sockets, no disk."""
 
+from ._confchange import ConfChange as ConfChange
+from ._confchange import ConfChangeType as ConfChangeType
+from ._confchange import apply_conf_change as apply_conf_change
+from ._confchange import decode_conf_entry as decode_conf_entry
+from ._confchange import encode_conf_entry as encode_conf_entry
+from ._config import RaftConfig as RaftConfig
 from ._log_types import ConfState as ConfState
 from ._log_types import Entry as Entry
 from ._log_types import EntryType as EntryType
 from ._log_types import HardState as HardState
 from ._log_types import SnapshotMeta as SnapshotMeta
+from ._messages import MESSAGE_TYPES as MESSAGE_TYPES
+from ._messages import AppendEntries as AppendEntries
+from ._messages import AppendEntriesResponse as AppendEntriesResponse
+from ._messages import Heartbeat as Heartbeat
+from ._messages import HeartbeatResponse as HeartbeatResponse
+from ._messages import InstallSnapshot as InstallSnapshot
+from ._messages import InstallSnapshotResponse as InstallSnapshotResponse
+from ._messages import Message as Message
+from ._messages import ReadIndexRequest as ReadIndexRequest
+from ._messages import ReadIndexResponse as ReadIndexResponse
+from ._messages import RequestVote as RequestVote
+from ._messages import RequestVoteResponse as RequestVoteResponse
+from ._messages import TimeoutNow as TimeoutNow
+from ._node import RaftNode as RaftNode
+from ._ready import PeerStatus as PeerStatus
+from ._ready import ReadState as ReadState
+from ._ready import Ready as Ready
+from ._ready import Role as Role
+from ._ready import Snapshot as Snapshot
+from ._ready import SoftState as SoftState
+from ._ready import Status as Status

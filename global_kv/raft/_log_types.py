@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-__all__ = ["EntryType", "Entry", "HardState", "ConfState", "SnapshotMeta"]
+__all__ = ["ConfState", "Entry", "EntryType", "HardState", "SnapshotMeta"]
 
 NodeId = str
 

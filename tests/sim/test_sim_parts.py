@@ -1,0 +1,217 @@
+"""The simulator's parts, and proof that it notices broken Raft implementations."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from global_kv._errors import RaftInvariantError, SimulationFailure
+from global_kv.checker import UNKNOWN
+from global_kv.raft import (
+    Entry,
+    EntryType,
+    HardState,
+    Heartbeat,
+    Ready,
+    Snapshot,
+    SnapshotMeta,
+    _core,
+    _election,
+    _log,
+)
+from global_kv.sim import (
+    KVStateMachine,
+    SimNetwork,
+    Simulation,
+    replay_command,
+    run_seed,
+)
+from global_kv.sim.__main__ import main
+from global_kv.sim._kv import encode_command
+from global_kv.sim._replica import SimDisk
+
+
+def _hb(src: str, dst: str, n: int) -> Heartbeat:
+    return Heartbeat(1, src, dst, 0, n)
+
+
+def test_network_delays_reorders_drops_and_partitions() -> None:
+    net = SimNetwork(random.Random(1), loss=0.0, dup=0.0, max_delay=5)
+    for n in range(50):
+        net.send(_hb("a", "b", n), now=0)
+    got = [m.read_seq for t in range(1, 6) for m in net.pop_due(t)]
+    assert sorted(got) == list(range(50)) and got != list(range(50))
+    net.block_one_way("a", "b")
+    net.send(_hb("a", "b", 1), 10)
+    net.send(_hb("b", "a", 2), 10)
+    assert [m.src for m in net.pop_due(20)] == ["b"]
+    net.heal()
+    lossy = SimNetwork(random.Random(2), loss=0.3, dup=0.1, max_delay=1)
+    for n in range(1000):
+        lossy.send(_hb("a", "b", n), 0)
+    delivered = len(lossy.pop_due(1))
+    assert 600 < delivered < 800 and lossy.duplicated > 30
+
+
+def test_kv_state_machine_applies_in_order_and_round_trips_snapshots() -> None:
+    sm = KVStateMachine()
+    cmds = [
+        ("put", "k", "1"),
+        ("cas", "k", "1", "2"),
+        ("cas", "k", "1", "3"),
+        ("delete", "k"),
+        ("cas", "k", None, "4"),
+    ]
+    results = [
+        sm.apply(Entry(i + 1, 1, EntryType.NORMAL, encode_command(i, c)))
+        for i, c in enumerate(cmds)
+    ]
+    assert results == [None, True, False, None, True] and sm.data == {"k": "4"}
+    copy = KVStateMachine()
+    copy.restore(sm.snapshot(), 5)
+    assert copy.data == sm.data and copy.applied == 5
+    with pytest.raises(RaftInvariantError, match="in order"):
+        sm.apply(Entry(9, 1))
+    with pytest.raises(RaftInvariantError, match="installed as snapshot"):
+        copy.restore(sm.snapshot(), 4)
+
+
+def _ready(
+    entries: tuple[Entry, ...] = (),
+    hs: HardState | None = None,
+    snap: Snapshot | None = None,
+) -> Ready:
+    return Ready(None, hs, entries, (), (), (), snap, ())
+
+
+def test_disk_keeps_exactly_what_ready_said() -> None:
+    d = SimDisk()
+    d.persist(_ready(tuple(Entry(i, 1) for i in (1, 2, 3)), HardState(1, "a", 1)))
+    d.persist(_ready((Entry(2, 2), Entry(3, 2), Entry(4, 2)), HardState(2, None, 2)))
+    assert [(e.index, e.term) for e in d.entries] == [(1, 1), (2, 2), (3, 2), (4, 2)]
+    d.compact(SnapshotMeta(2, 2), b"s")
+    assert [e.index for e in d.entries] == [3, 4]
+    d.persist(_ready(snap=Snapshot(SnapshotMeta(9, 3), b"t")))
+    assert d.entries == [] and d.snapshot.meta.index == 9
+    with pytest.raises(RaftInvariantError, match="going back"):
+        d.persist(_ready(hs=HardState(1, None, 0)))
+    d.persist(_ready(hs=HardState(2, "a", 2)))
+    with pytest.raises(RaftInvariantError, match="vote changed"):
+        d.persist(_ready(hs=HardState(2, "b", 2)))
+
+
+def test_a_seed_is_a_reproducible_run() -> None:
+    a, b = Simulation(7), Simulation(7)
+    ra, rb = a.run(), b.run()
+    assert ra == rb and a.workload.history == b.workload.history
+    assert run_seed(8) != ra
+
+
+def test_history_records_completed_and_unknown_operations() -> None:
+    sims = [Simulation(s) for s in range(10)]
+    for sim in sims:
+        sim.run()
+    ops = [op for sim in sims for op in sim.workload.history]
+    kinds = {op.input[0] for op in ops}
+    assert kinds == {"get", "put", "cas", "delete"}
+    for op in ops:
+        if op.return_time is None:
+            assert op.output is UNKNOWN and op.input[0] != "get"
+        else:
+            assert op.return_time > op.call
+    assert any(op.return_time is None for op in ops)
+    assert all(
+        sim.workload.busy() is False for sim in sims
+    )  # the drain resolved everything
+
+
+def test_replay_command_is_one_line() -> None:
+    assert replay_command(42) == "python -m global_kv.sim --seed 42 -v"
+    assert replay_command(3, nodes=5) == "python -m global_kv.sim --seed 3 --nodes 5 -v"
+
+
+def test_cli_runs_seeds_and_summarises(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--seeds", "3", "--start", "100"]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "seeds run:               3 (0 failed)" in out
+        and "InstallSnapshot applied" in out
+    )
+    assert main(["--seed", "5", "--nodes", "5", "-v"]) == 0
+    assert "is leader of term" in capsys.readouterr().out
+
+
+@pytest.fixture
+def patch() -> Iterator[Callable[[object, str, object], None]]:
+    undo: list[tuple[object, str, object]] = []
+
+    def apply(owner: object, name: str, value: object) -> None:
+        undo.append((owner, name, getattr(owner, name)))
+        setattr(owner, name, value)
+
+    yield apply
+    for owner, name, value in reversed(undo):
+        setattr(owner, name, value)
+
+
+def _first_failure(seeds: range) -> SimulationFailure:
+    for seed in seeds:
+        try:
+            run_seed(seed)
+        except SimulationFailure as exc:
+            return exc
+    raise AssertionError(f"no seed in {seeds} noticed the bug")
+
+
+def test_it_notices_votes_for_out_of_date_candidates(
+    patch: Callable[[object, str, object], None],
+) -> None:
+    patch(_log.RaftLog, "is_up_to_date", lambda self, i, t: True)
+    exc = _first_failure(range(40))
+    assert exc.kind == "safety" and f"--seed {exc.seed}" in str(exc)
+
+
+def test_it_notices_double_votes(patch: Callable[[object, str, object], None]) -> None:
+    original = _election.ElectionMixin._on_request_vote
+
+    def forgetful(self: _election.ElectionMixin, m: object) -> None:
+        self.vote = None
+        self.leader = None
+        original(self, m)  # type: ignore[arg-type]
+
+    patch(_election.ElectionMixin, "_on_request_vote", forgetful)
+    assert _first_failure(range(40)).kind == "safety"
+
+
+def test_it_notices_acknowledging_before_persisting(
+    patch: Callable[[object, str, object], None],
+) -> None:
+    patch(_core.NodeCore, "_send", lambda self, m: self._msgs.append(m))
+    assert _first_failure(range(100)).kind == "safety"
+
+
+def test_it_notices_reads_served_without_confirming_leadership(
+    patch: Callable[[object, str, object], None],
+) -> None:
+    def eager(self: _core.NodeCore, context: bytes, requester: str) -> None:
+        self._release_read(self._log.committed, context, requester)
+
+    patch(_core.NodeCore, "_leader_read", eager)
+    assert _first_failure(range(300)).kind == "linearizability"
+
+
+def test_the_monitor_catches_a_leader_rewriting_its_log() -> None:
+    sim = Simulation(3)
+    leader = None
+    while leader is None or leader.node is None or leader.node.last_index < 3:
+        sim._tick()
+        leader = sim.leader()
+    sim.monitor.observe(leader)
+    leader.node._log._entries.pop()  # a leader dropping an entry it held
+    leader.node._log.unstable_from = min(
+        leader.node._log.unstable_from, leader.node.last_index + 1
+    )
+    with pytest.raises(RaftInvariantError, match="leader append-only"):
+        sim.monitor.observe(leader)
