@@ -1,1 +1,29 @@
-"""Global: a Raft-replicated key-value store with distributed locks, hosted on ergo_py."""
+"""Global: a Raft-replicated key-value store with distributed locks, hosted on ergo_py.
+
+Start it on a node with `await node.application_start(Application(GlobalConfig(...)))`
+and use it through `GlobalClient` (or `open_client` from code that is not an actor).
+"""
+
+from ._errors import CASFailed as CASFailed
+from ._errors import GlobalKVError as GlobalKVError
+from ._errors import LockHeld as LockHeld
+from ._errors import LockNotHeld as LockNotHeld
+from ._errors import LockTimeout as LockTimeout
+from ._errors import TooManyWaiters as TooManyWaiters
+from ._errors import NotLeader as NotLeader
+from ._errors import RaftInvariantError as RaftInvariantError
+from ._errors import SessionExpired as SessionExpired
+from ._errors import StaleToken as StaleToken
+from ._errors import StorageCorrupted as StorageCorrupted
+from ._errors import StorageError as StorageError
+from ._errors import StorageFull as StorageFull
+from ._errors import Unavailable as Unavailable
+from .app import Application as Application
+from .app import GlobalActor as GlobalActor
+from .app import GlobalConfig as GlobalConfig
+from .client import FencedResource as FencedResource
+from .client import GlobalClient as GlobalClient
+from .client import LockHandle as LockHandle
+from .client import open_client as open_client
+from .leader import LeaderActor as LeaderActor
+from .leader import LeaderOptions as LeaderOptions

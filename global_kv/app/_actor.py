@@ -1,0 +1,439 @@
+"""`GlobalActor`: the replicated KV service, a LeaderActor with a state machine.
+
+It is the thin I/O shell of the seed's design: requests arrive as calls; writes
+become commands proposed in batches (everything that queued while the previous
+fsync ran goes into one proposal, one AppendEntries, one fsync); committed entries
+are applied to the deterministic `StateMachine` in one storage write per Ready;
+the leader answers each client directly when its entry is applied. A follower
+forwards writes (and linearizable reads) to the leader with the caller's PID and
+ref, so the answer takes no second hop.
+
+Reads by consistency level:
+- linearizable: the leader confirms leadership with one heartbeat round shared by
+  every read that queued meanwhile (ReadIndex), then serves once applied.
+- read_index: any replica asks the leader for the commit index, waits until it
+  has applied that far, and serves from its own state.
+- follower: served at once from local state (may be stale).
+- lease: like linearizable, but the leader answers from its CheckQuorum lease
+  without a round (valid while clock drift stays within the margin; see
+  `global_kv.raft` `RaftConfig.lease_reads`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+from collections import deque
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from ergo_py import NO_REPLY, PID, MessageDownPID, Ref
+
+from .._errors import GlobalKVError, NotLeader, StorageError
+from ..leader import LeaderActor
+from ..raft import Entry, ReadState, Role, Snapshot, SnapshotMeta, SoftState
+from ..state import (
+    CAS,
+    BatchDelete,
+    BatchPut,
+    Command,
+    Delete,
+    Put,
+    StateMachine,
+    encode_command,
+    encode_value,
+)
+from ._config import GlobalConfig
+from ._locks import LockService
+from ._protocol import (
+    CmdAddPeer,
+    CmdListLocks,
+    CmdMetrics,
+    LockRequest,
+    RefreshRequest,
+    UnlockRequest,
+    CmdRemovePeer,
+    CmdSnapshot,
+    Forwarded,
+    RequestBatchDelete,
+    RequestBatchPut,
+    RequestCAS,
+    RequestDelete,
+    RequestGet,
+    RequestPrefix,
+    RequestPut,
+    RequestRange,
+    RequestStatus,
+    StatusResponse,
+)
+
+__all__ = ["GlobalActor"]
+
+_MAX_HOPS = 2
+_KV_WRITES = (RequestPut, RequestDelete, RequestCAS, RequestBatchPut, RequestBatchDelete)
+_READS = (RequestGet, RequestRange, RequestPrefix)
+_LOCK_REQUESTS = (LockRequest, UnlockRequest, RefreshRequest)
+
+
+class _Pending:
+    __slots__ = ("term", "caller", "ref", "request", "since")
+
+    def __init__(self, term: int, caller: PID | None, ref: Ref | None, request: Any, since: float) -> None:
+        self.since = since
+        self.term = term
+        self.caller = caller  # None for the leader's own commands (expiry, owner release)
+        self.ref = ref
+        self.request = request
+
+
+class _Signal:
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+_LOCK_CHECK = _Signal("lock-check")
+
+
+class GlobalActor(LeaderActor):
+    """One replica of the Global KV store. Registered as `global` by the Application."""
+
+    async def init(self, config: GlobalConfig) -> None:  # type: ignore[override]
+        if not isinstance(config, GlobalConfig):
+            raise TypeError(f"GlobalActor needs a GlobalConfig, got {config!r}")
+        self.config = config
+        logging.getLogger("global_kv").setLevel(config.log_level.upper())
+        self._engine: Any = None
+        self._snapshots: Any = None
+        await self._open_storage()
+        self.sm = StateMachine(self._engine, session_expiry_entries=config.session_expiry_entries)
+        self._writes: list[tuple[bytes, PID | None, Ref | None, Any]] = []  # batched until the next flush
+        self._pending: dict[int, _Pending] = {}  # log index -> who waits for its result
+        self._reads: list[tuple[PID, Ref, Any]] = []  # batched until the next flush
+        self._read_rounds: dict[bytes, list[tuple[PID, Ref, Any]]] = {}  # ReadIndex context -> reads
+        self._ready_reads: list[tuple[int, list[tuple[PID, Ref, Any]]]] = []  # waiting for applied >= index
+        self._read_ctx = itertools.count(1)
+        self._storage_ok = True
+        self._writes_total = 0
+        self._reads_total = 0
+        self._snapshots_total = 0
+        self._commit_latency: deque[float] = deque(maxlen=4096)
+        self.locks = LockService(self)
+        await self.start_raft(config.leader_options())
+        self.send_interval(self.pid, _LOCK_CHECK, min(config.lock_check_interval, 100) / 1000)
+
+    async def _open_storage(self) -> None:
+        from ..storage import SnapshotStore, open_engine
+
+        config = self.config
+        if config.storage_type == "memory":
+            self._engine = open_engine("memory", None)
+            return
+        data_dir = Path(config.data_dir or ".")
+        self._engine = await trio.to_thread.run_sync(lambda: open_engine(config.storage_type, os.fspath(data_dir)))
+        self._snapshots = await trio.to_thread.run_sync(SnapshotStore, data_dir / "snapshots")
+
+    async def terminate(self, reason: Any) -> None:
+        await self.stop_raft()
+        for closable in (self._snapshots, self._engine):
+            if closable is not None:
+                await trio.to_thread.run_sync(closable.close)
+        self._snapshots = self._engine = None
+
+    # -- requests ------------------------------------------------------------------------
+    async def handle_call(self, from_: PID, ref: Ref, request: Any) -> Any:
+        self._answer(from_, ref, request, 0)
+        return NO_REPLY
+
+    async def handle_message(self, from_: PID | None, message: Any) -> None:
+        if isinstance(message, Forwarded):
+            self._answer(message.caller, message.ref, message.request, message.hops)
+            return
+        if message is _LOCK_CHECK:
+            self.locks.check()
+            return
+        if isinstance(message, MessageDownPID):
+            self.locks.on_down(message.pid)
+            return
+        self.log.warning("unexpected message %r from %r", message, from_)
+
+    def _answer(self, caller: PID, ref: Ref, request: Any, hops: int) -> None:
+        """Answer now, or later (NO_REPLY). A bad request is the caller's error, never our crash."""
+        try:
+            result = self._dispatch(caller, ref, request, hops)
+        except (GlobalKVError, ValueError, TypeError) as exc:
+            self.send_response_error(caller, ref, exc)
+            return
+        if result is not NO_REPLY:
+            self.send_response(caller, ref, result)
+
+    def _dispatch(self, caller: PID, ref: Ref, request: Any, hops: int) -> Any:
+        if isinstance(request, _KV_WRITES):
+            if self._role is not Role.LEADER:
+                return self._forward(caller, ref, request, hops)
+            self._propose(self._encode_write(request), caller, ref, request)
+            return NO_REPLY
+        if isinstance(request, _LOCK_REQUESTS):
+            if self._role is not Role.LEADER:
+                return self._forward(caller, ref, request, hops)
+            if isinstance(request, LockRequest):
+                self.locks.acquire(caller, ref, request)
+            elif isinstance(request, UnlockRequest):
+                self.locks.release(caller, ref, request)
+            else:
+                self.locks.refresh(caller, ref, request)
+            return NO_REPLY
+        if isinstance(request, CmdListLocks):
+            # The leader's view: it knows the waiters and how long each lock was held.
+            if self._role is not Role.LEADER:
+                return self._forward(caller, ref, request, hops)
+            return self.locks.list_locks()
+        if isinstance(request, _READS):
+            level = request.consistency or self.config.read_consistency
+            if level == "follower":
+                return self._read_now(request)
+            if level in ("linearizable", "lease") and self._role is not Role.LEADER:
+                return self._forward(caller, ref, request, hops)
+            self._reads.append((caller, ref, request))
+            self.kick()
+            return NO_REPLY
+        if isinstance(request, RequestStatus):
+            return self.status()
+        if isinstance(request, CmdAddPeer):
+            return self.join(request.peer)
+        if isinstance(request, CmdRemovePeer):
+            return self.leave(request.peer)
+        if isinstance(request, CmdSnapshot):
+            return self._snapshot_now()
+        if isinstance(request, CmdMetrics):
+            return self.metrics()
+        raise GlobalKVError(f"unknown request {type(request).__name__}: {request!r}")
+
+    def _propose(self, data: bytes, caller: PID | None, ref: Ref | None, request: Any) -> None:
+        """Queue a command for the next batch proposal (caller None: the leader's own)."""
+        self._writes.append((data, caller, ref, request))
+        self.kick()
+
+    def _forward(self, caller: PID, ref: Ref, request: Any, hops: int) -> Any:
+        leader = self.leader_process_id()
+        if leader is None or leader.node == self.node.name or hops >= _MAX_HOPS:
+            raise NotLeader(leader)
+        self.send(leader, Forwarded(caller, ref, request, hops + 1))
+        return NO_REPLY
+
+    def _encode_write(self, request: Any) -> bytes:
+        compress, threshold = self.config.compress_values, self.config.compress_threshold
+        if isinstance(request, RequestPut):
+            op: Any = Put(request.key, encode_value(request.value, compress, threshold))
+        elif isinstance(request, RequestDelete):
+            op = Delete(request.key)
+        elif isinstance(request, RequestCAS):
+            new = None if request.new is None else encode_value(request.new, compress, threshold)
+            old = None if request.old is None else encode_value(request.old, False, 0)
+            op = CAS(request.key, old, new)
+        elif isinstance(request, RequestBatchPut):
+            op = BatchPut(tuple((k, encode_value(v, compress, threshold)) for k, v in request.items))
+        else:
+            op = BatchDelete(tuple(request.keys))
+        return encode_command(Command(request.client_id, request.seq, request.ack, op))
+
+    def _read_now(self, request: Any) -> Any:
+        self._reads_total += 1
+        if isinstance(request, RequestGet):
+            return self.sm.get(request.key)
+        if isinstance(request, RequestRange):
+            return self.sm.range(request.start, request.end, request.limit or None)
+        return self.sm.prefix_scan(request.prefix, request.limit or None)
+
+    # -- batching: runs before each Ready drain ------------------------------------------------
+    async def raft_flush(self) -> None:
+        if self._writes:
+            batch, self._writes = self._writes, []
+            try:
+                first = self.propose_commands([data for data, _, _, _ in batch])
+            except NotLeader as exc:
+                for _, caller, ref, _ in batch:
+                    if caller is not None:
+                        self.send_response_error(caller, ref, exc)  # type: ignore[arg-type]
+            else:
+                term = self.raft.term
+                now = trio.current_time()
+                for offset, (_, caller, ref, request) in enumerate(batch):
+                    self._pending[first + offset] = _Pending(term, caller, ref, request, now)
+        if self._reads:
+            batch, self._reads = self._reads, []
+            ctx = next(self._read_ctx).to_bytes(8, "big")
+            try:
+                self.request_read_index(ctx)
+            except NotLeader as exc:
+                for caller, ref, _ in batch:
+                    self.send_response_error(caller, ref, exc)
+            else:
+                self._read_rounds[ctx] = batch
+
+    # -- the state machine ------------------------------------------------------------------------
+    def raft_applied_index(self) -> int | None:
+        return self.sm.applied_index or None
+
+    async def raft_apply(self, entries: Sequence[Entry]) -> None:
+        try:
+            applied = self.sm.apply(entries)
+        except StorageError:
+            self._storage_ok = False
+            raise
+        terms = {e.index: e.term for e in entries} if self._pending else {}
+        for item in applied:
+            pending = self._pending.pop(item.index, None) if self._pending else None
+            if pending is not None and terms.get(item.index) != pending.term:
+                self._fail_lost(pending)
+                pending = None
+            request = pending.request if pending is not None else None
+            caller = pending.caller if pending is not None else None
+            if self.locks.active and self.locks.on_result(item.result, request, caller, pending.ref if pending else None):
+                continue
+            if caller is None:
+                continue
+            self._writes_total += 1
+            self._commit_latency.append(trio.current_time() - pending.since)  # type: ignore[union-attr]
+            if item.result.ok:
+                self.send_response(caller, pending.ref, _reply_value(item.result))  # type: ignore[union-attr,arg-type]
+            else:
+                self.send_response_error(caller, pending.ref, item.result.to_exception())  # type: ignore[union-attr,arg-type]
+        if self._pending:
+            # Indexes that applied no command of ours (another leader's no-op took them).
+            for entry in entries:
+                pending = self._pending.pop(entry.index, None)
+                if pending is not None:
+                    self._fail_lost(pending)
+        self._serve_ready_reads()
+
+    def _fail_lost(self, pending: _Pending) -> None:
+        """Our entry at that index was replaced by another leader's: it never commits. Safe to retry."""
+        if pending.caller is not None:
+            self.send_response_error(pending.caller, pending.ref, NotLeader(self.leader_process_id()))  # type: ignore[arg-type]
+
+    async def raft_read_states(self, states: Sequence[ReadState]) -> None:
+        for state in states:
+            batch = self._read_rounds.pop(state.context, None)
+            if batch is not None:
+                self._ready_reads.append((state.index, batch))
+        self._serve_ready_reads()
+
+    def _serve_ready_reads(self) -> None:
+        if not self._ready_reads:
+            return
+        applied = self.sm.applied_index
+        waiting = []
+        for index, batch in self._ready_reads:
+            if index > applied:
+                waiting.append((index, batch))
+                continue
+            for caller, ref, request in batch:
+                try:
+                    self.send_response(caller, ref, self._read_now(request))
+                except GlobalKVError as exc:
+                    self.send_response_error(caller, ref, exc)
+        self._ready_reads = waiting
+
+    async def raft_role_changed(self, soft: SoftState) -> None:
+        if soft.role is Role.LEADER:
+            self.locks.become_leader()
+        else:
+            self.locks.become_follower()
+        if soft.role is not Role.LEADER and self._read_rounds:
+            # Reads waiting for a heartbeat round that can no longer finish: let them retry now.
+            error = NotLeader(self.leader_process_id())
+            for batch in self._read_rounds.values():
+                for caller, ref, _ in batch:
+                    self.send_response_error(caller, ref, error)
+            self._read_rounds.clear()
+
+    # -- snapshots ------------------------------------------------------------------------------
+    def raft_snapshot_data(self) -> bytes:
+        return b"".join(self.sm.snapshot_chunks())
+
+    async def raft_restore(self, snapshot: Snapshot) -> None:
+        if snapshot.meta.index > self.sm.applied_index:
+            self.sm.restore_chunks([snapshot.data], snapshot.meta.index)
+        # Requests waiting on entries the snapshot covers: their outcome is unknown here.
+        for index in [i for i in self._pending if i <= snapshot.meta.index]:
+            self._fail_lost(self._pending.pop(index))
+        self._serve_ready_reads()
+
+    async def raft_save_snapshot(self, snapshot: Snapshot) -> None:
+        self._snapshots_total += 1
+        if self._snapshots is not None:
+            await trio.to_thread.run_sync(self._snapshots.save, snapshot.meta, [snapshot.data])
+
+    async def raft_load_snapshot(self, meta: SnapshotMeta) -> bytes:
+        if self._snapshots is None:
+            return b""
+        reader = await trio.to_thread.run_sync(self._snapshots.open_latest)
+        if reader is None:
+            return b""
+        try:
+            return b"".join(reader.chunks())
+        finally:
+            reader.close()
+
+    def _snapshot_now(self) -> int:
+        """Force a snapshot and log compaction at the applied index (CmdSnapshot)."""
+        self.request_snapshot()
+        return self.sm.applied_index
+
+    def metrics(self) -> dict[str, Any]:
+        """Counters and gauges under the seed's metric names (without the `global_` prefix)."""
+        st = self.raft_status()
+        latency = sorted(self._commit_latency)
+
+        def quantile(q: float) -> float:
+            return latency[min(len(latency) - 1, int(q * len(latency)))] * 1000 if latency else 0.0
+
+        return {
+            "is_leader": int(st.role is Role.LEADER),
+            "term": st.term,
+            "peers_count": len(self.members()),
+            "commit_index": st.commit,
+            "last_applied": self.sm.applied_index,
+            "replication_match": {peer: p.match for peer, p in st.peers.items()},
+            "writes_total": self._writes_total,
+            "reads_total": self._reads_total,
+            "locks_acquired_total": self.locks.acquired_total,
+            "locks_released_total": self.locks.released_total,
+            "commit_latency_ms": {"0.5": quantile(0.5), "0.95": quantile(0.95), "0.99": quantile(0.99)},
+            "storage_size_bytes": self._engine.size() if self._engine is not None else 0,
+            "log_entries": max(0, st.last_index - st.snapshot_index),
+            "snapshots_total": self._snapshots_total,
+            "locks_held": len(self.sm.locks()),
+            "lock_waiters": self.locks.waiter_count(),
+        }
+
+    # -- status -----------------------------------------------------------------------------------
+    def status(self) -> StatusResponse:
+        st = self.raft_status()
+        has_quorum = st.role is Role.LEADER or st.leader is not None
+        return StatusResponse(
+            node_id=self.pid,
+            is_leader=st.role is Role.LEADER,
+            leader=self.leader_process_id(),
+            term=st.term,
+            commit_index=st.commit,
+            last_applied=self.sm.applied_index,
+            peers=tuple(self.members()),
+            lock_count=len(self.sm.locks()),
+            storage_size=self._engine.size() if self._engine is not None else 0,
+            has_quorum=has_quorum,
+            commit_lag=max(0, st.commit - self.sm.applied_index),
+            storage_ok=self._storage_ok,
+        )
+
+
+def _reply_value(result: Any) -> Any:
+    """What a successful write returns to the client: None, or a lock's token."""
+    token = getattr(result, "token", None)
+    return token

@@ -1,0 +1,267 @@
+"""The leader's side of distributed locks: wait queues, TTL timers, owner monitors.
+
+The lock table itself is replicated state (`global_kv.state`): who holds a key,
+with which fencing token (the index of the granting entry). Everything here is
+leader-local and rebuilt when a replica becomes leader:
+
+- FIFO wait queues per key, each waiter with its own deadline, at most
+  `max_lock_waiters` per key. When a release is applied the first waiter still
+  waiting gets the lock through the log (an acquire proposed with the waiter's own
+  session tag, so a retry of it is deduplicated). Queues are lost on a leader
+  change; waiters are told `NotLeader` and their clients re-queue at the new leader.
+- TTL deadlines from the leader's own clock: armed when a grant or refresh is
+  applied, re-armed from "now" for every lock when a replica becomes leader (a lock
+  may live a little longer than its TTL after a failover, never shorter). Expiry is
+  proposed as `LockExpire(key, token, refreshed_index)`, which the state machine
+  ignores if the lock was refreshed or re-granted meanwhile.
+- Owner monitors: the leader monitors every owner in the table; an owner's DOWN
+  (exit, kill, or its node's link lost: `noconnection`) proposes
+  `LockReleaseOwner(owner)`. A DOWN for an owner holding nothing changes nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from ergo_py import PID, Ref
+
+from .._errors import LockHeld, LockTimeout, NotLeader, TooManyWaiters
+from ..state import (
+    Command,
+    Granted,
+    LockAcquire,
+    LockExpire,
+    LockHeldResult,
+    LockRefresh,
+    LockRelease,
+    LockReleaseOwner,
+    Released,
+    encode_command,
+)
+from ._protocol import LockInfo, LockRequest, RefreshRequest, UnlockRequest
+
+if TYPE_CHECKING:
+    from ._actor import GlobalActor
+
+__all__ = ["LockService"]
+
+
+@dataclass
+class _Waiter:
+    caller: PID
+    ref: Ref
+    request: LockRequest
+    deadline: float
+
+
+def _ttl_ms(seconds: float) -> int:
+    return max(0, math.ceil(seconds * 1000))
+
+
+class LockService:
+    def __init__(self, actor: "GlobalActor") -> None:
+        self.actor = actor
+        self.config = actor.config
+        self.active = False  # True while this replica leads
+        self.waiters: dict[bytes, deque[_Waiter]] = {}
+        self.acquiring: dict[bytes, int] = {}  # acquires proposed, not yet applied
+        self.deadlines: dict[bytes, tuple[int, float]] = {}  # key -> (token, TTL deadline)
+        self.expiring: set[tuple[bytes, int]] = set()
+        self.since: dict[bytes, float] = {}  # key -> when this leader saw it granted
+        self.monitors: dict[PID, Ref] = {}
+        self.acquired_total = 0
+        self.released_total = 0
+
+    # -- requests (leader only) -------------------------------------------------------------
+    def acquire(self, caller: PID, ref: Ref, request: LockRequest) -> None:
+        key = request.key
+        held = self.actor.sm.lock(key)
+        if request.timeout <= 0:
+            if held is not None:
+                raise LockHeld(key, held.owner, held.token)
+            self._propose_acquire(caller, ref, request)
+            return
+        if held is None and not self.waiters.get(key) and not self.acquiring.get(key):
+            self._propose_acquire(caller, ref, request)
+            return
+        self._enqueue(_Waiter(caller, ref, request, trio.current_time() + request.timeout))
+
+    def release(self, caller: PID, ref: Ref, request: UnlockRequest) -> None:
+        op = LockRelease(request.key, request.token)
+        self.actor._propose(encode_command(Command(request.client_id, request.seq, request.ack, op)), caller, ref, request)
+
+    def refresh(self, caller: PID, ref: Ref, request: RefreshRequest) -> None:
+        op = LockRefresh(request.key, request.token, _ttl_ms(request.ttl))
+        self.actor._propose(encode_command(Command(request.client_id, request.seq, request.ack, op)), caller, ref, request)
+
+    def _propose_acquire(self, caller: PID, ref: Ref, request: LockRequest) -> None:
+        ttl = request.ttl if request.ttl > 0 else float(self.config.default_lock_ttl)
+        op = LockAcquire(request.key, request.owner, _ttl_ms(ttl))
+        data = encode_command(Command(request.client_id, request.seq, request.ack, op))
+        self.acquiring[request.key] = self.acquiring.get(request.key, 0) + 1
+        self.actor._propose(data, caller, ref, request)
+
+    def _enqueue(self, waiter: _Waiter, front: bool = False) -> None:
+        key = waiter.request.key
+        queue = self.waiters.setdefault(key, deque())
+        if len(queue) >= self.config.max_lock_waiters:
+            raise TooManyWaiters(key, self.config.max_lock_waiters)
+        if front:
+            queue.appendleft(waiter)
+        else:
+            queue.append(waiter)
+        self._watch(waiter.request.owner)
+
+    # -- results of applied entries ------------------------------------------------------------
+    def on_result(self, result: Any, request: Any, caller: PID | None, ref: Ref | None) -> bool:
+        """Leader bookkeeping for one applied result. True if it answered (or re-queued) the caller."""
+        if isinstance(request, LockRequest):
+            left = self.acquiring.get(request.key, 0) - 1
+            if left > 0:
+                self.acquiring[request.key] = left
+            else:
+                self.acquiring.pop(request.key, None)
+        if isinstance(result, Granted):
+            lock = self.actor.sm.lock(result.key)
+            if lock is not None:
+                now = trio.current_time()
+                if isinstance(request, LockRequest):
+                    self.acquired_total += 1
+                    self.since[result.key] = now
+                self._arm(result.key, lock.token, lock.ttl_ms, now)
+                self._watch(lock.owner)
+            return False
+        if isinstance(result, Released):
+            for key, token in result.locks:
+                self.released_total += 1
+                self.deadlines.pop(key, None)
+                self.since.pop(key, None)
+                self.expiring.discard((key, token))
+                self._grant_next(key)
+            return False
+        if isinstance(result, LockHeldResult) and isinstance(request, LockRequest) and caller is not None:
+            if request.timeout > 0:
+                # Lost a race to another acquire: wait in line (first, it was here first).
+                try:
+                    self._enqueue(_Waiter(caller, ref, request, trio.current_time() + request.timeout), front=True)  # type: ignore[arg-type]
+                except TooManyWaiters as exc:
+                    self.actor.send_response_error(caller, ref, exc)  # type: ignore[arg-type]
+                return True
+        return False
+
+    def _arm(self, key: bytes, token: int, ttl_ms: int, now: float) -> None:
+        if ttl_ms > 0:
+            self.deadlines[key] = (token, now + ttl_ms / 1000)
+        else:
+            self.deadlines.pop(key, None)
+
+    def _grant_next(self, key: bytes) -> None:
+        queue = self.waiters.get(key)
+        now = trio.current_time()
+        while queue:
+            waiter = queue.popleft()
+            if waiter.deadline <= now:
+                self.actor.send_response_error(waiter.caller, waiter.ref, LockTimeout(key, waiter.request.timeout))
+                continue
+            if not self.actor.node.is_alive(waiter.request.owner) and waiter.request.owner.node == self.actor.node.name:
+                continue
+            self._propose_acquire(waiter.caller, waiter.ref, waiter.request)
+            break
+        if queue is not None and not queue:
+            self.waiters.pop(key, None)
+
+    # -- owners -----------------------------------------------------------------------------
+    def _watch(self, owner: PID) -> None:
+        if self.active and owner not in self.monitors:
+            self.monitors[owner] = self.actor.monitor(owner)
+
+    def on_down(self, owner: PID) -> None:
+        self.monitors.pop(owner, None)
+        if not self.active:
+            return
+        for key, queue in list(self.waiters.items()):
+            kept = deque(w for w in queue if w.request.owner != owner)
+            if kept:
+                self.waiters[key] = kept
+            else:
+                self.waiters.pop(key, None)
+        if self.actor.sm.locks_of(owner):
+            self.actor._propose(encode_command(Command(None, 0, 0, LockReleaseOwner(owner))), None, None, None)
+
+    # -- leadership -------------------------------------------------------------------------
+    def become_leader(self) -> None:
+        self.active = True
+        now = trio.current_time()
+        for lock in self.actor.sm.locks():
+            self._arm(lock.key, lock.token, lock.ttl_ms, now)
+            self.since.setdefault(lock.key, now)
+            self._watch(lock.owner)
+
+    def become_follower(self) -> None:
+        if not self.active:
+            return
+        self.active = False
+        error = NotLeader(self.actor.leader_process_id())
+        for queue in self.waiters.values():
+            for waiter in queue:
+                self.actor.send_response_error(waiter.caller, waiter.ref, error)
+        self.waiters.clear()
+        self.acquiring.clear()
+        self.deadlines.clear()
+        self.expiring.clear()
+        self.since.clear()
+        for owner in list(self.monitors):
+            self.actor.demonitor(self.monitors.pop(owner))
+
+    # -- timers -------------------------------------------------------------------------------
+    def check(self) -> None:
+        """Expire TTLs and time out waiters (called every lock check period)."""
+        if not self.active:
+            return
+        now = trio.current_time()
+        for key, (token, deadline) in list(self.deadlines.items()):
+            if deadline <= now and (key, token) not in self.expiring:
+                lock = self.actor.sm.lock(key)
+                if lock is None or lock.token != token:
+                    self.deadlines.pop(key, None)
+                    continue
+                self.expiring.add((key, token))
+                op = LockExpire(key, token, lock.refreshed_index)
+                self.actor._propose(encode_command(Command(None, 0, 0, op)), None, None, None)
+        for key, queue in list(self.waiters.items()):
+            kept: deque[_Waiter] = deque()
+            for waiter in queue:
+                if waiter.deadline <= now:
+                    self.actor.send_response_error(waiter.caller, waiter.ref, LockTimeout(key, waiter.request.timeout))
+                else:
+                    kept.append(waiter)
+            if kept:
+                self.waiters[key] = kept
+            else:
+                self.waiters.pop(key, None)
+
+    # -- operations ---------------------------------------------------------------------------
+    def list_locks(self) -> list[LockInfo]:
+        now = trio.current_time()
+        out = []
+        for lock in self.actor.sm.locks():
+            since = self.since.get(lock.key)
+            out.append(
+                LockInfo(
+                    key=lock.key,
+                    owner=lock.owner,
+                    token=lock.token,
+                    held_for=0.0 if since is None else now - since,
+                    ttl=lock.ttl_ms / 1000,
+                    waiters=len(self.waiters.get(lock.key, ())),
+                )
+            )
+        return out
+
+    def waiter_count(self) -> int:
+        return sum(len(q) for q in self.waiters.values())

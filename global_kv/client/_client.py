@@ -1,0 +1,318 @@
+"""`GlobalClient`: what an application actor calls to use the cluster.
+
+It finds the leader (following `NotLeader` hints), retries with backoff across the
+members until its own timeout, and never reports success for a write that was not
+committed. Every write carries this client's session tag (client_id, seq, ack): a
+write retried after a timeout or a leader change is applied at most once and
+returns its original result (Raft dissertation §6.3).
+
+Keys are `str` (encoded as UTF-8) or `bytes`; values are `bytes`. A missing key
+reads as `None` (there is no KeyNotFound).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator
+
+import trio
+
+import ergo_py
+from ergo_py import Actor, ProcessID
+
+from .._errors import GlobalKVError, NotLeader, Unavailable
+from ..app._protocol import (
+    CmdListLocks,
+    LockInfo,
+    LockRequest,
+    RefreshRequest,
+    RequestBatchDelete,
+    RequestBatchPut,
+    RequestCAS,
+    RequestDelete,
+    RequestGet,
+    RequestPrefix,
+    RequestPut,
+    RequestRange,
+    RequestStatus,
+    StatusResponse,
+    UnlockRequest,
+)
+from ._locks import LockHandle
+
+__all__ = ["GlobalClient", "open_client", "Key"]
+
+Key = str | bytes
+
+# Errors after which another member may succeed (the call did not reach a working leader).
+_RETRYABLE = (NotLeader, ergo_py.NoConnection, ergo_py.CallTimeout, ergo_py.ProcessUnknown, ergo_py.ProcessExited)
+
+
+def _key(key: Key) -> bytes:
+    if isinstance(key, str):
+        return key.encode()
+    if isinstance(key, bytes):
+        return key
+    raise TypeError(f"keys are str or bytes, got {type(key).__name__}")
+
+
+def _value(value: bytes) -> bytes:
+    if not isinstance(value, bytes):
+        raise TypeError(f"values are bytes, got {type(value).__name__} (encode it first)")
+    return value
+
+
+class GlobalClient:
+    """A client of the Global cluster whose members are `nodes` (ProcessIDs of `global`).
+
+    `process` is the actor the client acts for: calls come from it, and locks are
+    owned by it (released when it dies). `timeout` bounds each operation, retries
+    included; `try_timeout` bounds one attempt (a request forwarded to a leader that
+    just died is lost, so the client tries again elsewhere rather than waiting it
+    out; retrying a write is safe, sessions make it exactly-once); `consistency` is
+    the default read level (None: the server's).
+    """
+
+    def __init__(
+        self,
+        nodes: Sequence[ProcessID | str],
+        process: Actor,
+        *,
+        timeout: float = 5.0,
+        try_timeout: float = 1.0,
+        consistency: str | None = None,
+        client_id: str | None = None,
+    ) -> None:
+        members = [ProcessID("global", n) if isinstance(n, str) else n for n in nodes]
+        if not members:
+            raise ValueError("a GlobalClient needs at least one member")
+        self.nodes = members
+        self.process = process
+        self.timeout = timeout
+        self.try_timeout = try_timeout
+        self.consistency = consistency or ""
+        self.client_id = client_id or uuid.uuid4().hex
+        self._leader: ProcessID | None = None
+        self._next = 0
+        self._seq = 0
+        self._outstanding: set[int] = set()
+        # The server starts a session only for a write with ack <= 1, so ack stays 1 until
+        # a write has certainly gone through the log (a success); lower acks are always safe.
+        self._session_open = False
+
+    # -- KV ------------------------------------------------------------------------------
+    async def get(self, key: Key, *, consistency: str | None = None) -> bytes | None:
+        return await self._request(RequestGet(_key(key), consistency or self.consistency))  # type: ignore[no-any-return]
+
+    async def range(
+        self, start: Key | None, end: Key | None, limit: int = 0, *, consistency: str | None = None
+    ) -> list[tuple[bytes, bytes]]:
+        request = RequestRange(
+            None if start is None else _key(start),
+            None if end is None else _key(end),
+            limit,
+            consistency or self.consistency,
+        )
+        return [tuple(pair) for pair in await self._request(request)]  # type: ignore[misc]
+
+    async def prefix_scan(self, prefix: Key, limit: int = 0, *, consistency: str | None = None) -> list[tuple[bytes, bytes]]:
+        request = RequestPrefix(_key(prefix), limit, consistency or self.consistency)
+        return [tuple(pair) for pair in await self._request(request)]  # type: ignore[misc]
+
+    async def put(self, key: Key, value: bytes) -> None:
+        await self._write(lambda s, a: RequestPut(_key(key), _value(value), self.client_id, s, a))
+
+    async def delete(self, key: Key) -> None:
+        await self._write(lambda s, a: RequestDelete(_key(key), self.client_id, s, a))
+
+    async def cas(self, key: Key, old: bytes | None, new: bytes | None) -> None:
+        """Set `key` to `new` (None: delete) if it is `old` (None: absent); else raise CASFailed."""
+        k = _key(key)
+        old_v = None if old is None else _value(old)
+        new_v = None if new is None else _value(new)
+        await self._write(lambda s, a: RequestCAS(k, old_v, new_v, self.client_id, s, a))
+
+    async def batch_put(self, items: Mapping[Key, bytes]) -> None:
+        pairs = tuple((_key(k), _value(v)) for k, v in items.items())
+        await self._write(lambda s, a: RequestBatchPut(pairs, self.client_id, s, a))
+
+    async def batch_delete(self, keys: Iterable[Key]) -> None:
+        ks = tuple(_key(k) for k in keys)
+        await self._write(lambda s, a: RequestBatchDelete(ks, self.client_id, s, a))
+
+    # -- locks ---------------------------------------------------------------------------------
+    async def lock(self, key: Key) -> LockHandle:
+        """Wait (up to this client's timeout) for `key`; no TTL unless the server's default."""
+        return await self.lock_with_timeout(key, 0.0, self.timeout)
+
+    async def lock_with_ttl(self, key: Key, ttl: float) -> LockHandle:
+        return await self.lock_with_timeout(key, ttl, self.timeout)
+
+    async def try_lock(self, key: Key, ttl: float = 0.0) -> LockHandle:
+        """Take `key` only if it is free now; raises LockHeld otherwise."""
+        return await self.lock_with_timeout(key, ttl, 0.0)
+
+    async def lock_with_timeout(self, key: Key, ttl: float, timeout: float) -> LockHandle:
+        """Acquire `key` for this client's process, waiting in line up to `timeout` seconds.
+
+        `ttl` (seconds, 0 = none) releases the lock if not refreshed in time. Raises
+        LockHeld (timeout 0 and held), LockTimeout, TooManyWaiters or Unavailable.
+        """
+        k = _key(key)
+        owner = self.process.pid
+        deadline = trio.current_time() + timeout
+
+        def make(seq: int, ack: int) -> LockRequest:
+            left = max(0.0, deadline - trio.current_time()) if timeout > 0 else 0.0
+            return LockRequest(k, owner, float(ttl), left, self.client_id, seq, ack)
+
+        token = await self._write(make, extra_time=timeout)
+        return LockHandle(k, token, float(ttl), self)
+
+    async def unlock(self, key: Key, token: int) -> None:
+        k = _key(key)
+        await self._write(lambda s, a: UnlockRequest(k, token, self.client_id, s, a))
+
+    async def refresh(self, key: Key, token: int, ttl: float) -> None:
+        k = _key(key)
+        await self._write(lambda s, a: RefreshRequest(k, token, float(ttl), self.client_id, s, a))
+
+    @asynccontextmanager
+    async def locked(
+        self, key: Key, *, ttl: float = 0.0, timeout: float | None = None, keep_alive: bool = False
+    ) -> AsyncIterator[LockHandle]:
+        """Hold `key` for the block; released on exit (also on exceptions and cancellation).
+
+        The body never runs without the lock: acquiring raises instead. With
+        `keep_alive` and a TTL, the lock is refreshed every ttl/3 while the block runs
+        (and stops being refreshed when this process dies, so it then expires).
+        """
+        handle = await self.lock_with_timeout(key, ttl, self.timeout if timeout is None else timeout)
+        try:
+            if keep_alive and ttl > 0:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._keep_alive, handle)
+                    try:
+                        yield handle
+                    finally:
+                        nursery.cancel_scope.cancel()
+            else:
+                yield handle
+        finally:
+            with trio.CancelScope(shield=True):
+                try:
+                    await handle.unlock()
+                except GlobalKVError:
+                    pass  # lost already (expired or owner released): nothing to give back
+
+    async def _keep_alive(self, handle: LockHandle) -> None:
+        while True:
+            await trio.sleep(handle.ttl / 3)
+            await handle.refresh()
+
+    async def with_lock(self, key: Key, fn: Any, *, ttl: float = 0.0, timeout: float | None = None) -> Any:
+        """Run `await fn()` (or `fn()`) holding `key`; the seed's WithLock."""
+        async with self.locked(key, ttl=ttl, timeout=timeout):
+            result = fn()
+            if hasattr(result, "__await__"):
+                result = await result
+            return result
+
+    async def list_locks(self) -> list[LockInfo]:
+        return await self._request(CmdListLocks())  # type: ignore[no-any-return]
+
+    async def status(self, node: ProcessID | str | None = None) -> StatusResponse:
+        """The StatusResponse of one member (default: the first that answers)."""
+        if node is not None:
+            target = ProcessID("global", node) if isinstance(node, str) else node
+            return await self.process.call(target, RequestStatus(), timeout=self.timeout)  # type: ignore[no-any-return]
+        return await self._request(RequestStatus(), follow_leader=False)  # type: ignore[no-any-return]
+
+    # -- internals ---------------------------------------------------------------------------
+    async def _write(self, make: Any, extra_time: float = 0.0) -> Any:
+        self._seq += 1
+        seq = self._seq
+        self._outstanding.add(seq)
+        try:
+            result = await self._request(make, seq=seq, extra_time=extra_time)
+            self._session_open = True
+            return result
+        finally:
+            self._outstanding.discard(seq)
+
+    def _ack(self) -> int:
+        return min(self._outstanding) if self._session_open else 1
+
+    def _target(self) -> ProcessID:
+        if self._leader is not None:
+            return self._leader
+        target = self.nodes[self._next % len(self.nodes)]
+        return target
+
+    def _rotate(self) -> None:
+        self._leader = None
+        self._next += 1
+
+    async def _request(
+        self, request: Any, *, follow_leader: bool = True, seq: int | None = None, extra_time: float = 0.0
+    ) -> Any:
+        """Send `request` (or, for writes, `request(seq, ack)` rebuilt per attempt) until answered."""
+        deadline = trio.current_time() + self.timeout + extra_time
+        backoff = 0.01
+        last_error: BaseException | None = None
+        while True:
+            remaining = deadline - trio.current_time()
+            if remaining <= 0:
+                raise Unavailable(
+                    f"{type(request).__name__} got no answer within {self.timeout} s "
+                    f"(last error: {last_error!r})"
+                )
+            target = self._target()
+            message = request(seq, self._ack()) if seq is not None else request
+            per_try = self.try_timeout + (getattr(message, "timeout", 0.0) if seq is not None else 0.0)
+            try:
+                result = await self.process.call(target, message, timeout=min(remaining, per_try))
+            except NotLeader as exc:
+                last_error = exc
+                hint = exc.leader_hint
+                if follow_leader and isinstance(hint, ProcessID) and hint != target:
+                    self._leader = hint
+                    continue
+                self._rotate()
+            except _RETRYABLE as exc:
+                last_error = exc
+                self._rotate()
+            except GlobalKVError:
+                raise
+            else:
+                if follow_leader:
+                    self._leader = target
+                return result
+            await trio.sleep(min(backoff, max(0.0, deadline - trio.current_time())))
+            backoff = min(backoff * 2, 0.2)
+
+
+class _ClientProcess(Actor):
+    """The process a script's client acts for (owns its locks)."""
+
+    async def handle_message(self, from_: Any, message: Any) -> None:
+        return None
+
+
+@asynccontextmanager
+async def open_client(
+    node: ergo_py.Node,
+    nodes: Sequence[ProcessID | str],
+    **options: Any,
+) -> AsyncIterator[GlobalClient]:
+    """A GlobalClient for code that is not an actor: spawns its process on `node`, stops it after."""
+    pid = await node.spawn(_ClientProcess)
+    proc = node._local(pid)
+    assert proc is not None
+    try:
+        yield GlobalClient(nodes, proc.actor, **options)
+    finally:
+        if node.is_alive(pid):
+            await node.stop_process(pid, ergo_py.NORMAL)

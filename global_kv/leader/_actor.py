@@ -1,0 +1,399 @@
+"""`LeaderActor`: the project's one Raft shell, as an actor that users subclass.
+
+It owns a sans-IO `RaftNode`, ticks it from a trio timer, carries its messages
+between replicas as ergo_py messages (to `ProcessID`s, so a restarted peer is
+reached under its name), persists what each Ready asks before sending what
+depends on it, and tells the subclass about leadership and membership.
+
+Used as it is, it is leader election for a group of processes (the seed's
+`leader.Actor`, but on full Raft: PreVote, CheckQuorum, log up-to-date checks,
+persisted term and vote, so never two leaders in one term). Subclasses with a
+replicated state machine (GlobalActor) override the `raft_*` hooks to apply
+committed entries, restore and produce snapshots, and serve reads.
+
+Order of work for one Ready (the core's contract): send `messages`; persist
+snapshot, entries and hard state (one fsync, in a worker thread so the node keeps
+running); send `persisted_messages`; restore/apply; answer read states; `advance`.
+Batching comes for free: while the shell waits for an fsync its mailbox fills, and
+the next Ready carries everything that arrived meanwhile.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from ergo_py import PID, Actor, ErgoError, ProcessID
+
+from .._errors import NotLeader
+from ..raft import (
+    ConfChange,
+    ConfChangeType,
+    Entry,
+    EntryType,
+    RaftNode,
+    ReadState,
+    Role,
+    Snapshot,
+    SnapshotMeta,
+    SoftState,
+    Status,
+    decode_conf_entry,
+)
+from ._options import LeaderOptions
+from ._wire import RaftEnvelope, peer_id, peer_process
+
+__all__ = ["LeaderActor"]
+
+_log = logging.getLogger("global_kv.leader")
+
+
+class _Signal:
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"<{self.name}>"
+
+
+_TICK = _Signal("tick")
+_FLUSH = _Signal("flush")
+
+
+class LeaderActor(Actor):
+    """A Raft replica as an actor. Subclass it; start each replica with `LeaderOptions`.
+
+    Callbacks (all optional, all async): `handle_become_leader()`,
+    `handle_become_follower(leader)` (a PID, or a ProcessID if the leader's PID is not
+    known yet, or None), `handle_peer_joined(process_id)`, `handle_peer_left(process_id)`,
+    plus the usual actor callbacks, which keep working (`init` must call
+    `await super().init(options)`).
+    """
+
+    # -- set up --------------------------------------------------------------------------
+    async def init(self, options: LeaderOptions, *args: Any) -> None:
+        await self.start_raft(options)
+
+    async def start_raft(self, options: LeaderOptions) -> None:
+        if not isinstance(options, LeaderOptions):
+            raise TypeError(f"a LeaderActor needs LeaderOptions, got {options!r}")
+        if self.name is None:
+            raise ValueError("a LeaderActor must be spawned with a registered name (its peers address it by name)")
+        self.options = options
+        self.raft_id = peer_id(self.name, self.node.name)
+        self._rng = random.Random(options.seed)
+        self._store: Any = None
+        self._peer_pids: dict[str, PID] = {}
+        self._flush_scheduled = False
+        self._role = Role.FOLLOWER
+        self._leader_id: str | None = None
+        self._term = 0
+        self._leader_term: int | None = None
+        self._snapshot_requested = False
+        config = options.raft_config()
+        bootstrap_ids = [peer_id(p.name, p.node) for p in options.bootstrap]
+        state = None
+        if options.data_dir is not None:
+            from ..storage import RaftLogStore
+
+            path = Path(options.data_dir) / "raft"
+            self._store = await trio.to_thread.run_sync(RaftLogStore, path)
+            state = self._store.load()
+        if state is not None and (state.entries or state.snapshot.index or state.hard_state.term):
+            snapshot = None
+            if state.snapshot.index:
+                data = await self.raft_load_snapshot(state.snapshot)
+                snapshot = Snapshot(state.snapshot, data)
+                await self.raft_restore(snapshot)
+            self._replay_upto = state.hard_state.commit
+            self.raft = RaftNode(
+                self.raft_id,
+                config,
+                self._rng,
+                hard_state=state.hard_state,
+                snapshot=snapshot,
+                entries=state.entries,
+                applied=self.raft_applied_index(),
+            )
+        elif self.raft_id in bootstrap_ids:
+            self._replay_upto = 0
+            self.raft = RaftNode.bootstrap(self.raft_id, bootstrap_ids, config, self._rng)
+        else:
+            self._replay_upto = 0
+            self.raft = RaftNode(self.raft_id, config, self._rng)
+        self._ticker = self.send_interval(self.pid, _TICK, options.tick_interval)
+        self._kick()
+
+    async def terminate(self, reason: Any) -> None:
+        await self.stop_raft()
+
+    async def stop_raft(self) -> None:
+        ticker = getattr(self, "_ticker", None)
+        if ticker is not None:
+            ticker.cancel()
+        if self._store is not None:
+            store, self._store = self._store, None
+            await trio.to_thread.run_sync(store.close)
+
+    # -- callbacks for users -------------------------------------------------------------------
+    async def handle_become_leader(self) -> None:
+        return None
+
+    async def handle_become_follower(self, leader: PID | ProcessID | None) -> None:
+        return None
+
+    async def handle_peer_joined(self, peer: ProcessID) -> None:
+        return None
+
+    async def handle_peer_left(self, peer: ProcessID) -> None:
+        return None
+
+    # -- hooks for replicated state machines (GlobalActor) -----------------------------------
+    def raft_applied_index(self) -> int | None:
+        """How far the state machine already is on restart (None: at the snapshot)."""
+        return None
+
+    async def raft_apply(self, entries: Sequence[Entry]) -> None:
+        """Apply committed entries, in order (all types; NORMAL ones carry commands)."""
+        return None
+
+    async def raft_restore(self, snapshot: Snapshot) -> None:
+        """Replace the state machine with `snapshot` (from the leader, or at start)."""
+        return None
+
+    async def raft_load_snapshot(self, meta: SnapshotMeta) -> bytes:
+        """The data of the persisted snapshot `meta` (at start)."""
+        return b""
+
+    async def raft_save_snapshot(self, snapshot: Snapshot) -> None:
+        """Make `snapshot` durable before the log before it is dropped."""
+        return None
+
+    def raft_snapshot_data(self) -> bytes:
+        """The state machine's snapshot at the current applied index."""
+        return b""
+
+    async def raft_read_states(self, states: Sequence[ReadState]) -> None:
+        """ReadIndex answers: reads at `context` are linearizable once applied >= index."""
+        return None
+
+    async def raft_flush(self) -> None:
+        """Runs before each Ready drain, after the mail queued before it: propose what was batched."""
+        return None
+
+    async def raft_role_changed(self, soft: SoftState) -> None:
+        """Every soft-state change (before the user callbacks run)."""
+        return None
+
+    # -- queries -----------------------------------------------------------------------------
+    def is_leader(self) -> bool:
+        return self._role is Role.LEADER
+
+    def leader(self) -> PID | ProcessID | None:
+        """The current leader (its PID once it has been heard from), or None if unknown."""
+        if self._leader_id is None:
+            return None
+        if self._leader_id == self.raft_id:
+            return self.pid
+        pid = self._peer_pids.get(self._leader_id)
+        return pid if pid is not None else ProcessID(*peer_process(self._leader_id))
+
+    def leader_process_id(self) -> ProcessID | None:
+        return ProcessID(*peer_process(self._leader_id)) if self._leader_id is not None else None
+
+    def term(self) -> int:
+        return self._term
+
+    def fencing_token(self) -> int | None:
+        """While leader: the term of this leadership - strictly greater than any earlier
+        leader's. Stamp it on the work you hand out so stale leaders can be rejected."""
+        return self._leader_term if self._role is Role.LEADER else None
+
+    def peers(self) -> list[ProcessID]:
+        """Current members other than this replica."""
+        conf = self.raft.conf
+        return [ProcessID(*peer_process(i)) for i in (*conf.voters, *conf.learners) if i != self.raft_id]
+
+    def members(self) -> list[ProcessID]:
+        conf = self.raft.conf
+        return [ProcessID(*peer_process(i)) for i in (*conf.voters, *conf.learners)]
+
+    def raft_status(self) -> Status:
+        return self.raft.status()
+
+    # -- actions -----------------------------------------------------------------------------
+    def broadcast(self, message: Any) -> None:
+        """Send `message` to every other member (best effort, like `send`)."""
+        for peer in self.peers():
+            try:
+                self.send(peer, message)
+            except ErgoError as exc:
+                self.log.debug("broadcast to %r failed: %s", peer, exc)
+
+    def join(self, process_id: ProcessID) -> int:
+        """Add a member (leader only; raises NotLeader otherwise). Returns the log index."""
+        index = self.raft.propose_conf_change(
+            ConfChange(ConfChangeType.ADD_VOTER, peer_id(process_id.name, process_id.node))
+        )
+        self._kick()
+        return index
+
+    def leave(self, node: str | ProcessID) -> int:
+        """Remove the member on `node` (leader only). Removing the leader hands leadership over."""
+        if isinstance(node, ProcessID):
+            target = peer_id(node.name, node.node)
+        else:
+            candidates = [i for i in (*self.raft.conf.voters, *self.raft.conf.learners) if peer_process(i)[1] == node]
+            if not candidates:
+                raise ValueError(f"no member on node {node!r}")
+            target = candidates[0]
+        index = self.raft.propose_conf_change(ConfChange(ConfChangeType.REMOVE_NODE, target))
+        self._kick()
+        return index
+
+    def transfer_leadership(self, to: ProcessID) -> None:
+        self.raft.transfer_leadership(peer_id(to.name, to.node))
+        self._kick()
+
+    def propose_commands(self, datas: Sequence[bytes]) -> int:
+        """Append commands to the log (leader only); returns the first index."""
+        if self._role is not Role.LEADER:
+            raise NotLeader(self.leader_process_id())
+        first = self.raft.propose_batch(datas)
+        self._kick()
+        return first
+
+    def request_read_index(self, context: bytes) -> None:
+        self.raft.read_index(context)
+        self._kick()
+
+    # -- message plumbing -------------------------------------------------------------------
+    @property
+    def _ergo_route_message(self) -> Any:
+        return self._route
+
+    async def _route(self, from_: PID | None, message: Any) -> None:
+        if message is _TICK:
+            self.raft.tick()
+            if self.raft.has_ready():
+                self._kick()
+        elif message is _FLUSH:
+            self._flush_scheduled = False
+            await self.raft_flush()
+            await self._drain()
+        elif type(message) is RaftEnvelope:
+            if message.cluster_id != self.options.cluster_id:
+                self.log.warning("dropped Raft traffic of cluster %r from %r", message.cluster_id, from_)
+                return
+            m = message.message
+            if m.dst != self.raft_id:
+                self.log.warning("dropped Raft message for %r (this is %r)", m.dst, self.raft_id)
+                return
+            if from_ is not None:
+                self._peer_pids[m.src] = from_
+            self.raft.step(m)
+            self._kick()
+        else:
+            await self.handle_message(from_, message)
+
+    def kick(self) -> None:
+        """Schedule `raft_flush` + a Ready drain after the mail already queued."""
+        self._kick()
+
+    def _kick(self) -> None:
+        """Make sure a flush runs after the mail already queued (which it then batches)."""
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.send(self.pid, _FLUSH)
+
+    def _send_raft(self, messages: Sequence[Any]) -> None:
+        cluster = self.options.cluster_id
+        for m in messages:
+            name, node = peer_process(m.dst)
+            try:
+                self.send(ProcessID(name, node), RaftEnvelope(cluster, m))
+            except ErgoError as exc:
+                # Raft tolerates loss: the next heartbeat or retry resends.
+                self.log.debug("Raft message to %s not sent: %s", m.dst, exc)
+
+    async def _drain(self) -> None:
+        raft = self.raft
+        while raft.has_ready():
+            rd = raft.ready()
+            self._send_raft(rd.messages)
+            if rd.snapshot is not None:
+                await self.raft_save_snapshot(rd.snapshot)
+            if self._store is not None and rd.must_sync():
+                await trio.to_thread.run_sync(
+                    self._store.save,
+                    rd.hard_state,
+                    rd.entries,
+                    rd.snapshot.meta if rd.snapshot is not None else None,
+                )
+            self._send_raft(rd.persisted_messages)
+            if rd.snapshot is not None:
+                await self.raft_restore(rd.snapshot)
+            if rd.committed_entries:
+                await self.raft_apply(rd.committed_entries)
+                await self._membership_callbacks(rd.committed_entries)
+            if rd.read_states:
+                await self.raft_read_states(rd.read_states)
+            raft.advance()
+            if rd.soft_state is not None:
+                await self._soft_state_changed(rd.soft_state)
+        await self._maybe_compact()
+
+    async def _soft_state_changed(self, soft: SoftState) -> None:
+        was_leader = self._role is Role.LEADER
+        previous = self._leader_id
+        self._role, self._leader_id, self._term = soft.role, soft.leader, soft.term
+        await self.raft_role_changed(soft)
+        if soft.role is Role.LEADER and not was_leader:
+            self._leader_term = soft.term
+            self.log.info("became leader (term %d)", soft.term)
+            await self.handle_become_leader()
+        elif soft.role is not Role.LEADER and (was_leader or soft.leader != previous):
+            if was_leader:
+                self.log.info("no longer leader (term %d, leader %s)", soft.term, soft.leader)
+            await self.handle_become_follower(self.leader())
+
+    async def _membership_callbacks(self, entries: Sequence[Entry]) -> None:
+        for entry in entries:
+            if entry.type != EntryType.CONF_CHANGE or entry.index <= self._replay_upto:
+                continue
+            change, _conf = decode_conf_entry(entry.data)
+            if change is None or change.node_id == self.raft_id:
+                continue
+            peer = ProcessID(*peer_process(change.node_id))
+            if change.type == ConfChangeType.REMOVE_NODE:
+                await self.handle_peer_left(peer)
+            else:
+                await self.handle_peer_joined(peer)
+
+    def request_snapshot(self) -> None:
+        """Snapshot and compact at the applied index soon (an operator's CmdSnapshot)."""
+        self._snapshot_requested = True
+        self._kick()
+
+    async def _maybe_compact(self) -> None:
+        """Every `snapshot_interval` applied entries: snapshot, then drop the log before it."""
+        raft = self.raft
+        applied = raft.applied_index
+        if applied < raft.first_index or raft.has_ready():
+            return
+        due = applied - raft.first_index + 1 >= self.options.snapshot_interval
+        if not (due or self._snapshot_requested):
+            return
+        self._snapshot_requested = False
+        data = self.raft_snapshot_data()
+        meta = raft.compact(applied, data)
+        await self.raft_save_snapshot(Snapshot(meta, data))
+        if self._store is not None:
+            await trio.to_thread.run_sync(self._store.compact, meta)

@@ -1,0 +1,155 @@
+"""A 3-node Global cluster in one OS process over real loopback websockets."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator
+
+import pytest
+import trio
+
+import ergo_py as e
+from ergo_py import ProcessID
+from global_kv import CASFailed, NotLeader, Unavailable
+from global_kv.app import Application, GlobalConfig, GlobalConfigError, RequestPut
+from global_kv.client import GlobalClient, open_client
+
+NAMES = ("g1@localhost", "g2@localhost", "g3@localhost")
+COOKIE = "global-test"
+
+
+@asynccontextmanager
+async def cluster(start_apps: bool = True, **config: Any) -> AsyncIterator[dict[str, e.Node]]:
+    bootstrap = tuple(ProcessID("global", n) for n in NAMES)
+    nodes: dict[str, e.Node] = {}
+    stops: dict[str, trio.Event] = {}
+    async with trio.open_nursery() as nursery:
+
+        async def run_node(name: str, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+            stops[name] = trio.Event()
+            async with e.start_node(name, e.NodeOptions(cookie=COOKIE, listen=("127.0.0.1", 0))) as node:
+                nodes[name] = node
+                task_status.started()
+                await stops[name].wait()
+
+        for name in NAMES:
+            await nursery.start(run_node, name)
+        for a in NAMES:
+            for b in NAMES:
+                if a != b:
+                    nodes[a].add_route(b, f"ws://127.0.0.1:{nodes[b].port}")
+        for name in NAMES:
+            if start_apps:
+                await nodes[name].application_start(Application(GlobalConfig(bootstrap=bootstrap, **config)))
+        try:
+            yield nodes
+        finally:
+            for ev in stops.values():
+                ev.set()
+
+
+async def leader_of(client: GlobalClient) -> str:
+    with trio.fail_after(5):
+        while True:
+            status = await client.status()
+            if status.leader is not None:
+                return status.leader.node
+            await trio.sleep(0.02)
+
+
+async def test_kv_operations_through_any_member() -> None:
+    with trio.fail_after(30):
+        async with cluster() as nodes:
+            for name in NAMES:
+                async with open_client(nodes[name], [name]) as client:  # one member: forwarding
+                    await client.put(f"key-{name}", name.encode())
+            async with open_client(nodes[NAMES[0]], NAMES) as c:
+                for name in NAMES:
+                    assert await c.get(f"key-{name}") == name.encode()
+                assert await c.get("missing") is None
+                await c.cas("counter", None, b"1")
+                await c.cas("counter", b"1", b"2")
+                with pytest.raises(CASFailed) as info:
+                    await c.cas("counter", b"1", b"3")
+                assert info.value.current == b"2"
+                await c.batch_put({"p/1": b"a", "p/2": b"b", "q": b"c"})
+                assert await c.prefix_scan("p/") == [(b"p/1", b"a"), (b"p/2", b"b")]
+                assert await c.range("p/", "q", limit=1) == [(b"p/1", b"a")]
+                await c.batch_delete(["p/1", "q"])
+                await c.delete("p/2")
+                assert await c.prefix_scan("p/") == []
+                for level in ("linearizable", "read_index", "follower"):
+                    assert await c.get("counter", consistency=level) in (b"2", None if level == "follower" else b"2")
+                status = await c.status(NAMES[1])
+                assert status.commit_index >= status.last_applied > 0 and status.storage_ok
+
+
+async def test_read_index_and_linearizable_reads_see_the_latest_write() -> None:
+    with trio.fail_after(30):
+        async with cluster() as nodes:
+            async with open_client(nodes[NAMES[0]], NAMES) as writer:
+                leader = await leader_of(writer)
+                follower = next(n for n in NAMES if n != leader)
+                async with open_client(nodes[follower], [follower]) as reader:
+                    for i in range(20):
+                        await writer.put("x", str(i).encode())
+                        assert await reader.get("x", consistency="read_index") == str(i).encode()
+                        assert await reader.get("x", consistency="linearizable") == str(i).encode()
+
+
+async def test_leader_killed_new_leader_serves_writes_and_nothing_acknowledged_is_lost() -> None:
+    with trio.fail_after(30):
+        async with cluster() as nodes:
+            survivor = NAMES[0]
+            async with open_client(nodes[survivor], NAMES, timeout=10) as c:
+                for i in range(50):
+                    await c.put(f"k{i}", b"v%d" % i)
+                leader = await leader_of(c)
+                if leader == survivor:
+                    survivor = next(n for n in NAMES if n != leader)
+                async with open_client(nodes[survivor], NAMES, timeout=10) as c2:
+                    await nodes[leader].application_stop("global")
+                    start = trio.current_time()
+                    await c2.put("after", b"failover")
+                    assert trio.current_time() - start < 3
+                    for i in range(50):
+                        assert await c2.get(f"k{i}") == b"v%d" % i
+                    assert await c2.get("after") == b"failover"
+
+
+async def test_retried_write_is_applied_once() -> None:
+    with trio.fail_after(30):
+        async with cluster() as nodes:
+            async with open_client(nodes[NAMES[0]], NAMES) as c:
+                leader = ProcessID("global", await leader_of(c))
+                await c.put("k", b"original")
+                # The same (client, seq) sent again - as a retry after a timeout would - is a duplicate:
+                # it returns the original result and does not write again.
+                first = RequestPut(b"k", b"v1", "retry-client", 1, 1)
+                await c.process.call(leader, first)
+                await c.put("k", b"changed since")
+                await c.process.call(leader, RequestPut(b"k", b"v1", "retry-client", 1, 1))
+                assert await c.get("k") == b"changed since"
+
+
+async def test_no_quorum_is_unavailable_not_success() -> None:
+    with trio.fail_after(30):
+        async with cluster() as nodes:
+            async with open_client(nodes[NAMES[0]], NAMES, timeout=10) as c:
+                await c.put("a", b"1")
+                for name in NAMES[1:]:
+                    await nodes[name].application_stop("global")
+            async with open_client(nodes[NAMES[0]], [NAMES[0]], timeout=1.5) as c:
+                with pytest.raises((Unavailable, NotLeader)):
+                    await c.put("b", b"2")
+
+
+def test_bad_config_is_rejected_with_the_field_named() -> None:
+    with pytest.raises(GlobalConfigError, match="storage_type"):
+        GlobalConfig(storage_type="badger")
+    with pytest.raises(GlobalConfigError, match="data_dir"):
+        GlobalConfig(storage_type="leveldb")
+    with pytest.raises(GlobalConfigError, match="read_consistency"):
+        GlobalConfig(read_consistency="eventual")
+    with pytest.raises(GlobalConfigError, match="heartbeat_interval"):
+        GlobalConfig(heartbeat_interval=500)
