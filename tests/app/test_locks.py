@@ -181,7 +181,7 @@ async def test_owner_os_process_sigkilled_next_waiter_gets_the_lock() -> None:
                 env=env,
             )
             try:
-                line = await trio.to_thread.run_sync(proc.stdout.readline)  # type: ignore[union-attr]
+                line = await trio.to_thread.run_sync(proc.stdout.readline, abandon_on_cancel=True)  # type: ignore[union-attr]
                 assert line.startswith(b"TOKEN "), line
                 token = int(line.split()[1])
                 async with open_client(nodes[NAMES[0]], NAMES, timeout=15) as waiter:
