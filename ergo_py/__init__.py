@@ -22,6 +22,7 @@ from ._errors import SpawnError as SpawnError
 from ._ids import PID as PID
 from ._ids import ProcessID as ProcessID
 from ._ids import Ref as Ref
+from ._ids import validate_node_name as validate_node_name
 from ._messages import KILL as KILL
 from ._messages import NOCONNECTION as NOCONNECTION
 from ._messages import NOPROC as NOPROC

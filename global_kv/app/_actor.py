@@ -223,6 +223,10 @@ class GlobalActor(LeaderActor):
         leader = self.leader_process_id()
         if leader is None or leader.node == self.node.name or hops >= _MAX_HOPS:
             raise NotLeader(leader)
+        if leader.node not in self.node.connected_nodes():
+            # No link to the leader we last heard of: it is probably gone, and a forwarded
+            # request would be lost. Let the client retry elsewhere now, not at its timeout.
+            raise NotLeader(None)
         self.send(leader, Forwarded(caller, ref, request, hops + 1))
         return NO_REPLY
 

@@ -1,0 +1,106 @@
+"""The arguments of `global-kv ctl`: common options (before or after the command) and one subcommand each.
+
+Only argparse declarations live here; what each command does is in `_ctl`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ..app import READ_CONSISTENCIES
+
+__all__ = ["add_ctl_parser"]
+
+
+def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """Options accepted before and after the command (`ctl --json get k` = `ctl get k --json`)."""
+    d = (lambda v: v) if top else (lambda v: argparse.SUPPRESS)
+    parser.add_argument(
+        "--cluster",
+        default=d(None),
+        metavar="BOOTSTRAP",
+        help="members: n1@host=ws://host:port,... (default: $BOOTSTRAP)",
+    )
+    parser.add_argument(
+        "--cookie",
+        default=d(None),
+        help="the cluster's cookie (default: $COOKIE or $ERGO_COOKIE; prefer the environment)",
+    )
+    parser.add_argument("--json", action="store_true", default=d(False), help="print one JSON document")
+    parser.add_argument(
+        "--timeout", type=float, default=d(5.0), metavar="S", help="give up after S seconds (default 5)"
+    )
+    parser.add_argument("--node", default=d(None), metavar="NAME", help="talk only to this member")
+
+
+def add_ctl_parser(sub: Any) -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "ctl",
+        help="operate a running cluster (put, get, lock, status, ...)",
+        description="Operate a running cluster. Exit codes: 0 ok, 1 the answer is no (not found, CAS failed, "
+        "lock held), 2 bad arguments, 3 cannot reach/authenticate any node, 4 no quorum.",
+    )
+    _common(p, top=True)
+    cmds = p.add_subparsers(dest="ctl_command", required=True, metavar="COMMAND")
+
+    def cmd(name: str, help_: str) -> argparse.ArgumentParser:
+        c: argparse.ArgumentParser = cmds.add_parser(name, help=help_, description=help_)
+        _common(c, top=False)
+        return c
+
+    def consistency(c: argparse.ArgumentParser) -> None:
+        c.add_argument(
+            "--consistency", choices=READ_CONSISTENCIES, default=None, help="read level (default: the cluster's)"
+        )
+
+    c = cmd("put", "set KEY to VALUE ('-' reads the value from stdin)")
+    c.add_argument("key")
+    c.add_argument("value")
+    c = cmd("get", "print the value of KEY (exit 1 if it does not exist)")
+    c.add_argument("key")
+    consistency(c)
+    c = cmd("delete", "delete KEY")
+    c.add_argument("key")
+    c = cmd("cas", "compare-and-swap: set KEY to --new (or --delete) only if it is --old (or --absent)")
+    c.add_argument("key")
+    old = c.add_mutually_exclusive_group(required=True)
+    old.add_argument("--old", help="the value KEY must have now")
+    old.add_argument("--absent", action="store_true", help="KEY must not exist now")
+    new = c.add_mutually_exclusive_group(required=True)
+    new.add_argument("--new", help="the value to set")
+    new.add_argument("--delete", action="store_true", help="delete KEY instead")
+    c = cmd("range", "list keys with START <= key < END ('' for an open end)")
+    c.add_argument("start")
+    c.add_argument("end")
+    c.add_argument("--limit", type=int, default=0)
+    consistency(c)
+    c = cmd("prefix", "list keys starting with PREFIX")
+    c.add_argument("prefix")
+    c.add_argument("--limit", type=int, default=0)
+    consistency(c)
+    c = cmd("lock", "acquire KEY, print its fencing token, hold it until Ctrl-C (or --duration), release")
+    c.add_argument("key")
+    c.add_argument(
+        "--ttl", type=float, default=0.0, metavar="S", help="lock TTL, kept alive while held (default: none)"
+    )
+    c.add_argument(
+        "--wait", type=float, default=0.0, metavar="S", help="wait in line up to S seconds (default 0: try once)"
+    )
+    c.add_argument(
+        "--duration", type=float, default=0.0, metavar="S", help="release after S seconds (default: on Ctrl-C)"
+    )
+    c = cmd("unlock", "release KEY held with fencing TOKEN (from any client)")
+    c.add_argument("key")
+    c.add_argument("token", type=int)
+    cmd("locks", "list held locks (owner, token, held for, TTL, waiters)")
+    cmd("status", "status of every member (role, term, commit, lag, storage)")
+    cmd("members", "the members as the leader sees them")
+    c = cmd("add-peer", "add NODE as a voting member (it must be running and reachable by the members)")
+    c.add_argument("peer", metavar="NODE")
+    c = cmd("remove-peer", "remove NODE from the members")
+    c.add_argument("peer", metavar="NODE")
+    cmd("snapshot", "take a snapshot on every member (or --node) and compact its log")
+    cmd("compact", "compact the Raft log of every member (or --node) through a snapshot")
+    cmd("metrics", "print the Prometheus metrics of every member (or --node)")
+    return p

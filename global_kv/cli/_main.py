@@ -1,0 +1,246 @@
+"""The `global-kv` console script: `node`, `cluster`, `ctl` and `demo`.
+
+`main` parses arguments, runs the command under trio, and turns every failure a
+user can cause into one line on stderr and a non-zero exit code (see `_errors`).
+It must never print a traceback for bad input; an exception it does not know is
+a bug and is allowed to show.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from collections.abc import Mapping, Sequence
+from typing import NoReturn, TextIO
+
+import trio
+
+import ergo_py
+
+from .._errors import GlobalKVError
+from ..app import READ_CONSISTENCIES
+from ._cluster import LocalCluster
+from ._ctl import map_error, run_ctl
+from ._ctl_args import add_ctl_parser
+from ._demo import run_demo
+from ._errors import EXIT_OUTCOME, CLIError, UsageError
+from ._node import ready_line, run_node
+from ._settings import node_settings
+
+__all__ = ["build_parser", "main"]
+
+_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises UsageError (one line) instead of printing usage and exiting."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="global-kv", description="Global: a Raft-replicated KV store with distributed locks.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    node = sub.add_parser(
+        "node",
+        help="run one node (settings from flags or the environment)",
+        description="Run one node until SIGTERM/SIGINT. Each flag falls back to the environment variable "
+        "in brackets. Prints 'READY ...' on stdout when serving.",
+    )
+    node.add_argument("--name", help="node name name@host [NODE_NAME]")
+    node.add_argument("--cluster-id", help="cluster id [CLUSTER_ID] (default global)")
+    node.add_argument(
+        "--bootstrap", help="members: n1@h1,n2@h2 or n1@h1=ws://h1:15001,... [BOOTSTRAP] (default: just this node)"
+    )
+    node.add_argument("--routes", help="addresses of non-members (for add-peer), same format [ROUTES]")
+    node.add_argument("--data-dir", help="data directory [DATA_DIR] (none: memory storage)")
+    node.add_argument("--cookie", help="the cluster's shared secret [COOKIE or ERGO_COOKIE]; prefer the environment")
+    node.add_argument("--listen", help="host:port for peers [LISTEN] (default: this node's BOOTSTRAP address)")
+    node.add_argument("--metrics", help="host:port of the HTTP /metrics and /health server [METRICS] (default off)")
+    node.add_argument("--storage", help="memory, leveldb, lmdb, hybrid [STORAGE] (default leveldb with a data dir)")
+    node.add_argument(
+        "--read-consistency", help=f"default read level, one of {', '.join(READ_CONSISTENCIES)} [READ_CONSISTENCY]"
+    )
+    node.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR [LOG_LEVEL] (default INFO)")
+    node.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="any other GlobalConfig field, e.g. --set heartbeat_interval=50",
+    )
+    node.add_argument(
+        "--exit-with-stdin", action="store_true", help="stop when stdin closes (for supervisors that hold it open)"
+    )
+
+    cluster = sub.add_parser(
+        "cluster",
+        help="run a local cluster of N node processes until Ctrl-C",
+        description="Start N `global-kv node` processes on 127.0.0.1 and stop them all on Ctrl-C/SIGTERM.",
+    )
+    cluster.add_argument("--nodes", type=int, default=3, help="members (default 3)")
+    cluster.add_argument(
+        "--data-dir", help="keep data and logs here (default: a temporary directory, removed at the end)"
+    )
+    cluster.add_argument("--storage", default="leveldb", help="storage engine (default leveldb)")
+    cluster.add_argument(
+        "--base-port",
+        type=int,
+        default=0,
+        help="node i listens on BASE+i, its metrics on BASE+100+i (default: free ports)",
+    )
+    cluster.add_argument("--no-metrics", action="store_true", help="no HTTP metrics/health servers")
+    cluster.add_argument("--read-consistency", choices=READ_CONSISTENCIES, default=None)
+    cluster.add_argument(
+        "--set", action="append", default=[], metavar="FIELD=VALUE", help="GlobalConfig field for every node"
+    )
+
+    demo = sub.add_parser("demo", help="a narrated tour of a local 3-node cluster (well under a minute)")
+    demo.add_argument("--storage", default="leveldb", help="storage engine (default leveldb)")
+
+    add_ctl_parser(sub)
+    return parser
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for sub in exc.exceptions for leaf in _leaves(sub)]
+    return [exc]
+
+
+def _as_cli_error(exc: BaseException) -> CLIError | None:
+    """The one CLIError to report for `exc` (unwrapping trio's groups); None for a bug."""
+    for leaf in _leaves(exc):
+        if isinstance(leaf, KeyboardInterrupt):
+            return None
+        mapped = map_error(leaf)
+        if mapped is not None:
+            return mapped
+        if isinstance(leaf, trio.TooSlowError):
+            return CLIError("timed out")
+        if isinstance(leaf, (ergo_py.ErgoError, GlobalKVError, OSError)):
+            text = leaf.strerror if isinstance(leaf, OSError) and leaf.strerror else str(leaf)
+            return CLIError(text or type(leaf).__name__)
+    return None
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(stream=sys.stderr, level=level.upper(), format=_LOG_FORMAT, force=True)
+
+
+async def _run_cluster(args: argparse.Namespace, env: Mapping[str, str]) -> None:
+    from ._settings import parse_overrides
+
+    config = parse_overrides(args.set)
+    cookie = env.get("COOKIE") or env.get("ERGO_COOKIE")
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        cluster = LocalCluster(
+            args.nodes,
+            data_dir=args.data_dir,
+            storage=args.storage,
+            base_port=args.base_port,
+            cookie=cookie,
+            metrics=not args.no_metrics,
+            read_consistency=args.read_consistency,
+            config=config,
+        )
+        async with cluster:
+            out = sys.stdout
+            print(ready_line({"nodes": len(cluster.nodes), "bootstrap": cluster.bootstrap}), file=out)
+            print(f"\n{len(cluster.nodes)} nodes up ({args.storage}, data and logs in {cluster.data_dir}):", file=out)
+            for n in cluster.nodes:
+                metrics = f"  {n.metrics_url}/metrics" if n.metrics_url else ""
+                print(f"  {n.name:14} {n.url:24} pid {n.pid}{metrics}", file=out)
+            print("\nUse it from another shell:", file=out)
+            if not cookie:
+                print(f"  export COOKIE={cluster.cookie}", file=out)
+            print(f"  export BOOTSTRAP='{cluster.bootstrap}'", file=out)
+            print("  global-kv ctl put greeting hello && global-kv ctl get greeting && global-kv ctl status", file=out)
+            print("\nCtrl-C stops every node.", file=out, flush=True)
+            async with trio.open_nursery() as nursery:
+
+                async def watch(i: int) -> None:
+                    node = cluster.nodes[i]
+                    process = node.process
+                    assert process is not None
+                    code = await process.wait()
+                    print(
+                        f"note: {node.name} (pid {process.pid}) exited with code {code}; see {node.log_path}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+
+                for i in range(len(cluster.nodes)):
+                    nursery.start_soon(watch, i)
+                async for signum in signals:
+                    print(
+                        f"\n{signal.Signals(signum).name}: stopping {len(cluster.nodes)} nodes...", file=out, flush=True
+                    )
+                    break
+                nursery.cancel_scope.cancel()
+        print("stopped every node", file=sys.stdout, flush=True)
+
+
+async def ctl(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+) -> int:
+    """`global-kv ctl ARGV...` inside a running trio program; returns the exit code.
+
+    Output and the one-line error go to `out`/`err` exactly as the command prints
+    them, so a harness can script a cluster without starting a process per command.
+    """
+    env = os.environ if env is None else env
+    err = err if err is not None else sys.stderr
+    try:
+        args = build_parser().parse_args(["ctl", *argv])
+        return await run_ctl(args, env=env, out=out, err=err)
+    except BaseException as exc:
+        error = _as_cli_error(exc)
+        if error is None or isinstance(exc, SystemExit):
+            raise
+        print(f"global-kv ctl: {error}", file=err, flush=True)
+        return error.exit_code or EXIT_OUTCOME
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    """Run the `global-kv` command; returns the exit code (the console script exits with it)."""
+    env = os.environ if env is None else env
+    command = "global-kv"
+    try:
+        args = build_parser().parse_args(argv)
+        command = f"global-kv {args.command}"
+        if args.command == "node":
+            settings = node_settings(args, env)
+            _setup_logging(settings.config.log_level)
+            trio.run(run_node, settings)
+            return 0
+        if args.command == "cluster":
+            _setup_logging("WARNING")
+            trio.run(_run_cluster, args, env)
+            return 0
+        if args.command == "demo":
+            _setup_logging("ERROR")  # the tour is the output; the nodes log to files
+            trio.run(lambda: run_demo(storage=args.storage))
+            return 0
+        _setup_logging("ERROR")
+        code: int = trio.run(lambda: run_ctl(args, env=env))
+        return code
+    except KeyboardInterrupt:
+        return 130
+    except BaseException as exc:
+        if isinstance(exc, SystemExit):
+            raise
+        error = _as_cli_error(exc)
+        if error is None:
+            raise
+        print(f"{command}: {error}", file=sys.stderr, flush=True)
+        return error.exit_code or EXIT_OUTCOME

@@ -1,0 +1,196 @@
+"""LocalCluster: real node processes started, faulted by signal, stopped cleanly, always reaped."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+import trio
+from prometheus_client.parser import text_string_to_metric_families
+
+from global_kv.cli import LocalCluster, NodeStartError
+
+
+def _get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+async def http_get(url: str) -> tuple[int, bytes]:
+    return await trio.to_thread.run_sync(_get, url)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+async def test_sigterm_stops_every_node_cleanly_and_a_restart_resumes_from_disk(tmp_path: Path) -> None:
+    with trio.fail_after(60):
+        async with LocalCluster(3, data_dir=tmp_path, metrics=False) as cluster:
+            assert [n.ready_fields["node"] for n in cluster.nodes] == cluster.names
+            assert all(n.ready_fields["storage"] == "leveldb" for n in cluster.nodes)
+            leader = await cluster.wait_for_leader()
+            async with cluster.open_client(timeout=10) as kv:
+                for i in range(30):
+                    await kv.put(f"k{i}", b"%d" % i)
+                # SIGTERM the leader under a write load: it exits 0 promptly, writes go on elsewhere.
+                acked: list[int] = []
+
+                async def writer() -> None:
+                    for i in range(10_000):
+                        await kv.put(f"load{i}", b"x")
+                        acked.append(i)
+
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(writer)
+                    await trio.sleep(0.3)
+                    started = trio.current_time()
+                    assert await cluster.stop(leader) == 0
+                    assert trio.current_time() - started < 5 and cluster.nodes[leader].stopped_cleanly
+                    at_stop = len(acked)
+                    with trio.fail_after(10):
+                        while len(acked) < at_stop + 20:
+                            await trio.sleep(0.02)
+                    nursery.cancel_scope.cancel()
+                for i in acked:
+                    assert await kv.get(f"load{i}") == b"x"
+            await cluster.start_node(leader)
+            for i in range(3):
+                assert await cluster.stop(i) == 0  # SIGTERM: a clean stop exits 0 ...
+                assert cluster.nodes[i].stopped_cleanly  # ... after saying STOPPED
+            for i in range(3):
+                await cluster.start_node(i)
+            await cluster.wait_for_leader()
+            async with cluster.open_client() as kv:
+                assert [await kv.get(f"k{i}") for i in range(30)] == [b"%d" % i for i in range(30)]
+                await kv.put("after-restart", b"ok")
+            await cluster.restart(1)  # one node at a time keeps the cluster serving
+            async with cluster.open_client(nodes=[cluster.names[1]]) as local:
+                with trio.fail_after(10):
+                    while await local.get("after-restart", consistency="follower") != b"ok":
+                        await trio.sleep(0.05)
+        assert all(not n.running for n in cluster.nodes)
+        assert (tmp_path / "n1").is_dir() and (tmp_path / "n1.log").stat().st_size > 0  # a given data dir is kept
+
+
+async def test_kill_pause_and_resume_and_every_process_is_reaped_at_the_end() -> None:
+    with trio.fail_after(60):
+        async with LocalCluster(3, metrics=False) as cluster:
+            data_dir = cluster.data_dir
+            pids = [n.pid for n in cluster.nodes]
+            leader = await cluster.wait_for_leader()
+            follower = next(i for i in range(3) if i != leader)
+            cluster.pause(follower)  # SIGSTOP: the other two still make a majority
+            async with cluster.open_client(timeout=10) as kv:
+                await kv.put("while-paused", b"1")
+                cluster.resume(follower)
+                async with cluster.open_client(nodes=[cluster.names[follower]]) as local:
+                    with trio.fail_after(10):
+                        while await local.get("while-paused", consistency="follower") != b"1":
+                            await trio.sleep(0.05)
+                assert await cluster.kill(leader) == -9
+                new_leader = await cluster.wait_for_leader(exclude=[leader])
+                assert new_leader != leader
+                await kv.put("after-kill", b"2")
+                assert await kv.get("after-kill") == b"2"
+            # A node whose parent goes away (its stdin closes) stops by itself, cleanly.
+            other = next(i for i in range(3) if i not in (leader, new_leader))
+            process = cluster.nodes[other].process
+            assert process is not None and process.stdin is not None
+            await process.stdin.aclose()
+            with trio.fail_after(15):
+                assert await process.wait() == 0
+            cluster.pause(new_leader)  # aclose must also reap a stopped (SIGSTOP) process
+        assert all(not alive(pid) for pid in pids if pid is not None)
+        assert data_dir is not None and not data_dir.exists()  # the temporary directory is removed
+
+
+async def test_health_and_metrics_over_http_and_503_without_quorum() -> None:
+    with trio.fail_after(60):
+        async with LocalCluster(3) as cluster:
+            await cluster.wait_for_leader()
+            async with cluster.open_client() as kv:
+                for i in range(10):
+                    await kv.put(f"k{i}", b"v")
+            healths = []
+            for n in cluster.nodes:
+                code, body = await http_get(f"{n.metrics_url}/health")
+                assert code == 200
+                healths.append(json.loads(body))
+            assert sum(h["is_leader"] for h in healths) == 1
+            leader = next(i for i, h in enumerate(healths) if h["is_leader"])
+            assert all(h["leader"] == cluster.names[leader] for h in healths)
+            assert all(h["status"] == "ok" and h["has_quorum"] and h["storage_ok"] for h in healths)
+            code, body = await http_get(f"{cluster.nodes[leader].metrics_url}/metrics")
+            assert code == 200
+            got = {
+                (s.name, s.labels.get("peer")): s.value
+                for f in text_string_to_metric_families(body.decode())
+                for s in f.samples
+            }
+            assert got[("global_is_leader", None)] == 1 and got[("global_peers_count", None)] == 3
+            assert got[("global_writes_total", None)] >= 10
+            assert {peer for name, peer in got if name == "global_replication_match_index"} == {
+                n.name for i, n in enumerate(cluster.nodes) if i != leader
+            }
+
+            survivor = (leader + 1) % 3
+            for i in range(3):
+                if i != survivor:
+                    assert await cluster.stop(i) == 0
+            with trio.fail_after(10):  # within a few election timeouts it knows it has no quorum
+                while (result := await http_get(f"{cluster.nodes[survivor].metrics_url}/health"))[0] != 503:
+                    await trio.sleep(0.1)
+            health = json.loads(result[1])
+            assert health["status"] == "unhealthy" and health["has_quorum"] is False
+
+
+async def test_a_node_that_cannot_start_is_reported_with_its_log_and_nothing_is_left() -> None:
+    with trio.fail_after(60):
+        cluster = LocalCluster(1, storage="no-such-engine", metrics=False)
+        with pytest.raises(NodeStartError) as info:
+            async with cluster:
+                pass
+        assert "exited with code 2" in str(info.value) and "storage_type" in str(info.value)
+        assert all(not n.running for n in cluster.nodes)
+
+
+async def test_a_port_taken_between_picking_and_binding_is_retried_with_new_ports(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from global_kv.cli import _cluster
+
+    real = _cluster._free_ports
+    picks: list[list[int]] = []
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        taken = held.getsockname()[1]
+
+        def first_pick_taken(host: str, count: int) -> list[int]:
+            ports = real(host, count)
+            if not picks:
+                ports[0] = taken  # as if another program bound it before our node did
+            picks.append(ports)
+            return ports
+
+        monkeypatch.setattr(_cluster, "_free_ports", first_pick_taken)
+        with trio.fail_after(60):
+            async with LocalCluster(1, storage="memory", metrics=False) as cluster:
+                assert len(picks) == 2 and cluster.nodes[0].port == picks[1][0] != taken
+                assert cluster.nodes[0].running
+            with pytest.raises(NodeStartError, match="already in use"):  # a fixed base port is not moved
+                async with LocalCluster(1, storage="memory", metrics=False, base_port=taken):
+                    pass
