@@ -238,7 +238,7 @@ class GlobalActor(LeaderActor):
             op = Delete(request.key)
         elif isinstance(request, RequestCAS):
             new = None if request.new is None else encode_value(request.new, compress, threshold)
-            old = None if request.old is None else encode_value(request.old, False, 0)
+            old = None if request.old is None else encode_value(request.old, compress, threshold)
             op = CAS(request.key, old, new)
         elif isinstance(request, RequestBatchPut):
             op = BatchPut(tuple((k, encode_value(v, compress, threshold)) for k, v in request.items))

@@ -153,3 +153,21 @@ def test_bad_config_is_rejected_with_the_field_named() -> None:
         GlobalConfig(read_consistency="eventual")
     with pytest.raises(GlobalConfigError, match="heartbeat_interval"):
         GlobalConfig(heartbeat_interval=500)
+
+
+async def test_large_values_are_compressed_in_the_log_and_read_back_whole() -> None:
+    value = b"compressible " * 1000  # 13 kB
+    with trio.fail_after(30):
+        async with cluster(compress_values=True, compress_threshold=1024) as nodes:
+            async with open_client(nodes[NAMES[0]], NAMES) as c:
+                await c.put("big", value)
+                await c.put("small", b"tiny")
+                await c.cas("big", value, value + b"!")
+                assert await c.get("big") == value + b"!"
+                assert await c.get("small") == b"tiny"
+                leader = await leader_of(c)
+            proc = nodes[leader]._local(nodes[leader].whereis("global"))  # type: ignore[arg-type]
+            assert proc is not None
+            raft = proc.actor.raft  # type: ignore[attr-defined]
+            sizes = [len(e.data) for e in raft.entries(raft.first_index, raft.last_index + 1)]
+            assert max(sizes) < len(value) // 4, sizes  # the entry carried zlib, not 13 kB
