@@ -116,6 +116,7 @@ class GlobalActor(LeaderActor):
         self._pending: dict[int, _Pending] = {}  # log index -> who waits for its result
         self._reads: list[tuple[PID, Ref, Any]] = []  # batched until the next flush
         self._read_rounds: dict[bytes, list[tuple[PID, Ref, Any]]] = {}  # ReadIndex context -> reads
+        self._read_round_started: dict[bytes, float] = {}
         self._ready_reads: list[tuple[int, list[tuple[PID, Ref, Any]]]] = []  # waiting for applied >= index
         self._read_ctx = itertools.count(1)
         self._storage_ok = True
@@ -156,6 +157,7 @@ class GlobalActor(LeaderActor):
             return
         if message is _LOCK_CHECK:
             self.locks.check()
+            self._expire_read_rounds()
             return
         if isinstance(message, MessageDownPID):
             self.locks.on_down(message.pid)
@@ -279,6 +281,7 @@ class GlobalActor(LeaderActor):
                     self.send_response_error(caller, ref, exc)
             else:
                 self._read_rounds[ctx] = batch
+                self._read_round_started[ctx] = trio.current_time()
 
     # -- the state machine ------------------------------------------------------------------------
     def raft_applied_index(self) -> int | None:
@@ -316,6 +319,17 @@ class GlobalActor(LeaderActor):
                     self._fail_lost(pending)
         self._serve_ready_reads()
 
+    def _expire_read_rounds(self) -> None:
+        """A ReadIndex request or answer lost on the network never comes back: after a few
+        election timeouts, tell its readers to retry (their clients gave up on it already)."""
+        if not self._read_round_started:
+            return
+        limit = trio.current_time() - 10 * self.config.election_timeout_max / 1000
+        for ctx in [c for c, t in self._read_round_started.items() if t < limit]:
+            del self._read_round_started[ctx]
+            for caller, ref, _ in self._read_rounds.pop(ctx, ()):
+                self.send_response_error(caller, ref, NotLeader(self.leader_process_id()))
+
     def _fail_lost(self, pending: _Pending) -> None:
         """Our entry at that index was replaced by another leader's: it never commits. Safe to retry."""
         if pending.caller is not None:
@@ -324,6 +338,7 @@ class GlobalActor(LeaderActor):
     async def raft_read_states(self, states: Sequence[ReadState]) -> None:
         for state in states:
             batch = self._read_rounds.pop(state.context, None)
+            self._read_round_started.pop(state.context, None)
             if batch is not None:
                 self._ready_reads.append((state.index, batch))
         self._serve_ready_reads()
@@ -356,6 +371,7 @@ class GlobalActor(LeaderActor):
                 for caller, ref, _ in batch:
                     self.send_response_error(caller, ref, error)
             self._read_rounds.clear()
+            self._read_round_started.clear()
 
     # -- snapshots ------------------------------------------------------------------------------
     def raft_snapshot_data(self) -> bytes:
