@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from ergo_py import PID, Actor, ErgoError, ProcessID
 from .._errors import NotLeader
 from ..raft import (
     ConfChange,
+    HardState,
     ConfChangeType,
     Entry,
     EntryType,
@@ -97,6 +99,7 @@ class LeaderActor(Actor):
         self._term = 0
         self._leader_term: int | None = None
         self._snapshot_requested = False
+        self._persisted_hs = HardState()
         config = options.raft_config()
         bootstrap_ids = [peer_id(p.name, p.node) for p in options.bootstrap]
         state = None
@@ -112,16 +115,24 @@ class LeaderActor(Actor):
                 data = await self.raft_load_snapshot(state.snapshot)
                 snapshot = Snapshot(state.snapshot, data)
                 await self.raft_restore(snapshot)
-            self._replay_upto = state.hard_state.commit
+            applied = self.raft_applied_index()
+            hard_state = state.hard_state
+            last = state.entries[-1].index if state.entries else state.snapshot.index
+            if applied is not None and hard_state.commit < applied <= last:
+                # The commit index is persisted lazily (see _drain); everything the state
+                # machine applied was committed, and is in this replica's log.
+                hard_state = replace(hard_state, commit=applied)
+            self._replay_upto = hard_state.commit
             self.raft = RaftNode(
                 self.raft_id,
                 config,
                 self._rng,
-                hard_state=state.hard_state,
+                hard_state=hard_state,
                 snapshot=snapshot,
                 entries=state.entries,
-                applied=self.raft_applied_index(),
+                applied=applied,
             )
+            self._persisted_hs = hard_state
         elif self.raft_id in bootstrap_ids:
             self._replay_upto = 0
             self.raft = RaftNode.bootstrap(self.raft_id, bootstrap_ids, config, self._rng)
@@ -330,13 +341,15 @@ class LeaderActor(Actor):
             self._send_raft(rd.messages)
             if rd.snapshot is not None:
                 await self.raft_save_snapshot(rd.snapshot)
-            if self._store is not None and rd.must_sync():
+            if self._store is not None and self._needs_sync(rd):
                 await trio.to_thread.run_sync(
                     self._store.save,
                     rd.hard_state,
                     rd.entries,
                     rd.snapshot.meta if rd.snapshot is not None else None,
                 )
+                if rd.hard_state is not None:
+                    self._persisted_hs = rd.hard_state
             self._send_raft(rd.persisted_messages)
             if rd.snapshot is not None:
                 await self.raft_restore(rd.snapshot)
@@ -349,6 +362,16 @@ class LeaderActor(Actor):
             if rd.soft_state is not None:
                 await self._soft_state_changed(rd.soft_state)
         await self._maybe_compact()
+
+    def _needs_sync(self, rd: Any) -> bool:
+        """Entries, a snapshot, or a new term or vote must be durable before what depends on
+        them is sent. A Ready that only moves the commit index needs no fsync (as in etcd):
+        the commit index is rediscovered from the leader, or from the state machine's applied
+        index, after a restart; it is written along with the next entries."""
+        if rd.entries or rd.snapshot is not None:
+            return True
+        hs = rd.hard_state
+        return hs is not None and (hs.term != self._persisted_hs.term or hs.vote != self._persisted_hs.vote)
 
     async def _soft_state_changed(self, soft: SoftState) -> None:
         was_leader = self._role is Role.LEADER
@@ -396,4 +419,9 @@ class LeaderActor(Actor):
         meta = raft.compact(applied, data)
         await self.raft_save_snapshot(Snapshot(meta, data))
         if self._store is not None:
+            # The log only compacts committed entries it knows are committed: bring its
+            # (lazily written) commit index up to date first.
+            hard_state = self.raft.hard_state
+            await trio.to_thread.run_sync(self._store.save, hard_state, ())
+            self._persisted_hs = hard_state
             await trio.to_thread.run_sync(self._store.compact, meta)
