@@ -658,9 +658,9 @@ class Node:
                     del self._node_monitors[target]
             return
         if target.node != self.name:
-            mons = self._remote_monitors.get(target.node)
-            if mons is not None and mons.pop(ref, None) is not None:
-                if not mons:
+            remote = self._remote_monitors.get(target.node)
+            if remote is not None and remote.pop(ref, None) is not None:
+                if not remote:
                     del self._remote_monitors[target.node]
                 try:
                     self._net_send(target.node, "Demonitor", watcher, target, ref)
@@ -668,9 +668,11 @@ class Node:
                     pass
             return
         pid = self._monitor_index.pop(ref, None)
-        mons = self._monitors_by_target.get(pid) if pid is not None else None
-        if mons is not None and mons.pop(ref, None) is not None and not mons:
-            del self._monitors_by_target[pid]  # type: ignore[arg-type]
+        if pid is None:
+            return
+        local = self._monitors_by_target.get(pid)
+        if local is not None and local.pop(ref, None) is not None and not local:
+            del self._monitors_by_target[pid]
 
     def _deliver_down(self, watcher: PID, ref: Ref, message: Any) -> None:
         if watcher.node != self.name:

@@ -35,6 +35,7 @@ from ergo_py import NO_REPLY, PID, MessageDownPID, Ref
 
 from .._errors import GlobalKVError, NotLeader, StorageError
 from ..leader import LeaderActor
+from ..storage import SnapshotStore, StorageEngine, open_engine
 from ..raft import Entry, ReadState, Role, Snapshot, SnapshotMeta, SoftState
 from ..state import (
     CAS,
@@ -110,7 +111,7 @@ class GlobalActor(LeaderActor):
         logging.getLogger("global_kv").setLevel(config.log_level.upper())
         self._engine: Any = None
         self._snapshots: Any = None
-        await self._open_storage()
+        self._engine, self._snapshots = await self._open_storage()
         self.sm = StateMachine(self._engine, session_expiry_entries=config.session_expiry_entries)
         self._writes: list[tuple[bytes, PID | None, Ref | None, Any]] = []  # batched until the next flush
         self._pending: dict[int, _Pending] = {}  # log index -> who waits for its result
@@ -128,16 +129,15 @@ class GlobalActor(LeaderActor):
         await self.start_raft(config.leader_options())
         self.send_interval(self.pid, _LOCK_CHECK, min(config.lock_check_interval, 100) / 1000)
 
-    async def _open_storage(self) -> None:
-        from ..storage import SnapshotStore, open_engine
-
+    async def _open_storage(self) -> tuple[StorageEngine, Any]:
+        """The engine, and the snapshot store (None for memory storage)."""
         config = self.config
         if config.storage_type == "memory":
-            self._engine = open_engine("memory", None)
-            return
+            return open_engine("memory", None), None
         data_dir = Path(config.data_dir or ".")
-        self._engine = await trio.to_thread.run_sync(lambda: open_engine(config.storage_type, os.fspath(data_dir)))
-        self._snapshots = await trio.to_thread.run_sync(SnapshotStore, data_dir / "snapshots")
+        engine = await trio.to_thread.run_sync(lambda: open_engine(config.storage_type, os.fspath(data_dir)))
+        snapshots = await trio.to_thread.run_sync(SnapshotStore, data_dir / "snapshots")
+        return engine, snapshots
 
     async def terminate(self, reason: Any) -> None:
         await self.stop_raft()
@@ -272,15 +272,15 @@ class GlobalActor(LeaderActor):
                 for offset, (_, caller, ref, request) in enumerate(batch):
                     self._pending[first + offset] = _Pending(term, caller, ref, request, now)
         if self._reads:
-            batch, self._reads = self._reads, []
+            reads, self._reads = self._reads, []
             ctx = next(self._read_ctx).to_bytes(8, "big")
             try:
                 self.request_read_index(ctx)
             except NotLeader as exc:
-                for caller, ref, _ in batch:
-                    self.send_response_error(caller, ref, exc)
+                for reader, reader_ref, _ in reads:
+                    self.send_response_error(reader, reader_ref, exc)
             else:
-                self._read_rounds[ctx] = batch
+                self._read_rounds[ctx] = reads
                 self._read_round_started[ctx] = trio.current_time()
 
     # -- the state machine ------------------------------------------------------------------------
