@@ -120,7 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     for batch, size, per_call in cases:
         n = min(total, max(2_000, total // 10)) if batch == 1 else total
         rows.append(run(batch, size, n, per_call))
-    header = f"{'batch':>6} {'bytes':>6} {'API':>14} {'entries':>9} {'entries/s':>10} {'us/entry':>9} {'msgs/round':>10}"
+    header = (
+        f"{'batch':>6} {'bytes':>6} {'API':>14} {'entries':>9} {'entries/s':>10} {'us/entry':>9} {'msgs/round':>10}"
+    )
     print(
         "Raft core, 3 replicas in one process, no I/O (committed entries per second on the leader)"
     )

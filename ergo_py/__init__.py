@@ -4,6 +4,7 @@ Processes with PIDs and names, `send`/`call`, monitors, links, supervisors and
 applications, and nodes that talk over authenticated websocket links.
 """
 
+from . import net as net
 from ._actor import NO_REPLY as NO_REPLY
 from ._actor import Actor as Actor
 from ._application import Application as Application
@@ -46,5 +47,4 @@ from ._supervisor import Supervisor as Supervisor
 from ._supervisor import SupervisorSpec as SupervisorSpec
 from ._supervisor import TerminateChild as TerminateChild
 from ._supervisor import WhichChildren as WhichChildren
-from . import net as net
 from .net import register_type as register_type

@@ -196,9 +196,7 @@ class Supervisor(Actor):
             return
         child.pid = None
         restart = child.spec.restart
-        wanted = restart is Restart.PERMANENT or (
-            restart is Restart.TRANSIENT and reason not in (NORMAL, SHUTDOWN)
-        )
+        wanted = restart is Restart.PERMANENT or (restart is Restart.TRANSIENT and reason not in (NORMAL, SHUTDOWN))
         if not wanted:
             if restart is Restart.TEMPORARY or self._spec.strategy is Strategy.SIMPLE_ONE_FOR_ONE:
                 self._children.remove(child)

@@ -9,7 +9,6 @@ from ._errors import GlobalKVError as GlobalKVError
 from ._errors import LockHeld as LockHeld
 from ._errors import LockNotHeld as LockNotHeld
 from ._errors import LockTimeout as LockTimeout
-from ._errors import TooManyWaiters as TooManyWaiters
 from ._errors import NotLeader as NotLeader
 from ._errors import RaftInvariantError as RaftInvariantError
 from ._errors import SessionExpired as SessionExpired
@@ -17,6 +16,7 @@ from ._errors import StaleToken as StaleToken
 from ._errors import StorageCorrupted as StorageCorrupted
 from ._errors import StorageError as StorageError
 from ._errors import StorageFull as StorageFull
+from ._errors import TooManyWaiters as TooManyWaiters
 from ._errors import Unavailable as Unavailable
 from .app import Application as Application
 from .app import GlobalActor as GlobalActor

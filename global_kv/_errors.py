@@ -175,8 +175,7 @@ class LockHeld(GlobalKVError):
         self.holder = holder
         self.token = token
         super().__init__(
-            f"lock {key!r} is held by {holder!r} (token {token}); "
-            "wait for it (lock with a timeout) or try again later"
+            f"lock {key!r} is held by {holder!r} (token {token}); wait for it (lock with a timeout) or try again later"
         )
 
 
@@ -264,6 +263,4 @@ class TooManyWaiters(GlobalKVError):
     def __init__(self, key: bytes, limit: int) -> None:
         self.key = key
         self.limit = limit
-        super().__init__(
-            f"lock {key!r} already has {limit} waiters (max_lock_waiters); retry later or raise the limit"
-        )
+        super().__init__(f"lock {key!r} already has {limit} waiters (max_lock_waiters); retry later or raise the limit")

@@ -35,7 +35,6 @@ from ergo_py import NO_REPLY, PID, MessageDownPID, Ref
 
 from .._errors import GlobalKVError, NotLeader, StorageError
 from ..leader import LeaderActor
-from ..storage import SnapshotStore, StorageEngine, open_engine
 from ..raft import Entry, ReadState, Role, Snapshot, SnapshotMeta, SoftState
 from ..state import (
     CAS,
@@ -48,18 +47,18 @@ from ..state import (
     encode_command,
     encode_value,
 )
+from ..storage import SnapshotStore, StorageEngine, open_engine
 from ._config import GlobalConfig
 from ._locks import LockService
 from ._protocol import (
     CmdAddPeer,
     CmdListLocks,
     CmdMetrics,
-    LockRequest,
-    RefreshRequest,
-    UnlockRequest,
     CmdRemovePeer,
     CmdSnapshot,
     Forwarded,
+    LockRequest,
+    RefreshRequest,
     RequestBatchDelete,
     RequestBatchPut,
     RequestCAS,
@@ -70,6 +69,7 @@ from ._protocol import (
     RequestRange,
     RequestStatus,
     StatusResponse,
+    UnlockRequest,
 )
 
 __all__ = ["GlobalActor"]
@@ -301,7 +301,9 @@ class GlobalActor(LeaderActor):
                 pending = None
             request = pending.request if pending is not None else None
             caller = pending.caller if pending is not None else None
-            if self.locks.active and self.locks.on_result(item.result, request, caller, pending.ref if pending else None):
+            if self.locks.active and self.locks.on_result(
+                item.result, request, caller, pending.ref if pending else None
+            ):
                 continue
             if caller is None:
                 continue

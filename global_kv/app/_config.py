@@ -61,10 +61,19 @@ class GlobalConfig:
                 raise GlobalConfigError(f"invalid GlobalConfig: {what}")
 
         need(bool(self.cluster_id), "cluster_id must be a non-empty string")
-        need(0 < self.election_timeout_min < self.election_timeout_max, "need 0 < election_timeout_min < election_timeout_max (ms)")
-        need(0 < self.heartbeat_interval < self.election_timeout_min, "need 0 < heartbeat_interval < election_timeout_min (ms)")
+        need(
+            0 < self.election_timeout_min < self.election_timeout_max,
+            "need 0 < election_timeout_min < election_timeout_max (ms)",
+        )
+        need(
+            0 < self.heartbeat_interval < self.election_timeout_min,
+            "need 0 < heartbeat_interval < election_timeout_min (ms)",
+        )
         need(0 < self.tick_interval <= self.heartbeat_interval, "need 0 < tick_interval <= heartbeat_interval (ms)")
-        need(self.storage_type in ENGINE_NAMES, f"storage_type must be one of {sorted(ENGINE_NAMES)}, got {self.storage_type!r}")
+        need(
+            self.storage_type in ENGINE_NAMES,
+            f"storage_type must be one of {sorted(ENGINE_NAMES)}, got {self.storage_type!r}",
+        )
         need(
             self.storage_type == "memory" or bool(self.data_dir),
             f"storage_type {self.storage_type!r} is durable and needs a data_dir",
@@ -82,7 +91,10 @@ class GlobalConfig:
         )
         need(self.compress_threshold >= 0, "compress_threshold must be >= 0 bytes")
         need(self.session_expiry_entries >= 1000, "session_expiry_entries must be >= 1000")
-        need(self.log_level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"), f"unknown log_level {self.log_level!r}")
+        need(
+            self.log_level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
+            f"unknown log_level {self.log_level!r}",
+        )
 
     @property
     def lease_reads(self) -> bool:

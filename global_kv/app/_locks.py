@@ -93,11 +93,15 @@ class LockService:
 
     def release(self, caller: PID, ref: Ref, request: UnlockRequest) -> None:
         op = LockRelease(request.key, request.token)
-        self.actor._propose(encode_command(Command(request.client_id, request.seq, request.ack, op)), caller, ref, request)
+        self.actor._propose(
+            encode_command(Command(request.client_id, request.seq, request.ack, op)), caller, ref, request
+        )
 
     def refresh(self, caller: PID, ref: Ref, request: RefreshRequest) -> None:
         op = LockRefresh(request.key, request.token, _ttl_ms(request.ttl))
-        self.actor._propose(encode_command(Command(request.client_id, request.seq, request.ack, op)), caller, ref, request)
+        self.actor._propose(
+            encode_command(Command(request.client_id, request.seq, request.ack, op)), caller, ref, request
+        )
 
     def _propose_acquire(self, caller: PID, ref: Ref, request: LockRequest) -> None:
         ttl = request.ttl if request.ttl > 0 else float(self.config.default_lock_ttl)

@@ -185,7 +185,7 @@ def _edn_read(text: str) -> Any:
             if opener == "{":
                 if len(items) % 2:
                     raise ValueError("a map needs an even number of forms")
-                value = dict(zip(items[::2], items[1::2]))
+                value = dict(zip(items[::2], items[1::2], strict=True))
             else:
                 value = tuple(items)
         elif m.group("str") is not None:

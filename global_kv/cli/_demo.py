@@ -81,7 +81,8 @@ async def run_demo(*, out: TextIO | None = None, nodes: int = 3, storage: str = 
         p.line(f"data and logs in {cluster.data_dir}")
         leader = await cluster.wait_for_leader()
         p.line(
-            f"all ready and {cluster.nodes[leader].name} elected leader {trio.current_time() - start:.1f} s after launch"
+            f"all ready and {cluster.nodes[leader].name} elected leader "
+            f"{trio.current_time() - start:.1f} s after launch"
         )
         async with cluster.open_client_node("demo@localhost") as client_node:
             await _tour(p, cluster, client_node, leader)

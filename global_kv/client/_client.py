@@ -117,7 +117,9 @@ class GlobalClient:
         )
         return [tuple(pair) for pair in await self._request(request)]  # type: ignore[misc]
 
-    async def prefix_scan(self, prefix: Key, limit: int = 0, *, consistency: str | None = None) -> list[tuple[bytes, bytes]]:
+    async def prefix_scan(
+        self, prefix: Key, limit: int = 0, *, consistency: str | None = None
+    ) -> list[tuple[bytes, bytes]]:
         request = RequestPrefix(_key(prefix), limit, consistency or self.consistency)
         return [tuple(pair) for pair in await self._request(request)]  # type: ignore[misc]
 
@@ -266,8 +268,7 @@ class GlobalClient:
             remaining = deadline - trio.current_time()
             if remaining <= 0:
                 raise Unavailable(
-                    f"{type(request).__name__} got no answer within {self.timeout} s "
-                    f"(last error: {last_error!r})"
+                    f"{type(request).__name__} got no answer within {self.timeout} s (last error: {last_error!r})"
                 )
             target = self._target()
             message = request(seq, self._ack()) if seq is not None else request

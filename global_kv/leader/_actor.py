@@ -34,10 +34,10 @@ from ergo_py import PID, Actor, ErgoError, ProcessID
 from .._errors import NotLeader
 from ..raft import (
     ConfChange,
-    HardState,
     ConfChangeType,
     Entry,
     EntryType,
+    HardState,
     RaftNode,
     ReadState,
     Role,

@@ -121,7 +121,8 @@ def _encode_batch(
 class RaftLogStore:
     """The Raft log of one replica in directory `path` (created if missing).
 
-    Also a context manager (`with RaftLogStore(p) as log:`). Thread-safe: every public method holds one lock, so the actor shell may run
+    Also a context manager (`with RaftLogStore(p) as log:`). Thread-safe: every public method
+    holds one lock, so the actor shell may run
     `save` in a worker thread (`trio.to_thread.run_sync`) to keep fsyncs off the loop.
     """
 

@@ -8,7 +8,6 @@ import pytest
 import trio
 
 import ergo_py as e
-from ergo_py import ProcessID
 from global_kv import FencedResource, LockHeld, LockTimeout, StaleToken, TooManyWaiters
 from global_kv.client import GlobalClient, open_client
 

@@ -28,10 +28,16 @@ async def test_worker_pool_example_fails_over_with_a_higher_token() -> None:
         log = await example.run(12)
     tokens = [int(m.group(1)) for line in log if (m := re.search(r"became leader, fencing token (\d+)", line))]
     assert len(tokens) >= 2 and tokens == sorted(set(tokens)), log
-    ran = [(int(m.group(1)), int(m.group(2))) for line in log if (m := re.search(r"ran job (\d+) .* \(token (\d+)\)", line))]
+    ran = [
+        (int(m.group(1)), int(m.group(2)))
+        for line in log
+        if (m := re.search(r"ran job (\d+) .* \(token (\d+)\)", line))
+    ]
     numbers = [n for n, _ in ran]
     assert len(numbers) == len(set(numbers)), "a job ran twice"
     kill = next(i for i, line in enumerate(log) if "killing" in line)
-    after = [t for line in log[kill:] if (m := re.search(r"ran job \d+ .* \(token (\d+)\)", line)) for t in [int(m.group(1))]]
+    after = [
+        t for line in log[kill:] if (m := re.search(r"ran job \d+ .* \(token (\d+)\)", line)) for t in [int(m.group(1))]
+    ]
     assert after and min(after) > tokens[0]
     assert not any("REJECTED" in line for line in log)

@@ -56,8 +56,8 @@ class Replica:
 
 async def test_sigkilled_leader_is_replaced_within_a_second_and_callbacks_fire_once() -> None:
     ports = free_ports(3)
-    members = [f"{n}={p}" for n, p in zip(NAMES, ports)]
-    replicas = [Replica(n, p, members) for n, p in zip(NAMES, ports)]
+    members = [f"{n}={p}" for n, p in zip(NAMES, ports, strict=True)]
+    replicas = [Replica(n, p, members) for n, p in zip(NAMES, ports, strict=True)]
     try:
         with trio.fail_after(60):
             async with trio.open_nursery() as nursery:
@@ -78,19 +78,19 @@ async def test_sigkilled_leader_is_replaced_within_a_second_and_callbacks_fire_o
                 leader.proc.send_signal(signal.SIGKILL)
                 killed_at = trio.current_time()
                 survivors = [r for r in replicas if r is not leader]
-                while not any(e.startswith("LEADER") for r in survivors for e in r.events()[before[r.name]:]):
+                while not any(e.startswith("LEADER") for r in survivors for e in r.events()[before[r.name] :]):
                     await trio.sleep(0.01)
                 elected_at = min(
                     t for r in survivors for t, text in r.lines if text.startswith("LEADER") and t >= killed_at
                 )
                 assert elected_at - killed_at < 1.0
                 await trio.sleep(0.5)
-                [new] = [r for r in survivors if any(e.startswith("LEADER") for e in r.events()[before[r.name]:])]
+                [new] = [r for r in survivors if any(e.startswith("LEADER") for e in r.events()[before[r.name] :])]
                 new_term = int([e for e in new.events() if e.startswith("LEADER")][-1].split()[1])
                 assert new_term > old_term
                 other = next(r for r in survivors if r is not new)
                 # The other survivor saw: the old leader gone (maybe), then the new leader - once each.
-                tail = other.events()[before[other.name]:]
+                tail = other.events()[before[other.name] :]
                 assert tail[-1] == f"FOLLOWER {new_term} {new.name}", tail
                 assert len(tail) == len(set(tail)) <= 2, tail
                 for r in survivors:

@@ -51,7 +51,9 @@ class Agent(e.Actor):
 async def two_nodes() -> AsyncIterator[tuple[e.Node, e.Node]]:
     async with e.start_node("a@localhost", e.NodeOptions(cookie=COOKIE, listen=("127.0.0.1", 0))) as a:
         routes = {"a@localhost": f"ws://127.0.0.1:{a.port}"}
-        async with e.start_node("b@localhost", e.NodeOptions(cookie=COOKIE, listen=("127.0.0.1", 0), routes=routes)) as b:
+        async with e.start_node(
+            "b@localhost", e.NodeOptions(cookie=COOKIE, listen=("127.0.0.1", 0), routes=routes)
+        ) as b:
             a.add_route("b@localhost", f"ws://127.0.0.1:{b.port}")
             yield a, b
 
