@@ -869,9 +869,21 @@ async def start_node(name: str, options: NodeOptions | None = None) -> AsyncIter
     async with trio.open_nursery() as nursery:
         node = Node(name, options, nursery)
         node._stop_event = trio.Event()
-        await nursery.start(node._call_timer.run)
-        if options.networked:
-            await open_network(node, nursery)
+        # The node's own machinery (call timeouts, the network) runs shielded from outside
+        # cancellation until shutdown is over, so that cleanup which still talks to other
+        # processes or nodes (a lock released in a `finally`, terminate callbacks) can.
+        infrastructure = trio.CancelScope(shield=True)
+
+        async def run_infrastructure(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+            with infrastructure:
+                async with trio.open_nursery() as inner:
+                    await inner.start(node._call_timer.run)
+                    if options.networked:
+                        await open_network(node, inner)
+                    task_status.started()
+                    await trio.sleep_forever()
+
+        await nursery.start(run_infrastructure)
         body_scope = trio.CancelScope()
 
         async def watch_stop() -> None:
@@ -891,6 +903,7 @@ async def start_node(name: str, options: NodeOptions | None = None) -> AsyncIter
                 await node._shutdown()
                 if node._net is not None:
                     await node._net.aclose()
+            infrastructure.cancel()
             nursery.cancel_scope.cancel()
     if body_error is not None:
         raise body_error

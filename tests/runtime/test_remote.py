@@ -180,3 +180,21 @@ async def test_wrong_cookie_is_refused_and_nothing_else_is_affected() -> None:
                 with pytest.raises(e.NoConnection):
                     await b.call(pa, ("echo", 1), timeout=5)
             assert a.is_alive(pa) and await a.call(pa, ("echo", 2)) == 2
+
+
+async def test_cleanup_under_outside_cancellation_can_still_reach_other_nodes() -> None:
+    """A `finally` that calls another node still works when the whole node is being cancelled."""
+    with trio.fail_after(10):
+        async with e.start_node("a@localhost", e.NodeOptions(cookie=COOKIE, listen=("127.0.0.1", 0))) as a:
+            pa = await a.spawn(Agent, name="agent")
+            routes = {"a@localhost": f"ws://127.0.0.1:{a.port}"}
+            started = trio.current_time()
+            with trio.move_on_after(0.5):
+                async with e.start_node("b@localhost", e.NodeOptions(cookie=COOKIE, routes=routes)) as b:
+                    try:
+                        await trio.sleep(10)
+                    finally:
+                        with trio.CancelScope(shield=True):
+                            await b.call(pa, ("send", pa, "released in finally"), timeout=5)
+            assert trio.current_time() - started < 2
+            assert await a.call(pa, ("got",)) == ["released in finally"]
