@@ -263,7 +263,9 @@ class GlobalActor(LeaderActor):
             try:
                 first = self.propose_commands([data for data, _, _, _ in batch])
             except NotLeader as exc:
-                for _, caller, ref, _ in batch:
+                for _, caller, ref, request in batch:
+                    if self.locks.active:
+                        self.locks.settled(request)
                     if caller is not None:
                         self.send_response_error(caller, ref, exc)  # type: ignore[arg-type]
             else:
@@ -301,10 +303,11 @@ class GlobalActor(LeaderActor):
                 pending = None
             request = pending.request if pending is not None else None
             caller = pending.caller if pending is not None else None
-            if self.locks.active and self.locks.on_result(
-                item.result, request, caller, pending.ref if pending else None
-            ):
-                continue
+            if self.locks.active:
+                answered = self.locks.on_result(item.result, request, caller, pending.ref if pending else None)
+                self.locks.settled(request)
+                if answered:
+                    continue
             if caller is None:
                 continue
             self._writes_total += 1
@@ -334,6 +337,8 @@ class GlobalActor(LeaderActor):
 
     def _fail_lost(self, pending: _Pending) -> None:
         """Our entry at that index was replaced by another leader's: it never commits. Safe to retry."""
+        if self.locks.active:
+            self.locks.settled(pending.request)
         if pending.caller is not None:
             self.send_response_error(pending.caller, pending.ref, NotLeader(self.leader_process_id()))  # type: ignore[arg-type]
 

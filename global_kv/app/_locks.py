@@ -122,14 +122,21 @@ class LockService:
         self._watch(waiter.request.owner)
 
     # -- results of applied entries ------------------------------------------------------------
-    def on_result(self, result: Any, request: Any, caller: PID | None, ref: Ref | None) -> bool:
-        """Leader bookkeeping for one applied result. True if it answered (or re-queued) the caller."""
+    def settled(self, request: Any) -> None:
+        """An acquire we proposed is decided (applied, or lost to another leader's entry)."""
         if isinstance(request, LockRequest):
             left = self.acquiring.get(request.key, 0) - 1
             if left > 0:
                 self.acquiring[request.key] = left
             else:
                 self.acquiring.pop(request.key, None)
+                if not self.actor.sm.lock(request.key):
+                    # Nobody holds it and nothing is in flight: the waiters must not wait for
+                    # a release that will never come.
+                    self._grant_next(request.key)
+
+    def on_result(self, result: Any, request: Any, caller: PID | None, ref: Ref | None) -> bool:
+        """Leader bookkeeping for one applied result. True if it answered (or re-queued) the caller."""
         if isinstance(result, Granted):
             lock = self.actor.sm.lock(result.key)
             if lock is not None:

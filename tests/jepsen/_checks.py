@@ -1,0 +1,168 @@
+"""The end-of-run checkers: linearizability, lost inserts, fencing, mutual exclusion, convergence.
+
+Each returns a list of `Anomaly` (empty = passed). They read the `Recorder` and the
+final states only; they must never talk to the cluster or excuse a finding silently:
+anything not proven fine is reported (a checker timeout is an anomaly too).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from global_kv.checker import check_operations, kv_model
+
+from ._record import Hold, Insert, Recorder
+
+__all__ = ["Anomaly", "check_all", "check_convergence", "check_holds", "check_inserts", "check_linearizable"]
+
+
+@dataclass
+class Anomaly:
+    """One finding: `kind` (which guarantee), a human-readable `detail`, offending `items`."""
+
+    kind: str
+    detail: str
+    items: list[Any] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        lines = [f"[{self.kind}] {self.detail}"]
+        lines += [f"    {item}" for item in self.items[:20]]
+        if len(self.items) > 20:
+            lines.append(f"    ... and {len(self.items) - 20} more")
+        return "\n".join(lines)
+
+
+def check_linearizable(recorder: Recorder, timeout: float) -> list[Anomaly]:
+    """The KV history (final reads included) against the per-key model; unknown verdict = anomaly."""
+    result = check_operations(kv_model(), recorder.ops, timeout=timeout)
+    if result.ok is True:
+        return []
+    kind = "not-linearizable" if result.ok is False else "linearizability-unknown"
+    items: list[Any] = list(result.longest_prefix[-10:])
+    if result.stuck_operation is not None:
+        items.append(f"stuck at: {result.stuck_operation}")
+    return [Anomaly(kind, result.info, items)]
+
+
+def check_inserts(inserts: Sequence[Insert], final: Mapping[bytes, bytes]) -> list[Anomaly]:
+    """Every acknowledged unique insert is in the final state with its value; nothing unasked is."""
+    anomalies = []
+    lost = [i for i in inserts if i.ok and final.get(i.key.encode()) != i.value]
+    if lost:
+        anomalies.append(Anomaly("lost-write", f"{len(lost)} acknowledged inserts missing from the final state", lost))
+    attempted = {i.key.encode(): i for i in inserts}
+    phantom = [
+        (k, v) for k, v in final.items() if k not in attempted or attempted[k].ok is False or attempted[k].value != v
+    ]
+    if phantom:
+        anomalies.append(
+            Anomaly(
+                "phantom-write", f"{len(phantom)} keys in the final state no client wrote (or wrote otherwise)", phantom
+            )
+        )
+    return anomalies
+
+
+def _lease_over(a: Hold, at: float) -> bool:
+    """True when `a` had certainly lost the lock by `at`: its TTL ran out or its owner was killed."""
+    if a.ttl > 0 and a.invoke + a.ttl <= at:
+        return True
+    return a.how_ended == "killed" and a.end is not None and a.end <= at
+
+
+def check_holds(recorder: Recorder, end_of_run: float) -> list[Anomaly]:
+    """Fencing and mutual exclusion over the recorded holds and fenced writes.
+
+    - tokens are unique per grant, and a grant known to precede another (returned
+      before the other was asked for) has the lower token;
+    - two holds overlap only if the earlier's lease was over (TTL or owner killed) by
+      the time the later one was granted;
+    - the fenced counter never accepted a token lower than one it had accepted.
+    """
+    anomalies = []
+    holds = sorted(recorder.holds, key=lambda h: h.start)
+    by_token: dict[int, Hold] = {}
+    dup = []
+    for h in holds:
+        if h.token in by_token:
+            dup.append((by_token[h.token], h))
+        by_token[h.token] = h
+    if dup:
+        anomalies.append(Anomaly("duplicate-token", f"{len(dup)} fencing tokens granted twice", dup))
+    order = []
+    for a in holds:
+        for b in holds:
+            if a.start < b.invoke and a.token >= b.token:
+                order.append((a, b))
+    if order:
+        anomalies.append(
+            Anomaly("token-order", f"{len(order)} later grants with a token not above an earlier one", order)
+        )
+    overlap = []
+    for i, a in enumerate(holds):
+        a_end = a.end if a.end is not None else end_of_run
+        for b in holds[i + 1 :]:
+            if b.start >= a_end:
+                break
+            if not _lease_over(a, b.start):
+                overlap.append((a, b))
+    if overlap:
+        anomalies.append(
+            Anomaly("mutual-exclusion", f"{len(overlap)} overlapping holds with no lease expiry between", overlap)
+        )
+    highest = 0
+    bad = []
+    for w in recorder.counter.log:
+        if w.accepted and w.token < highest:
+            bad.append(w)
+        if w.accepted:
+            highest = max(highest, w.token)
+        elif w.token >= w.highest_before:
+            bad.append(w)
+    if bad:
+        anomalies.append(
+            Anomaly("fencing", f"{len(bad)} fenced writes accepted below the highest token (or refused wrongly)", bad)
+        )
+    accepted = sum(1 for w in recorder.counter.log if w.accepted)
+    if accepted != recorder.counter.value:
+        anomalies.append(
+            Anomaly("fencing", f"counter is {recorder.counter.value} but {accepted} increments were accepted")
+        )
+    return anomalies
+
+
+def check_convergence(states: Mapping[str, Mapping[bytes, bytes] | None]) -> list[Anomaly]:
+    """Every node answered and all hold identical state (compared as sorted key/value lists)."""
+    silent = [name for name, s in states.items() if s is None]
+    anomalies = []
+    if silent:
+        anomalies.append(Anomaly("unresponsive", f"{len(silent)} nodes did not answer after healing", silent))
+    answered = {name: s for name, s in states.items() if s is not None}
+    if len({tuple(sorted(s.items())) for s in answered.values()}) > 1:
+        names = sorted(answered)
+        ref = answered[names[0]]
+        diffs = []
+        for name in names[1:]:
+            s = answered[name]
+            for k in sorted(set(ref) | set(s)):
+                if ref.get(k) != s.get(k):
+                    diffs.append(f"{k!r}: {names[0]}={ref.get(k)!r} {name}={s.get(k)!r}")
+        anomalies.append(Anomaly("divergence", "nodes hold different state after healing", diffs))
+    return anomalies
+
+
+def check_all(
+    recorder: Recorder,
+    final: Mapping[bytes, bytes],
+    states: Mapping[str, Mapping[bytes, bytes] | None],
+    end_of_run: float,
+    checker_timeout: float,
+) -> list[Anomaly]:
+    return (
+        check_linearizable(recorder, checker_timeout)
+        + check_inserts(recorder.inserts, {k: v for k, v in final.items() if k.startswith(b"u-")})
+        + check_holds(recorder, end_of_run)
+        + check_convergence(states)
+    )

@@ -1,0 +1,97 @@
+"""What the harness records while it runs: KV operations, unique inserts, lock holds, fenced writes.
+
+One clock for everything: `trio.current_time()` of the harness process. This module
+only stores facts as observed; it must never judge them (that is `_checks`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import trio
+
+from global_kv.checker import Operation
+
+__all__ = ["FencedCounter", "Hold", "Insert", "Recorder"]
+
+
+@dataclass
+class Hold:
+    """One lock hold as its holder saw it: asked at `invoke`, granted (known) at `start`.
+
+    `end` is when the holder stopped using the resource (before unlocking, or when
+    its process was killed); `ttl` is the lease it asked for (0 = none).
+    """
+
+    holder: str
+    token: int
+    ttl: float
+    invoke: float
+    start: float
+    end: float | None = None
+    how_ended: str = ""
+
+
+@dataclass
+class Insert:
+    """A write of a unique key (the set workload): `ok` True/False/None (unknown)."""
+
+    key: str
+    value: bytes
+    invoke: float
+    ok: bool | None = None
+
+
+@dataclass
+class FencedWrite:
+    holder: str
+    token: int
+    at: float
+    accepted: bool
+    highest_before: int
+
+
+class FencedCounter:
+    """The protected resource: a counter that accepts an increment only with the highest token seen.
+
+    Kept in the harness (it stands for a storage service that checks tokens). It logs
+    every attempt so the checker can verify the rule was never broken.
+    """
+
+    def __init__(self) -> None:
+        self.highest = 0
+        self.value = 0
+        self.log: list[FencedWrite] = []
+
+    def increment(self, holder: str, token: int) -> bool:
+        before = self.highest
+        ok = token >= self.highest
+        if ok:
+            self.highest = token
+            self.value += 1
+        self.log.append(FencedWrite(holder, token, trio.current_time(), ok, before))
+        return ok
+
+
+@dataclass
+class Recorder:
+    ops: list[Operation] = field(default_factory=list)
+    inserts: list[Insert] = field(default_factory=list)
+    holds: list[Hold] = field(default_factory=list)
+    counter: FencedCounter = field(default_factory=FencedCounter)
+    lock_attempts: int = 0
+    lock_failures: int = 0
+
+    def count(self) -> dict[str, int]:
+        known = sum(1 for op in self.ops if op.return_time is not None)
+        return {
+            "kv_ops": len(self.ops),
+            "kv_ok": known,
+            "kv_unknown": len(self.ops) - known,
+            "inserts": len(self.inserts),
+            "inserts_ok": sum(1 for i in self.inserts if i.ok),
+            "lock_attempts": self.lock_attempts,
+            "lock_holds": len(self.holds),
+            "fenced_accepted": sum(1 for w in self.counter.log if w.accepted),
+            "fenced_rejected": sum(1 for w in self.counter.log if not w.accepted),
+        }

@@ -1,0 +1,180 @@
+"""One Jepsen run: start a cluster, run the workload under the nemesis, heal, read back, check.
+
+`run_jepsen(JepsenConfig(...))` returns a `JepsenReport`; `report.format()` prints the
+seed, the fault schedule and every anomaly with its offending operations. It must
+never leave a node or owner process running: LocalCluster and the nemesis reap
+everything on every exit path.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import trio
+
+import ergo_py
+from global_kv import GlobalKVError
+from global_kv.checker import Operation
+from global_kv.cli import LocalCluster
+from global_kv.client import open_client
+
+from ._checks import Anomaly, check_all
+from ._nemesis import Fault, FaultEvent, Nemesis, make_schedule
+from ._record import Recorder
+from ._workload import KEYS, keep_linked, kv_client, lock_worker
+
+__all__ = ["JepsenConfig", "JepsenReport", "run_jepsen"]
+
+
+@dataclass(frozen=True)
+class JepsenConfig:
+    seconds: float = 60.0
+    seed: int = 1
+    nodes: int = 3
+    kv_clients: int = 6
+    lock_workers: int = 3
+    lock_ttl: float = 2.0
+    heal_timeout: float = 30.0
+    checker_timeout: float = 120.0
+
+
+@dataclass
+class JepsenReport:
+    config: JepsenConfig
+    schedule: list[Fault]
+    events: list[FaultEvent]
+    counts: dict[str, int]
+    anomalies: list[Anomaly]
+    elapsed: float
+    node_logs: dict[str, str] = field(default_factory=dict)
+    t0: float = 0.0
+    pids: list[int] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.anomalies
+
+    def format(self) -> str:
+        c = self.config
+        lines = [
+            (
+                f"jepsen run: seed={c.seed} nodes={c.nodes} seconds={c.seconds:g} ttl={c.lock_ttl:g} "
+                f"-> {'OK' if self.ok else f'{len(self.anomalies)} ANOMALIES'} in {self.elapsed:.1f} s"
+            ),
+            f"replay: python -m tests.jepsen --minutes {c.seconds / 60:g} --seed {c.seed} --nodes {c.nodes}",
+            "counts: " + ", ".join(f"{k}={v}" for k, v in self.counts.items()),
+            f"faults injected ({len(self.events)}):",
+        ]
+        lines += [f"  {e.describe(self.t0)}" for e in self.events]
+        lines.append(f"(times are seconds since the workload started, t0={self.t0:.2f} on the trio clock)")
+        for a in self.anomalies:
+            lines.append(str(a))
+        if not self.ok:
+            for name, tail in self.node_logs.items():
+                lines.append(f"--- last log lines of {name} ---\n{tail}")
+        return "\n".join(lines)
+
+
+async def _converged_states(
+    cluster: LocalCluster, node: ergo_py.Node, timeout: float
+) -> dict[str, dict[bytes, bytes] | None]:
+    """Each member's full state (follower reads), once all have applied the same index twice running."""
+    states: dict[str, dict[bytes, bytes] | None] = {n.name: None for n in cluster.members}
+    with trio.move_on_after(timeout):
+        while True:
+            before = await cluster.statuses(node, timeout=1.0)
+            applied = {st.last_applied for st in before.values() if st is not None}
+            if len(applied) == 1 and all(st is not None for st in before.values()):
+                for n in cluster.members:
+                    try:
+                        async with open_client(node, [n.name], timeout=2, consistency="follower") as c:
+                            states[n.name] = dict(await c.range(None, None))
+                    except GlobalKVError:
+                        states[n.name] = None
+                after = await cluster.statuses(node, timeout=1.0)
+                if all(st is not None and st.last_applied in applied for st in after.values()) and all(
+                    s is not None for s in states.values()
+                ):
+                    return states
+            await trio.sleep(0.3)
+    return states
+
+
+async def _final_reads(cluster: LocalCluster, node: ergo_py.Node, rec: Recorder) -> dict[bytes, bytes]:
+    """Linearizable reads of every key, added to the history, and the full final state."""
+    async with open_client(node, cluster.names, timeout=10, consistency="linearizable") as c:
+        for key in KEYS:
+            start = trio.current_time()
+            value = await c.get(key)
+            rec.ops.append(Operation(-1, ("get", key), start, value, trio.current_time()))
+        return dict(await c.range(None, None))
+
+
+async def run_jepsen(config: JepsenConfig) -> JepsenReport:
+    started = time.monotonic()
+    rec = Recorder()
+    schedule = make_schedule(config.seed, config.seconds, config.lock_ttl)
+    anomalies: list[Anomaly] = []
+    states: Mapping[str, Mapping[bytes, bytes] | None] = {}
+    final: dict[bytes, bytes] = {}
+    logs: dict[str, str] = {}
+    events: list[FaultEvent] = []
+    t0 = 0.0
+    pids: list[int] = []
+    nemesis: Nemesis | None = None
+    end_of_run = 0.0
+    async with LocalCluster(config.nodes, log_level="WARNING", startup_timeout=30) as cluster:
+        try:
+            async with cluster.open_client_node("jepsen@localhost") as node:
+                nemesis = Nemesis(cluster, node, rec, config.lock_ttl)
+                events = nemesis.events
+                if await nemesis.leader(20) is None:
+                    raise RuntimeError("no leader elected at start")
+                t0 = trio.current_time()
+                deadline = t0 + config.seconds
+                async with trio.open_nursery() as linker:
+                    linker.start_soon(keep_linked, cluster, node)
+                    try:
+                        async with trio.open_nursery() as work:
+                            for i in range(config.kv_clients):
+                                work.start_soon(kv_client, cluster, node, i, rec, config.seed * 1000 + i, deadline)
+                            for i in range(config.lock_workers):
+                                work.start_soon(
+                                    lock_worker,
+                                    cluster,
+                                    node,
+                                    i,
+                                    rec,
+                                    config.seed * 1000 + 500 + i,
+                                    deadline,
+                                    config.lock_ttl,
+                                )
+                            with trio.move_on_at(deadline):
+                                await nemesis.run(schedule)
+                    finally:
+                        await nemesis.heal()
+                    end_of_run = trio.current_time()
+                    if nemesis.starved:
+                        anomalies.append(Anomaly("lock-starvation", "a waiting owner was passed over", nemesis.starved))
+                    if nemesis.crashes:
+                        anomalies.append(Anomaly("node-crash", "nodes exited without being killed", nemesis.crashes))
+                    if await nemesis.leader(config.heal_timeout) is None:
+                        anomalies.append(
+                            Anomaly("unavailable", f"no leader within {config.heal_timeout:g} s of healing")
+                        )
+                    else:
+                        try:
+                            final = await _final_reads(cluster, node, rec)
+                        except GlobalKVError as exc:
+                            anomalies.append(Anomaly("unavailable", f"final reads failed after healing: {exc!r}"))
+                    states = await _converged_states(cluster, node, config.heal_timeout)
+                    linker.cancel_scope.cancel()
+        finally:
+            logs = {n.name: n.log_tail(15) for n in cluster.nodes}
+            pids = [n.pid for n in cluster.nodes if n.pid is not None]
+            if nemesis is not None:
+                pids += [p.pid for p in nemesis.owners]
+    anomalies += check_all(rec, final, states, end_of_run, config.checker_timeout)
+    return JepsenReport(config, schedule, events, rec.count(), anomalies, time.monotonic() - started, logs, t0, pids)

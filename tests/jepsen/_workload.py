@@ -1,0 +1,128 @@
+"""The client side of a run: KV clients, unique inserts, and lock-protected fenced increments.
+
+All clients live on one in-process client node (kept linked to every running member
+by `keep_linked`). Every operation is recorded with its invoke and completion times;
+an operation whose outcome is unknown (Unavailable, timeout, expired session) is
+recorded as such and never guessed.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import trio
+
+import ergo_py
+from global_kv import CASFailed, GlobalKVError, LockTimeout, SessionExpired
+from global_kv.checker import UNKNOWN, Operation
+from global_kv.cli import LocalCluster
+from global_kv.client import open_client
+
+from ._record import Hold, Insert, Recorder
+
+__all__ = ["KEYS", "LOCK_KEY", "keep_linked", "kv_client", "lock_worker"]
+
+KEYS = ["a", "b", "c", "d", "e"]
+LOCK_KEY = "fence"
+
+
+async def keep_linked(cluster: LocalCluster, node: ergo_py.Node, interval: float = 0.5) -> None:
+    """Re-link the client node to restarted members (a dial-only node must, see connect_all)."""
+    while True:
+        await cluster.connect_all(node, timeout=0.5)
+        await trio.sleep(interval)
+
+
+async def kv_client(
+    cluster: LocalCluster, node: ergo_py.Node, client_id: int, rec: Recorder, seed: int, deadline: float
+) -> None:
+    rng = random.Random(seed)
+    n = 0
+    while trio.current_time() < deadline:
+        # Half the clients give up after 0.4 s (about an election), so failovers leave unknown outcomes in the history.
+        timeout = 0.4 if client_id % 2 else 3.0
+        async with open_client(node, cluster.names, timeout=timeout, try_timeout=0.5, consistency="linearizable") as c:
+            while trio.current_time() < deadline:
+                n += 1
+                value = f"{client_id}-{n}".encode()
+                key = rng.choice(KEYS)
+                roll = rng.random()
+                if roll < 0.1:
+                    ins = Insert(f"u-{client_id}-{n}", value, trio.current_time())
+                    rec.inserts.append(ins)
+                    try:
+                        await c.put(ins.key, value)
+                        ins.ok = True
+                    except GlobalKVError:
+                        ins.ok = None
+                    continue
+                op: tuple[Any, ...]
+                expected: bytes | None = None
+                if roll < 0.4:
+                    op = ("put", key, value)
+                elif roll < 0.75:
+                    op = ("get", key)
+                elif roll < 0.92:
+                    # Expect a value some client may have written lately (or absence).
+                    other = rng.randrange(8)
+                    expected = None if rng.random() < 0.15 else f"{other}-{max(1, n - rng.randrange(1, 30))}".encode()
+                    op = ("cas", key, expected, value)
+                else:
+                    op = ("delete", key)
+                start = trio.current_time()
+                try:
+                    if op[0] == "put":
+                        await c.put(key, value)
+                        out: Any = None
+                    elif op[0] == "get":
+                        out = await c.get(key)
+                    elif op[0] == "cas":
+                        await c.cas(key, expected, value)
+                        out = True
+                    else:
+                        await c.delete(key)
+                        out = None
+                except CASFailed:
+                    rec.ops.append(Operation(client_id, op, start, False, trio.current_time()))
+                    continue
+                except SessionExpired:
+                    rec.ops.append(Operation(client_id, op, start, UNKNOWN, None))
+                    break  # the session cannot continue: a new client id
+                except GlobalKVError:
+                    rec.ops.append(Operation(client_id, op, start, UNKNOWN, None))
+                    continue
+                rec.ops.append(Operation(client_id, op, start, out, trio.current_time()))
+
+
+async def lock_worker(
+    cluster: LocalCluster, node: ergo_py.Node, worker: int, rec: Recorder, seed: int, deadline: float, ttl: float
+) -> None:
+    """Take the lock, increment the fenced counter twice with its token, release; repeat."""
+    rng = random.Random(seed)
+    name = f"w{worker}"
+    async with open_client(node, cluster.names, timeout=4, try_timeout=0.5) as c:
+        while trio.current_time() < deadline:
+            invoke = trio.current_time()
+            rec.lock_attempts += 1
+            try:
+                handle = await c.lock_with_timeout(LOCK_KEY, ttl, 2.0)
+            except LockTimeout:
+                continue
+            except GlobalKVError:
+                # Unknown: the grant may have happened; it ends by TTL at the latest.
+                rec.lock_failures += 1
+                await trio.sleep(0.05)
+                continue
+            hold = Hold(name, handle.token, ttl, invoke, trio.current_time())
+            rec.holds.append(hold)
+            rec.counter.increment(name, handle.token)
+            await trio.sleep(rng.uniform(0.01, 0.08))
+            rec.counter.increment(name, handle.token)
+            hold.end = trio.current_time()
+            hold.how_ended = "released"
+            try:
+                await handle.unlock()
+            except GlobalKVError:
+                hold.how_ended = "release-failed"
+            await trio.sleep(rng.uniform(0.0, 0.05))

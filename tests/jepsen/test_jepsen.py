@@ -1,0 +1,101 @@
+"""The Jepsen suite in CI: the checkers catch what they must, and a short faulty run is clean.
+
+The short run is ~75 s of workload (every fault kind once: leader/random kill -9 and
+restart, SIGSTOP past the election timeout and past the lock TTL, lock-owner kill -9
+and SIGSTOP) on a real 3-node LevelDB cluster; longer runs: `python -m tests.jepsen`.
+"""
+
+from __future__ import annotations
+
+import os
+
+import trio
+
+from global_kv.checker import UNKNOWN, Operation
+
+from ._checks import check_convergence, check_holds, check_inserts, check_linearizable
+from ._nemesis import FAULT_KINDS, make_schedule
+from ._record import Hold, Insert, Recorder
+from ._run import JepsenConfig, run_jepsen
+
+
+def test_schedule_is_seeded_and_covers_every_fault_kind() -> None:
+    a = make_schedule(5, 75, ttl=2.0)
+    assert a == make_schedule(5, 75, ttl=2.0)
+    assert a != make_schedule(6, 75, ttl=2.0)
+    assert {f.kind for f in a} == set(FAULT_KINDS)
+    pauses = [f for f in a if f.kind in ("pause-long", "owner-pause")]
+    assert pauses and all(f.duration > 2.0 for f in pauses)  # longer than the lock TTL
+
+
+def test_linearizability_check_finds_a_stale_read_and_passes_a_good_history() -> None:
+    rec = Recorder()
+    rec.ops += [
+        Operation(0, ("put", "a", b"1"), 0.0, None, 1.0),
+        Operation(1, ("put", "a", b"2"), 2.0, None, 3.0),
+        Operation(2, ("get", "a"), 4.0, b"2", 5.0),
+        Operation(3, ("put", "a", b"3"), 6.0, UNKNOWN, None),
+    ]
+    assert check_linearizable(rec, 10) == []
+    rec.ops.append(Operation(2, ("get", "a"), 10.0, b"1", 11.0))
+    [anomaly] = check_linearizable(rec, 10)
+    assert anomaly.kind == "not-linearizable"
+
+
+def test_insert_check_finds_lost_and_phantom_writes() -> None:
+    inserts = [Insert("u-0-1", b"x", 0.0, True), Insert("u-0-2", b"y", 1.0, None), Insert("u-0-3", b"z", 1.0, False)]
+    assert check_inserts(inserts, {b"u-0-1": b"x", b"u-0-2": b"y"}) == []
+    assert check_inserts(inserts, {b"u-0-1": b"x"}) == []  # an unknown insert may be absent
+    kinds = [a.kind for a in check_inserts(inserts, {b"u-0-2": b"y", b"u-0-3": b"z", b"u-9": b"?"})]
+    assert kinds == ["lost-write", "phantom-write"]
+
+
+async def test_hold_check_finds_overlap_token_order_and_fencing_violations() -> None:
+    rec = Recorder()
+    rec.holds += [Hold("w0", 5, 2.0, 0.0, 0.1, 0.5, "released"), Hold("w1", 7, 2.0, 0.4, 0.6, 0.9, "released")]
+    rec.counter.increment("w0", 5)
+    rec.counter.increment("w1", 7)
+    assert rec.counter.increment("w0", 5) is False
+    assert check_holds(rec, 10.0) == []
+    # A hold granted while another was live and not expired, with a lower token.
+    rec.holds.append(Hold("w2", 6, 2.0, 0.65, 0.7, 0.8, "released"))
+    kinds = {a.kind for a in check_holds(rec, 10.0)}
+    assert kinds == {"mutual-exclusion", "token-order"}
+    # After the TTL ran out the overlap is legitimate (the paused-owner case) ...
+    del rec.holds[1:]
+    rec.holds[0].end = 3.0
+    rec.holds.append(Hold("w2", 9, 2.0, 2.5, 2.6, 2.7, "released"))
+    assert check_holds(rec, 10.0) == []
+    # ... and so is one after the owner was killed, but not one before.
+    rec.holds[0] = Hold("owner", 5, 0.0, 0.0, 0.1, 2.55, "killed")
+    assert check_holds(rec, 10.0) == []
+    rec.holds[0].end = 2.65
+    assert [a.kind for a in check_holds(rec, 10.0)] == ["mutual-exclusion"]
+    rec.holds[0].end = 2.55
+    rec.counter.log[1].accepted = False  # a refusal of the highest token is a fencing bug too
+    assert {a.kind for a in check_holds(rec, 10.0)} == {"fencing"}
+
+
+def test_convergence_check_finds_divergent_and_silent_nodes() -> None:
+    same = {b"a": b"1"}
+    assert check_convergence({"n1": same, "n2": dict(same)}) == []
+    kinds = [a.kind for a in check_convergence({"n1": same, "n2": {b"a": b"2"}, "n3": None})]
+    assert kinds == ["unresponsive", "divergence"]
+
+
+async def test_short_run_under_every_fault_kind_is_clean() -> None:
+    config = JepsenConfig(seconds=75, seed=3, nodes=3, checker_timeout=60)
+    with trio.fail_after(200):
+        report = await run_jepsen(config)
+    print(report.format())
+    assert report.ok, report.format()
+    assert {e.fault.kind for e in report.events} == set(FAULT_KINDS), report.format()
+    assert report.counts["kv_ok"] > 500 and report.counts["inserts_ok"] > 50, report.counts
+    assert report.counts["lock_holds"] > 20, report.counts
+    # Every process the run started is gone (nodes and owners were reaped).
+    for pid in report.pids:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            continue
+        raise AssertionError(f"process {pid} outlived the run")
