@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
+from ._errors import CallError
 from ._ids import PID, ProcessID, Ref
 from ._messages import NORMAL
 
@@ -68,7 +69,7 @@ class Actor:
 
     async def handle_call(self, from_: PID, ref: Ref, request: Any) -> Any:
         self.log.warning("unhandled call from %r: %r", from_, request)
-        raise NotImplementedError(f"{type(self).__name__} does not handle calls ({request!r})")
+        raise CallError(f"{type(self).__name__} does not handle calls (got {request!r}); override handle_call")
 
     async def terminate(self, reason: Any) -> None:
         return None
