@@ -304,7 +304,9 @@ class GlobalActor(LeaderActor):
             request = pending.request if pending is not None else None
             caller = pending.caller if pending is not None else None
             if self.locks.active:
-                answered = self.locks.on_result(item.result, request, caller, pending.ref if pending else None)
+                answered = self.locks.on_result(
+                    item.index, item.result, request, caller, pending.ref if pending else None
+                )
                 self.locks.settled(request)
                 if answered:
                     continue

@@ -71,7 +71,9 @@ class LockService:
         self.waiters: dict[bytes, deque[_Waiter]] = {}
         self.acquiring: dict[bytes, int] = {}  # acquires proposed, not yet applied
         self.deadlines: dict[bytes, tuple[int, float]] = {}  # key -> (token, TTL deadline)
-        self.expiring: set[tuple[bytes, int]] = set()
+        # Expiries proposed, by (key, token, refreshed_index) -> when; retried if not decided in
+        # time (a refused or lost proposal), forgotten once a refresh moved the lock on.
+        self.expiring: dict[tuple[bytes, int, int], float] = {}
         self.since: dict[bytes, float] = {}  # key -> when this leader saw it granted
         self.monitors: dict[PID, Ref] = {}
         self.acquired_total = 0
@@ -135,25 +137,36 @@ class LockService:
                     # a release that will never come.
                     self._grant_next(request.key)
 
-    def on_result(self, result: Any, request: Any, caller: PID | None, ref: Ref | None) -> bool:
-        """Leader bookkeeping for one applied result. True if it answered (or re-queued) the caller."""
+    def on_result(
+        self, index: int, result: Any, request: Any, caller: PID | None, ref: Ref | None
+    ) -> bool:
+        """Leader bookkeeping for one applied result. True if it answered (or re-queued) the caller.
+
+        A duplicate (a retried request answered from its session) carries the result of an
+        older entry: it must not re-arm or disarm whoever holds the key now, so timers
+        change only for results produced by this very entry.
+        """
         if isinstance(result, Granted):
             lock = self.actor.sm.lock(result.key)
-            if lock is not None:
+            if lock is not None and lock.token == result.token and lock.refreshed_index == index:
                 now = trio.current_time()
                 if isinstance(request, LockRequest):
                     self.acquired_total += 1
                     self.since[result.key] = now
                 self._arm(result.key, lock.token, lock.ttl_ms, now)
                 self._watch(lock.owner)
+                self._drop_expiring(result.key)
             return False
         if isinstance(result, Released):
             for key, token in result.locks:
-                self.released_total += 1
-                self.deadlines.pop(key, None)
-                self.since.pop(key, None)
-                self.expiring.discard((key, token))
-                self._grant_next(key)
+                armed = self.deadlines.get(key)
+                if armed is not None and armed[0] == token:
+                    self.deadlines.pop(key, None)
+                    self._drop_expiring(key)
+                if self.actor.sm.lock(key) is None:
+                    self.released_total += 1
+                    self.since.pop(key, None)
+                    self._grant_next(key)
             return False
         if isinstance(result, LockHeldResult) and isinstance(request, LockRequest) and caller is not None:
             if request.timeout > 0:
@@ -164,6 +177,10 @@ class LockService:
                     self.actor.send_response_error(caller, ref, exc)  # type: ignore[arg-type]
                 return True
         return False
+
+    def _drop_expiring(self, key: bytes) -> None:
+        for attempt in [a for a in self.expiring if a[0] == key]:
+            del self.expiring[attempt]
 
     def _arm(self, key: bytes, token: int, ttl_ms: int, now: float) -> None:
         if ttl_ms > 0:
@@ -205,7 +222,15 @@ class LockService:
             self.actor._propose(encode_command(Command(None, 0, 0, LockReleaseOwner(owner))), None, None, None)
 
     # -- leadership -------------------------------------------------------------------------
+    def _forget(self) -> None:
+        self.waiters.clear()
+        self.acquiring.clear()
+        self.deadlines.clear()
+        self.expiring.clear()
+        self.since.clear()
+
     def become_leader(self) -> None:
+        self._forget()
         self.active = True
         now = trio.current_time()
         for lock in self.actor.sm.locks():
@@ -221,11 +246,7 @@ class LockService:
         for queue in self.waiters.values():
             for waiter in queue:
                 self.actor.send_response_error(waiter.caller, waiter.ref, error)
-        self.waiters.clear()
-        self.acquiring.clear()
-        self.deadlines.clear()
-        self.expiring.clear()
-        self.since.clear()
+        self._forget()
         for owner in list(self.monitors):
             self.actor.demonitor(self.monitors.pop(owner))
 
@@ -235,13 +256,18 @@ class LockService:
         if not self.active:
             return
         now = trio.current_time()
+        retry_after = 2 * self.config.election_timeout_max / 1000
         for key, (token, deadline) in list(self.deadlines.items()):
-            if deadline <= now and (key, token) not in self.expiring:
-                lock = self.actor.sm.lock(key)
-                if lock is None or lock.token != token:
-                    self.deadlines.pop(key, None)
-                    continue
-                self.expiring.add((key, token))
+            if deadline > now:
+                continue
+            lock = self.actor.sm.lock(key)
+            if lock is None or lock.token != token:
+                self.deadlines.pop(key, None)
+                continue
+            attempt = (key, token, lock.refreshed_index)
+            proposed = self.expiring.get(attempt)
+            if proposed is None or proposed < now - retry_after:
+                self.expiring[attempt] = now
                 op = LockExpire(key, token, lock.refreshed_index)
                 self.actor._propose(encode_command(Command(None, 0, 0, op)), None, None, None)
         for key, queue in list(self.waiters.items()):

@@ -1,7 +1,10 @@
-"""A deterministic simulator for the Raft core: seeded faults, safety and linearizability checks."""
+"""A deterministic simulator of global_kv: the Raft core under seeded faults, replicas on
+the real state machine, KV clients checked for linearizability, lock clients checked
+for mutual exclusion with fencing, TTLs on skewed clocks and owner death."""
 
-from ._kv import KVStateMachine as KVStateMachine
 from ._network import SimNetwork as SimNetwork
+from ._resource import FencedStore as FencedStore
+from ._resource import TokenFence as TokenFence
 from ._simulation import SimResult as SimResult
 from ._simulation import Simulation as Simulation
 from ._simulation import replay_command as replay_command

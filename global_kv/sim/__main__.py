@@ -3,6 +3,8 @@
     python -m global_kv.sim --seeds 5000            # seeds 0..4999
     python -m global_kv.sim --seeds 1000 --start 7000
     python -m global_kv.sim --seed 1234 -v          # replay one seed with its event log
+    python -m global_kv.sim --seeds 2000 --lock-heavy   # 4 lock clients on 1 key, frequent pauses
+    python -m global_kv.sim --seeds 100000 --start 10000   # a long run (about an hour)
 
 Exit status 1 if any seed failed; each failure prints its seed and replay command.
 """
@@ -21,6 +23,7 @@ def _summary(results: list[SimResult], failures: int, seconds: float) -> str:
     n = len(results) + failures
     if not results:
         return f"{n} seeds, {failures} failed, {seconds:.1f}s"
+    n_ok = len(results)
     with_snap = sum(1 for r in results if r.snapshot_installs)
     ops = sum(r.ops for r in results)
     unknown = sum(r.unknown_ops for r in results)
@@ -38,24 +41,35 @@ def _summary(results: list[SimResult], failures: int, seconds: float) -> str:
         f"compactions:             {sum(r.compactions for r in results)}",
         f"messages sent / dropped: {sum(r.messages for r in results)} / {sum(r.dropped for r in results)}",
         f"seeds with lease reads:  {sum(1 for r in results if r.lease_reads)}",
-        f"ticks (mean / max):      {sum(r.ticks for r in results) / len(results):.0f} / {max(r.ticks for r in results)}",
+        f"ticks (mean / max):      {sum(r.ticks for r in results) / n_ok:.0f} / {max(r.ticks for r in results)}",
+        f"seeds with lock clients: {sum(1 for r in results if r.lock_clients)} "
+        f"(lock-clock skew up to {max(r.max_clock_skew for r in results):.2f}x between replicas)",
+        (
+            f"lock grants:             {sum(r.lock_grants for r in results)} "
+            f"({sum(r.lock_expiries for r in results)} ended by TTL expiry, "
+            f"{sum(r.owner_releases for r in results)} by owner death/loss, "
+            f"{sum(r.lock_refreshes for r in results)} refreshes)"
+        ),
+        (
+            f"client pauses (0.8-3 TTL): {sum(r.pauses for r in results)} "
+            f"({sum(r.stale_holders for r in results)} resumed believing they held a lock they had lost); "
+            f"client deaths {sum(r.client_deaths for r in results)}, "
+            f"cut-offs {sum(r.client_isolations for r in results)}"
+        ),
+        (
+            f"protected writes:        {sum(r.protected_writes for r in results)} accepted, "
+            f"{sum(r.stale_writes_refused for r in results)} stale tokens refused, "
+            f"{sum(r.overlapping_writes for r in results)} accepted while a newer holder existed"
+        ),
     ]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m global_kv.sim", description=__doc__.splitlines()[0]
-    )
-    parser.add_argument(
-        "--seeds", type=int, default=100, help="how many seeds to run (default 100)"
-    )
-    parser.add_argument(
-        "--start", type=int, default=0, help="first seed of a --seeds run (default 0)"
-    )
-    parser.add_argument(
-        "--seed", type=int, default=None, help="run (replay) this one seed"
-    )
+    parser = argparse.ArgumentParser(prog="python -m global_kv.sim", description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=100, help="how many seeds to run (default 100)")
+    parser.add_argument("--start", type=int, default=0, help="first seed of a --seeds run (default 0)")
+    parser.add_argument("--seed", type=int, default=None, help="run (replay) this one seed")
     parser.add_argument(
         "--nodes",
         type=int,
@@ -63,20 +77,19 @@ def main(argv: list[str] | None = None) -> int:
         help="cluster size 3..7 (default: chosen by the seed)",
     )
     parser.add_argument(
-        "-v", "--verbose", action="store_true", help="print the event log of each run"
+        "--lock-heavy",
+        action="store_true",
+        help="four lock clients on one key, frequent pauses, maximal clock skew",
     )
+    parser.add_argument("-v", "--verbose", action="store_true", help="print the event log of each run")
     args = parser.parse_args(argv)
-    seeds = (
-        [args.seed]
-        if args.seed is not None
-        else range(args.start, args.start + args.seeds)
-    )
+    seeds = [args.seed] if args.seed is not None else range(args.start, args.start + args.seeds)
     results: list[SimResult] = []
     failures = 0
     started = time.perf_counter()
     for seed in seeds:
         try:
-            results.append(run_seed(seed, nodes=args.nodes, verbose=args.verbose))
+            results.append(run_seed(seed, nodes=args.nodes, verbose=args.verbose, lock_heavy=args.lock_heavy))
         except SimulationFailure as exc:
             failures += 1
             print(f"FAIL seed {exc.seed}: {exc.kind}: {exc.detail}", file=sys.stderr)

@@ -5,9 +5,12 @@ a term its log only grows. Log Matching: an (index, term) pair
 identifies one entry and the same predecessor term everywhere, which by induction
 means identical prefixes. Leader Completeness: a new leader of term T holds every
 entry committed in a term before T. State Machine Safety: no two replicas apply
-different entries at one index. Commit indexes never go back (in memory within a
-run of a replica; on disk ever). Checks are incremental so that they can run after
-every step. A violation raises `RaftInvariantError`; this module never fixes anything.
+different entries at one index, and the state machine is deterministic: every replica
+applying an entry gets the same result. Commit indexes never go back (in memory within
+a run of a replica; on disk ever). The first application of each lock command feeds
+the lock invariants (`_lock_monitor.py`). Checks are incremental so that they can run
+after every step. A violation raises `RaftInvariantError`; this module never fixes
+anything.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from typing import TYPE_CHECKING
 
 from .._errors import RaftInvariantError
 from ..raft import Entry, Ready, Role
+from ..state import Result
+from ._lock_monitor import LOCK_RESULTS
 
 if TYPE_CHECKING:
     from ._replica import SimReplica
@@ -33,7 +38,7 @@ class SafetyMonitor:
         self.entries: dict[tuple[int, int], tuple[int, bytes, int | None]] = {}
         self.committed_term: dict[int, int] = {}
         self.commit_term: dict[int, int] = {}
-        self.applied: dict[int, tuple[int, int, bytes]] = {}
+        self.applied: dict[int, tuple[int, int, bytes, Result | None]] = {}
         # Per replica leading a term: (term, last index, its term) at the last look.
         self.leader_logs: dict[str, tuple[int, int, int | None]] = {}
         # (index, term) of proposed removals: once committed, the server is retired.
@@ -46,30 +51,26 @@ class SafetyMonitor:
             return
         term = node.term
         if node.role is LEADER:
+            if r.lead_term != term:
+                r.lead_term, r.lead_since = term, self.sim.now
             holder = self.leaders.get(term)
             if holder is None:
                 self.leaders[term] = node.id
                 self.sim.event(f"{node.id} is leader of term {term}")
                 self._leader_completeness(r)
             elif holder != node.id:
-                raise RaftInvariantError(
-                    f"election safety: {holder} and {node.id} both lead term {term}"
-                )
+                raise RaftInvariantError(f"election safety: {holder} and {node.id} both lead term {term}")
             self._leader_append_only(r, term)
         elif node.leader is not None:
             holder = self.leaders.get(term)
             if holder is not None and holder != node.leader:
-                raise RaftInvariantError(
-                    f"{node.id} follows {node.leader} in term {term}, whose leader is {holder}"
-                )
+                raise RaftInvariantError(f"{node.id} follows {node.leader} in term {term}, whose leader is {holder}")
         c = node.commit_index
         seen = r.seen_commit
         if c == seen:
             return
         if c < seen:
-            raise RaftInvariantError(
-                f"{node.id}: commit index went back from {seen} to {c}"
-            )
+            raise RaftInvariantError(f"{node.id}: commit index went back from {seen} to {c}")
         committed_term, commit_term = self.committed_term, self.commit_term
         for i in range(max(seen + 1, node.first_index), c + 1):
             et = node.entry_term(i)
@@ -93,9 +94,7 @@ class SafetyMonitor:
         seen = self.leader_logs.get(node.id)
         if seen is not None and seen[0] == term:
             was_last, was_term = seen[1], seen[2]
-            still = (
-                node.entry_term(was_last) if was_last >= node.first_index else was_term
-            )
+            still = node.entry_term(was_last) if was_last >= node.first_index else was_term
             if last < was_last or still != was_term:
                 raise RaftInvariantError(
                     f"leader append-only: {node.id}, leading term {term}, held "
@@ -135,14 +134,18 @@ class SafetyMonitor:
                     f"term {val[2]}, elsewhere {old[0]}/{old[1][:40]!r} after term {old[2]}"
                 )
 
-    def on_apply(self, r: SimReplica, e: Entry) -> None:
-        """State Machine Safety: every replica applies the same entry at each index."""
-        val = (e.term, int(e.type), e.data)
+    def on_apply(self, r: SimReplica, e: Entry, result: Result | None) -> None:
+        """State Machine Safety: every replica applies the same entry at each index,
+        with the same result (the state machine must be deterministic)."""
+        val = (e.term, int(e.type), e.data, result)
         old = self.applied.get(e.index)
         if old is None:
             self.applied[e.index] = val
+            if type(result) in LOCK_RESULTS:
+                self.sim.lock_monitor.on_commit(e, result)  # type: ignore[arg-type]
         elif old != val:
+            what = "result" if old[:3] == val[:3] else "entry"
             raise RaftInvariantError(
-                f"state machine safety: {r.id} applies {val[:2]} at index {e.index}, "
-                f"another replica applied {old[:2]}"
+                f"state machine safety: {r.id} applies {val[:2]} -> {val[3]} at index "
+                f"{e.index}, another replica applied {old[:2]} -> {old[3]} (different {what})"
             )

@@ -20,9 +20,7 @@ __all__ = ["SimNetwork"]
 class SimNetwork:
     """Delivers messages after 1..max_delay ticks, unless dropped, maybe twice."""
 
-    def __init__(
-        self, rng: random.Random, loss: float, dup: float, max_delay: int
-    ) -> None:
+    def __init__(self, rng: random.Random, loss: float, dup: float, max_delay: int) -> None:
         self.rng = rng
         self.loss = loss
         self.dup = dup
@@ -46,9 +44,7 @@ class SimNetwork:
             self.duplicated += 1
         for _ in range(copies):
             self._seq += 1
-            heapq.heappush(
-                self._heap, (now + rng.randint(1, self.max_delay), self._seq, m)
-            )
+            heapq.heappush(self._heap, (now + rng.randint(1, self.max_delay), self._seq, m))
 
     def send_all(self, msgs: Iterable[Message], now: int) -> None:
         for m in msgs:
@@ -78,9 +74,7 @@ class SimNetwork:
     def split(self, groups: list[list[str]]) -> None:
         """Only nodes in the same group can talk (nodes in no group talk to everyone)."""
         where = {n: g for g, members in enumerate(groups) for n in members}
-        self.blocked = {
-            (a, b) for a in where for b in where if a != b and where[a] != where[b]
-        }
+        self.blocked = {(a, b) for a in where for b in where if a != b and where[a] != where[b]}
 
     def isolate(self, node: str, others: Iterable[str]) -> None:
         for o in others:

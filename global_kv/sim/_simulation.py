@@ -7,37 +7,45 @@ phases:
 1. chaos: message loss (up to 30 %), duplication, delays (hence reordering),
    partitions (random splits, an isolated leader, one-way links), crashes and restarts
    (also between a Ready and its persist), membership changes, leadership transfers,
-   compactions (so lagging replicas need InstallSnapshot), while clients run;
+   compactions (so lagging replicas need InstallSnapshot), while KV clients and lock
+   clients run; lock clients pause past their TTL, die, and get cut off (`_faults.py`,
+   `_lock_clients.py`);
 2. heal: the network is repaired (no loss, short delays: Raft's timing requirement
-   holds again), every crashed member restarts; a stable leader (every live member
-   follows it) must appear within a bounded number of ticks;
-3. drain: no new operations; every write still pending must resolve, every member must
-   apply everything the leader committed, and all state machines must be equal.
+   holds again), every crashed member restarts, paused and dead clients come back; a
+   stable leader (every live member follows it) must appear within a bounded number
+   of ticks;
+3. drain: no new operations; every request still pending must resolve, every lock must
+   be released (by its holder, its TTL or its owner's death), every member must apply
+   everything the leader committed, and all state machines must be equal.
 
-Safety is checked after every step (`_monitor.py`); the client history is checked for
-linearizability at the end. Any failure raises `SimulationFailure` with the seed and a
-one-line replay command. Nothing here touches a clock, a socket or a disk.
+Replicas apply to the real `global_kv.state.StateMachine`. Raft safety and state
+machine determinism are checked after every step (`_monitor.py`), the lock invariants
+as lock commands commit, grants are told and protected writes land (`_lock_monitor.py`),
+and the KV history is checked for linearizability at the end. Any failure raises
+`SimulationFailure` with the seed and a one-line replay command. Nothing here touches a
+clock, a socket or a disk.
 """
 
 from __future__ import annotations
 
 import random
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from .._errors import (
-    ConfChangeRejected,
-    NotLeader,
-    RaftInvariantError,
-    SimulationFailure,
-    TransferRejected,
-)
+from ergo_py._ids import PID
+
+from .._errors import NotLeader, RaftInvariantError, SimulationFailure
 from ..checker import check_operations, kv_model
-from ..raft import ConfChange, ConfChangeType, RaftConfig, Role
-from ._kv import encode_command
+from ..raft import RaftConfig, Role
+from ._commands import barrier_command
+from ._faults import MAX_MEMBERS, MIN_VOTERS, FaultInjector
+from ._lock_clients import LockWorkload
+from ._lock_monitor import LockMonitor
 from ._monitor import SafetyMonitor
 from ._network import SimNetwork
 from ._replica import SimReplica
+from ._resource import Fence, TokenFence
 from ._workload import Workload
 
 __all__ = ["SimResult", "Simulation", "replay_command", "run_seed"]
@@ -47,14 +55,13 @@ LEADER = Role.LEADER
 CHAOS_TICKS = 250
 HEAL_LEADER_TICKS = 400
 DRAIN_TICKS = 500
-MAX_MEMBERS = 7
-MIN_VOTERS = 3
 
 
-def replay_command(seed: int, nodes: int | None = None) -> str:
+def replay_command(seed: int, nodes: int | None = None, lock_heavy: bool = False) -> str:
     return (
         f"python -m global_kv.sim --seed {seed}"
         + (f" --nodes {nodes}" if nodes else "")
+        + (" --lock-heavy" if lock_heavy else "")
         + " -v"
     )
 
@@ -78,6 +85,19 @@ class SimResult:
     messages: int
     dropped: int
     lease_reads: bool
+    lock_clients: int = 0
+    lock_grants: int = 0
+    lock_expiries: int = 0
+    owner_releases: int = 0
+    lock_refreshes: int = 0
+    pauses: int = 0
+    stale_holders: int = 0
+    client_deaths: int = 0
+    client_isolations: int = 0
+    protected_writes: int = 0
+    stale_writes_refused: int = 0
+    overlapping_writes: int = 0
+    max_clock_skew: float = 0.0
 
 
 class Simulation:
@@ -90,8 +110,14 @@ class Simulation:
         verbose: bool = False,
         chaos_ticks: int = CHAOS_TICKS,
         check_timeout: float = 30.0,
+        fence_factory: Callable[[bytes], Fence] = TokenFence,
+        lock_heavy: bool = False,
     ) -> None:
+        """`lock_heavy`: four lock clients on one key, frequent pauses, maximal clock
+        skew (the seed still decides everything else). `fence_factory` builds each
+        protected resource's fence (any object with FencedResource's `check`)."""
         self.seed = seed
+        self.lock_heavy = lock_heavy
         self.requested_nodes = nodes
         self.verbose = verbose
         self.chaos_ticks = chaos_ticks
@@ -113,19 +139,19 @@ class Simulation:
             pre_vote=rng.random() < 0.8,
             check_quorum=check_quorum,
             lease_reads=check_quorum and rng.random() < 0.4,
-            snapshot_chunk_size=rng.choice((16, 64, 4096)),
+            # Real snapshots are ~0.3-1.5 KB: many chunks, a few, or one.
+            snapshot_chunk_size=rng.choice((96, 256, 4096)),
         )
         self.compact_every = rng.choice((3, 6, 12, 25, 10**9))
-        # Faults come in episodes (a partition, a crash...) that end by themselves, at
-        # a per-seed rate, so runs alternate between trouble and progress.
-        self.p_episode = rng.uniform(0.01, 0.06)
-        self.max_episodes = rng.choice((1, 2, 3))
         self.p_ready_crash = rng.choice((0.0, 0.0005, 0.002, 0.005))
         self.p_slow_disk = rng.choice((0.0, 0.2, 0.5))
-        self.p_conf = rng.choice((0.0, 0.01, 0.03, 0.08))
-        self.p_transfer = rng.uniform(0.0, 0.02)
-        self._episodes: list[tuple[int, str, set[tuple[str, str]]]] = []
-        self._restart_at: dict[str, int] = {}
+        self.faults = FaultInjector(self)
+        # Sessions idle for this many entries expire (the same on every replica).
+        self.session_expiry = rng.choice((100_000, 100_000, 60))
+        # Lock TTL clocks: each replica's runs at its own rate in [1/(1+s), 1+s].
+        self.clock_skew = rng.choice((0.0, 0.1, 0.25))
+        if lock_heavy:
+            self.clock_skew = 0.25
         self.net = SimNetwork(
             random.Random(rng.getrandbits(64)),
             loss=rng.uniform(0.0, 0.3),
@@ -133,8 +159,15 @@ class Simulation:
             max_delay=rng.randint(1, 6),
         )
         self.monitor = SafetyMonitor(self)
-        self.workload = Workload(
-            self, random.Random(rng.getrandbits(64)), clients=rng.randint(2, 6), keys=3
+        self.lock_monitor = LockMonitor(self)
+        self.workload = Workload(self, random.Random(rng.getrandbits(64)), clients=rng.randint(2, 6), keys=3)
+        self.lock_workload = LockWorkload(
+            self,
+            random.Random(rng.getrandbits(64)),
+            clients=rng.choice((0, 2, 2, 3, 3, 4)),
+            keys=rng.choice((1, 1, 2)),
+            fence_factory=fence_factory,
+            heavy=lock_heavy,
         )
         self.now = 0
         self._clock = 0
@@ -144,8 +177,6 @@ class Simulation:
         self._to_retire: list[str] = []
         self.events: deque[str] = deque(maxlen=40)
         self.stats_crashes = 0
-        self.stats_conf_changes = 0
-        self.stats_transfers = 0
         self.stats_compactions = 0
         self.stats_snapshot_installs = 0
         voters = tuple(f"n{i}" for i in range(n))
@@ -168,9 +199,7 @@ class Simulation:
             print(line)
 
     def live_replicas(self) -> list[SimReplica]:
-        return [
-            r for r in self.replicas.values() if r.node is not None and not r.retired
-        ]
+        return [r for r in self.replicas.values() if r.node is not None and not r.retired]
 
     def live_ids(self) -> list[str]:
         return [r.id for r in self.live_replicas()]
@@ -185,6 +214,15 @@ class Simulation:
                 best, best_term = r, node.term
         return best
 
+    def clock_rate(self) -> float:
+        """A new replica's lock-clock rate (drawn from the seed)."""
+        s = self.clock_skew
+        return self.rng.uniform(1 / (1 + s), 1 + s) if s else 1.0
+
+    def owner_down(self, owner: PID, replica_id: str) -> bool:
+        """What a monitor of lock owner `owner` held by `replica_id` would report now."""
+        return self.lock_workload.owner_down(owner, replica_id)
+
     def ready_crash_point(self) -> int | None:
         if self.chaos and self.p_ready_crash and self.rng.random() < self.p_ready_crash:
             return self.rng.randint(0, 2)
@@ -193,9 +231,7 @@ class Simulation:
     def crash(self, r: SimReplica, downtime: int | None = None) -> None:
         r.crash()
         self.stats_crashes += 1
-        self._restart_at[r.id] = self.now + (
-            downtime if downtime is not None else self.rng.randint(1, 60)
-        )
+        self.faults.restart_at[r.id] = self.now + (downtime if downtime is not None else self.rng.randint(1, 60))
 
     def retire(self, node_id: str) -> None:
         """A committed removal: stop that server for good (after the current step)."""
@@ -208,13 +244,15 @@ class Simulation:
             self._run_chaos()
             self._run_heal()
             self._check_history()
+            self.lock_monitor.check_told_grants_ended()
         except RaftInvariantError as exc:
             self._fail("safety", str(exc), exc)
         except SimulationFailure:
             raise
         except Exception as exc:  # noqa: BLE001 - any bug still gets the seed and replay command
             self._fail("crash", f"{type(exc).__name__}: {exc}", exc)
-        wl = self.workload
+        wl, lw, lm = self.workload, self.lock_workload, self.lock_monitor
+        rates = [r.rate for r in self.replicas.values()]
         return SimResult(
             seed=self.seed,
             nodes=self.n_nodes,
@@ -224,13 +262,26 @@ class Simulation:
             lost_retries=wl.lost_retries,
             leaders=len(self.monitor.leaders),
             crashes=self.stats_crashes,
-            conf_changes=self.stats_conf_changes,
-            transfers=self.stats_transfers,
+            conf_changes=self.faults.stats_conf_changes,
+            transfers=self.faults.stats_transfers,
             compactions=self.stats_compactions,
             snapshot_installs=self.stats_snapshot_installs,
             messages=self.net.sent,
             dropped=self.net.dropped,
             lease_reads=self.raft_config.lease_reads,
+            lock_clients=len(lw.clients),
+            lock_grants=len(lm.grants),
+            lock_expiries=lm.stats_expiries,
+            owner_releases=lm.stats_owner_releases,
+            lock_refreshes=lm.stats_refreshes,
+            pauses=lw.stats_pauses,
+            stale_holders=lw.stats_stale_holders,
+            client_deaths=lw.stats_crashes,
+            client_isolations=self.faults.stats_client_isolations,
+            protected_writes=sum(st.accepted for st in lw.stores.values()),
+            stale_writes_refused=sum(st.refused for st in lw.stores.values()),
+            overlapping_writes=lm.stats_overlaps,
+            max_clock_skew=max(rates) / min(rates),
         )
 
     def _fail(self, kind: str, detail: str, cause: BaseException | None = None) -> None:
@@ -240,7 +291,7 @@ class Simulation:
             self.now,
             kind,
             f"{detail}\n  last events:\n{context}",
-            replay_command(self.seed, self.requested_nodes),
+            replay_command(self.seed, self.requested_nodes, self.lock_heavy),
         ) from cause
 
     def _run_chaos(self) -> None:
@@ -252,7 +303,7 @@ class Simulation:
         rng = self.rng
         monitor = self.monitor
         if self.chaos:
-            self._faults()
+            self.faults.step()
         live = self.live_replicas()
         rng.shuffle(live)
         for r in live:
@@ -268,7 +319,12 @@ class Simulation:
             if rng.random() < 0.25:
                 self._drain(target)
         self.workload.tick()
+        self.lock_workload.tick()
         for r in self.live_replicas():
+            service = r.locks
+            if service is not None and service.term:
+                service.check()  # the leader's lock timers and owner monitors
+                self.lock_monitor.check_leader_timers(r)
             self._drain(r)
         self._retire_pending()
 
@@ -292,154 +348,12 @@ class Simulation:
                 if r.node is not None:
                     r.crash()
 
-    # --- faults ------------------------------------------------------------------------------
-
-    def _faults(self) -> None:
-        rng = self.rng
-        now = self.now
-        if self._episodes and any(end <= now for end, _, _ in self._episodes):
-            for end, what, _ in self._episodes:
-                if end <= now:
-                    self.event(f"over: {what}")
-            self._episodes = [ep for ep in self._episodes if ep[0] > now]
-            self._apply_blocks()
-        for rid, at in list(self._restart_at.items()):
-            r = self.replicas[rid]
-            if at <= now:
-                del self._restart_at[rid]
-                if r.node is None and not r.retired:
-                    self.event(f"{rid} restarts")
-                    r.restart()
-                    self.monitor.observe(r)
-        if len(self._episodes) < self.max_episodes and rng.random() < self.p_episode:
-            self._start_episode()
-        if rng.random() < self.p_conf:
-            self._membership_change()
-        if rng.random() < self.p_transfer:
-            self._transfer()
-
-    def _apply_blocks(self) -> None:
-        blocked: set[tuple[str, str]] = set()
-        for _, _, links in self._episodes:
-            blocked |= links
-        self.net.blocked = blocked
-
-    def _start_episode(self) -> None:
-        rng = self.rng
-        ids = [r.id for r in self.replicas.values() if not r.retired]
-        leader = self.leader()
-        kind = rng.choice(
-            (
-                "isolate_leader",
-                "isolate_leader",
-                "split",
-                "one_way",
-                "crash_leader",
-                "crash",
-            )
-        )
-        duration = rng.randint(5, 80)
-        links: set[tuple[str, str]] = set()
-        if kind in ("crash_leader", "crash"):
-            victim = leader if kind == "crash_leader" else None
-            if victim is None:
-                live = self.live_replicas()
-                if not live:
-                    return
-                victim = rng.choice(live)
-            self.event(f"{victim.id} crashes (down {duration} ticks)")
-            self.crash(victim, downtime=duration)
-            return
-        if len(ids) < 2:
-            return
-        if kind == "isolate_leader":
-            target = leader.id if leader is not None else rng.choice(ids)
-            links = {(target, o) for o in ids if o != target} | {
-                (o, target) for o in ids if o != target
-            }
-            what = f"{target} isolated"
-        elif kind == "split":
-            rng.shuffle(ids)
-            k = rng.randint(1, len(ids) - 1)
-            a, b = sorted(ids[:k]), sorted(ids[k:])
-            links = {(x, y) for x in a for y in b} | {(y, x) for x in a for y in b}
-            what = f"partition {a} | {b}"
-        else:
-            for _ in range(rng.randint(1, 3)):
-                x, y = rng.sample(ids, 2)
-                links.add((x, y))
-            what = "one-way links " + ", ".join(f"{x}->{y}" for x, y in sorted(links))
-        self.event(f"{what} for {duration} ticks")
-        self._episodes.append((self.now + duration, what, links))
-        self._apply_blocks()
-
-    def _membership_change(self) -> None:
-        leader = self.leader()
-        if leader is None or leader.node is None:
-            return
-        rng = self.rng
-        node = leader.node
-        conf = node.conf
-        voters, learners = conf.voters, conf.learners
-        roll = rng.random()
-        new_id = None
-        if learners and roll < 0.4:
-            change = ConfChange(ConfChangeType.ADD_VOTER, rng.choice(learners))
-        elif len(voters) + len(learners) < MAX_MEMBERS and roll < 0.7:
-            new_id = f"n{self.next_id}"
-            kind = (
-                ConfChangeType.ADD_LEARNER
-                if rng.random() < 0.3
-                else ConfChangeType.ADD_VOTER
-            )
-            change = ConfChange(kind, new_id)
-        elif len(voters) > MIN_VOTERS:
-            change = ConfChange(ConfChangeType.REMOVE_NODE, rng.choice(voters))
-        elif learners:
-            change = ConfChange(ConfChangeType.REMOVE_NODE, rng.choice(learners))
-        else:
-            return
-        try:
-            index = node.propose_conf_change(change)
-        except (ConfChangeRejected, NotLeader):
-            return
-        if change.type == ConfChangeType.REMOVE_NODE:
-            self.monitor.removals[(index, node.term)] = change.node_id
-        self.monitor.observe(leader)
-        self.stats_conf_changes += 1
-        self.event(
-            f"{leader.id} proposes {change.type.name} {change.node_id} at {index}"
-        )
-        if new_id is not None:
-            self.next_id += 1
-            r = SimReplica(self, new_id)
-            self.replicas[new_id] = r
-            r.boot(None)
-
-    def _transfer(self) -> None:
-        leader = self.leader()
-        if leader is None or leader.node is None:
-            return
-        others = [v for v in leader.node.conf.voters if v != leader.id]
-        if not others:
-            return
-        target = self.rng.choice(others)
-        try:
-            leader.node.transfer_leadership(target)
-        except (TransferRejected, NotLeader):
-            return
-        self.monitor.observe(leader)
-        self.stats_transfers += 1
-        self.event(f"{leader.id} transfers leadership to {target}")
-
     # --- heal and drain ----------------------------------------------------------------------
 
     def _members_of(self, leader: SimReplica) -> list[SimReplica]:
         assert leader.node is not None
         conf = leader.node.conf
-        return [
-            self.replicas[m] for m in conf.voters + conf.learners if m in self.replicas
-        ]
+        return [self.replicas[m] for m in conf.voters + conf.learners if m in self.replicas]
 
     def _stable_leader(self) -> SimReplica | None:
         """A leader that every member of its configuration is alive and following."""
@@ -449,12 +363,7 @@ class Simulation:
         term = leader.node.term
         for r in self._members_of(leader):
             node = r.node
-            if (
-                node is None
-                or r.retired
-                or node.term != term
-                or node.leader != leader.id
-            ):
+            if node is None or r.retired or node.term != term or node.leader != leader.id:
                 return None
         return leader
 
@@ -462,14 +371,14 @@ class Simulation:
         self.chaos = False
         self.event("heal: network repaired, crashed members restart")
         net = self.net
+        self.faults.episodes = []
         net.heal()
+        self.lock_workload.heal()
         net.loss = 0.0
         net.dup = 0.0
         # Raft is live only when broadcast time << election timeout (§5.6): the chaos may
         # break that on purpose, healing restores it (delays and disk stalls stay, smaller).
-        net.max_delay = min(
-            net.max_delay, max(1, self.raft_config.election_tick_min // 4)
-        )
+        net.max_delay = min(net.max_delay, max(1, self.raft_config.election_tick_min // 4))
         self.p_slow_disk = min(self.p_slow_disk, 0.2)
         for r in self.replicas.values():
             if r.node is None and not r.retired:
@@ -485,8 +394,9 @@ class Simulation:
             self._tick()
         self.event(f"stable leader after {self.now - start} ticks of healing")
         # Drain: no new operations; pending writes must resolve (no timeouts for them).
-        wl = self.workload
+        wl, lw = self.workload, self.lock_workload
         wl.accepting = False
+        lw.accepting = False
         wl.write_timeout = 10**9
         for c in wl.clients:
             if c.state != 0 and c.op and c.op[0] != "get":
@@ -500,23 +410,30 @@ class Simulation:
                 if barrier is None or leader.node.entry_term(barrier[0]) != barrier[1]:
                     # None yet, or overwritten by a later leader: (re)propose it.
                     barrier = self._propose_barrier(leader)
-                elif self._converged(leader, barrier[0]) and not wl.busy():
+                elif (
+                    self._converged(leader, barrier[0])
+                    and not wl.busy()
+                    and not lw.busy()
+                    and not self.lock_monitor.holders
+                ):
                     break
             if self.now - start >= DRAIN_TICKS:
-                pending = [
-                    (c.cid, c.op, c.state, c.index) for c in wl.clients if c.state != 0
+                pending = [(c.cid, c.op, c.state, c.index) for c in wl.clients if c.state != 0] + [
+                    (c.name, c.kind, c.state, c.index) for c in lw.clients if c.state
                 ]
+                held = list(self.lock_monitor.holders.values())
                 self._fail(
                     "liveness",
                     f"not converged {DRAIN_TICKS} ticks into the drain (barrier {barrier}, "
-                    f"pending clients {pending}): {self._describe()}",
+                    f"pending clients {pending}, locks held {held}): {self._describe()}",
                 )
             self._tick()
-        datas = {r.id: r.sm.data for r in self._members_of(leader) if r.sm is not None}
-        first = next(iter(datas.values()))
-        for data in datas.values():
-            if data != first:
-                self._fail("safety", f"state machines differ after the drain: {datas}")
+        digests = {r.id: r.sm.state_digest(sessions=True) for r in self._members_of(leader) if r.sm is not None}
+        if len(set(digests.values())) != 1:
+            self._fail("safety", f"state machines differ after the drain: {digests}")
+        for r in self._members_of(leader):
+            if r.sm is not None and r.sm.locks():
+                self._fail("liveness", f"{r.id} still holds locks after the drain: {r.sm.locks()}")
 
     def _abandon_non_members(self, leader: SimReplica) -> None:
         """Writes pending on a server outside the configuration can never be decided there."""
@@ -527,6 +444,8 @@ class Simulation:
                     for c in waiting:
                         self.workload.give_up(c)
                 r.pending_writes = {}
+            if r.id not in members and r.pending_locks:
+                self.lock_workload.resubmit_all(r)
 
     def _propose_barrier(self, leader: SimReplica) -> tuple[int, int] | None:
         """No-op entries up to the highest pending index, so every pending write is decided.
@@ -537,11 +456,12 @@ class Simulation:
         node = leader.node
         assert node is not None
         highest = max(
-            (i for r in self.live_replicas() for i in r.pending_writes), default=0
+            (i for r in self.live_replicas() for pending in (r.pending_writes, r.pending_locks) for i in pending),
+            default=0,
         )
         count = max(1, highest - node.last_index)
         try:
-            index = node.propose_batch([encode_command(0, ("barrier",))] * count)
+            index = node.propose_batch([barrier_command()] * count)
         except NotLeader:
             return None  # e.g. a transfer started during the chaos is still running
         self.monitor.observe(leader)
@@ -554,7 +474,7 @@ class Simulation:
             return False
         target = node.commit_index
         for r in self._members_of(leader):
-            if r.sm is None or r.sm.applied != target:
+            if r.sm is None or r.sm.applied_index != target:
                 return False
         return True
 
@@ -570,9 +490,7 @@ class Simulation:
         return "; ".join(parts)
 
     def _check_history(self) -> None:
-        result = check_operations(
-            kv_model(), self.workload.history, timeout=self.check_timeout
-        )
+        result = check_operations(kv_model(), self.workload.history, timeout=self.check_timeout)
         if result.ok is False:
             self._fail("linearizability", result.info)
         if result.ok is None:
@@ -582,6 +500,6 @@ class Simulation:
             )
 
 
-def run_seed(seed: int, nodes: int | None = None, verbose: bool = False) -> SimResult:
+def run_seed(seed: int, nodes: int | None = None, verbose: bool = False, lock_heavy: bool = False) -> SimResult:
     """Run one seed; raises `SimulationFailure` (with a replay command) on any violation."""
-    return Simulation(seed, nodes=nodes, verbose=verbose).run()
+    return Simulation(seed, nodes=nodes, verbose=verbose, lock_heavy=lock_heavy).run()

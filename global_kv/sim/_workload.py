@@ -6,7 +6,12 @@ up to the read index. Every completed operation is recorded with its call and re
 times; a write whose fate the client cannot know (its replica crashed, it timed out,
 a snapshot skipped over its index) is recorded with an unknown outcome, as a real
 client would have to. A write whose index committed with another term is known lost
-and is retried. Reads that never complete are left out (they changed nothing).
+and is retried with the same session tag (the state machine applies it at most once).
+Reads that never complete are left out (they changed nothing).
+
+Each client writes through a session of the real state machine (client_id, seq, ack =
+seq: one request at a time); after an unknown outcome it continues as a new client
+with a new session, since it may still be "inside" the old operation.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from .._errors import NotLeader, RaftInvariantError
 from ..checker import UNKNOWN, Operation
 from ..raft import Entry, ReadState, Role
-from ._kv import encode_command
+from ._commands import SESSION_GONE, kv_command, kv_output
 
 if TYPE_CHECKING:
     from ._replica import SimReplica
@@ -33,6 +38,7 @@ class Client:
     __slots__ = (
         "call",
         "cid",
+        "client_id",
         "ctx",
         "data",
         "deadline",
@@ -41,12 +47,15 @@ class Client:
         "op",
         "op_id",
         "replica",
+        "seq",
         "state",
         "term",
     )
 
     def __init__(self, cid: int) -> None:
         self.cid = cid
+        self.client_id = f"kv{cid}"
+        self.seq = 0
         self.op: tuple[Any, ...] = ()
         self.op_id = 0
         self.data = b""
@@ -61,9 +70,7 @@ class Client:
 
 
 class Workload:
-    def __init__(
-        self, sim: Simulation, rng: random.Random, clients: int, keys: int
-    ) -> None:
+    def __init__(self, sim: Simulation, rng: random.Random, clients: int, keys: int) -> None:
         self.sim = sim
         self.rng = rng
         self.keys = [f"k{i}" for i in range(keys)]
@@ -108,17 +115,17 @@ class Workload:
         elif roll < 0.65:
             op = ("put", key, f"v{n}")
         elif roll < 0.9:
-            expected = (
-                self.last_values.get(key)
-                if rng.random() < 0.7
-                else f"v{rng.randint(1, n)}"
-            )
+            expected = self.last_values.get(key) if rng.random() < 0.7 else f"v{rng.randint(1, n)}"
             op = ("cas", key, expected, f"v{n}")
         else:
             op = ("delete", key)
         c.op = op
         c.op_id = n
-        c.data = b"" if op[0] == "get" else encode_command(n, op)
+        if op[0] == "get":
+            c.data = b""
+        else:
+            c.seq += 1
+            c.data = kv_command(c.client_id, c.seq, op)
         c.ctx = f"r{n}".encode()
         c.call = self.sim.clock()
         c.state = SUBMIT
@@ -131,11 +138,7 @@ class Workload:
         # does not know it yet, are where stale reads would show.
         if c.op[0] == "get" and self.rng.random() < 0.3:
             # Adversarial: ask any replica that believes it leads, deposed or not.
-            leaders = [
-                r
-                for r in sim.live_replicas()
-                if r.node is not None and r.node.role is LEADER
-            ]
+            leaders = [r for r in sim.live_replicas() if r.node is not None and r.node.role is LEADER]
             if leaders:
                 if self.rng.random() < 0.5:
                     return min(leaders, key=lambda r: r.node.term)  # type: ignore[union-attr]
@@ -175,9 +178,7 @@ class Workload:
 
     def _timeout(self, c: Client) -> None:
         r = c.replica
-        c.hint = (
-            None  # whoever we were talking to did not answer in time: look elsewhere
-        )
+        c.hint = None  # whoever we were talking to did not answer in time: look elsewhere
         if c.state == WAIT_COMMIT:
             if r is not None:
                 _forget(r.pending_writes, c)
@@ -218,6 +219,8 @@ class Workload:
         self.unknown += 1
         # The client may still be "inside" that operation: continue as a new client.
         c.cid = self.next_cid
+        c.client_id = f"kv{c.cid}"
+        c.seq = 0
         self.next_cid += 1
         self._idle(c)
 
@@ -228,10 +231,12 @@ class Workload:
         for c in waiting:
             if e.term == c.term:
                 if e.data != c.data:
-                    raise RaftInvariantError(
-                        f"entry ({e.index}, {e.term}) is not the proposal made there"
-                    )
-                self._complete(c, result)
+                    raise RaftInvariantError(f"entry ({e.index}, {e.term}) is not the proposal made there")
+                output = kv_output(c.op, result)
+                if output is SESSION_GONE:
+                    self._unknown(c)
+                else:
+                    self._complete(c, output)
             else:
                 # Another entry committed at its index: it never will. Retry the same op.
                 self.lost_retries += 1
@@ -249,13 +254,15 @@ class Workload:
             r.reads_waiting.append((rs.index, c))
 
     def serve_reads(self, r: SimReplica) -> None:
-        if not r.reads_waiting or r.sm is None:
+        sm = r.sm
+        if not r.reads_waiting or sm is None:
             return
-        applied = r.sm.applied
+        applied = sm.applied_index
         keep = []
         for index, c in r.reads_waiting:
             if index <= applied:
-                self._complete(c, r.sm.data.get(c.op[1]))
+                value = sm.get(c.op[1].encode())
+                self._complete(c, None if value is None else value.decode())
             else:
                 keep.append((index, c))
         r.reads_waiting = keep

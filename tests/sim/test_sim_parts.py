@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
-from global_kv._errors import RaftInvariantError, SimulationFailure
+from global_kv._errors import RaftInvariantError
 from global_kv.checker import UNKNOWN
 from global_kv.raft import (
     Entry,
@@ -21,16 +21,13 @@ from global_kv.raft import (
     _election,
     _log,
 )
-from global_kv.sim import (
-    KVStateMachine,
-    SimNetwork,
-    Simulation,
-    replay_command,
-    run_seed,
-)
+from global_kv.sim import SimNetwork, Simulation, replay_command, run_seed
 from global_kv.sim.__main__ import main
-from global_kv.sim._kv import encode_command
+from global_kv.sim._commands import SESSION_GONE, barrier_command, kv_command, kv_output
 from global_kv.sim._replica import SimDisk
+from global_kv.state import StateMachine
+from global_kv.storage import MemoryStorage
+from tests.sim.sim_support import first_failure
 
 
 def _hb(src: str, dst: str, n: int) -> Heartbeat:
@@ -55,27 +52,33 @@ def test_network_delays_reorders_drops_and_partitions() -> None:
     assert 600 < delivered < 800 and lossy.duplicated > 30
 
 
-def test_kv_state_machine_applies_in_order_and_round_trips_snapshots() -> None:
-    sm = KVStateMachine()
-    cmds = [
+def test_kv_operations_become_real_commands_and_their_results_history_outputs() -> None:
+    sm = StateMachine(MemoryStorage(), session_expiry_entries=3)
+    ops = [
         ("put", "k", "1"),
         ("cas", "k", "1", "2"),
         ("cas", "k", "1", "3"),
         ("delete", "k"),
         ("cas", "k", None, "4"),
     ]
-    results = [
-        sm.apply(Entry(i + 1, 1, EntryType.NORMAL, encode_command(i, c)))
-        for i, c in enumerate(cmds)
-    ]
-    assert results == [None, True, False, None, True] and sm.data == {"k": "4"}
-    copy = KVStateMachine()
-    copy.restore(sm.snapshot(), 5)
-    assert copy.data == sm.data and copy.applied == 5
-    with pytest.raises(RaftInvariantError, match="in order"):
-        sm.apply(Entry(9, 1))
-    with pytest.raises(RaftInvariantError, match="installed as snapshot"):
-        copy.restore(sm.snapshot(), 4)
+    entries = [Entry(i + 1, 1, EntryType.NORMAL, kv_command("kv0", i + 1, op)) for i, op in enumerate(ops)]
+    applied = sm.apply(entries)
+    assert [kv_output(op, a.result) for op, a in zip(ops, applied, strict=True)] == [None, True, False, None, True]
+    assert sm.get(b"k") == b"4"
+    # A retried write (same session and seq) is answered with its first result and
+    # changes nothing (the workload retries only its latest request: ack = seq).
+    sm.apply([Entry(6, 1, EntryType.NORMAL, kv_command("kv1", 1, ("put", "k", "9")))])
+    (again,) = sm.apply([Entry(7, 1, EntryType.NORMAL, entries[4].data)])
+    assert kv_output(ops[4], again.result) is True and sm.get(b"k") == b"9"
+    before = sm.state_digest()
+    sm.apply([Entry(8, 1, EntryType.NORMAL, barrier_command())])
+    assert sm.state_digest() == before
+    # Idle for more than 3 entries: the session is gone, the outcome unknown.
+    sm.apply([Entry(i, 1, EntryType.NOOP) for i in (9, 10, 11, 12)])
+    (late,) = sm.apply([Entry(13, 1, EntryType.NORMAL, kv_command("kv0", 6, ("put", "k", "5")))])
+    assert kv_output(("put", "k", "5"), late.result) is SESSION_GONE and sm.get(b"k") == b"9"
+    with pytest.raises(RaftInvariantError, match="no rule allows"):
+        kv_output(("put", "k", "1"), applied[2].result)
 
 
 def _ready(
@@ -122,54 +125,31 @@ def test_history_records_completed_and_unknown_operations() -> None:
         else:
             assert op.return_time > op.call
     assert any(op.return_time is None for op in ops)
-    assert all(
-        sim.workload.busy() is False for sim in sims
-    )  # the drain resolved everything
+    assert all(sim.workload.busy() is False for sim in sims)  # the drain resolved everything
 
 
 def test_replay_command_is_one_line() -> None:
     assert replay_command(42) == "python -m global_kv.sim --seed 42 -v"
     assert replay_command(3, nodes=5) == "python -m global_kv.sim --seed 3 --nodes 5 -v"
+    assert replay_command(7, lock_heavy=True) == "python -m global_kv.sim --seed 7 --lock-heavy -v"
 
 
 def test_cli_runs_seeds_and_summarises(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--seeds", "3", "--start", "100"]) == 0
     out = capsys.readouterr().out
-    assert (
-        "seeds run:               3 (0 failed)" in out
-        and "InstallSnapshot applied" in out
-    )
+    assert "seeds run:               3 (0 failed)" in out and "InstallSnapshot applied" in out
     assert main(["--seed", "5", "--nodes", "5", "-v"]) == 0
     assert "is leader of term" in capsys.readouterr().out
-
-
-@pytest.fixture
-def patch() -> Iterator[Callable[[object, str, object], None]]:
-    undo: list[tuple[object, str, object]] = []
-
-    def apply(owner: object, name: str, value: object) -> None:
-        undo.append((owner, name, getattr(owner, name)))
-        setattr(owner, name, value)
-
-    yield apply
-    for owner, name, value in reversed(undo):
-        setattr(owner, name, value)
-
-
-def _first_failure(seeds: range) -> SimulationFailure:
-    for seed in seeds:
-        try:
-            run_seed(seed)
-        except SimulationFailure as exc:
-            return exc
-    raise AssertionError(f"no seed in {seeds} noticed the bug")
+    assert main(["--seeds", "2", "--lock-heavy"]) == 0
+    out = capsys.readouterr().out
+    assert "seeds with lock clients: 2 " in out and "lock grants:" in out and "protected writes:" in out
 
 
 def test_it_notices_votes_for_out_of_date_candidates(
     patch: Callable[[object, str, object], None],
 ) -> None:
     patch(_log.RaftLog, "is_up_to_date", lambda self, i, t: True)
-    exc = _first_failure(range(40))
+    exc = first_failure(range(40))
     assert exc.kind == "safety" and f"--seed {exc.seed}" in str(exc)
 
 
@@ -182,14 +162,14 @@ def test_it_notices_double_votes(patch: Callable[[object, str, object], None]) -
         original(self, m)  # type: ignore[arg-type]
 
     patch(_election.ElectionMixin, "_on_request_vote", forgetful)
-    assert _first_failure(range(40)).kind == "safety"
+    assert first_failure(range(40)).kind == "safety"
 
 
 def test_it_notices_acknowledging_before_persisting(
     patch: Callable[[object, str, object], None],
 ) -> None:
     patch(_core.NodeCore, "_send", lambda self, m: self._msgs.append(m))
-    assert _first_failure(range(100)).kind == "safety"
+    assert first_failure(range(100)).kind == "safety"
 
 
 def test_it_notices_reads_served_without_confirming_leadership(
@@ -199,7 +179,7 @@ def test_it_notices_reads_served_without_confirming_leadership(
         self._release_read(self._log.committed, context, requester)
 
     patch(_core.NodeCore, "_leader_read", eager)
-    assert _first_failure(range(300)).kind == "linearizability"
+    assert first_failure(range(300)).kind == "linearizability"
 
 
 def test_the_monitor_catches_a_leader_rewriting_its_log() -> None:
@@ -210,8 +190,6 @@ def test_the_monitor_catches_a_leader_rewriting_its_log() -> None:
         leader = sim.leader()
     sim.monitor.observe(leader)
     leader.node._log._entries.pop()  # a leader dropping an entry it held
-    leader.node._log.unstable_from = min(
-        leader.node._log.unstable_from, leader.node.last_index + 1
-    )
+    leader.node._log.unstable_from = min(leader.node._log.unstable_from, leader.node.last_index + 1)
     with pytest.raises(RaftInvariantError, match="leader append-only"):
         sim.monitor.observe(leader)

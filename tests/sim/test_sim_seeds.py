@@ -1,7 +1,8 @@
-"""The CI run of the Raft simulator: 1,000 seeds, zero violations.
+"""The CI run of the simulator: 1,000 seeds, zero violations.
 
 Each case runs a block of seeds; a failure names the seed and the one-line replay
-command. `python -m global_kv.sim --seeds N` runs more (see its --help).
+command. Most seeds also run lock clients (pauses past the TTL, skewed leader clocks,
+owner deaths). `python -m global_kv.sim --seeds N` runs more (see its --help).
 """
 
 from __future__ import annotations
@@ -15,9 +16,7 @@ BLOCK = 100
 BLOCKS = 10  # 1,000 seeds
 
 
-@pytest.mark.parametrize(
-    "block", range(BLOCKS), ids=lambda b: f"seeds{b * BLOCK}-{b * BLOCK + BLOCK - 1}"
-)
+@pytest.mark.parametrize("block", range(BLOCKS), ids=lambda b: f"seeds{b * BLOCK}-{b * BLOCK + BLOCK - 1}")
 def test_simulated_seeds_are_safe_live_and_linearizable(block: int) -> None:
     results: list[SimResult] = []
     for seed in range(block * BLOCK, (block + 1) * BLOCK):
@@ -25,16 +24,21 @@ def test_simulated_seeds_are_safe_live_and_linearizable(block: int) -> None:
             results.append(run_seed(seed))
         except SimulationFailure as exc:
             pytest.fail(f"{exc}", pytrace=False)
+
+    def total(field: str) -> int:
+        return sum(getattr(r, field) for r in results)
+
     # The runs must actually exercise what they claim to.
-    assert sum(r.ops for r in results) > 20 * BLOCK
-    assert sum(1 for r in results if r.snapshot_installs) >= BLOCK // 4, (
-        "InstallSnapshot too rare"
-    )
-    assert (
-        sum(r.crashes for r in results) > BLOCK
-        and sum(r.conf_changes for r in results) > BLOCK // 4
-    )
-    assert sum(r.transfers for r in results) > BLOCK // 10
-    assert (
-        sum(r.unknown_ops for r in results) > 0 and sum(r.dropped for r in results) > 0
-    )
+    assert total("ops") > 20 * BLOCK
+    assert sum(1 for r in results if r.snapshot_installs) >= BLOCK // 4, "InstallSnapshot too rare"
+    assert total("crashes") > BLOCK and total("conf_changes") > BLOCK // 4
+    assert total("transfers") > BLOCK // 10
+    assert total("unknown_ops") > 0 and total("dropped") > 0
+    # Locks: grants, the leader's TTL expiries and owner releases, paused holders that
+    # lost their lock, stale writes refused by the fence, skewed leader clocks.
+    assert sum(1 for r in results if r.lock_clients) > BLOCK // 2
+    assert total("lock_grants") > BLOCK and total("lock_refreshes") > BLOCK // 5
+    assert total("lock_expiries") > BLOCK // 10 and total("owner_releases") > BLOCK // 10
+    assert total("pauses") > BLOCK // 5 and total("stale_holders") > BLOCK // 20
+    assert total("stale_writes_refused") > 0
+    assert sum(1 for r in results if r.max_clock_skew > 1.2) > BLOCK // 10
