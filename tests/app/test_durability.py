@@ -91,34 +91,14 @@ async def test_corrupt_log_refuses_to_start_and_the_others_keep_serving(tmp_path
                 assert await c.get("still") == b"serving"
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Any:
-    """A 3 MiB tmpfs for one node's data dir (we run as root here); skips with the reason otherwise."""
-    import os
-    import subprocess
-
-    mnt = tmp_path / "small-disk"
-    mnt.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a size-limited tmpfs needs root")
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mnt)], capture_output=True, text=True)
-    if res.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {res.stderr.strip()}")
-    try:
-        yield mnt
-    finally:
-        if subprocess.run(["umount", str(mnt)], capture_output=True).returncode != 0:
-            subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
-
-
 async def test_full_disk_on_one_node_fails_it_clearly_and_loses_nothing(
-    tmp_path: Path, small_disk: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, small_tmpfs: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     full = NAMES[2]
     with trio.fail_after(90):
         async with cluster(start_apps=False) as nodes:
             for name in NAMES:
-                where = small_disk if name == full else tmp_path
+                where = small_tmpfs if name == full else tmp_path
                 await nodes[name].application_start(Application(config(where, name)))
             acknowledged = []
             async with open_client(nodes[NAMES[0]], NAMES[:2], timeout=10) as c:

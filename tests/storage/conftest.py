@@ -1,9 +1,7 @@
-"""Fixtures for the storage tests: an engine factory per engine, and a small tmpfs."""
+"""Fixtures for the storage tests: an engine factory per engine (the small tmpfs is in tests/conftest.py)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -68,35 +66,3 @@ def make_engine(tmp_path: Path) -> Iterator[Callable[[str], StorageEngine]]:
     yield make
     for f in factories:
         f.close_all()
-
-
-@pytest.fixture
-def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
-    """A 2 MiB tmpfs (needs root and mount rights); skips with the reason otherwise."""
-    mnt = tmp_path / "tmpfs"
-    mnt.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip(
-            "mounting a size-limited tmpfs needs root; the injected-ENOSPC tests cover this path"
-        )
-    res = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)],
-        capture_output=True,
-        text=True,
-        timeout=20,
-        check=False,
-    )
-    if res.returncode != 0:
-        pytest.skip(
-            f"cannot mount a tmpfs here ({res.stderr.strip()}); injected-ENOSPC tests cover this path"
-        )
-    try:
-        yield mnt
-    finally:
-        r = subprocess.run(
-            ["umount", str(mnt)], capture_output=True, timeout=20, check=False
-        )
-        if r.returncode != 0:
-            subprocess.run(
-                ["umount", "-l", str(mnt)], capture_output=True, timeout=20, check=False
-            )
