@@ -22,7 +22,8 @@ duration):
   W5hot  lock + unlock pairs, all clients on one key (they queue as waiters)
   W6     put load (C clients), the leader is killed with SIGKILL after the warm-up;
          reported: time from the kill until the first write issued after the kill
-         is acknowledged, and the longest gap between acknowledged writes
+         is acknowledged, and the longest gap between acknowledged writes (the
+         measured window lasts at least until a write is acknowledged again)
 
 It never leaves a process behind: the load generator and every node are stopped by
 PID in `finally` blocks (also on errors and Ctrl-C), and both kinds of child exit
@@ -163,8 +164,11 @@ async def _loadgen_cell(node: ergo_py.Node, names: list[str], cmd: dict[str, Any
             t0 = time.perf_counter()
             end = t0 + cmd["duration"]
             last = 0
-            while time.perf_counter() < end:
-                await trio.sleep(min(1.0, end - time.perf_counter()))
+            # W6 measures at least until the cluster acknowledged a write again (bounded by
+            # the client's timeout): a window shorter than the outage would measure nothing.
+            give_up = t0 + cmd["duration"] + 10.0
+            while time.perf_counter() < end or (kind == "W6" and not cell.latencies and time.perf_counter() < give_up):
+                await trio.sleep(max(0.01, min(1.0, end - time.perf_counter())))
                 _emit({"event": "progress", "ops": len(cell.latencies) - last, "errors": sum(cell.errors.values())})
                 last = len(cell.latencies)
             elapsed = time.perf_counter() - t0
