@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import operator
 import types
 import typing
 from collections import abc
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar, overload
 
 import attrs
@@ -56,22 +57,41 @@ class TypeEntry:
     """How one registered class is taken apart and rebuilt.
 
     `fields` are attribute names read (in order) to encode an instance; the class
-    is rebuilt by calling it with those values positionally.
+    is rebuilt by calling it with those values positionally. A "custom" entry has
+    its own `to_wire` / `from_wire` instead (a compact form for hot types).
     """
 
     name: str
     cls: type
     fields: tuple[str, ...]
-    kind: str  # "dataclass", "attrs", "exception" or "enum"
+    kind: str  # "dataclass", "attrs", "exception", "enum" or "custom"
+    to_wire: Callable[[Any], list[Any]] | None = None
+    from_wire: Callable[[list[Any]], Any] | None = None
+    _getter: Callable[[Any], Any] | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.kind in ("dataclass", "attrs") or (self.kind == "exception" and self.fields):
+            if len(self.fields) == 1:
+                one = operator.attrgetter(self.fields[0])
+                object.__setattr__(self, "_getter", lambda obj: (one(obj),))
+            elif self.fields:
+                object.__setattr__(self, "_getter", operator.attrgetter(*self.fields))
 
     def take_apart(self, obj: Any) -> list[Any]:
+        getter = self._getter
+        if getter is not None:
+            return [self.name, *getter(obj)]
+        if self.kind == "custom":
+            return [self.name, *self.to_wire(obj)]  # type: ignore[misc]
         if self.kind == "enum":
             return [self.name, obj.value]
         if self.kind == "exception" and not self.fields:
             return [self.name, *obj.args]
-        return [self.name, *[getattr(obj, f) for f in self.fields]]
+        return [self.name]
 
     def rebuild(self, values: list[Any]) -> Any:
+        if self.kind == "custom":
+            return self.from_wire(values)  # type: ignore[misc]
         if self.kind == "enum":
             if len(values) != 1:
                 raise ValueError(f"expected 1 value, got {len(values)}")
@@ -94,7 +114,14 @@ class Registry:
         # Bumped at every registration so codecs know to rebuild their hook tables.
         self.version = 0
 
-    def register(self, cls: type, *, name: str | None = None, fields: tuple[str, ...] | None = None) -> type:
+    def register(
+        self,
+        cls: type,
+        *,
+        name: str | None = None,
+        fields: tuple[str, ...] | None = None,
+        wire: tuple[Callable[[Any], list[Any]], Callable[[list[Any]], Any]] | None = None,
+    ) -> type:
         """Register `cls` under `name` (default `module.qualname`); returns `cls`."""
         if not isinstance(cls, type):
             raise RegistrationError(repr(cls), "only classes can be registered")
@@ -103,7 +130,13 @@ class Registry:
             raise RegistrationError(
                 cls.__qualname__, f"the name must be a non-empty string, not {reg_name!r}"
             )
-        entry = self._entry_for(cls, reg_name, fields)
+        if wire is not None:
+            to_wire, from_wire = wire
+            if not (callable(to_wire) and callable(from_wire)) or fields is not None:
+                raise RegistrationError(cls.__qualname__, "wire= takes (to_wire, from_wire) callables, without fields=")
+            entry = TypeEntry(reg_name, cls, (), "custom", to_wire, from_wire)
+        else:
+            entry = self._entry_for(cls, reg_name, fields)
         known = self.by_name.get(reg_name)
         if known is not None and known.cls is not cls:
             raise RegistrationError(
@@ -207,18 +240,23 @@ class Registry:
 REGISTRY = Registry()
 
 
-@overload
-def register_type(cls: T, /, *, name: str | None = None, fields: tuple[str, ...] | None = None) -> T: ...
+_Wire = tuple[Callable[[Any], list[Any]], Callable[[list[Any]], Any]]
 
 
 @overload
 def register_type(
-    cls: None = None, /, *, name: str | None = None, fields: tuple[str, ...] | None = None
+    cls: T, /, *, name: str | None = None, fields: tuple[str, ...] | None = None, wire: _Wire | None = None
+) -> T: ...
+
+
+@overload
+def register_type(
+    cls: None = None, /, *, name: str | None = None, fields: tuple[str, ...] | None = None, wire: _Wire | None = None
 ) -> Callable[[T], T]: ...
 
 
 def register_type(
-    cls: Any = None, /, *, name: str | None = None, fields: tuple[str, ...] | None = None
+    cls: Any = None, /, *, name: str | None = None, fields: tuple[str, ...] | None = None, wire: _Wire | None = None
 ) -> Any:
     """Let a class cross the wire between nodes (a class decorator).
 
@@ -232,12 +270,17 @@ def register_type(
 
     Every node must register the same classes under the same names; the name is
     the wire contract, so give one explicitly when the module path may change.
+
+    `wire=(to_wire, from_wire)` gives a hot type its own compact form instead:
+    `to_wire(obj)` returns a list of encodable values, `from_wire(values)` rebuilds
+    the object and must validate them (a peer's bytes), raising ValueError or
+    TypeError on anything malformed; the codec turns that into a DecodeError.
     """
     if cls is None:
 
         def decorate(inner: T) -> T:
-            REGISTRY.register(inner, name=name, fields=fields)
+            REGISTRY.register(inner, name=name, fields=fields, wire=wire)
             return inner
 
         return decorate
-    return REGISTRY.register(cls, name=name, fields=fields)
+    return REGISTRY.register(cls, name=name, fields=fields, wire=wire)

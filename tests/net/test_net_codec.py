@@ -329,3 +329,44 @@ def test_default_registration_name_is_module_and_qualname() -> None:
     data = encode(Local(1))
     assert b"test_net_codec.test_default_registration_name_is_module_and_qualname.<locals>.Local" in data
     assert roundtrip(Local(2)) == Local(2)
+
+
+@dataclass(frozen=True)
+class Pair:
+    x: int
+    y: int
+
+
+def _pair_from_wire(values: list[Any]) -> Pair:
+    if len(values) != 1 or type(values[0]) is not list or len(values[0]) != 2:
+        raise ValueError("expected [[x, y]]")
+    return Pair(*values[0])
+
+
+register_type(Pair, name="tests.net.Pair", wire=(lambda p: [[p.x, p.y]], _pair_from_wire))
+
+
+def test_custom_wire_form_round_trips_and_is_what_crosses() -> None:
+    data = encode(Pair(3, 4))
+    assert list(cbor2.loads(data).value) == ["tests.net.Pair", (3, 4)]  # cbor2 gives tagged arrays as tuples
+    assert roundtrip(Pair(3, 4)) == Pair(3, 4)
+    assert roundtrip([Pair(1, 2), (Pair(5, 6),)]) == [Pair(1, 2), (Pair(5, 6),)]
+
+
+def test_custom_wire_form_refusing_a_peers_values_is_a_decode_error() -> None:
+    data = cbor2.dumps(cbor2.CBORTag(TAG_OBJECT, ["tests.net.Pair", [1, 2, 3]]))
+    with pytest.raises(DecodeError) as info:
+        decode(data)
+    assert info.value.type_name == "tests.net.Pair"
+    assert "expected [[x, y]]" in str(info.value)
+
+
+def test_custom_wire_form_needs_two_callables_and_no_fields() -> None:
+    @dataclass
+    class Bad:
+        x: int
+
+    with pytest.raises(RegistrationError, match="wire="):
+        register_type(Bad, name="tests.net.Bad", wire=(lambda b: [b.x], None))  # type: ignore[arg-type]
+    with pytest.raises(RegistrationError, match="wire="):
+        register_type(Bad, name="tests.net.Bad", fields=("x",), wire=(lambda b: [b.x], lambda v: Bad(*v)))
