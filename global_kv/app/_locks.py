@@ -9,11 +9,12 @@ leader-local and rebuilt when a replica becomes leader:
   waiting gets the lock through the log (an acquire proposed with the waiter's own
   session tag, so a retry of it is deduplicated). Queues are lost on a leader
   change; waiters are told `NotLeader` and their clients re-queue at the new leader.
-- TTL deadlines from the leader's own clock: armed when a grant or refresh is
-  applied, re-armed from "now" for every lock when a replica becomes leader (a lock
-  may live a little longer than its TTL after a failover, never shorter). Expiry is
-  proposed as `LockExpire(key, token, refreshed_index)`, which the state machine
-  ignores if the lock was refreshed or re-granted meanwhile.
+- TTL deadlines from the leader's own clock (`global_kv.state.LockTimers`, the same
+  rules the simulator runs): armed when a grant or refresh is applied, re-armed from
+  "now" for every lock when a replica becomes leader (a lock may live a little longer
+  than its TTL after a failover, never shorter). Expiry is proposed as
+  `LockExpire(key, token, refreshed_index)`, which the state machine ignores if the
+  lock was refreshed or re-granted meanwhile.
 - Owner monitors: the leader monitors every owner in the table; an owner's DOWN
   (exit, kill, or its node's link lost: `noconnection`) proposes
   `LockReleaseOwner(owner)`. A DOWN for an owner holding nothing changes nothing.
@@ -35,11 +36,11 @@ from ..state import (
     Command,
     Granted,
     LockAcquire,
-    LockExpire,
     LockHeldResult,
     LockRefresh,
     LockRelease,
     LockReleaseOwner,
+    LockTimers,
     Released,
     encode_command,
 )
@@ -70,10 +71,8 @@ class LockService:
         self.active = False  # True while this replica leads
         self.waiters: dict[bytes, deque[_Waiter]] = {}
         self.acquiring: dict[bytes, int] = {}  # acquires proposed, not yet applied
-        self.deadlines: dict[bytes, tuple[int, float]] = {}  # key -> (token, TTL deadline)
-        # Expiries proposed, by (key, token, refreshed_index) -> when; retried if not decided in
-        # time (a refused or lost proposal), forgotten once a refresh moved the lock on.
-        self.expiring: dict[tuple[bytes, int, int], float] = {}
+        # An expiry proposed but not decided in time (lost with a leader) is proposed again.
+        self.timers = LockTimers(ttl_unit=0.001, retry_after=2 * self.config.election_timeout_max / 1000)
         self.since: dict[bytes, float] = {}  # key -> when this leader saw it granted
         self.monitors: dict[PID, Ref] = {}
         self.acquired_total = 0
@@ -148,21 +147,17 @@ class LockService:
         """
         if isinstance(result, Granted):
             lock = self.actor.sm.lock(result.key)
-            if lock is not None and lock.token == result.token and lock.refreshed_index == index:
-                now = trio.current_time()
+            now = trio.current_time()
+            if self.timers.on_result(result, index, lock, now):
+                assert lock is not None
                 if isinstance(request, LockRequest):
                     self.acquired_total += 1
                     self.since[result.key] = now
-                self._arm(result.key, lock.token, lock.ttl_ms, now)
                 self._watch(lock.owner)
-                self._drop_expiring(result.key)
             return False
         if isinstance(result, Released):
-            for key, token in result.locks:
-                armed = self.deadlines.get(key)
-                if armed is not None and armed[0] == token:
-                    self.deadlines.pop(key, None)
-                    self._drop_expiring(key)
+            self.timers.on_result(result, index, None, trio.current_time())
+            for key, _token in result.locks:
                 if self.actor.sm.lock(key) is None:
                     self.released_total += 1
                     self.since.pop(key, None)
@@ -177,16 +172,6 @@ class LockService:
                     self.actor.send_response_error(caller, ref, exc)  # type: ignore[arg-type]
                 return True
         return False
-
-    def _drop_expiring(self, key: bytes) -> None:
-        for attempt in [a for a in self.expiring if a[0] == key]:
-            del self.expiring[attempt]
-
-    def _arm(self, key: bytes, token: int, ttl_ms: int, now: float) -> None:
-        if ttl_ms > 0:
-            self.deadlines[key] = (token, now + ttl_ms / 1000)
-        else:
-            self.deadlines.pop(key, None)
 
     def _grant_next(self, key: bytes) -> None:
         queue = self.waiters.get(key)
@@ -225,16 +210,16 @@ class LockService:
     def _forget(self) -> None:
         self.waiters.clear()
         self.acquiring.clear()
-        self.deadlines.clear()
-        self.expiring.clear()
+        self.timers.clear()
         self.since.clear()
 
     def become_leader(self) -> None:
         self._forget()
         self.active = True
         now = trio.current_time()
-        for lock in self.actor.sm.locks():
-            self._arm(lock.key, lock.token, lock.ttl_ms, now)
+        locks = self.actor.sm.locks()
+        self.timers.arm_all(locks, now)
+        for lock in locks:
             self.since.setdefault(lock.key, now)
             self._watch(lock.owner)
 
@@ -256,20 +241,9 @@ class LockService:
         if not self.active:
             return
         now = trio.current_time()
-        retry_after = 2 * self.config.election_timeout_max / 1000
-        for key, (token, deadline) in list(self.deadlines.items()):
-            if deadline > now:
-                continue
-            lock = self.actor.sm.lock(key)
-            if lock is None or lock.token != token:
-                self.deadlines.pop(key, None)
-                continue
-            attempt = (key, token, lock.refreshed_index)
-            proposed = self.expiring.get(attempt)
-            if proposed is None or proposed < now - retry_after:
-                self.expiring[attempt] = now
-                op = LockExpire(key, token, lock.refreshed_index)
-                self.actor._propose(encode_command(Command(None, 0, 0, op)), None, None, None)
+        for op in self.timers.due(self.actor.sm.lock, now):
+            self.actor._propose(encode_command(Command(None, 0, 0, op)), None, None, None)
+            self.timers.proposed(op, now)
         for key, queue in list(self.waiters.items()):
             kept: deque[_Waiter] = deque()
             for waiter in queue:

@@ -1,29 +1,17 @@
 """The leader's lock logic in the simulator: TTL deadlines on the replica's own clock.
 
-The rules of `global_kv.app._locks.LockService` (which runs on trio and cannot be driven
-by simulated time), for one replica: while it leads, it arms a deadline for a held lock
-from ITS OWN clock when a grant or refresh is applied, re-arms every held lock from "now"
-when it becomes leader (a lock may outlive its TTL after a failover, never fall short of
-it), proposes `LockExpire(key, token, refreshed_index)` once a deadline passes, and
+The application's `LockService` runs on trio and cannot be driven by simulated time;
+its TTL rules live in `global_kv.state.LockTimers`, which this service runs too, on its
+replica's skewed clock (TTL units). Around them, for one replica: it re-arms every held
+lock when it becomes leader, proposes the expiries those timers say are due, and
 proposes `LockReleaseOwner(owner)` when an owner is dead or cut off from it (what an
 ergo_py monitor's DOWN reports). Wait queues are left out: simulated clients retry a
 try-lock. Everything here is leader-local and dies with the replica's memory.
 
-Four details are deliberate, where the app's service (as of this writing) can leave a
-lock unexpirable for a whole term; the first two were found by this simulator:
-- a result is acted on only for the state it names: a retried release is answered with
-  its cached `Released`, which must not disarm the key's NEXT holder;
-- "expiry proposed" is remembered per lock state (token, refreshed_index): an expiry
-  that loses the race with a refresh is refused by the state machine, and the
-  refreshed lock must still expire at its new deadline;
-- a proposal the core refuses (a leadership transfer in progress) is not remembered,
-  so the next check proposes it again;
-- it proposes only while the core still leads the term it armed its deadlines in (a
-  leadership lost and regained between two Readies shows up as one role report; the
-  service re-arms on every new term).
-
-It must never decide that a lock is free (only the state machine does), and never read
-a clock other than its replica's simulated one.
+It proposes only while the core still leads the term it armed its deadlines in (a
+leadership lost and regained between two Readies shows up as one role report; the
+service re-arms on every new term). It must never decide that a lock is free (only
+the state machine does), and never read a clock other than its replica's simulated one.
 """
 
 from __future__ import annotations
@@ -33,7 +21,7 @@ from typing import TYPE_CHECKING
 from ergo_py._ids import PID
 
 from ..raft import Role
-from ..state import Granted, LockExpire, LockReleaseOwner, Released, Result
+from ..state import Granted, LockReleaseOwner, LockTimers, Result
 
 if TYPE_CHECKING:
     from ._replica import SimReplica
@@ -46,15 +34,16 @@ LEADER = Role.LEADER
 class SimLockService:
     """One replica's leader-local lock bookkeeping (empty while it follows)."""
 
-    __slots__ = ("deadlines", "expiring", "releasing", "replica", "since", "term")
+    __slots__ = ("releasing", "replica", "since", "term", "timers")
 
     def __init__(self, replica: SimReplica) -> None:
         self.replica = replica
         self.term = 0  # the term it leads; 0 while not leading
         self.since = 0  # the tick it learned it leads (and re-armed every lock)
-        self.deadlines: dict[bytes, tuple[int, float]] = {}  # key -> (token, local deadline)
-        # key -> (token, refreshed_index) of the lock state whose expiry was proposed
-        self.expiring: dict[bytes, tuple[int, int]] = {}
+        # The clock counts ticks, as TTLs do here; a lost expiry is retried after two
+        # longest election timeouts, like the application's.
+        retry = 2 * replica.sim.raft_config.election_tick_max
+        self.timers = LockTimers(ttl_unit=1.0, retry_after=retry)
         self.releasing: dict[PID, frozenset[tuple[bytes, int]]] = {}
 
     @property
@@ -65,50 +54,24 @@ class SimLockService:
         """Re-arm every held lock from now: the old leader's timers died with it."""
         self.term = term
         self.since = self.replica.sim.now
-        self.deadlines.clear()
-        self.expiring.clear()
         self.releasing.clear()
         sm = self.replica.sm
         assert sm is not None
-        now = self.replica.clock()
-        for lock in sm.locks():
-            self._arm(lock.key, lock.token, lock.ttl_ms, now)
+        self.timers.arm_all(sm.locks(), self.replica.clock())
 
     def become_follower(self) -> None:
         self.term = 0
-        self.deadlines.clear()
-        self.expiring.clear()
+        self.timers.clear()
         self.releasing.clear()
 
     def on_result(self, result: Result, index: int) -> None:
-        """Bookkeeping for the result of the entry at `index` (after its whole batch).
-
-        A retried request is answered with its first result, so a `Granted` or
-        `Released` may describe an old state: act only on the state the result names
-        (the same token; for a grant, the state this very entry created).
-        """
+        """Bookkeeping for the result of the entry at `index` (after its whole batch)."""
         if not self.term:
             return
-        if type(result) is Granted:
-            sm = self.replica.sm
-            assert sm is not None
-            lock = sm.lock(result.key)
-            if lock is not None and lock.token == result.token and lock.refreshed_index == index:
-                self._arm(lock.key, lock.token, lock.ttl_ms, self.replica.clock())
-        elif type(result) is Released:
-            for key, token in result.locks:
-                armed = self.deadlines.get(key)
-                if armed is not None and armed[0] == token:
-                    del self.deadlines[key]
-                proposed = self.expiring.get(key)
-                if proposed is not None and proposed[0] == token:
-                    del self.expiring[key]
-
-    def _arm(self, key: bytes, token: int, ttl: int, now: float) -> None:
-        if ttl > 0:
-            self.deadlines[key] = (token, now + ttl)
-        else:
-            self.deadlines.pop(key, None)
+        sm = self.replica.sm
+        assert sm is not None
+        lock = sm.lock(result.key) if type(result) is Granted else None
+        self.timers.on_result(result, index, lock, self.replica.clock())
 
     def owner_down(self, owner: PID) -> bool:
         """Has this replica's monitor of `owner` fired (its process died, or the link to
@@ -123,20 +86,11 @@ class SimLockService:
             return
         if node.term != self.term or node.role is not LEADER:
             return  # deposed (or re-elected) since the last role report: wait for it
-        if self.deadlines:
+        if self.timers.deadlines:
             now = r.clock()
-            for key, (token, deadline) in list(self.deadlines.items()):
-                if deadline > now:
-                    continue
-                lock = sm.lock(key)
-                if lock is None or lock.token != token:
-                    del self.deadlines[key]
-                    continue
-                version = (token, lock.refreshed_index)
-                if self.expiring.get(key) == version:
-                    continue  # proposed; a refresh since then makes a new version
-                if r.propose_internal(LockExpire(key, token, lock.refreshed_index)):
-                    self.expiring[key] = version
+            for op in self.timers.due(sm.lock, now):
+                if r.propose_internal(op):  # a refused proposal is made again next time
+                    self.timers.proposed(op, now)
         for owner in sm.owners():
             if not self.owner_down(owner):
                 continue

@@ -3,6 +3,7 @@ proof that each invariant notices the bug it is there for."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Callable
@@ -19,11 +20,13 @@ from global_kv.sim._replica import SimReplica
 from global_kv.state import (
     Command,
     Granted,
+    Lock,
     LockAcquire,
     LockExpire,
     LockHeldResult,
     LockRelease,
     LockReleaseOwner,
+    LockTimers,
     Op,
     Released,
     Result,
@@ -301,8 +304,12 @@ def _tell_grant_on_propose(patch: Patch) -> None:
 
 
 def _half_ttl(patch: Patch) -> None:
-    arm = _lock_service.SimLockService._arm
-    patch(_lock_service.SimLockService, "_arm", lambda self, k, t, ttl, now: arm(self, k, t, ttl // 2, now))
+    arm = LockTimers._arm
+
+    def half(self: LockTimers, lock: Lock, now: float) -> None:
+        arm(self, dataclasses.replace(lock, ttl_ms=lock.ttl_ms // 2), now)
+
+    patch(LockTimers, "_arm", half)
 
 
 def _keep_follower_deadlines(patch: Patch) -> None:
@@ -338,7 +345,7 @@ def _no_rearm_on_refresh(patch: Patch) -> None:
 
 
 def _never_expire(patch: Patch) -> None:
-    patch(_lock_service.SimLockService, "_arm", lambda self, k, t, ttl, now: None)
+    patch(LockTimers, "_arm", lambda self, lock, now: None)
 
 
 def _suspect_everyone(patch: Patch) -> None:
@@ -347,33 +354,31 @@ def _suspect_everyone(patch: Patch) -> None:
 
 
 def _disarm_on_cached_release(patch: Patch) -> None:
-    """global_kv.app's rule: every `Released` pair disarms its key, even a retry's cached
+    """Every `Released` pair disarms its key, even a retry's cached
     answer naming an old token (which then disarms the key's next holder)."""
     on_result = _lock_service.SimLockService.on_result
 
     def disarm(self: _lock_service.SimLockService, result: Result, index: int) -> None:
         if self.term and type(result) is Released:
             for key, _ in result.locks:
-                self.deadlines.pop(key, None)
+                self.timers.deadlines.pop(key, None)
         on_result(self, result, index)
 
     patch(_lock_service.SimLockService, "on_result", disarm)
 
 
 def _expiring_per_token(patch: Patch) -> None:
-    """global_kv.app's rule: once (key, token) was proposed to expire, never again while
-    that token holds, though a refresh won the race and the lock has a new deadline."""
-    check = _lock_service.SimLockService.check
+    """Expiries remembered per (key, token), not per lock state: once proposed, a lock
+    whose refresh won the race is not tried again while that token holds (until the
+    retry), though it has a new deadline."""
+    due, drop = LockTimers.due, LockTimers._drop_expiring
 
-    def app_check(self: _lock_service.SimLockService) -> None:
-        for key, (token, _) in list(self.expiring.items()):
-            sm = self.replica.sm
-            lock = sm.lock(key) if sm is not None else None
-            if lock is not None and lock.token == token:
-                self.expiring[key] = (token, lock.refreshed_index)  # "still expiring"
-        check(self)
+    def per_token_due(self: LockTimers, lock_of: Callable[[bytes], object], now: float) -> list[LockExpire]:
+        tried = {(key, token) for (key, token, _), when in self._expiring.items() if now - when < self.retry_after}
+        return [op for op in due(self, lock_of, now) if (op.key, op.token) not in tried]  # type: ignore[arg-type]
 
-    patch(_lock_service.SimLockService, "check", app_check)
+    patch(LockTimers, "due", per_token_due)
+    patch(LockTimers, "_drop_expiring", lambda self, key, token=None: None if token is None else drop(self, key, token))
 
 
 @pytest.mark.parametrize(
