@@ -5,6 +5,7 @@ and use it through `GlobalClient` (or `open_client` from code that is not an act
 """
 
 from ._errors import CASFailed as CASFailed
+from ._errors import ConfChangeRejected as ConfChangeRejected
 from ._errors import GlobalKVError as GlobalKVError
 from ._errors import LockHeld as LockHeld
 from ._errors import LockNotHeld as LockNotHeld
@@ -17,6 +18,7 @@ from ._errors import StorageCorrupted as StorageCorrupted
 from ._errors import StorageError as StorageError
 from ._errors import StorageFull as StorageFull
 from ._errors import TooManyWaiters as TooManyWaiters
+from ._errors import TransferRejected as TransferRejected
 from ._errors import Unavailable as Unavailable
 from .app import Application as Application
 from .app import GlobalActor as GlobalActor

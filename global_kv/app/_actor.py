@@ -35,7 +35,7 @@ from ergo_py import NO_REPLY, PID, MessageDownPID, Ref
 
 from .._errors import GlobalKVError, NotLeader, StorageError
 from ..leader import LeaderActor
-from ..raft import Entry, ReadState, Role, Snapshot, SnapshotMeta, SoftState
+from ..raft import Entry, ReadState, Role, Snapshot, SnapshotMeta, SoftState, Status
 from ..state import (
     CAS,
     BatchDelete,
@@ -125,6 +125,8 @@ class GlobalActor(LeaderActor):
         self._reads_total = 0
         self._snapshots_total = 0
         self._commit_latency: deque[float] = deque(maxlen=4096)
+        # (last index of a proposed batch, when): how long a follower has lacked an entry.
+        self._proposed_at: deque[tuple[int, float]] = deque(maxlen=4096)
         self.locks = LockService(self)
         await self.start_raft(config.leader_options())
         self.send_interval(self.pid, _LOCK_CHECK, min(config.lock_check_interval, 100) / 1000)
@@ -197,6 +199,10 @@ class GlobalActor(LeaderActor):
             return self.locks.list_locks()
         if isinstance(request, _READS):
             level = request.consistency or self.config.read_consistency
+            if level in ("follower", "read_index") and not self._is_member():
+                # A removed replica (or one not added yet) gets no more entries: its state is
+                # frozen, a read_index read would wait forever. Send the client to a member.
+                raise NotLeader(self.leader_process_id())
             if level == "follower":
                 return self._read_now(request)
             if level in ("linearizable", "lease") and self._role is not Role.LEADER:
@@ -271,6 +277,7 @@ class GlobalActor(LeaderActor):
             else:
                 term = self.raft.term
                 now = trio.current_time()
+                self._proposed_at.append((first + len(batch) - 1, now))
                 for offset, (_, caller, ref, request) in enumerate(batch):
                     self._pending[first + offset] = _Pending(term, caller, ref, request, now)
         if self._reads:
@@ -430,6 +437,7 @@ class GlobalActor(LeaderActor):
             "commit_index": st.commit,
             "last_applied": self.sm.applied_index,
             "replication_match": {peer: p.match for peer, p in st.peers.items()},
+            "replication_lag_ms": self._replication_lag_ms(st) if st.role is Role.LEADER else {},
             "writes_total": self._writes_total,
             "reads_total": self._reads_total,
             "locks_acquired_total": self.locks.acquired_total,
@@ -442,10 +450,34 @@ class GlobalActor(LeaderActor):
             "lock_waiters": self.locks.waiter_count(),
         }
 
+    def _replication_lag_ms(self, st: Status) -> dict[str, float]:
+        """Per follower: how long ago the oldest entry it still lacks was proposed (0 when it
+        holds everything). Exact for the last 4,096 proposal batches; older than that, the
+        oldest remembered batch bounds it from below."""
+        now = trio.current_time()
+        lag: dict[str, float] = {}
+        for peer, progress in st.peers.items():
+            if peer == self.raft_id:
+                continue
+            ms = 0.0
+            if progress.match < st.last_index:
+                for last, at in self._proposed_at:
+                    if last > progress.match:
+                        ms = round((now - at) * 1000, 3)
+                        break
+            lag[peer] = ms
+        return lag
+
     # -- status -----------------------------------------------------------------------------------
+    def _is_member(self) -> bool:
+        """In this replica's own configuration (the latest in its log, committed or not)."""
+        conf = self.raft.conf
+        return self.raft_id in conf.voters or self.raft_id in conf.learners
+
     def status(self) -> StatusResponse:
         st = self.raft_status()
-        has_quorum = st.role is Role.LEADER or st.leader is not None
+        # A removed replica still remembers its last leader, but takes no part any more.
+        has_quorum = self._is_member() and (st.role is Role.LEADER or st.leader is not None)
         return StatusResponse(
             node_id=self.pid,
             is_leader=st.role is Role.LEADER,

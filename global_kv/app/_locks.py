@@ -31,7 +31,7 @@ import trio
 
 from ergo_py import PID, Ref
 
-from .._errors import LockHeld, LockTimeout, NotLeader, TooManyWaiters
+from .._errors import LockHeld, LockNotHeld, LockTimeout, NotLeader, TooManyWaiters
 from ..state import (
     Command,
     Granted,
@@ -82,6 +82,11 @@ class LockService:
     def acquire(self, caller: PID, ref: Ref, request: LockRequest) -> None:
         key = request.key
         held = self.actor.sm.lock(key)
+        if held is not None and held.owner == request.owner:
+            # Its own lock: maybe a retry of the request that was granted (its session answers
+            # with that grant), else the state machine says LockHeld. Never a wait for itself.
+            self._propose_acquire(caller, ref, request)
+            return
         if request.timeout <= 0:
             if held is not None:
                 raise LockHeld(key, held.owner, held.token)
@@ -154,6 +159,14 @@ class LockService:
                     self.acquired_total += 1
                     self.since[result.key] = now
                 self._watch(lock.owner)
+            elif isinstance(request, LockRequest) and caller is not None and (
+                lock is None or lock.token != result.token
+            ):
+                # A retried acquire answered from its session with a grant that has expired
+                # (or been released) since: telling the caller "granted" would hand it a lock
+                # someone else may hold now. Its client asks again.
+                self.actor.send_response_error(caller, ref, LockNotHeld(result.key))  # type: ignore[arg-type]
+                return True
             return False
         if isinstance(result, Released):
             self.timers.on_result(result, index, None, trio.current_time())
@@ -164,7 +177,7 @@ class LockService:
                     self._grant_next(key)
             return False
         if isinstance(result, LockHeldResult) and isinstance(request, LockRequest) and caller is not None:
-            if request.timeout > 0:
+            if request.timeout > 0 and result.holder != request.owner:
                 # Lost a race to another acquire: wait in line (first, it was here first).
                 try:
                     self._enqueue(_Waiter(caller, ref, request, trio.current_time() + request.timeout), front=True)  # type: ignore[arg-type]

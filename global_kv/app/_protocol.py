@@ -258,3 +258,5 @@ for _cls in RESULT_TYPES:
     register_type(_cls, name=f"global_kv.state.{_cls.__name__}")
 register_type(_errors.LockTimeout, name="global_kv.LockTimeout", fields=("key", "timeout"))
 register_type(_errors.TooManyWaiters, name="global_kv.TooManyWaiters", fields=("key", "limit"))
+register_type(_errors.ConfChangeRejected, name="global_kv.ConfChangeRejected", fields=("change", "reason"))
+register_type(_errors.TransferRejected, name="global_kv.TransferRejected", fields=("peer", "reason"))

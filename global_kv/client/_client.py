@@ -22,7 +22,7 @@ import trio
 import ergo_py
 from ergo_py import Actor, ProcessID
 
-from .._errors import GlobalKVError, NotLeader, Unavailable
+from .._errors import GlobalKVError, LockNotHeld, LockTimeout, NotLeader, Unavailable
 from ..app._protocol import (
     CmdListLocks,
     LockInfo,
@@ -170,8 +170,17 @@ class GlobalClient:
             left = max(0.0, deadline - trio.current_time()) if timeout > 0 else 0.0
             return LockRequest(k, owner, float(ttl), left, self.client_id, seq, ack)
 
-        token = await self._write(make, extra_time=timeout)
-        return LockHandle(k, token, float(ttl), self)
+        for attempt in range(1, 4):
+            try:
+                token = await self._write(make, extra_time=max(0.0, deadline - trio.current_time()))
+            except LockNotHeld:
+                # Granted, but the grant expired before its answer reached us (a retry answered
+                # after a failover): it is not ours. A fresh request asks again, in line.
+                if trio.current_time() >= deadline and attempt > 1:
+                    break
+                continue
+            return LockHandle(k, token, float(ttl), self)
+        raise LockTimeout(k, timeout)
 
     async def unlock(self, key: Key, token: int) -> None:
         k = _key(key)

@@ -250,9 +250,8 @@ class LeaderActor(Actor):
 
     def join(self, process_id: ProcessID) -> int:
         """Add a member (leader only; raises NotLeader otherwise). Returns the log index."""
-        index = self.raft.propose_conf_change(
-            ConfChange(ConfChangeType.ADD_VOTER, peer_id(process_id.name, process_id.node))
-        )
+        change = ConfChange(ConfChangeType.ADD_VOTER, peer_id(process_id.name, process_id.node))
+        index = self._leading(self.raft.propose_conf_change, change)
         self._kick()
         return index
 
@@ -265,13 +264,23 @@ class LeaderActor(Actor):
             if not candidates:
                 raise ValueError(f"no member on node {node!r}")
             target = candidates[0]
-        index = self.raft.propose_conf_change(ConfChange(ConfChangeType.REMOVE_NODE, target))
+        index = self._leading(self.raft.propose_conf_change, ConfChange(ConfChangeType.REMOVE_NODE, target))
         self._kick()
         return index
 
     def transfer_leadership(self, to: ProcessID) -> None:
-        self.raft.transfer_leadership(peer_id(to.name, to.node))
+        self._leading(self.raft.transfer_leadership, peer_id(to.name, to.node))
         self._kick()
+
+    def _leading(self, action: Any, *args: Any) -> Any:
+        """Run a leader-only core action; its NotLeader names the leader as a ProcessID (the
+        core's hint is a Raft id), so a caller can follow it like any other NotLeader."""
+        try:
+            return action(*args)
+        except NotLeader as exc:
+            if type(exc) is not NotLeader:
+                raise  # a subclass (a transfer in progress) says more than the hint
+            raise NotLeader(self.leader_process_id()) from None
 
     def propose_commands(self, datas: Sequence[bytes]) -> int:
         """Append commands to the log (leader only); returns the first index."""

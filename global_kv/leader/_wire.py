@@ -18,13 +18,15 @@ from typing import Any
 
 from ergo_py.net import register_type
 
-from ..raft import MESSAGE_TYPES, AppendEntries, ConfState, Entry, EntryType, SnapshotMeta
+from ..raft import MESSAGE_TYPES, AppendEntries, ConfChange, ConfChangeType, ConfState, Entry, EntryType, SnapshotMeta
 
 __all__ = ["RaftEnvelope", "peer_id", "peer_process"]
 
 register_type(EntryType, name="global_kv.raft.EntryType")
 register_type(Entry, name="global_kv.raft.Entry")
 register_type(ConfState, name="global_kv.raft.ConfState")
+register_type(ConfChangeType, name="global_kv.raft.ConfChangeType")
+register_type(ConfChange, name="global_kv.raft.ConfChange")  # in ConfChangeRejected
 register_type(SnapshotMeta, name="global_kv.raft.SnapshotMeta")
 _ENTRY_TYPES = {int(t): t for t in EntryType}
 

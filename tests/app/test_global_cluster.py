@@ -10,8 +10,8 @@ import trio
 
 import ergo_py as e
 from ergo_py import ProcessID
-from global_kv import CASFailed, NotLeader, Unavailable
-from global_kv.app import Application, GlobalConfig, GlobalConfigError, RequestPut
+from global_kv import CASFailed, ConfChangeRejected, NotLeader, Unavailable
+from global_kv.app import Application, CmdAddPeer, CmdMetrics, GlobalConfig, GlobalConfigError, RequestPut
 from global_kv.client import GlobalClient, open_client
 
 NAMES = ("g1@localhost", "g2@localhost", "g3@localhost")
@@ -171,3 +171,50 @@ async def test_large_values_are_compressed_in_the_log_and_read_back_whole() -> N
             raft = proc.actor.raft  # type: ignore[attr-defined]
             sizes = [len(e.data) for e in raft.entries(raft.first_index, raft.last_index + 1)]
             assert max(sizes) < len(value) // 4, sizes  # the entry carried zlib, not 13 kB
+
+
+async def test_leader_reports_replication_lag_per_follower_in_ms() -> None:
+    with trio.fail_after(30):
+        async with cluster() as nodes:
+            async with open_client(nodes[NAMES[0]], NAMES, timeout=10) as c:
+                await c.put("k", b"v")
+                leader = await leader_of(c)
+                followers = [n for n in NAMES if n != leader]
+                # Caught up: every follower holds every entry, so no lag.
+                with trio.fail_after(5):
+                    while True:
+                        lag = (await nodes[leader].call("global", CmdMetrics()))["replication_lag_ms"]
+                        if set(lag.values()) == {0.0}:
+                            break
+                        await trio.sleep(0.02)
+                assert {key.partition("@")[2] for key in lag} == set(followers)
+                # One follower stops: writes still commit, and its lag grows with time.
+                await nodes[followers[0]].application_stop("global")
+                await c.put("k2", b"v2")
+                await trio.sleep(0.3)
+                await c.put("k3", b"v3")
+                lag = (await nodes[leader].call("global", CmdMetrics()))["replication_lag_ms"]
+                stopped = next(ms for key, ms in lag.items() if key.endswith(followers[0]))
+                running = next(ms for key, ms in lag.items() if key.endswith(followers[1]))
+                assert stopped >= 250, lag
+                assert running < stopped, lag
+            # A follower has no view of the others.
+            assert (await nodes[followers[1]].call("global", CmdMetrics()))["replication_lag_ms"] == {}
+
+
+async def test_membership_errors_cross_the_wire_as_themselves() -> None:
+    with trio.fail_after(30):
+        async with cluster() as nodes:
+            async with open_client(nodes[NAMES[0]], NAMES, timeout=10) as c:
+                await c.put("k", b"v")
+                leader = await leader_of(c)
+                follower = next(n for n in NAMES if n != leader)
+                caller = next(n for n in NAMES if n != follower)  # a remote call either way
+                member = ProcessID("global", NAMES[0])
+                with pytest.raises(NotLeader) as info:
+                    await nodes[caller].call(ProcessID("global", follower), CmdAddPeer(member), timeout=5)
+                assert info.value.leader_hint == ProcessID("global", leader)  # followable, not a Raft id
+                asker = next(n for n in NAMES if n != leader)
+                with pytest.raises(ConfChangeRejected) as rejected:
+                    await nodes[asker].call(ProcessID("global", leader), CmdAddPeer(member), timeout=5)
+                assert "already a voter" in rejected.value.reason

@@ -8,7 +8,9 @@ import pytest
 import trio
 
 import ergo_py as e
-from global_kv import FencedResource, LockHeld, LockTimeout, StaleToken, TooManyWaiters
+from ergo_py import ProcessID
+from global_kv import FencedResource, LockHeld, LockNotHeld, LockTimeout, StaleToken, TooManyWaiters
+from global_kv.app import LockRequest
 from global_kv.client import GlobalClient, open_client
 
 from .test_global_cluster import NAMES, cluster, leader_of
@@ -201,3 +203,38 @@ async def test_owner_os_process_sigkilled_next_waiter_gets_the_lock() -> None:
                 if proc.poll() is None:
                     proc.kill()
                 proc.wait(timeout=10)
+
+
+async def test_a_retried_acquire_never_returns_a_grant_that_expired_meanwhile() -> None:
+    """A retry after a failover is answered from its session; if the grant it names has
+    expired (and maybe gone to someone else) since, the answer is LockNotHeld, not it."""
+    with trio.fail_after(30):
+        async with cluster(lock_check_interval=50) as nodes:
+            async with open_client(nodes[NAMES[0]], NAMES) as a, open_client(nodes[NAMES[1]], NAMES) as b:
+                leader = ProcessID("global", await leader_of(a))
+                owner = a.process.pid
+                first = LockRequest(b"retried", owner, 0.3, 0.0, "retrying-client", 1, 0)
+                granted = await a.process.call(leader, first, timeout=5)
+                # The same request again while the grant holds: the same grant (exactly once).
+                assert await a.process.call(leader, first, timeout=5) == granted
+                await trio.sleep(0.8)  # the TTL runs out: the lock is free again
+                with pytest.raises(LockNotHeld):
+                    await a.process.call(leader, first, timeout=5)
+                # Taken by someone else meanwhile: refused as held, grant or no grant before.
+                other = await b.try_lock("retried")
+                assert other.token > granted
+                with pytest.raises(LockHeld):
+                    await a.process.call(leader, first, timeout=5)
+
+
+async def test_an_owner_asking_again_for_its_own_lock_is_told_at_once_not_queued() -> None:
+    with trio.fail_after(30):
+        async with cluster() as nodes:
+            async with open_client(nodes[NAMES[0]], NAMES) as a:
+                held = await a.lock("mine")
+                start = trio.current_time()
+                with pytest.raises(LockHeld) as info:
+                    await a.lock_with_timeout("mine", 0.0, 3.0)  # locks are not re-entrant
+                assert info.value.token == held.token
+                assert trio.current_time() - start < 1.5  # not a wait in line behind itself
+                await held.unlock()
