@@ -25,7 +25,7 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,6 +113,11 @@ class LocalCluster:
     named n1@localhost, n2@localhost, ...; `config` entries become `--set FIELD=VALUE`
     (GlobalConfig fields); `metrics` gives each node an ops HTTP server.
     With no `data_dir` a temporary directory is used and removed on close.
+
+    `node_routes(i)` (optional) gives node `i` its own addresses for other nodes,
+    `{name: ws-url}`, asked at every start of node `i`; they go into its ROUTES and
+    override the BOOTSTRAP address of the same node. A fault-injecting proxy uses it
+    so that each node dials each peer through a connection it can cut.
     """
 
     def __init__(
@@ -134,6 +139,7 @@ class LocalCluster:
         stop_timeout: float = 10.0,
         python: str | None = None,
         env: Mapping[str, str] | None = None,
+        node_routes: Callable[[int], Mapping[str, str]] | None = None,
     ) -> None:
         if nodes < 1 or spares < 0:
             raise UsageError("a cluster needs at least 1 node (and spares >= 0)")
@@ -154,6 +160,7 @@ class LocalCluster:
         self.stop_timeout = stop_timeout
         self.python = python or sys.executable
         self.extra_env = dict(env or {})
+        self.node_routes = node_routes
         self._owns_dir = data_dir is None
         self._data_dir_arg = data_dir
         self.data_dir: Path | None = None
@@ -289,10 +296,13 @@ class LocalCluster:
                 "PYTHONUNBUFFERED": "1",
             }
         )
-        spares = [n.peer() for n in self.nodes if not n.member]
+        routes = {n.name: n.url for n in self.nodes if not n.member}
+        if self.node_routes is not None:
+            routes.update(self.node_routes(node.index))
+        routes.pop(node.name, None)
         env.pop("ROUTES", None)
-        if spares:
-            env["ROUTES"] = format_bootstrap(spares)
+        if routes:
+            env["ROUTES"] = format_bootstrap(Peer(name, url) for name, url in routes.items())
         for key in ("METRICS", "READ_CONSISTENCY"):
             env.pop(key, None)
         if node.metrics_port is not None:

@@ -2,9 +2,11 @@
 
 Faults: kill -9 of a random node or of the leader then restart; SIGSTOP/SIGCONT of a
 node (longer than the election timeout, or longer than the lock TTL); kill -9 or
-SIGSTOP of a lock owner's OS process. The schedule (kinds, targets' roles, durations,
-gaps) depends only on the seed; which node is "the leader" is resolved at run time
-and logged. Every fault heals itself before the next starts, and `heal` undoes
+SIGSTOP of a lock owner's OS process; network partitions between the nodes (through
+the proxy mesh of `_proxy`, planned in `_partition`); membership changes (a follower,
+the leader, or a member replaced via the spare, removed and added again: `_membership`).
+The schedule (kinds, targets' roles, durations, gaps) depends only on the seed; which node is "the leader" is
+resolved at run time and logged. Every fault heals itself before the next starts, and `heal` undoes
 anything left (also on cancellation). It must never touch processes it did not start.
 """
 
@@ -15,6 +17,7 @@ import random
 import signal
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,12 +27,25 @@ import ergo_py
 from global_kv import GlobalKVError
 from global_kv.cli import LocalCluster
 
+from ._membership import MEMBER_KINDS, Membership
+from ._partition import PARTITION_KINDS, hold_partition, partition_duration, plan_partition
+from ._proxy import ProxyMesh
 from ._record import Hold, Recorder
 from ._workload import LOCK_KEY
 
 __all__ = ["FAULT_KINDS", "Fault", "FaultEvent", "Nemesis", "make_schedule"]
 
-FAULT_KINDS = ("kill-leader", "kill-random", "pause-leader", "pause-random", "pause-long", "owner-kill", "owner-pause")
+FAULT_KINDS = (
+    "kill-leader",
+    "kill-random",
+    "pause-leader",
+    "pause-random",
+    "pause-long",
+    "owner-kill",
+    "owner-pause",
+    *PARTITION_KINDS,
+    *MEMBER_KINDS,
+)
 OWNER_SCRIPT = Path(__file__).resolve().parent / "owner_process.py"
 
 
@@ -62,13 +78,18 @@ class FaultEvent:
         return f"t={self.start - t0:.2f}..{end} {self.fault.kind} {self.target} {self.note}".rstrip()
 
 
-def make_schedule(seed: int, seconds: float, ttl: float, election_timeout: float = 0.3) -> list[Fault]:
-    """Faults filling `seconds`, every kind once per shuffled round (so short runs cover all)."""
+def make_schedule(
+    seed: int, seconds: float, ttl: float, election_timeout: float = 0.3, fault_kinds: Sequence[str] = FAULT_KINDS
+) -> list[Fault]:
+    """Faults filling `seconds`, every kind of `fault_kinds` once per shuffled round (so short runs cover all)."""
+    unknown = set(fault_kinds) - set(FAULT_KINDS)
+    if unknown or not fault_kinds:
+        raise ValueError(f"fault kinds must be a non-empty subset of {FAULT_KINDS}, got {sorted(unknown)}")
     rng = random.Random(seed)
     faults: list[Fault] = []
     total = 0.0
     while True:
-        kinds = list(FAULT_KINDS)
+        kinds = list(fault_kinds)
         rng.shuffle(kinds)
         for kind in kinds:
             if kind.startswith("kill"):
@@ -79,6 +100,10 @@ def make_schedule(seed: int, seconds: float, ttl: float, election_timeout: float
                 duration = rng.uniform(3 * election_timeout, 2.0)  # past the election timeout
             elif kind == "owner-pause":
                 duration = rng.uniform(ttl + 0.5, ttl + 2.0)
+            elif kind.startswith("partition"):
+                duration = partition_duration(kind, rng, ttl, election_timeout)
+            elif kind.startswith("member"):
+                duration = rng.uniform(1.0, 4.0)  # how long the node stays out (see _membership)
             else:
                 duration = rng.uniform(0.2, 1.0)
             gap = rng.uniform(1.0, 3.0)
@@ -98,6 +123,9 @@ class Nemesis:
     owners: list[trio.Process] = field(default_factory=list)
     crashes: list[str] = field(default_factory=list)  # nodes found dead that no fault killed
     starved: list[str] = field(default_factory=list)  # owners passed over while waiting in line
+    mesh: ProxyMesh | None = None  # the proxy the nodes dial each other through (None: no partitions)
+    stale_leaders: list[str] = field(default_factory=list)  # minority nodes still leading at a cut's end
+    membership: Membership | None = None  # created by the first membership fault
 
     async def leader(self, timeout: float = 10.0) -> int | None:
         with trio.move_on_after(timeout):
@@ -107,6 +135,10 @@ class Nemesis:
                         return self.cluster.index_of(name)
                 await trio.sleep(0.1)
         return None
+
+    async def _leaders(self) -> set[str]:
+        statuses = await self.cluster.statuses(self.node, timeout=0.5)
+        return {name for name, st in statuses.items() if st is not None and st.is_leader}
 
     async def run(self, schedule: list[Fault]) -> None:
         for fault in schedule:
@@ -145,6 +177,19 @@ class Nemesis:
                 await trio.sleep(fault.duration)
             finally:
                 self.cluster.resume(i)
+        elif fault.kind.startswith("partition"):
+            i = await self._target(fault, event)
+            running = [n.name for n in self.cluster.members if n.running]
+            plan = plan_partition(fault.kind, running, self.cluster.nodes[i].name, fault.pick)
+            event.target = str(plan)
+            stale = await hold_partition(self.mesh, plan, fault.duration, self._leaders)
+            if stale:
+                self.stale_leaders.append(f"{event.describe()}: {stale} still said they led at the end of the cut")
+        elif fault.kind.startswith("member"):
+            if self.membership is None:
+                self.membership = Membership(self.cluster, self.node)
+            leader = await self.leader()
+            await self.membership.inject(fault.kind, fault.duration, fault.pick, leader, event)
         else:
             await self._owner_fault(fault, event)
 
@@ -207,8 +252,10 @@ class Nemesis:
             await _reap(proc)
 
     async def heal(self) -> None:
-        """Resume every paused node, start every stopped member, reap every owner process."""
+        """Heal every partition, resume every paused node, start every stopped member, reap every owner."""
         with trio.CancelScope(shield=True):
+            if self.mesh is not None:
+                self.mesh.heal()
             for n in self.cluster.members:
                 if n.paused:
                     self.cluster.resume(n.index)
@@ -225,6 +272,10 @@ class Nemesis:
                         )
             for proc in self.owners:
                 await _reap(proc)
+            if self.membership is not None:
+                undone = await self.membership.restore()  # every original member back in, the spare out
+                if undone and self.events:  # the membership fault that did not finish
+                    self.events[-1].note += f" [healed: {undone}]"
 
 
 class _Lines:

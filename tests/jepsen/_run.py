@@ -21,7 +21,10 @@ from global_kv.cli import LocalCluster
 from global_kv.client import open_client
 
 from ._checks import Anomaly, check_all
-from ._nemesis import Fault, FaultEvent, Nemesis, make_schedule
+from ._membership import Membership, membership_anomalies
+from ._nemesis import FAULT_KINDS, Fault, FaultEvent, Nemesis, make_schedule
+from ._partition import PARTITION_KINDS, open_cluster
+from ._proxy import ProxyStatistics
 from ._record import Recorder
 from ._workload import KEYS, keep_linked, kv_client, lock_worker
 
@@ -38,6 +41,16 @@ class JepsenConfig:
     lock_ttl: float = 2.0
     heal_timeout: float = 30.0
     checker_timeout: float = 120.0
+    partitions: bool = True  # nodes dial each other through the fault-injecting proxy
+    fault_kinds: tuple[str, ...] | None = None  # None: every kind (no partition kinds without the proxy)
+
+    def kinds(self) -> tuple[str, ...]:
+        """The fault kinds of this run; raises ValueError for partitions asked of a run without the proxy."""
+        if self.fault_kinds is None:
+            return tuple(k for k in FAULT_KINDS if self.partitions or k not in PARTITION_KINDS)
+        if not self.partitions and set(self.fault_kinds) & set(PARTITION_KINDS):
+            raise ValueError("partition faults need the proxy: do not combine them with partitions=False")
+        return self.fault_kinds
 
 
 @dataclass
@@ -51,6 +64,7 @@ class JepsenReport:
     node_logs: dict[str, str] = field(default_factory=dict)
     t0: float = 0.0
     pids: list[int] = field(default_factory=list)
+    proxy: ProxyStatistics | None = None  # the partition proxy's counters (None: partitions off)
 
     @property
     def ok(self) -> bool:
@@ -63,10 +77,15 @@ class JepsenReport:
                 f"jepsen run: seed={c.seed} nodes={c.nodes} seconds={c.seconds:g} ttl={c.lock_ttl:g} "
                 f"-> {'OK' if self.ok else f'{len(self.anomalies)} ANOMALIES'} in {self.elapsed:.1f} s"
             ),
-            f"replay: python -m tests.jepsen --minutes {c.seconds / 60:g} --seed {c.seed} --nodes {c.nodes}",
+            f"replay: python -m tests.jepsen --minutes {c.seconds / 60:g} --seed {c.seed} --nodes {c.nodes}"
+            + ("" if c.partitions else " --no-partitions")
+            + (f" --faults {','.join(c.fault_kinds)}" if c.fault_kinds else ""),
             "counts: " + ", ".join(f"{k}={v}" for k, v in self.counts.items()),
-            f"faults injected ({len(self.events)}):",
         ]
+        if self.proxy is not None:
+            p = self.proxy
+            lines.append(f"proxy: {p.accepted} connections, {p.resets} reset, {p.bytes_forwarded} bytes forwarded")
+        lines.append(f"faults injected ({len(self.events)}):")
         lines += [f"  {e.describe(self.t0)}" for e in self.events]
         lines.append(f"(times are seconds since the workload started, t0={self.t0:.2f} on the trio clock)")
         for a in self.anomalies:
@@ -84,7 +103,8 @@ async def _converged_states(
     states: dict[str, dict[bytes, bytes] | None] = {n.name: None for n in cluster.members}
     with trio.move_on_after(timeout):
         while True:
-            before = await cluster.statuses(node, timeout=1.0)
+            # Members only: a spare is out of the configuration at the end (wiped, empty).
+            before = {k: v for k, v in (await cluster.statuses(node, timeout=1.0)).items() if k in states}
             applied = {st.last_applied for st in before.values() if st is not None}
             if len(applied) == 1 and all(st is not None for st in before.values()):
                 for n in cluster.members:
@@ -93,7 +113,7 @@ async def _converged_states(
                             states[n.name] = dict(await c.range(None, None))
                     except GlobalKVError:
                         states[n.name] = None
-                after = await cluster.statuses(node, timeout=1.0)
+                after = {k: v for k, v in (await cluster.statuses(node, timeout=1.0)).items() if k in states}
                 if all(st is not None and st.last_applied in applied for st in after.values()) and all(
                     s is not None for s in states.values()
                 ):
@@ -115,7 +135,7 @@ async def _final_reads(cluster: LocalCluster, node: ergo_py.Node, rec: Recorder)
 async def run_jepsen(config: JepsenConfig) -> JepsenReport:
     started = time.monotonic()
     rec = Recorder()
-    schedule = make_schedule(config.seed, config.seconds, config.lock_ttl)
+    schedule = make_schedule(config.seed, config.seconds, config.lock_ttl, fault_kinds=config.kinds())
     anomalies: list[Anomaly] = []
     states: Mapping[str, Mapping[bytes, bytes] | None] = {}
     final: dict[bytes, bytes] = {}
@@ -125,10 +145,15 @@ async def run_jepsen(config: JepsenConfig) -> JepsenReport:
     pids: list[int] = []
     nemesis: Nemesis | None = None
     end_of_run = 0.0
-    async with LocalCluster(config.nodes, log_level="WARNING", startup_timeout=30) as cluster:
+    proxy: ProxyStatistics | None = None
+    spares = 1 if "member-replace" in config.kinds() else 0  # the new member that replaces one
+    cluster_cm = open_cluster(
+        config.nodes, partitions=config.partitions, spares=spares, log_level="WARNING", startup_timeout=30
+    )
+    async with cluster_cm as (cluster, mesh):
         try:
             async with cluster.open_client_node("jepsen@localhost") as node:
-                nemesis = Nemesis(cluster, node, rec, config.lock_ttl)
+                nemesis = Nemesis(cluster, node, rec, config.lock_ttl, mesh=mesh)
                 events = nemesis.events
                 if await nemesis.leader(20) is None:
                     raise RuntimeError("no leader elected at start")
@@ -158,13 +183,24 @@ async def run_jepsen(config: JepsenConfig) -> JepsenReport:
                     end_of_run = trio.current_time()
                     if nemesis.starved:
                         anomalies.append(Anomaly("lock-starvation", "a waiting owner was passed over", nemesis.starved))
+                    if nemesis.stale_leaders:
+                        anomalies.append(
+                            Anomaly("stale-leader", "an isolated leader did not step down", nemesis.stale_leaders)
+                        )
                     if nemesis.crashes:
                         anomalies.append(Anomaly("node-crash", "nodes exited without being killed", nemesis.crashes))
+                    if nemesis.membership is not None and nemesis.membership.failures:
+                        failures = nemesis.membership.failures
+                        anomalies.append(Anomaly("membership", "membership changes failed or misbehaved", failures))
                     if await nemesis.leader(config.heal_timeout) is None:
                         anomalies.append(
                             Anomaly("unavailable", f"no leader within {config.heal_timeout:g} s of healing")
                         )
                     else:
+                        view = Membership(cluster, node)
+                        wrong = membership_anomalies(await view.members(config.heal_timeout), view.originals)
+                        if wrong:
+                            anomalies.append(Anomaly("membership", "the cluster did not end with its members", wrong))
                         try:
                             final = await _final_reads(cluster, node, rec)
                         except GlobalKVError as exc:
@@ -176,5 +212,8 @@ async def run_jepsen(config: JepsenConfig) -> JepsenReport:
             pids = [n.pid for n in cluster.nodes if n.pid is not None]
             if nemesis is not None:
                 pids += [p.pid for p in nemesis.owners]
+            proxy = mesh.statistics() if mesh is not None else None
     anomalies += check_all(rec, final, states, end_of_run, config.checker_timeout)
-    return JepsenReport(config, schedule, events, rec.count(), anomalies, time.monotonic() - started, logs, t0, pids)
+    return JepsenReport(
+        config, schedule, events, rec.count(), anomalies, time.monotonic() - started, logs, t0, pids, proxy
+    )
