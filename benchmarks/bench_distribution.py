@@ -125,9 +125,7 @@ async def serve() -> None:
             value = received if control.request == "count" else control.request
             net.send(peer, Reply(control.from_, control.ref, True, value))
 
-    handlers = NetworkHandlers(
-        on_control=on_control, on_link_up=lambda *a: None, on_link_down=lambda *a: None
-    )
+    handlers = NetworkHandlers(on_control=on_control, on_link_up=lambda *a: None, on_link_down=lambda *a: None)
     net = Network(SERVER, 1, handlers=handlers, cookie=COOKIE, listen=("127.0.0.1", 0))
     node_options = e.NodeOptions(cookie=COOKIE, listen=("127.0.0.1", 0))
     async with trio.open_nursery() as nursery, e.start_node(NODE_SERVER, node_options) as node:
@@ -186,9 +184,7 @@ class NetCaller:
 
 async def net_measurements(port: int, n: int) -> dict[str, float]:
     caller = NetCaller()
-    handlers = NetworkHandlers(
-        on_control=caller.on_control, on_link_up=lambda *a: None, on_link_down=lambda *a: None
-    )
+    handlers = NetworkHandlers(on_control=caller.on_control, on_link_up=lambda *a: None, on_link_down=lambda *a: None)
     results: dict[str, float] = {}
     async with trio.open_nursery() as nursery:
         net = Network(CLIENT, 1, handlers=handlers, cookie=COOKIE, routes={SERVER: f"ws://127.0.0.1:{port}"})
@@ -324,9 +320,7 @@ def report(results: dict[str, Any], n: int) -> str:
         f"  {'figure':44} {'rate':>10}  {'unit':8} {'vs raw':>7}  {'latency p50 / p99':>20}  goal",
     ]
 
-    def row(
-        label: str, rate: float, unit: str, ratio: float | None, latency: str = "", goal: str = ""
-    ) -> None:
+    def row(label: str, rate: float, unit: str, ratio: float | None, latency: str = "", goal: str = "") -> None:
         ratio_text = "" if ratio is None else f"{ratio:6.1f}x"
         lines.append(f"  {label:44} {rate:>10,.0f}  {unit:8} {ratio_text:>7}  {latency:>20}  {goal}")
 

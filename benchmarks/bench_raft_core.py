@@ -27,15 +27,11 @@ IDS = ("n0", "n1", "n2")
 
 
 def _cluster(cfg: RaftConfig) -> dict[str, RaftNode]:
-    nodes = {
-        i: RaftNode.bootstrap(i, IDS, cfg, random.Random(n)) for n, i in enumerate(IDS)
-    }
+    nodes = {i: RaftNode.bootstrap(i, IDS, cfg, random.Random(n)) for n, i in enumerate(IDS)}
     return nodes
 
 
-def _pump(
-    nodes: dict[str, RaftNode], stored: dict[str, list[object]], applied: dict[str, int]
-) -> int:
+def _pump(nodes: dict[str, RaftNode], stored: dict[str, list[object]], applied: dict[str, int]) -> int:
     """Handle Readies and deliver messages until quiet; returns messages delivered."""
     queue: deque[Message] = deque()
     delivered = 0
@@ -81,9 +77,7 @@ def run(batch: int, size: int, total: int, per_call: bool) -> dict[str, object]:
         rounds += 1
     elapsed = time.perf_counter() - t0
     committed = applied["n0"] - start_applied
-    assert all(applied[i] == applied["n0"] for i in IDS), (
-        "followers did not apply everything"
-    )
+    assert all(applied[i] == applied["n0"] for i in IDS), "followers did not apply everything"
     return {
         "batch": batch,
         "entry_bytes": size,
@@ -102,9 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer entries per case")
     parser.add_argument(
         "--out",
-        default=str(
-            Path(__file__).resolve().parent / "results" / "bench_raft_core.json"
-        ),
+        default=str(Path(__file__).resolve().parent / "results" / "bench_raft_core.json"),
     )
     args = parser.parse_args(argv)
     total = 20_000 if args.quick else 100_000
@@ -123,9 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     header = (
         f"{'batch':>6} {'bytes':>6} {'API':>14} {'entries':>9} {'entries/s':>10} {'us/entry':>9} {'msgs/round':>10}"
     )
-    print(
-        "Raft core, 3 replicas in one process, no I/O (committed entries per second on the leader)"
-    )
+    print("Raft core, 3 replicas in one process, no I/O (committed entries per second on the leader)")
     print(header)
     print("-" * len(header))
     for r in rows:

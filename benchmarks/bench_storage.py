@@ -105,9 +105,7 @@ def bench_log(path: Path, batch: int, seconds: float, value: bytes) -> dict[str,
     stats = log.statistics()
     log.close()
     if stats.syncs != saves + 2:  # + the initial segment's file and directory syncs
-        raise AssertionError(
-            f"expected one sync per save, got {stats.syncs} for {saves}"
-        )
+        raise AssertionError(f"expected one sync per save, got {stats.syncs} for {saves}")
     return {
         "batch": batch,
         "entries_per_s": rate(index, dt),
@@ -115,9 +113,7 @@ def bench_log(path: Path, batch: int, seconds: float, value: bytes) -> dict[str,
     }
 
 
-def bench_leveldb_log(
-    path: Path, batch: int, seconds: float, value: bytes
-) -> dict[str, Any]:
+def bench_leveldb_log(path: Path, batch: int, seconds: float, value: bytes) -> dict[str, Any]:
     db = plyvel.DB(str(path), create_if_missing=True)
     index = 0
     saves = 0
@@ -140,23 +136,13 @@ def bench_leveldb_log(
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--keys", type=int, default=100_000)
     ap.add_argument("--value-size", type=int, default=100)
-    ap.add_argument(
-        "--sync-keys", type=int, default=2_000, help="puts for the fsync-per-write rows"
-    )
-    ap.add_argument(
-        "--log-seconds", type=float, default=3.0, help="per batch size, split in rounds"
-    )
-    ap.add_argument(
-        "--rounds", type=int, default=3, help="alternating rounds per batch size"
-    )
-    ap.add_argument(
-        "--dir", default=None, help="where to create the temp dir (the disk to measure)"
-    )
+    ap.add_argument("--sync-keys", type=int, default=2_000, help="puts for the fsync-per-write rows")
+    ap.add_argument("--log-seconds", type=float, default=3.0, help="per batch size, split in rounds")
+    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds per batch size")
+    ap.add_argument("--dir", default=None, help="where to create the temp dir (the disk to measure)")
     ap.add_argument("--out", default=str(RESULTS / "storage.json"))
     args = ap.parse_args()
 
@@ -203,16 +189,8 @@ def main() -> None:
             ours: list[float] = []
             ldb: list[float] = []
             for r in range(args.rounds):
-                ours.append(
-                    bench_log(root / f"log-{batch}-{r}", batch, part, value)[
-                        "entries_per_s"
-                    ]
-                )
-                ldb.append(
-                    bench_leveldb_log(root / f"ldb-{batch}-{r}", batch, part, value)[
-                        "entries_per_s"
-                    ]
-                )
+                ours.append(bench_log(root / f"log-{batch}-{r}", batch, part, value)["entries_per_s"])
+                ldb.append(bench_leveldb_log(root / f"ldb-{batch}-{r}", batch, part, value)["entries_per_s"])
                 fsyncs.append(raw_fsync_rate(root, part))
             log_rows.append(
                 {
@@ -249,20 +227,14 @@ def main() -> None:
     def fmt(x: Any) -> str:
         return f"{x:>12,.0f}" if isinstance(x, float) else f"{'-':>12}"
 
-    print(
-        f"\nEngines ({args.keys:,} keys, {args.value_size}-byte values; one operation per call)"
-    )
-    print(
-        f"{'engine':<26}{'puts/s':>12}{'batch100/s':>12}{'gets/s':>12}{'scan rows/s':>12}"
-    )
+    print(f"\nEngines ({args.keys:,} keys, {args.value_size}-byte values; one operation per call)")
+    print(f"{'engine':<26}{'puts/s':>12}{'batch100/s':>12}{'gets/s':>12}{'scan rows/s':>12}")
     for r in engines:
         print(
             f"{r['engine']:<26}{fmt(r['puts_per_s'])}{fmt(r.get('batch100_puts_per_s'))}"
             f"{fmt(r.get('gets_per_s'))}{fmt(r.get('scan_rows_per_s'))}"
         )
-    print(
-        f"\nRaft log: one fdatasync per save; raw fdatasync rate of this disk: {fsync:,.0f}/s"
-    )
+    print(f"\nRaft log: one fdatasync per save; raw fdatasync rate of this disk: {fsync:,.0f}/s")
     print(f"{'batch':>6}{'entries/s':>14}{'saves/s':>12}{'LevelDB sync entries/s':>26}")
     for r in log_rows:
         print(

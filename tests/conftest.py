@@ -16,9 +16,7 @@ def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
     mnt = tmp_path / "tmpfs"
     mnt.mkdir()
     if os.geteuid() != 0:
-        pytest.skip(
-            "mounting a size-limited tmpfs needs root; the injected-ENOSPC tests cover this path"
-        )
+        pytest.skip("mounting a size-limited tmpfs needs root; the injected-ENOSPC tests cover this path")
     res = subprocess.run(
         ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)],
         capture_output=True,
@@ -27,16 +25,10 @@ def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
         check=False,
     )
     if res.returncode != 0:
-        pytest.skip(
-            f"cannot mount a tmpfs here ({res.stderr.strip()}); injected-ENOSPC tests cover this path"
-        )
+        pytest.skip(f"cannot mount a tmpfs here ({res.stderr.strip()}); injected-ENOSPC tests cover this path")
     try:
         yield mnt
     finally:
-        r = subprocess.run(
-            ["umount", str(mnt)], capture_output=True, timeout=20, check=False
-        )
+        r = subprocess.run(["umount", str(mnt)], capture_output=True, timeout=20, check=False)
         if r.returncode != 0:
-            subprocess.run(
-                ["umount", "-l", str(mnt)], capture_output=True, timeout=20, check=False
-            )
+            subprocess.run(["umount", "-l", str(mnt)], capture_output=True, timeout=20, check=False)

@@ -200,9 +200,7 @@ class Codec:
             remote = RemoteError(_type_name(obj), str(obj))
             encoder.encode_semantic(TAG_OBJECT, ["ergo_py.RemoteError", remote.type_name, remote.message])
         else:
-            raise _Failure(
-                EncodeError(_type_name(obj), "its type is not registered (use ergo_py.net.register_type)")
-            )
+            raise _Failure(EncodeError(_type_name(obj), "its type is not registered (use ergo_py.net.register_type)"))
 
     def _refuse(self, encoder: Any, obj: Any) -> None:
         raise _Failure(EncodeError(_type_name(obj), "this type does not cross the wire; send plain data"))
@@ -233,9 +231,7 @@ def _strict_loads(data: bytes, decoders: dict[int, Callable[[Any, bool], Any]]) 
         raise DecodeError(None, f"expected bytes, got {type(data).__name__}")
     fp = io.BytesIO(data)
     try:
-        value = cbor2.CBORDecoder(
-            fp, semantic_decoders=decoders, tag_hook=_unknown_tag, max_depth=MAX_DEPTH
-        ).decode()
+        value = cbor2.CBORDecoder(fp, semantic_decoders=decoders, tag_hook=_unknown_tag, max_depth=MAX_DEPTH).decode()
     except Exception as exc:  # noqa: BLE001 - the boundary: whatever cbor2 raises on bad bytes becomes ours
         found = _find_failure(exc)
         if isinstance(found, DecodeError):

@@ -352,9 +352,7 @@ class AcceptorHandshake(_Base):
                     f"peer speaks versions {versions[:8]}; we speak {list(self.versions)}",
                 )
             if wanted != self.local_name:
-                raise self._fail(
-                    HandshakeError.NAME, f"peer wanted {wanted!r:.80} but this node is {self.local_name}"
-                )
+                raise self._fail(HandshakeError.NAME, f"peer wanted {wanted!r:.80} but this node is {self.local_name}")
             if name == self.local_name:
                 raise self._fail(HandshakeError.NAME, "peer claims this node's own name")
             if len(nonce) != NONCE_SIZE:
@@ -397,9 +395,7 @@ class AcceptorHandshake(_Base):
             assert auth is not None
             if replace:
                 self.state = "established"
-                return Established(
-                    auth.peer_name, auth.peer_creation, auth.version, auth.peer_max_message_size, True
-                )
+                return Established(auth.peer_name, auth.peer_creation, auth.version, auth.peer_max_message_size, True)
             self.state = "closed"
             return Abandoned(auth.peer_name)
         raise self._unexpected(msg)
@@ -414,9 +410,7 @@ class AcceptorHandshake(_Base):
             raise RuntimeError(f"accept() in state {self.state}")
         auth = self._auth
         assert auth is not None
-        self._send(
-            {"t": "welcome", "mac": _mac(self._cookie, "acceptor", self._transcript), "alive": peer_has_link}
-        )
+        self._send({"t": "welcome", "mac": _mac(self._cookie, "acceptor", self._transcript), "alive": peer_has_link})
         if peer_has_link:
             self.state = "awaiting_confirm"
             return None

@@ -367,9 +367,7 @@ class Network:
             peer.dial_scope = None
         dropped = peer.queue.clear()
         self._stats.controls_dropped += dropped
-        log.warning(
-            "%s cannot reach %s (%d queued controls dropped): %s", self.local_name, peer.name, dropped, error
-        )
+        log.warning("%s cannot reach %s (%d queued controls dropped): %s", self.local_name, peer.name, dropped, error)
         self._handlers.on_link_down(peer.name, str(error))
 
     def _establish(
@@ -400,9 +398,7 @@ class Network:
         attempt, peer.attempt = peer.attempt, None
         if attempt is not None:
             attempt.done.set()
-        log.info(
-            "%s: link up with %s (creation %d, %s)", self.local_name, peer.name, est.peer_creation, remote
-        )
+        log.info("%s: link up with %s (creation %d, %s)", self.local_name, peer.name, est.peer_creation, remote)
         self._handlers.on_link_up(peer.name, est.peer_creation)
         return link
 
@@ -425,9 +421,7 @@ class Network:
     async def _dial(self, peer: _Peer, attempt: _Attempt) -> None:
         url = self._routes.get(peer.name)
         if url is None:
-            self._attempt_failed(
-                peer, attempt, NoConnection(peer.name, "no route to this node (add it to routes)")
-            )
+            self._attempt_failed(peer, attempt, NoConnection(peer.name, "no route to this node (add it to routes)"))
             return
         scope = trio.CancelScope()
         peer.dial_scope = scope
@@ -443,9 +437,7 @@ class Network:
                 io_errors, rest = group.split(IO_ERRORS)
                 if rest is not None or io_errors is None:
                     raise
-                failure = NoConnection(
-                    peer.name, f"cannot connect to {url}: {describe_error(io_errors.exceptions[0])}"
-                )
+                failure = NoConnection(peer.name, f"cannot connect to {url}: {describe_error(io_errors.exceptions[0])}")
         finally:
             if peer.dial_scope is scope:
                 peer.dial_scope = None

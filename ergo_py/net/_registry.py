@@ -127,9 +127,7 @@ class Registry:
             raise RegistrationError(repr(cls), "only classes can be registered")
         reg_name = name if name is not None else f"{cls.__module__}.{cls.__qualname__}"
         if not isinstance(reg_name, str) or not reg_name:
-            raise RegistrationError(
-                cls.__qualname__, f"the name must be a non-empty string, not {reg_name!r}"
-            )
+            raise RegistrationError(cls.__qualname__, f"the name must be a non-empty string, not {reg_name!r}")
         if wire is not None:
             to_wire, from_wire = wire
             if not (callable(to_wire) and callable(from_wire)) or fields is not None:
@@ -146,9 +144,7 @@ class Registry:
             )
         known_type = self.by_type.get(cls)
         if known_type is not None and known_type.name != reg_name:
-            raise RegistrationError(
-                cls.__qualname__, f"already registered under the name {known_type.name!r}"
-            )
+            raise RegistrationError(cls.__qualname__, f"already registered under the name {known_type.name!r}")
         self.by_name[reg_name] = entry
         self.by_type[cls] = entry
         self.version += 1
@@ -183,8 +179,7 @@ class Registry:
         except Exception as exc:
             raise RegistrationError(
                 cls.__qualname__,
-                f"cannot resolve the field annotations ({exc}); define or register the field types "
-                "before this class",
+                f"cannot resolve the field annotations ({exc}); define or register the field types before this class",
             ) from exc
         for field_name in names:
             if field_name not in hints:

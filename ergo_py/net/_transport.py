@@ -90,9 +90,7 @@ async def flush(ws: trio_websocket.WebSocketConnection, hs: DialerHandshake | Ac
         await ws.send_message(message)
 
 
-async def flush_quietly(
-    ws: trio_websocket.WebSocketConnection, hs: DialerHandshake | AcceptorHandshake
-) -> None:
+async def flush_quietly(ws: trio_websocket.WebSocketConnection, hs: DialerHandshake | AcceptorHandshake) -> None:
     """Best effort: tell the peer why we refuse, without waiting on a dead connection."""
     with trio.move_on_after(CLOSE_TIMEOUT):
         try:

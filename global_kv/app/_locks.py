@@ -141,9 +141,7 @@ class LockService:
                     # a release that will never come.
                     self._grant_next(request.key)
 
-    def on_result(
-        self, index: int, result: Any, request: Any, caller: PID | None, ref: Ref | None
-    ) -> bool:
+    def on_result(self, index: int, result: Any, request: Any, caller: PID | None, ref: Ref | None) -> bool:
         """Leader bookkeeping for one applied result. True if it answered (or re-queued) the caller.
 
         A duplicate (a retried request answered from its session) carries the result of an
@@ -159,8 +157,8 @@ class LockService:
                     self.acquired_total += 1
                     self.since[result.key] = now
                 self._watch(lock.owner)
-            elif isinstance(request, LockRequest) and caller is not None and (
-                lock is None or lock.token != result.token
+            elif (
+                isinstance(request, LockRequest) and caller is not None and (lock is None or lock.token != result.token)
             ):
                 # A retried acquire answered from its session with a grant that has expired
                 # (or been released) since: telling the caller "granted" would hand it a lock

@@ -46,9 +46,7 @@ class CheckResult:
     stuck_operation: Operation | None = None
 
 
-def check_operations(
-    model: Model, ops: Iterable[Operation], timeout: float | None = None
-) -> CheckResult:
+def check_operations(model: Model, ops: Iterable[Operation], timeout: float | None = None) -> CheckResult:
     """Check that `ops` is linearizable with respect to `model`.
 
     `timeout` (seconds, for the whole history) bounds the search, whose worst case is
@@ -65,10 +63,7 @@ def check_operations(
             f"({sum(len(p) for p in parts)} in the partitions, {len(history)} in the history)"
         )
     is_read_only = model.is_read_only
-    pruned = [
-        [op for op in part if not (op.output is UNKNOWN and is_read_only(op.input))]
-        for part in parts
-    ]
+    pruned = [[op for op in part if not (op.output is UNKNOWN and is_read_only(op.input))] for part in parts]
     count = len(parts)
     order = sorted(range(count), key=lambda i: len(pruned[i]))
     checked = 0
@@ -82,9 +77,7 @@ def check_operations(
         if outcome is None or outcome.ok is None:
             label = model.describe_partition(parts[index])
             named = f" ({label})" if label else ""
-            so_far = (
-                f" after exploring {outcome.states_explored} states" if outcome else ""
-            )
+            so_far = f" after exploring {outcome.states_explored} states" if outcome else ""
             return CheckResult(
                 ok=None,
                 info=(
@@ -108,9 +101,7 @@ def check_operations(
                 states_explored=explored,
                 elapsed=time.monotonic() - start,
                 longest_prefix=tuple(part[i] for i in outcome.longest_prefix),
-                stuck_operation=None
-                if outcome.stuck_op is None
-                else part[outcome.stuck_op],
+                stuck_operation=None if outcome.stuck_op is None else part[outcome.stuck_op],
             )
         checked += 1
     elapsed = time.monotonic() - start
@@ -127,9 +118,7 @@ def check_operations(
     )
 
 
-def assert_linearizable(
-    model: Model, ops: Iterable[Operation], timeout: float | None = None
-) -> CheckResult:
+def assert_linearizable(model: Model, ops: Iterable[Operation], timeout: float | None = None) -> CheckResult:
     """`check_operations`, raising `NotLinearizable` or `LinearizabilityUnknown` unless proven.
 
     For test harnesses and simulators, where anything but a proof must stop the run.

@@ -24,9 +24,7 @@ def _cas_output_ok(output: Any, matches: bool, input: Any) -> bool:
         return matches
     if output is False:
         return not matches
-    raise InvalidHistory(
-        f"a cas output must be True, False or UNKNOWN, got {output!r}", input
-    )
+    raise InvalidHistory(f"a cas output must be True, False or UNKNOWN, got {output!r}", input)
 
 
 def _fmt_out(output: Any) -> str:
@@ -51,9 +49,7 @@ class RegisterModel(Model):
             return True, input[1]
         if kind == "cas":
             matches = state == input[1]
-            return _cas_output_ok(output, matches, input), (
-                input[2] if matches else state
-            )
+            return _cas_output_ok(output, matches, input), (input[2] if matches else state)
         raise InvalidHistory(f"unknown register operation {input!r}", input)
 
     def is_read_only(self, input: Any) -> bool:
@@ -86,9 +82,7 @@ class KVModel(Model):
                 key = op.input[1]
                 by_key.setdefault(key, []).append(op)
             except (IndexError, TypeError) as exc:
-                raise InvalidHistory(
-                    "a kv operation input is (name, key, ...)", op
-                ) from exc
+                raise InvalidHistory("a kv operation input is (name, key, ...)", op) from exc
         return list(by_key.values())
 
     def init(self) -> Hashable:
@@ -115,9 +109,7 @@ class KVModel(Model):
             return True, None
         if kind == "cas":
             matches = state == input[2]
-            return _cas_output_ok(output, matches, input), (
-                input[3] if matches else state
-            )
+            return _cas_output_ok(output, matches, input), (input[3] if matches else state)
         raise InvalidHistory(f"unknown kv operation {input!r}", input)
 
     def is_read_only(self, input: Any) -> bool:

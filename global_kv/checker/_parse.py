@@ -20,9 +20,7 @@ from ._history import UNKNOWN, Operation
 
 __all__ = ["parse_jepsen_log", "parse_kv_edn"]
 
-_JEPSEN_LINE = re.compile(
-    r"^INFO\s+jepsen\.util\s+-\s+(\d+)\s+:(invoke|ok|fail|info)\s+:(read|write|cas)\s+(.*?)\s*$"
-)
+_JEPSEN_LINE = re.compile(r"^INFO\s+jepsen\.util\s+-\s+(\d+)\s+:(invoke|ok|fail|info)\s+:(read|write|cas)\s+(.*?)\s*$")
 _INT = re.compile(r"^-?\d+$")
 _PAIR = re.compile(r"^\[\s*(-?\d+)\s+(-?\d+)\s*\]$")
 
@@ -76,8 +74,7 @@ def parse_jepsen_log(path: str | os.PathLike[str]) -> list[Operation]:
                     spath,
                     no,
                     line,
-                    f"process {process} invokes while its line "
-                    f"{pending[process][2]} operation is still open",
+                    f"process {process} invokes while its line {pending[process][2]} operation is still open",
                 )
             if f == "read":
                 inp: Any = ("read",)
@@ -87,27 +84,19 @@ def parse_jepsen_log(path: str | os.PathLike[str]) -> list[Operation]:
                 inp = ("write", value)
             else:
                 if not isinstance(value, tuple):
-                    raise HistoryParseError(
-                        spath, no, line, "a cas needs [expected new]"
-                    )
+                    raise HistoryParseError(spath, no, line, "a cas needs [expected new]")
                 inp = ("cas", value[0], value[1])
             pending[process] = (inp, t, no)
             continue
         if process not in pending:
-            raise HistoryParseError(
-                spath, no, line, f"process {process} completes nothing"
-            )
+            raise HistoryParseError(spath, no, line, f"process {process} completes nothing")
         inp, call, _call_no = pending.pop(process)
         if inp[0] != f:
-            raise HistoryParseError(
-                spath, no, line, f"completes a {inp[0]} invoked as {f}"
-            )
+            raise HistoryParseError(spath, no, line, f"completes a {inp[0]} invoked as {f}")
         if kind == "ok":
             if f == "read":
                 if value is not None and not isinstance(value, int):
-                    raise HistoryParseError(
-                        spath, no, line, "a read returns nil or an integer"
-                    )
+                    raise HistoryParseError(spath, no, line, "a read returns nil or an integer")
                 ops.append(Operation(process, inp, call, value, t))
             elif f == "write":
                 ops.append(Operation(process, inp, call, None, t))
@@ -244,11 +233,7 @@ def parse_kv_edn(path: str | os.PathLike[str]) -> list[Operation]:
         key = event.get(_Keyword(":key"))
         value = event.get(_Keyword(":value"))
         when = event.get(_Keyword(":time"))
-        t = (
-            float(when)
-            if isinstance(when, (int, float)) and not isinstance(when, bool)
-            else float(no)
-        )
+        t = float(when) if isinstance(when, (int, float)) and not isinstance(when, bool) else float(no)
         if not isinstance(f, _Keyword):
             raise HistoryParseError(spath, no, line, "an event needs an :f keyword")
         if kind == ":invoke":
@@ -257,8 +242,7 @@ def parse_kv_edn(path: str | os.PathLike[str]) -> list[Operation]:
                     spath,
                     no,
                     line,
-                    f"process {process} invokes while its line "
-                    f"{pending[process][2]} operation is still open",
+                    f"process {process} invokes while its line {pending[process][2]} operation is still open",
                 )
             if f == ":get":
                 inp: Any = ("get", key)
@@ -270,9 +254,7 @@ def parse_kv_edn(path: str | os.PathLike[str]) -> list[Operation]:
                 inp = ("delete", key)
             elif f == ":cas":
                 if not (isinstance(value, tuple) and len(value) == 2):
-                    raise HistoryParseError(
-                        spath, no, line, "a cas value is [expected new]"
-                    )
+                    raise HistoryParseError(spath, no, line, "a cas value is [expected new]")
                 inp = ("cas", key, value[0], value[1])
                 if value[1] == "":
                     empty_writes.add(key)
@@ -283,14 +265,10 @@ def parse_kv_edn(path: str | os.PathLike[str]) -> list[Operation]:
         if kind not in (":ok", ":fail", ":info"):
             raise HistoryParseError(spath, no, line, f"unknown event type {kind!r}")
         if process not in pending:
-            raise HistoryParseError(
-                spath, no, line, f"process {process} completes nothing"
-            )
+            raise HistoryParseError(spath, no, line, f"process {process} completes nothing")
         inp, call, _call_no = pending.pop(process)
         if inp[0] != f[1:] or inp[1] != key:
-            raise HistoryParseError(
-                spath, no, line, f"does not complete its invoke {inp!r}"
-            )
+            raise HistoryParseError(spath, no, line, f"does not complete its invoke {inp!r}")
         if kind == ":fail":
             continue  # certainly did not take effect
         if kind == ":info":
@@ -310,8 +288,7 @@ def parse_kv_edn(path: str | os.PathLike[str]) -> list[Operation]:
                     spath,
                     no,
                     line,
-                    'a get returned "" on a key the history also writes "" to: '
-                    "absent and empty cannot be told apart",
+                    'a get returned "" on a key the history also writes "" to: absent and empty cannot be told apart',
                 )
             op = Operation(op.client_id, op.input, op.call, None, op.return_time)
         ops.append(op)

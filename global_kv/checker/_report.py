@@ -51,19 +51,14 @@ def format_failure(
     """The failure report for partition `index` (0-based) of `count`, named `label`."""
     lines: list[str] = []
     named = f" ({label})" if label else ""
-    lines.append(
-        f"not linearizable: partition {index + 1} of {count}{named}, {len(ops)} operations checked"
-    )
+    lines.append(f"not linearizable: partition {index + 1} of {count}{named}, {len(ops)} operations checked")
     prefix = outcome.longest_prefix
     state_text = clip(model.describe_state(outcome.state_after_prefix))
     stuck = ops[outcome.stuck_op] if outcome.stuck_op is not None else None
     if stuck is not None:
         lines.append("no linearization gets past the return of:")
         lines.append(f"  {describe_op(model, stuck)}")
-    lines.append(
-        f"longest linearizable prefix: {len(prefix)} of {len(ops)} operations; "
-        f"state after it: {state_text}"
-    )
+    lines.append(f"longest linearizable prefix: {len(prefix)} of {len(ops)} operations; state after it: {state_text}")
     if prefix:
         shown = prefix[-_PREFIX_TAIL:]
         more = f"last {len(shown)} " if len(shown) < len(prefix) else ""
@@ -73,9 +68,7 @@ def format_failure(
     if stuck is not None:
         in_prefix = set(prefix)
         horizon = stuck.return_time if stuck.return_time is not None else float("inf")
-        pending = [
-            i for i in range(len(ops)) if i not in in_prefix and ops[i].call <= horizon
-        ]
+        pending = [i for i in range(len(ops)) if i not in in_prefix and ops[i].call <= horizon]
         # Completed operations first: unknown outcomes are rarely the culprit.
         pending.sort(key=lambda i: (ops[i].return_time is None, ops[i].call, i))
         lines.append(
@@ -83,9 +76,7 @@ def format_failure(
             "and what each would do next from that state:"
         )
         for i in pending[:_MAX_CANDIDATES]:
-            ok, _next = model.step(
-                outcome.state_after_prefix, ops[i].input, ops[i].output
-            )
+            ok, _next = model.step(outcome.state_after_prefix, ops[i].input, ops[i].output)
             verdict = (
                 "possible, but no continuation linearizes the rest"
                 if ok

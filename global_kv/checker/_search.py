@@ -87,9 +87,7 @@ class SearchOutcome:
     stuck_op: int | None
 
 
-def search_partition(
-    model: Model, ops: Sequence[Operation], deadline: float | None = None
-) -> SearchOutcome:
+def search_partition(model: Model, ops: Sequence[Operation], deadline: float | None = None) -> SearchOutcome:
     """Decide whether `ops` (one partition) is linearizable with respect to `model`.
 
     `deadline` is a `time.monotonic()` value after which the search gives up with
@@ -122,9 +120,7 @@ def search_partition(
             return SearchOutcome(None, sum(explored), (), None, None)
 
 
-def _search(
-    model: Model, ops: Sequence[Operation], lazy: bool
-) -> Generator[int, None, SearchOutcome]:
+def _search(model: Model, ops: Sequence[Operation], lazy: bool) -> Generator[int, None, SearchOutcome]:
     """One search; yields the number of configurations explored every `_SLICE` steps."""
     remaining_known = sum(1 for op in ops if op.return_time is not None)
     remaining_unknown = len(ops) - remaining_known
@@ -284,9 +280,7 @@ def _search(
                 best_state = state
                 best_stuck = op_of[entry]
             if not calls:
-                return SearchOutcome(
-                    False, explored, best_prefix, best_state, best_stuck
-                )
+                return SearchOutcome(False, explored, best_prefix, best_state, best_stuck)
             entry, state, done, maybe, phase = pop()
             # Unlift in reverse order: the return, then the call.
             if phase:

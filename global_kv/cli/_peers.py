@@ -31,7 +31,6 @@ __all__ = [
 DEFAULT_PORT = 15001
 
 
-
 @dataclass(frozen=True)
 class Peer:
     """One member: its node name and the websocket URL it accepts links on."""

@@ -109,13 +109,7 @@ def decode_conf_entry(data: bytes) -> tuple[ConfChange | None, ConfState]:
             raise ValueError(f"unknown version {doc['v']!r}")
         voters = tuple(str(v) for v in doc["voters"])
         learners = tuple(str(v) for v in doc["learners"])
-        change = (
-            None
-            if doc["op"] is None
-            else ConfChange(ConfChangeType(doc["op"]), str(doc["node"]))
-        )
+        change = None if doc["op"] is None else ConfChange(ConfChangeType(doc["op"]), str(doc["node"]))
     except (ValueError, KeyError, TypeError) as exc:
-        raise RaftInvariantError(
-            f"undecodable configuration entry {data[:80]!r}: {exc}"
-        ) from exc
+        raise RaftInvariantError(f"undecodable configuration entry {data[:80]!r}: {exc}") from exc
     return change, ConfState(voters=voters, learners=learners)

@@ -81,9 +81,7 @@ class NodeCore:
         self._msgs: list[Message] = []
         self._msgs_after: list[Message] = []
         self._read_states: list[ReadState] = []
-        self._ready_mark: tuple[int, HardState | None, int, Snapshot | None] | None = (
-            None
-        )
+        self._ready_mark: tuple[int, HardState | None, int, Snapshot | None] | None = None
         self._tick_count = 0
         self._election_elapsed = 0
         self._heartbeat_elapsed = 0
@@ -144,9 +142,7 @@ class NodeCore:
 
     def _randomize_timeout(self) -> None:
         cfg = self._cfg
-        self._randomized_timeout = self._rng.randrange(
-            cfg.election_tick_min, cfg.election_tick_max
-        )
+        self._randomized_timeout = self._rng.randrange(cfg.election_tick_min, cfg.election_tick_max)
 
     def _reset(self, term: int) -> None:
         if term != self.term:
@@ -181,16 +177,12 @@ class NodeCore:
     def _follow(self, src: str) -> None:
         """A message from the leader of our term arrived: follow it, restart the timer."""
         if self.role is LEADER:
-            raise RaftInvariantError(
-                f"{src!r} acts as leader of term {self.term}, but {self.id!r} is its leader"
-            )
+            raise RaftInvariantError(f"{src!r} acts as leader of term {self.term}, but {self.id!r} is its leader")
         if self.role is not FOLLOWER:
             self._become_follower(self.term, src)
         elif self.leader != src:
             if self.leader is not None:
-                raise RaftInvariantError(
-                    f"two leaders in term {self.term}: {self.leader!r} and {src!r}"
-                )
+                raise RaftInvariantError(f"two leaders in term {self.term}: {self.leader!r} and {src!r}")
             self.leader = src
         self._election_elapsed = 0
         self._boot_lease = False
@@ -249,11 +241,7 @@ class NodeCore:
         """
         conf_index = self._log.conf_index()
         if conf_index <= self._log.committed:
-            for p in [
-                p
-                for p, pr in self._progress.items()
-                if pr.leaving and (force or pr.match >= conf_index)
-            ]:
+            for p in [p for p, pr in self._progress.items() if pr.leaving and (force or pr.match >= conf_index)]:
                 del self._progress[p]
 
     # --- reads ----------------------------------------------------------------------------
@@ -267,11 +255,7 @@ class NodeCore:
         if self._voters == (self.id,):
             self._release_read(index, context, requester)
             return
-        if (
-            self._cfg.lease_reads
-            and not self._lease_forbidden
-            and self._tick_count < self._lease_until
-        ):
+        if self._cfg.lease_reads and not self._lease_forbidden and self._tick_count < self._lease_until:
             self._release_read(index, context, requester)
             return
         self._reads.append(PendingRead(self._read_seq + 1, index, context, requester))

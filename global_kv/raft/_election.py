@@ -57,11 +57,7 @@ class ElectionMixin(NodeCore):
         last_index, last_term = log.last_index(), log.last_term()
         for v in self._voters:
             if v != self.id:
-                self._send(
-                    RequestVote(
-                        vote_term, self.id, v, last_index, last_term, pre_vote, transfer
-                    )
-                )
+                self._send(RequestVote(vote_term, self.id, v, last_index, last_term, pre_vote, transfer))
         self._record_vote(self.id, True)
 
     def _record_vote(self, voter: str, granted: bool) -> None:
@@ -87,11 +83,7 @@ class ElectionMixin(NodeCore):
     def _on_request_vote(self, m: RequestVote) -> None:
         # step() already moved us to a higher term for a real vote request.
         if m.pre_vote:
-            can_vote = (
-                m.term > self.term
-                or self.vote == m.src
-                or (self.vote is None and self.leader is None)
-            )
+            can_vote = m.term > self.term or self.vote == m.src or (self.vote is None and self.leader is None)
         else:
             can_vote = self.vote == m.src or (self.vote is None and self.leader is None)
         if can_vote and self._log.is_up_to_date(m.last_index, m.last_term):
@@ -101,9 +93,7 @@ class ElectionMixin(NodeCore):
                 self.vote = m.src
                 self._election_elapsed = 0
         else:
-            self._send(
-                RequestVoteResponse(self.term, self.id, m.src, False, m.pre_vote)
-            )
+            self._send(RequestVoteResponse(self.term, self.id, m.src, False, m.pre_vote))
 
     def _on_vote_response(self, m: RequestVoteResponse) -> None:
         if m.pre_vote:

@@ -77,9 +77,7 @@ class RaftLog:
                 "the log was truncated or lost; restore this replica from a healthy one"
             )
         if not meta.index <= applied <= committed:
-            raise RaftInvariantError(
-                f"applied index {applied} outside [snapshot {meta.index}, commit {committed}]"
-            )
+            raise RaftInvariantError(f"applied index {applied} outside [snapshot {meta.index}, commit {committed}]")
         self.committed = committed
         self.applied = applied
         self.unstable_from = last + 1
@@ -115,23 +113,17 @@ class RaftLog:
     def entry(self, index: int) -> Entry:
         off = index - self._snap_index
         if not 0 < off <= len(self._entries):
-            raise RaftInvariantError(
-                f"entry {index} is not in the log [{self.first_index()}, {self.last_index()}]"
-            )
+            raise RaftInvariantError(f"entry {index} is not in the log [{self.first_index()}, {self.last_index()}]")
         return self._entries[off - 1]
 
     def slice(self, lo: int, hi: int) -> list[Entry]:
         """Entries with lo <= index < hi (all must be in memory)."""
         base = self._snap_index + 1
         if lo < base or hi - 1 > self.last_index():
-            raise RaftInvariantError(
-                f"entries [{lo}, {hi}) not in the log [{base}, {self.last_index()}]"
-            )
+            raise RaftInvariantError(f"entries [{lo}, {hi}) not in the log [{base}, {self.last_index()}]")
         return self._entries[lo - base : hi - base]
 
-    def entries_for_send(
-        self, lo: int, max_count: int, max_bytes: int
-    ) -> tuple[Entry, ...]:
+    def entries_for_send(self, lo: int, max_count: int, max_bytes: int) -> tuple[Entry, ...]:
         """Up to `max_count` entries from `lo` within `max_bytes` of data (at least one)."""
         base = self._snap_index + 1
         start = lo - base
@@ -147,9 +139,7 @@ class RaftLog:
     def is_up_to_date(self, last_index: int, last_term: int) -> bool:
         """Raft §5.4.1: is a candidate's log at least as up to date as ours?"""
         my_term = self.last_term()
-        return last_term > my_term or (
-            last_term == my_term and last_index >= self.last_index()
-        )
+        return last_term > my_term or (last_term == my_term and last_index >= self.last_index())
 
     def find_conflict_by_term(self, index: int, term: int) -> tuple[int, int]:
         """The last (index, term) at or before `index` whose term is <= `term`.
@@ -207,16 +197,12 @@ class RaftLog:
     def append(self, entries: Sequence[Entry], may_hold_conf: bool) -> None:
         """Leader path: entries built by this replica, right after the last one."""
         if entries[0].index != self.last_index() + 1:
-            raise RaftInvariantError(
-                f"append at {entries[0].index} but the log ends at {self.last_index()}"
-            )
+            raise RaftInvariantError(f"append at {entries[0].index} but the log ends at {self.last_index()}")
         self._entries.extend(entries)
         if may_hold_conf:
             self._track_conf(entries)
 
-    def maybe_append(
-        self, prev_index: int, prev_term: int, commit: int, entries: Sequence[Entry]
-    ) -> int | None:
+    def maybe_append(self, prev_index: int, prev_term: int, commit: int, entries: Sequence[Entry]) -> int | None:
         """Follower path (Figure 2, AppendEntries receiver, steps 2-5).
 
         Returns the last index now known to match the leader, or None if the log does
@@ -258,9 +244,7 @@ class RaftLog:
         at = entries[0].index
         last = self.last_index()
         if at <= self._snap_index or at > last + 1:
-            raise RaftInvariantError(
-                f"cannot write entries at {at}: log is [{self._snap_index}, {last}]"
-            )
+            raise RaftInvariantError(f"cannot write entries at {at}: log is [{self._snap_index}, {last}]")
         self._check_contiguous(entries, self.term(at - 1) or 0)
         if at <= last:
             del self._entries[at - self._snap_index - 1 :]
@@ -278,8 +262,7 @@ class RaftLog:
             return False
         if index > self.last_index():
             raise RaftInvariantError(
-                f"commit index {index} beyond the last entry {self.last_index()}: "
-                "was the log truncated or lost?"
+                f"commit index {index} beyond the last entry {self.last_index()}: was the log truncated or lost?"
             )
         self.committed = index
         return True
@@ -288,9 +271,7 @@ class RaftLog:
         """Replace the whole log with a snapshot received from the leader."""
         meta = snapshot.meta
         if meta.index <= self.committed:
-            raise RaftInvariantError(
-                f"restoring snapshot {meta.index} at or below commit {self.committed}"
-            )
+            raise RaftInvariantError(f"restoring snapshot {meta.index} at or below commit {self.committed}")
         self.snapshot = snapshot
         self.pending_snapshot = snapshot
         self._snap_index = meta.index
@@ -361,9 +342,7 @@ class RaftLog:
 
     def applied_to(self, index: int) -> None:
         if index < self.applied:
-            raise RaftInvariantError(
-                f"applied index going back from {self.applied} to {index}"
-            )
+            raise RaftInvariantError(f"applied index going back from {self.applied} to {index}")
         if index > self.committed:
             raise RaftInvariantError(f"applied {index} beyond commit {self.committed}")
         self.applied = index

@@ -69,9 +69,7 @@ FOLLOWER = Role.FOLLOWER
 _NORMAL = EntryType.NORMAL
 
 # Messages only the leader of their term sends: one at a higher term names that leader.
-_FROM_LEADER = frozenset(
-    {AppendEntries, Heartbeat, InstallSnapshot, TimeoutNow, ReadIndexResponse}
-)
+_FROM_LEADER = frozenset({AppendEntries, Heartbeat, InstallSnapshot, TimeoutNow, ReadIndexResponse})
 _REPLICATION = frozenset({AppendEntries, Heartbeat, InstallSnapshot})
 
 
@@ -146,18 +144,12 @@ class RaftNode(ReplicationMixin, ElectionMixin):
         voters = tuple(voters)
         learners = tuple(learners)
         if node_id not in voters:
-            raise RaftInvariantError(
-                f"bootstrapping {node_id!r}, which is not among voters {voters}"
-            )
+            raise RaftInvariantError(f"bootstrapping {node_id!r}, which is not among voters {voters}")
         if len(set(voters) | set(learners)) != len(voters) + len(learners):
-            raise RaftInvariantError(
-                f"duplicate ids in voters {voters} / learners {learners}"
-            )
+            raise RaftInvariantError(f"duplicate ids in voters {voters} / learners {learners}")
         node = cls(node_id, config, rng)
         conf = ConfState(voters=voters, learners=learners)
-        node._log.append(
-            [Entry(1, 1, EntryType.CONF_CHANGE, encode_conf_entry(None, conf))], True
-        )
+        node._log.append([Entry(1, 1, EntryType.CONF_CHANGE, encode_conf_entry(None, conf))], True)
         node._log.commit_to(1)
         node._become_follower(1, None)
         node._sync_conf()
@@ -231,8 +223,7 @@ class RaftNode(ReplicationMixin, ElectionMixin):
             conf=log.conf,
             transferee=self._transferee,
             peers={
-                p: PeerStatus(pr.match, pr.next, pr.state.value, pr.recent_active)
-                for p, pr in self._progress.items()
+                p: PeerStatus(pr.match, pr.next, pr.state.value, pr.recent_active) for p, pr in self._progress.items()
             },
         )
 
@@ -257,9 +248,7 @@ class RaftNode(ReplicationMixin, ElectionMixin):
         """Feed one message from a peer. Stale, duplicated and reordered input is fine."""
         self._dirty = True
         if m.dst != self.id:
-            raise RaftInvariantError(
-                f"message for {m.dst!r} delivered to {self.id!r}: {m!r}"
-            )
+            raise RaftInvariantError(f"message for {m.dst!r} delivered to {self.id!r}: {m!r}")
         cls = type(m)
         term = m.term
         if term > self.term:
@@ -315,9 +304,7 @@ class RaftNode(ReplicationMixin, ElectionMixin):
         log = self._log
         start = log.last_index() + 1
         term = self.term
-        log.append(
-            [Entry(start + n, term, _NORMAL, d) for n, d in enumerate(datas)], False
-        )
+        log.append([Entry(start + n, term, _NORMAL, d) for n, d in enumerate(datas)], False)
         self._bcast_pending = True
         return start
 
@@ -369,18 +356,14 @@ class RaftNode(ReplicationMixin, ElectionMixin):
         self._dirty = True
         log = self._log
         if index <= log.snap_index:
-            raise CompactionRejected(
-                index, f"the log is already compacted up to {log.snap_index}"
-            )
+            raise CompactionRejected(index, f"the log is already compacted up to {log.snap_index}")
         if index > log.applied:
             raise CompactionRejected(
                 index,
                 f"only {log.applied} is applied; a snapshot may cover applied entries only",
             )
         if self._ready_mark is not None:
-            raise CompactionRejected(
-                index, "a Ready is outstanding; call advance() first"
-            )
+            raise CompactionRejected(index, "a Ready is outstanding; call advance() first")
         return log.compact(index, snapshot_data)
 
     # --- Ready ------------------------------------------------------------------------------
@@ -420,11 +403,7 @@ class RaftNode(ReplicationMixin, ElectionMixin):
         if role is LEADER:
             self._flush_leader()
         log = self._log
-        entries = (
-            log.unstable_entries()
-            if log.unstable_from <= log._snap_index + len(log._entries)
-            else ()
-        )
+        entries = log.unstable_entries() if log.unstable_from <= log._snap_index + len(log._entries) else ()
         committed_index = log.committed
         term, vote = self.term, self.vote
         hs = self._prev_hs

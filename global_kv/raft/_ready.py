@@ -103,11 +103,7 @@ class Ready:
 
     def must_sync(self) -> bool:
         """True when this Ready carries something that must be made durable."""
-        return (
-            bool(self.entries)
-            or self.hard_state is not None
-            or self.snapshot is not None
-        )
+        return bool(self.entries) or self.hard_state is not None or self.snapshot is not None
 
 
 @dataclass(frozen=True, slots=True)

@@ -66,14 +66,8 @@ class ReplicationMixin(NodeCore):
             prev, prev_term = committed, boundary.term
         last_new = log.maybe_append(prev, prev_term, m.commit, ents)
         if last_new is None:
-            hint_index, hint_term = log.find_conflict_by_term(
-                min(prev, log.last_index()), prev_term
-            )
-            self._send(
-                AppendEntriesResponse(
-                    self.term, self.id, m.src, m.prev_index, True, hint_index, hint_term
-                )
-            )
+            hint_index, hint_term = log.find_conflict_by_term(min(prev, log.last_index()), prev_term)
+            self._send(AppendEntriesResponse(self.term, self.id, m.src, m.prev_index, True, hint_index, hint_term))
             return
         if log.conf_version != self._conf_version:
             self._sync_conf()
@@ -97,23 +91,17 @@ class ReplicationMixin(NodeCore):
         key = (m.term, m.index, m.snapshot_term)
         if rx is None or rx.key != key:
             if m.offset != 0:
-                self._send(
-                    InstallSnapshotResponse(self.term, self.id, m.src, m.index, 0)
-                )
+                self._send(InstallSnapshotResponse(self.term, self.id, m.src, m.index, 0))
                 return
             rx = self._snap_rx = SnapshotRx(key)
         if m.offset != rx.size:
             # A duplicate or a gap: tell the leader where we are.
-            self._send(
-                InstallSnapshotResponse(self.term, self.id, m.src, m.index, rx.size)
-            )
+            self._send(InstallSnapshotResponse(self.term, self.id, m.src, m.index, rx.size))
             return
         rx.parts.append(m.data)
         rx.size += len(m.data)
         if not m.done:
-            self._send(
-                InstallSnapshotResponse(self.term, self.id, m.src, m.index, rx.size)
-            )
+            self._send(InstallSnapshotResponse(self.term, self.id, m.src, m.index, rx.size))
             return
         self._snap_rx = None
         meta = SnapshotMeta(m.index, m.snapshot_term, ConfState(m.voters, m.learners))
@@ -172,9 +160,7 @@ class ReplicationMixin(NodeCore):
             state = pr.state
             if state is REPLICATE:
                 mark = pr.match
-                pr.stalls = (
-                    pr.stalls + 1 if mark < last and mark == pr.stall_mark else 0
-                )
+                pr.stalls = pr.stalls + 1 if mark < last and mark == pr.stall_mark else 0
                 pr.stall_mark = mark
             elif state is SNAPSHOT:
                 mark = pr.snap_offset
@@ -241,15 +227,9 @@ class ReplicationMixin(NodeCore):
             self._send_snapshot_chunk(peer, pr)
             return True
         cfg = self._cfg
-        ents = (
-            log.entries_for_send(nxt, cfg.max_entries_per_msg, cfg.max_bytes_per_msg)
-            if nxt <= last
-            else ()
-        )
+        ents = log.entries_for_send(nxt, cfg.max_entries_per_msg, cfg.max_bytes_per_msg) if nxt <= last else ()
         committed = log.committed
-        self._send(
-            AppendEntries(self.term, self.id, peer, prev, prev_term, ents, committed)
-        )
+        self._send(AppendEntries(self.term, self.id, peer, prev, prev_term, ents, committed))
         if ents:
             last_sent = ents[-1].index
             pr.sent_entries(last_sent)
@@ -264,11 +244,7 @@ class ReplicationMixin(NodeCore):
         if not self._send_append(peer, pr, send_empty):
             return
         last = self._log.last_index()
-        while (
-            pr.state is REPLICATE
-            and pr.next <= last
-            and len(pr.inflights) < pr.max_inflight
-        ):
+        while pr.state is REPLICATE and pr.next <= last and len(pr.inflights) < pr.max_inflight:
             self._send_append(peer, pr, False)
 
     def _send_snapshot_chunk(self, peer: str, pr: Progress) -> None:
@@ -433,9 +409,7 @@ class ReplicationMixin(NodeCore):
             self._transferee = None
             return
         if peer not in self._voters:
-            raise TransferRejected(
-                peer, "it is not a voter of the current configuration"
-            )
+            raise TransferRejected(peer, "it is not a voter of the current configuration")
         if self._transferee == peer:
             return
         self._transferee = peer

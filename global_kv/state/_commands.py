@@ -234,13 +234,31 @@ class SessionClose:
 
 
 Op: TypeAlias = (
-    Put | Delete | CAS | BatchPut | BatchDelete | LockAcquire | LockRelease | LockRefresh
-    | LockReleaseOwner | LockExpire | SessionClose
+    Put
+    | Delete
+    | CAS
+    | BatchPut
+    | BatchDelete
+    | LockAcquire
+    | LockRelease
+    | LockRefresh
+    | LockReleaseOwner
+    | LockExpire
+    | SessionClose
 )
 
 OP_TYPES: tuple[type, ...] = (
-    Put, Delete, CAS, BatchPut, BatchDelete, LockAcquire, LockRelease, LockRefresh,
-    LockReleaseOwner, LockExpire, SessionClose,
+    Put,
+    Delete,
+    CAS,
+    BatchPut,
+    BatchDelete,
+    LockAcquire,
+    LockRelease,
+    LockRefresh,
+    LockReleaseOwner,
+    LockExpire,
+    SessionClose,
 )
 
 
@@ -278,9 +296,17 @@ _LOCK_ACQUIRE, _LOCK_RELEASE, _LOCK_REFRESH, _LOCK_RELEASE_OWNER, _LOCK_EXPIRE =
 _SESSION_CLOSE = 11
 
 _OPCODES: dict[type, int] = {
-    Put: _PUT, Delete: _DELETE, CAS: _CAS, BatchPut: _BATCH_PUT, BatchDelete: _BATCH_DELETE,
-    LockAcquire: _LOCK_ACQUIRE, LockRelease: _LOCK_RELEASE, LockRefresh: _LOCK_REFRESH,
-    LockReleaseOwner: _LOCK_RELEASE_OWNER, LockExpire: _LOCK_EXPIRE, SessionClose: _SESSION_CLOSE,
+    Put: _PUT,
+    Delete: _DELETE,
+    CAS: _CAS,
+    BatchPut: _BATCH_PUT,
+    BatchDelete: _BATCH_DELETE,
+    LockAcquire: _LOCK_ACQUIRE,
+    LockRelease: _LOCK_RELEASE,
+    LockRefresh: _LOCK_REFRESH,
+    LockReleaseOwner: _LOCK_RELEASE_OWNER,
+    LockExpire: _LOCK_EXPIRE,
+    SessionClose: _SESSION_CLOSE,
 }
 
 

@@ -54,9 +54,7 @@ class Lock:
 
 def _encode(lock: Lock) -> bytes:
     o = lock.owner
-    return cbor2.dumps(
-        [o.node, o.id, o.creation, lock.token, lock.ttl_ms, lock.granted_index, lock.refreshed_index]
-    )
+    return cbor2.dumps([o.node, o.id, o.creation, lock.token, lock.ttl_ms, lock.granted_index, lock.refreshed_index])
 
 
 def _decode(stored_key: bytes, data: bytes) -> Lock:

@@ -139,8 +139,14 @@ class SessionExpiredResult:
 
 
 Result: TypeAlias = (
-    Ok | Granted | Released | CASFailedResult | LockHeldResult | LockNotHeldResult
-    | StaleTokenResult | SessionExpiredResult
+    Ok
+    | Granted
+    | Released
+    | CASFailedResult
+    | LockHeldResult
+    | LockNotHeldResult
+    | StaleTokenResult
+    | SessionExpiredResult
 )
 
 
@@ -155,8 +161,15 @@ class Applied:
 
 
 RESULT_TYPES: tuple[type, ...] = (
-    Ok, Granted, Released, CASFailedResult, LockHeldResult, LockNotHeldResult,
-    StaleTokenResult, SessionExpiredResult, Applied,
+    Ok,
+    Granted,
+    Released,
+    CASFailedResult,
+    LockHeldResult,
+    LockNotHeldResult,
+    StaleTokenResult,
+    SessionExpiredResult,
+    Applied,
 )
 
 
@@ -170,8 +183,14 @@ def raise_for_result(result: Result) -> Result:
 # Stored form (cached results in sessions): [code, *fields], PID as [node, id, creation].
 # Codes are storage format: never renumber.
 _CODES: dict[type, int] = {
-    Ok: 0, Granted: 1, Released: 2, CASFailedResult: 3, LockHeldResult: 4,
-    LockNotHeldResult: 5, StaleTokenResult: 6, SessionExpiredResult: 7,
+    Ok: 0,
+    Granted: 1,
+    Released: 2,
+    CASFailedResult: 3,
+    LockHeldResult: 4,
+    LockNotHeldResult: 5,
+    StaleTokenResult: 6,
+    SessionExpiredResult: 7,
 }
 
 

@@ -87,9 +87,7 @@ class SessionTable:
                     else:
                         results.append((client_id, seq, data))
                 except Exception as exc:
-                    raise StorageCorrupted(
-                        "state sessions", None, f"bad session record {stored_key!r}: {exc}"
-                    ) from exc
+                    raise StorageCorrupted("state sessions", None, f"bad session record {stored_key!r}: {exc}") from exc
         for client_id, seq, data in results:
             session = found.get(client_id)
             if session is None or seq < session.ack:
@@ -125,9 +123,7 @@ class SessionTable:
     def touch(self, session: Session, index: int, ack: int, writes: Writes) -> None:
         """`session` is used by the entry at `index` carrying acknowledgement `ack`."""
         if index <= session.last_index:
-            raise RaftInvariantError(
-                f"session {session.client_id!r} used at {index} after {session.last_index}"
-            )
+            raise RaftInvariantError(f"session {session.client_id!r} used at {index} after {session.last_index}")
         session.last_index = index
         self._by_id.move_to_end(session.client_id)  # indexes only grow: stays ordered
         if ack > session.ack:

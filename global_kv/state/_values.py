@@ -60,9 +60,7 @@ def check_stored_value(value: object, what: str = "value", *, deep: bool = False
     if type(value) is not bytes:
         raise TypeError(f"{what} must be bytes in stored form (encode_value), got {type(value).__name__}")
     if not value or value[0] not in _HEADERS:
-        raise ValueError(
-            f"{what} is not in stored form (no valid header byte); pass it through encode_value first"
-        )
+        raise ValueError(f"{what} is not in stored form (no valid header byte); pass it through encode_value first")
     if deep and value[0] == ZLIB:
         try:
             zlib.decompress(value[1:])

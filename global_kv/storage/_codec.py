@@ -128,9 +128,7 @@ class Reader:
         index, term = self._take(_QQ)
         voters = tuple(self._node() for _ in range(self.u32()))
         learners = tuple(self._node() for _ in range(self.u32()))
-        return SnapshotMeta(
-            index=index, term=term, conf=ConfState(voters=voters, learners=learners)
-        )
+        return SnapshotMeta(index=index, term=term, conf=ConfState(voters=voters, learners=learners))
 
     def entries(self) -> list[Entry]:
         count = self.u32()
@@ -157,6 +155,4 @@ class Reader:
 
     def done(self) -> None:
         if self.off != len(self.data):
-            raise ValueError(
-                f"{len(self.data) - self.off} unexpected trailing bytes in record"
-            )
+            raise ValueError(f"{len(self.data) - self.off} unexpected trailing bytes in record")

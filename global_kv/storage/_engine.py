@@ -47,9 +47,7 @@ Pairs = Iterator[tuple[bytes, bytes]]
 
 def _check_key(key: object) -> bytes:
     if type(key) is not bytes:
-        raise TypeError(
-            f"keys are bytes, got {type(key).__name__}; encode str keys first"
-        )
+        raise TypeError(f"keys are bytes, got {type(key).__name__}; encode str keys first")
     if not 0 < len(key) <= MAX_KEY_SIZE:
         raise ValueError(f"key length {len(key)} outside 1..{MAX_KEY_SIZE} bytes")
     return key
@@ -264,9 +262,7 @@ class StorageEngine(abc.ABC):
         del_list = [_check_key(k) for k in deletes]
         both = put_map.keys() & set(del_list)
         if both:
-            raise ValueError(
-                f"keys both put and deleted in one batch: {sorted(both)[:3]!r}"
-            )
+            raise ValueError(f"keys both put and deleted in one batch: {sorted(both)[:3]!r}")
         with self._lock:
             self._check_open()
             self._check_applied(applied_index)
@@ -390,14 +386,10 @@ class StorageEngine(abc.ABC):
         if applied_index is None:
             return
         if type(applied_index) is not int or applied_index < 0:
-            raise ValueError(
-                f"applied_index must be a non-negative int, got {applied_index!r}"
-            )
+            raise ValueError(f"applied_index must be a non-negative int, got {applied_index!r}")
         current = self._applied()
         if applied_index <= current:
-            raise RaftInvariantError(
-                f"applied index must grow: {applied_index} after {current} (entry applied twice?)"
-            )
+            raise RaftInvariantError(f"applied index must grow: {applied_index} after {current} (entry applied twice?)")
 
     def _invalidate_views(self, reason: str) -> None:
         for view in list(self._views):
@@ -413,9 +405,7 @@ class StorageEngine(abc.ABC):
     def _applied(self) -> int: ...
 
     @abc.abstractmethod
-    def _write(
-        self, puts: dict[bytes, bytes], deletes: list[bytes], applied_index: int | None
-    ) -> None:
+    def _write(self, puts: dict[bytes, bytes], deletes: list[bytes], applied_index: int | None) -> None:
         """Atomically apply puts, deletes and the applied index (validated already)."""
 
     @abc.abstractmethod

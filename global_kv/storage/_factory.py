@@ -50,9 +50,7 @@ def open_engine(
         return MemoryStorage()
     cls = _DURABLE.get(name)
     if cls is None:
-        raise ValueError(
-            f"unknown storage engine {name!r}; choose one of {', '.join(ENGINE_NAMES)}"
-        )
+        raise ValueError(f"unknown storage engine {name!r}; choose one of {', '.join(ENGINE_NAMES)}")
     if data_dir is None:
         raise ValueError(f"the {name} engine is durable and needs a data directory")
     return cls(engine_path(name, data_dir), **options)

@@ -36,9 +36,7 @@ pwrite = os.pwrite
 fdatasync = os.fdatasync
 
 
-def map_os_error(
-    exc: OSError, path: str | os.PathLike[str], action: str
-) -> StorageError:
+def map_os_error(exc: OSError, path: str | os.PathLike[str], action: str) -> StorageError:
     """The exception to raise (`from exc`) for an OSError while doing `action` on `path`."""
     where = os.fspath(path)
     if exc.errno in _FULL_ERRNOS:
@@ -55,9 +53,7 @@ def write_all(fd: int, data: bytes | memoryview, offset: int) -> None:
     view = memoryview(data)
     while view:
         n = pwrite(fd, view, offset)
-        if (
-            n <= 0
-        ):  # pragma: no cover - pwrite to a regular file never returns 0 for n > 0
+        if n <= 0:  # pragma: no cover - pwrite to a regular file never returns 0 for n > 0
             raise OSError(errno.EIO, "pwrite wrote nothing")
         view = view[n:]
         offset += n
@@ -92,9 +88,7 @@ def atomic_write_file(path: Path, data: bytes) -> None:
             tmp.unlink()
         except FileNotFoundError:
             pass
-        except (
-            OSError
-        ):  # pragma: no cover - best effort cleanup; the original error wins
+        except OSError:  # pragma: no cover - best effort cleanup; the original error wins
             pass
         raise map_os_error(exc, path, "atomic write") from exc
 
@@ -119,8 +113,7 @@ class DirLock:
             self._fd = None
             if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 raise StorageError(
-                    f"{directory} is already open (locked by another store or process); "
-                    "close the other user first"
+                    f"{directory} is already open (locked by another store or process); close the other user first"
                 ) from exc
             raise map_os_error(exc, self.path, "lock") from exc
 

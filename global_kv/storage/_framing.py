@@ -79,9 +79,7 @@ class FrameReader:
             if remaining == 0:
                 return
             if remaining < HEADER_SIZE:
-                self.torn = (
-                    f"incomplete record header ({remaining} bytes) at byte {off}"
-                )
+                self.torn = f"incomplete record header ({remaining} bytes) at byte {off}"
                 return
             head = f.read(HEADER_SIZE)
             length, pcrc = _LEN_CRC.unpack_from(head)
@@ -90,9 +88,7 @@ class FrameReader:
                 if self._zeros_from(off):
                     self.torn = f"zero-filled tail of {remaining} bytes at byte {off}"
                     return
-                raise StorageCorrupted(
-                    self.path, None, f"record header checksum mismatch at byte {off}"
-                )
+                raise StorageCorrupted(self.path, None, f"record header checksum mismatch at byte {off}")
             if length > MAX_PAYLOAD:
                 raise StorageCorrupted(
                     self.path,
@@ -100,19 +96,14 @@ class FrameReader:
                     f"record length {length} out of bounds at byte {off}",
                 )
             if remaining - HEADER_SIZE < length:
-                self.torn = (
-                    f"record at byte {off} needs {length} payload bytes, "
-                    f"only {remaining - HEADER_SIZE} present"
-                )
+                self.torn = f"record at byte {off} needs {length} payload bytes, only {remaining - HEADER_SIZE} present"
                 return
             payload = f.read(length)
             if crc32c(payload) != pcrc:
                 if self._lenient and off + HEADER_SIZE + length == size:
                     self.torn = f"final record at byte {off} fails its checksum"
                     return
-                raise StorageCorrupted(
-                    self.path, None, f"record payload checksum mismatch at byte {off}"
-                )
+                raise StorageCorrupted(self.path, None, f"record payload checksum mismatch at byte {off}")
             yield off, payload
             off += HEADER_SIZE + length
             self.end = off
@@ -172,8 +163,7 @@ class AppendFile:
     def check_usable(self) -> None:
         if self.failed is not None:
             raise StorageError(
-                f"{self.path} is unusable after an earlier failure: {self.failed}; "
-                "close and reopen the store"
+                f"{self.path} is unusable after an earlier failure: {self.failed}; close and reopen the store"
             )
 
     def close(self) -> None:

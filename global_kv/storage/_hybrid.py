@@ -67,9 +67,7 @@ def _wal_name(gen: int) -> str:
     return f"wal-{gen:016d}.log"
 
 
-def _encode_write(
-    puts: dict[bytes, bytes], deletes: list[bytes], applied_index: int | None
-) -> bytes:
+def _encode_write(puts: dict[bytes, bytes], deletes: list[bytes], applied_index: int | None) -> bytes:
     parts = [bytes([_TAG_WRITE, _HAS_APPLIED if applied_index is not None else 0])]
     if applied_index is not None:
         parts.append(_Q.pack(applied_index))
@@ -104,9 +102,7 @@ class HybridStorage(_TableEngine):
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise _files.map_os_error(
-                exc, self.path, "create engine directory"
-            ) from exc
+            raise _files.map_os_error(exc, self.path, "create engine directory") from exc
         self._dirlock = _files.DirLock(self.path)
         self._wal: AppendFile | None = None
         try:
@@ -147,9 +143,7 @@ class HybridStorage(_TableEngine):
         self._delete_older(gen)
         for n in names:
             m = _WAL_RE.match(n)
-            if (
-                m and int(m.group(1)) > gen
-            ):  # created by a checkpoint that never committed
+            if m and int(m.group(1)) > gen:  # created by a checkpoint that never committed
                 (self.path / n).unlink()
 
     def _replay_wal(self, path: Path, gen: int) -> int:
@@ -161,11 +155,7 @@ class HybridStorage(_TableEngine):
                     r = Reader(payload)
                     tag = r.u8()
                     if first:
-                        if (
-                            tag != _TAG_HEADER
-                            or r.raw(len(_WAL_MAGIC)) != _WAL_MAGIC
-                            or r.u64() != gen
-                        ):
+                        if tag != _TAG_HEADER or r.raw(len(_WAL_MAGIC)) != _WAL_MAGIC or r.u64() != gen:
                             raise ValueError("WAL does not start with its header")
                         r.done()
                         first = False
@@ -229,9 +219,7 @@ class HybridStorage(_TableEngine):
 
     def _delete_older(self, gen: int) -> None:
         doomed = [
-            n
-            for n in os.listdir(self.path)
-            if ((m := _CKPT_RE.match(n) or _WAL_RE.match(n)) and int(m.group(1)) < gen)
+            n for n in os.listdir(self.path) if ((m := _CKPT_RE.match(n) or _WAL_RE.match(n)) and int(m.group(1)) < gen)
         ]
         if not doomed:
             return
@@ -244,9 +232,7 @@ class HybridStorage(_TableEngine):
 
     # ---- checkpoints ------------------------------------------------------------------------
 
-    def _checkpoint(
-        self, table: SortedTable, applied_index: int, pairs: Pairs | None = None
-    ) -> None:
+    def _checkpoint(self, table: SortedTable, applied_index: int, pairs: Pairs | None = None) -> None:
         """Write `pairs` (default: `table`) as checkpoint gen+1 and switch to a new WAL.
 
         `table` must be the state those pairs describe; it becomes the live table only
@@ -298,22 +284,16 @@ class HybridStorage(_TableEngine):
         try:
             self._delete_older(gen)
         except StorageError as exc:
-            log.warning(
-                "hybrid engine %s: could not delete old generation: %s", self.path, exc
-            )
+            log.warning("hybrid engine %s: could not delete old generation: %s", self.path, exc)
 
     # ---- hooks ------------------------------------------------------------------------------
 
     def _active_wal(self) -> AppendFile:
         if self._wal is None:
-            raise StorageError(
-                f"hybrid engine {self.path} has no usable WAL after an earlier failure; reopen it"
-            )
+            raise StorageError(f"hybrid engine {self.path} has no usable WAL after an earlier failure; reopen it")
         return self._wal
 
-    def _write(
-        self, puts: dict[bytes, bytes], deletes: list[bytes], applied_index: int | None
-    ) -> None:
+    def _write(self, puts: dict[bytes, bytes], deletes: list[bytes], applied_index: int | None) -> None:
         wal = self._active_wal()
         if wal.size >= self._next_checkpoint:
             try:
@@ -322,9 +302,7 @@ class HybridStorage(_TableEngine):
                 # A checkpoint needs room for a second copy of the state; the write itself
                 # may still fit in the WAL. Try again after another checkpoint_bytes.
                 self._next_checkpoint = wal.size + self.checkpoint_bytes
-                log.warning(
-                    "hybrid engine %s: checkpoint postponed: %s", self.path, exc
-                )
+                log.warning("hybrid engine %s: checkpoint postponed: %s", self.path, exc)
             wal = self._active_wal()
         wal.append(_encode_write(puts, deletes, applied_index), sync=self._sync_writes)
         self._apply_to_table(puts, deletes, applied_index)

@@ -82,9 +82,7 @@ class KVStreamDecoder:
     missing end block, only after yielding the pairs of the intact blocks before it.
     """
 
-    def __init__(
-        self, chunks: Iterable[bytes], source: str = "snapshot stream"
-    ) -> None:
+    def __init__(self, chunks: Iterable[bytes], source: str = "snapshot stream") -> None:
         self.source = source
         self._it = iter(chunks)
         self._buf = bytearray()
@@ -108,16 +106,11 @@ class KVStreamDecoder:
             if kind not in (_KIND_DATA, _KIND_END) or length > _MAX_BLOCK:
                 self._corrupt(f"bad block header (kind {kind}, length {length})")
             payload = self._take(length, "block")
-            if (
-                crc32c(payload, crc32c(head[: _BLOCK.size]))
-                != _CRC.unpack_from(head, _BLOCK.size)[0]
-            ):
+            if crc32c(payload, crc32c(head[: _BLOCK.size])) != _CRC.unpack_from(head, _BLOCK.size)[0]:
                 self._corrupt("block checksum mismatch")
             if kind == _KIND_END:
                 if length != _END.size or _END.unpack(payload) != (count, total):
-                    self._corrupt(
-                        f"end block does not match the stream ({count} pairs, {total} bytes read)"
-                    )
+                    self._corrupt(f"end block does not match the stream ({count} pairs, {total} bytes read)")
                 if self._more():
                     self._corrupt("data after the end block")
                 return

@@ -83,9 +83,7 @@ class LevelDBStorage(StorageEngine):
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise _files.map_os_error(
-                exc, self.path, "create engine directory"
-            ) from exc
+            raise _files.map_os_error(exc, self.path, "create engine directory") from exc
         self._dirlock = _files.DirLock(self.path)
         try:
             self._active_name = self._read_active()
@@ -110,9 +108,7 @@ class LevelDBStorage(StorageEngine):
         except OSError as exc:
             raise _files.map_os_error(exc, active, "read") from exc
         if not _DB_RE.match(name) or not (self.path / name).is_dir():
-            raise StorageCorrupted(
-                str(active), None, f"names a missing database {name!r}"
-            )
+            raise StorageCorrupted(str(active), None, f"names a missing database {name!r}")
         return name
 
     def _open_db(self, path: Path) -> plyvel.DB:
@@ -136,9 +132,7 @@ class LevelDBStorage(StorageEngine):
             if "No space left" in text or "Disk quota" in text:
                 raise StorageFull(path, f"LevelDB {action}: {text}") from exc
             if "already held" in text:
-                raise StorageError(
-                    f"{path} is already open by another process or store"
-                ) from exc
+                raise StorageError(f"{path} is already open by another process or store") from exc
             raise StorageError(f"LevelDB {action} failed for {path}: {text}") from exc
         except (plyvel.Error, RuntimeError) as exc:
             raise StorageError(f"LevelDB {action} failed for {path}: {exc}") from exc
@@ -155,9 +149,7 @@ class LevelDBStorage(StorageEngine):
             raw = self._db.get(_APPLIED, verify_checksums=True)
         return int.from_bytes(raw, "big") if raw else 0
 
-    def _write(
-        self, puts: dict[bytes, bytes], deletes: list[bytes], applied_index: int | None
-    ) -> None:
+    def _write(self, puts: dict[bytes, bytes], deletes: list[bytes], applied_index: int | None) -> None:
         with self._mapped(None, "write"):
             wb = self._db.write_batch(sync=self._sync_writes)
             for key in deletes:
@@ -183,9 +175,7 @@ class LevelDBStorage(StorageEngine):
         with self._mapped(None, "snapshot"):
             snap = self._db.snapshot()
             raw = snap.get(_APPLIED, verify_checksums=True)
-            it = snap.iterator(
-                start=_DATA, stop=_DATA_END, verify_checksums=True, fill_cache=False
-            )
+            it = snap.iterator(start=_DATA, stop=_DATA_END, verify_checksums=True, fill_cache=False)
 
         def release() -> None:
             it.close()
@@ -221,9 +211,7 @@ class LevelDBStorage(StorageEngine):
                         pending = 0
                 wb.put(_APPLIED, last_index.to_bytes(8, "big"))
                 wb.write()
-                new_db.write_batch(
-                    sync=True
-                ).write()  # everything before is now durable
+                new_db.write_batch(sync=True).write()  # everything before is now durable
             _files.atomic_write_file(self.path / "ACTIVE", new_name.encode())
         except BaseException:
             new_db.close()

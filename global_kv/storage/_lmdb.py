@@ -71,9 +71,7 @@ class LMDBStorage(StorageEngine):
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise _files.map_os_error(
-                exc, self.path, "create engine directory"
-            ) from exc
+            raise _files.map_os_error(exc, self.path, "create engine directory") from exc
         self._dirlock = _files.DirLock(self.path)
         try:
             self._open_env()
@@ -105,16 +103,10 @@ class LMDBStorage(StorageEngine):
         except (lmdb.CorruptedError, lmdb.InvalidError, lmdb.PageNotFoundError) as exc:
             raise StorageCorrupted(path, None, f"LMDB {action}: {exc}") from exc
         except lmdb.MapFullError as exc:
-            raise StorageFull(
-                path, f"LMDB map of {self._map_size} bytes is full"
-            ) from exc
+            raise StorageFull(path, f"LMDB map of {self._map_size} bytes is full") from exc
         except lmdb.Error as exc:
             text = str(exc)
-            if (
-                "No space left" in text
-                or "Disk quota" in text
-                or self._disk_nearly_full(text)
-            ):
+            if "No space left" in text or "Disk quota" in text or self._disk_nearly_full(text):
                 raise StorageFull(path, f"LMDB {action}: {text}") from exc
             raise StorageError(f"LMDB {action} failed for {path}: {text}") from exc
 
@@ -172,9 +164,7 @@ class LMDBStorage(StorageEngine):
 
     def _open_sealed(self, key: bytes, stored: bytes) -> bytes:
         value = stored[4:]
-        if len(stored) < 4 or crc32c(value, crc32c(key)) != int.from_bytes(
-            stored[:4], "little"
-        ):
+        if len(stored) < 4 or crc32c(value, crc32c(key)) != int.from_bytes(stored[:4], "little"):
             raise StorageCorrupted(
                 str(self.path / "data.mdb"),
                 None,
@@ -182,9 +172,7 @@ class LMDBStorage(StorageEngine):
             )
         return value
 
-    def _write(
-        self, puts: dict[bytes, bytes], deletes: list[bytes], applied_index: int | None
-    ) -> None:
+    def _write(self, puts: dict[bytes, bytes], deletes: list[bytes], applied_index: int | None) -> None:
         def fn(txn: Any) -> None:
             for key in deletes:
                 txn.delete(key, db=self._data)
@@ -233,9 +221,7 @@ class LMDBStorage(StorageEngine):
             cur = txn.cursor(db=self._data)
             for key, value in pairs:
                 cur.put(key, _seal(key, value), append=True)
-            txn.put(
-                _APPLIED, _seal(_APPLIED, last_index.to_bytes(8, "big")), db=self._meta
-            )
+            txn.put(_APPLIED, _seal(_APPLIED, last_index.to_bytes(8, "big")), db=self._meta)
 
         # No retry here: `pairs` is a one-shot stream. Grow the map so that the caller's
         # retry (with a fresh stream) has room, and report the failure.

@@ -85,8 +85,7 @@ class LogIndex:
         if snapshot is not None:
             if snapshot.index <= snap_index:
                 raise RaftInvariantError(
-                    f"installing snapshot at index {snapshot.index}, not newer than the "
-                    f"log's snapshot at {snap_index}"
+                    f"installing snapshot at index {snapshot.index}, not newer than the log's snapshot at {snap_index}"
                 )
             if self.term(snapshot.index) != snapshot.term:
                 if old.commit > snapshot.index:
@@ -104,22 +103,16 @@ class LogIndex:
             prev_term = 0
             for k, e in enumerate(entries):
                 if e.index != first + k:
-                    raise RaftInvariantError(
-                        f"entries are not contiguous: {e.index} follows {first + k - 1}"
-                    )
+                    raise RaftInvariantError(f"entries are not contiguous: {e.index} follows {first + k - 1}")
                 if e.term < prev_term:
                     raise RaftInvariantError(
                         f"entry {e.index} has term {e.term}, lower than its predecessor's {prev_term}"
                     )
                 prev_term = e.term
             if first <= snap_index:
-                raise RaftInvariantError(
-                    f"entries start at {first}, inside the snapshot (up to {snap_index})"
-                )
+                raise RaftInvariantError(f"entries start at {first}, inside the snapshot (up to {snap_index})")
             if first > last + 1:
-                raise RaftInvariantError(
-                    f"entries start at {first}, leaving a gap after {last}"
-                )
+                raise RaftInvariantError(f"entries start at {first}, leaving a gap after {last}")
             if first <= last:
                 # Rewriting index <= commit is only allowed with identical terms (a re-send
                 # of entries already held); anything else would change a committed entry.
@@ -128,15 +121,13 @@ class LogIndex:
                         break
                     if self.term(e.index) != e.term:
                         raise RaftInvariantError(
-                            f"entry {e.index} (term {e.term}) would overwrite a committed "
-                            f"entry (commit {old.commit})"
+                            f"entry {e.index} (term {e.term}) would overwrite a committed entry (commit {old.commit})"
                         )
             if first - 1 > snap_index:
                 pred = self.term(first - 1)
                 if pred is not None and pred > entries[0].term:
                     raise RaftInvariantError(
-                        f"entry {first} has term {entries[0].term}, lower than entry "
-                        f"{first - 1}'s term {pred}"
+                        f"entry {first} has term {entries[0].term}, lower than entry {first - 1}'s term {pred}"
                     )
             elif first == snap_index + 1:
                 st = snapshot.term if snapshot is not None else self.snapshot.term
@@ -146,31 +137,18 @@ class LogIndex:
                     )
             if entries[-1].term > new_term:
                 raise RaftInvariantError(
-                    f"entry {entries[-1].index} has term {entries[-1].term}, above the "
-                    f"current term {new_term}"
+                    f"entry {entries[-1].index} has term {entries[-1].term}, above the current term {new_term}"
                 )
             last = entries[-1].index
         if hard_state is not None:
             if hard_state.term < old.term:
-                raise RaftInvariantError(
-                    f"term moved backwards: {old.term} -> {hard_state.term}"
-                )
-            if (
-                hard_state.term == old.term
-                and old.vote is not None
-                and hard_state.vote != old.vote
-            ):
-                raise RaftInvariantError(
-                    f"vote changed within term {old.term}: {old.vote!r} -> {hard_state.vote!r}"
-                )
+                raise RaftInvariantError(f"term moved backwards: {old.term} -> {hard_state.term}")
+            if hard_state.term == old.term and old.vote is not None and hard_state.vote != old.vote:
+                raise RaftInvariantError(f"vote changed within term {old.term}: {old.vote!r} -> {hard_state.vote!r}")
             if hard_state.commit < old.commit:
-                raise RaftInvariantError(
-                    f"commit moved backwards: {old.commit} -> {hard_state.commit}"
-                )
+                raise RaftInvariantError(f"commit moved backwards: {old.commit} -> {hard_state.commit}")
             if hard_state.commit > max(last, snap_index):
-                raise RaftInvariantError(
-                    f"commit {hard_state.commit} is beyond the last entry {max(last, snap_index)}"
-                )
+                raise RaftInvariantError(f"commit {hard_state.commit} is beyond the last entry {max(last, snap_index)}")
 
     def apply_batch(
         self,
@@ -202,9 +180,7 @@ class LogIndex:
     def check_compact(self, snapshot: SnapshotMeta) -> None:
         snap = self.snapshot
         if snapshot.index < snap.index:
-            raise RaftInvariantError(
-                f"compacting to {snapshot.index}, below the log's snapshot at {snap.index}"
-            )
+            raise RaftInvariantError(f"compacting to {snapshot.index}, below the log's snapshot at {snap.index}")
         if snapshot.index > self.last_index():
             raise RaftInvariantError(
                 f"compacting to {snapshot.index}, beyond the last entry {self.last_index()}; "
@@ -217,13 +193,10 @@ class LogIndex:
         known = self.term(snapshot.index)
         if known != snapshot.term:
             raise RaftInvariantError(
-                f"compacting to ({snapshot.index}, term {snapshot.term}) but the log has "
-                f"term {known} there"
+                f"compacting to ({snapshot.index}, term {snapshot.term}) but the log has term {known} there"
             )
 
-    def apply_compact(
-        self, snapshot: SnapshotMeta, seq: int, offset: int | None
-    ) -> None:
+    def apply_compact(self, snapshot: SnapshotMeta, seq: int, offset: int | None) -> None:
         """Entries after the snapshot were copied into one record at (seq, offset)."""
         self._drop_through(snapshot.index)
         self.snapshot = snapshot

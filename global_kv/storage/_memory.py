@@ -47,9 +47,7 @@ class _TableEngine(StorageEngine):
         data = self._table.data.copy()  # references only: the values are shared bytes
         return ((k, data[k]) for k in keys), self._applied_index, None
 
-    def _apply_to_table(
-        self, puts: dict[bytes, bytes], deletes: list[bytes], applied_index: int | None
-    ) -> None:
+    def _apply_to_table(self, puts: dict[bytes, bytes], deletes: list[bytes], applied_index: int | None) -> None:
         table = self._table
         for key in deletes:
             table.delete(key)
@@ -65,9 +63,7 @@ class MemoryStorage(_TableEngine):
     name = "memory"
     durable = False
 
-    def _write(
-        self, puts: dict[bytes, bytes], deletes: list[bytes], applied_index: int | None
-    ) -> None:
+    def _write(self, puts: dict[bytes, bytes], deletes: list[bytes], applied_index: int | None) -> None:
         self._apply_to_table(puts, deletes, applied_index)
 
     def _restore(self, pairs: Pairs, last_index: int) -> None:

@@ -106,10 +106,7 @@ def _encode_batch(
 ) -> bytes:
     w = Writer()
     w.u8(_TAG_BATCH)
-    w.u8(
-        (_HAS_HS if hard_state is not None else 0)
-        | (_HAS_SNAP if snapshot is not None else 0)
-    )
+    w.u8((_HAS_HS if hard_state is not None else 0) | (_HAS_SNAP if snapshot is not None else 0))
     if hard_state is not None:
         w.hard_state(hard_state)
     if snapshot is not None:
@@ -126,9 +123,7 @@ class RaftLogStore:
     `save` in a worker thread (`trio.to_thread.run_sync`) to keep fsyncs off the loop.
     """
 
-    def __init__(
-        self, path: str | os.PathLike[str], *, segment_bytes: int = 64 << 20
-    ) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, segment_bytes: int = 64 << 20) -> None:
         if segment_bytes < 4096:
             raise ValueError("segment_bytes must be at least 4096")
         self.path = Path(path)
@@ -245,8 +240,7 @@ class RaftLogStore:
             t = self._index.term(index)
             if t is None:
                 raise IndexError(
-                    f"index {index} is outside the log [{self._index.snapshot.index}, "
-                    f"{self._index.last_index()}]"
+                    f"index {index} is outside the log [{self._index.snapshot.index}, {self._index.last_index()}]"
                 )
             return t
 
@@ -257,9 +251,7 @@ class RaftLogStore:
             self._check_open()
             idx = self._index
             if not (idx.first_index() <= lo <= hi <= idx.last_index() + 1):
-                raise IndexError(
-                    f"entries [{lo}, {hi}) outside the log [{idx.first_index()}, {idx.last_index() + 1})"
-                )
+                raise IndexError(f"entries [{lo}, {hi}) outside the log [{idx.first_index()}, {idx.last_index() + 1})")
             return self._read_entries(lo, hi, max_bytes)
 
     def statistics(self) -> LogStatistics:
@@ -320,9 +312,7 @@ class RaftLogStore:
         index: LogIndex | None = None
         tail_end = 0
         for pos, seq in enumerate(seqs):
-            index, tail_end = self._replay_segment(
-                seq, index, last=pos == len(seqs) - 1
-            )
+            index, tail_end = self._replay_segment(seq, index, last=pos == len(seqs) - 1)
             self._seqs.append(seq)
         assert index is not None
         self._index = index
@@ -348,31 +338,23 @@ class RaftLogStore:
                     ):
                         return pos
                     break
-        raise StorageCorrupted(
-            str(self.path), None, "no base segment: the log's beginning is missing"
-        )
+        raise StorageCorrupted(str(self.path), None, "no base segment: the log's beginning is missing")
 
-    def _replay_segment(
-        self, seq: int, index: LogIndex | None, last: bool
-    ) -> tuple[LogIndex, int]:
+    def _replay_segment(self, seq: int, index: LogIndex | None, last: bool) -> tuple[LogIndex, int]:
         path = self.path / _segment_name(seq)
         with open(path, "rb") as f:
             reader = FrameReader(f, path)
             first = True
             try:
                 for offset, payload in reader:
-                    index = self._replay_record(
-                        path, seq, offset, payload, index, first
-                    )
+                    index = self._replay_record(path, seq, offset, payload, index, first)
                     first = False
             except StorageCorrupted as exc:
                 nxt = index.last_index() + 1 if index is not None else None
                 raise StorageCorrupted(str(path), nxt, exc.detail) from exc
         nxt = index.last_index() + 1 if index is not None else None
         if first or index is None:  # segments are renamed into place with their header
-            raise StorageCorrupted(
-                str(path), nxt, f"segment has no valid header ({reader.torn})"
-            )
+            raise StorageCorrupted(str(path), nxt, f"segment has no valid header ({reader.torn})")
         if reader.torn is not None:
             if not last:
                 raise StorageCorrupted(
@@ -414,9 +396,7 @@ class RaftLogStore:
                         raise ValueError("replay must start at a base segment")
                     return LogIndex(hs, snap)
                 if (hs, snap) != (index.hard_state, index.snapshot):
-                    raise ValueError(
-                        "segment header disagrees with the state replayed from earlier segments"
-                    )
+                    raise ValueError("segment header disagrees with the state replayed from earlier segments")
                 return index
             if index is None or tag != _TAG_BATCH:
                 raise ValueError(f"unexpected record tag {tag}")
@@ -429,9 +409,7 @@ class RaftLogStore:
             index.apply_batch(hs_opt, entries, snap_opt, seq, offset)
             return index
         except (ValueError, UnicodeDecodeError, RaftInvariantError) as exc:
-            raise StorageCorrupted(
-                str(path), nxt, f"record at byte {offset}: {exc}"
-            ) from exc
+            raise StorageCorrupted(str(path), nxt, f"record at byte {offset}: {exc}") from exc
 
     def _truncate_file(self, path: Path, size: int) -> None:
         try:
@@ -446,9 +424,7 @@ class RaftLogStore:
 
     # ---- segments ------------------------------------------------------------------------
 
-    def _new_segment(
-        self, *, base: bool, body: bytes, snapshot: SnapshotMeta | None = None
-    ) -> int:
+    def _new_segment(self, *, base: bool, body: bytes, snapshot: SnapshotMeta | None = None) -> int:
         """Make segment active+1 (header of the current state, or of `snapshot` for a
         base, then `body`) durable under its final name, and make it the active one.
 
@@ -458,9 +434,7 @@ class RaftLogStore:
         seq = self._active_seq + 1
         path = self.path / _segment_name(seq)
         tmp = self.path / f".tmp-{path.name}"
-        header = _encode_header(
-            seq, self._index.hard_state, snapshot or self._index.snapshot, base=base
-        )
+        header = _encode_header(seq, self._index.hard_state, snapshot or self._index.snapshot, base=base)
         fd = -1
         try:
             fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -504,15 +478,11 @@ class RaftLogStore:
         except OSError as exc:
             # The base segment is durable, so these files are already dead: replay never
             # reads them, and the next open deletes them. Not worth failing the caller.
-            log.warning(
-                "raft log %s: could not delete superseded segments: %s", self.path, exc
-            )
+            log.warning("raft log %s: could not delete superseded segments: %s", self.path, exc)
 
     # ---- reading entries back ------------------------------------------------------------
 
-    def _read_entries(
-        self, lo: int, hi: int, max_bytes: int | None = None
-    ) -> list[Entry]:
+    def _read_entries(self, lo: int, hi: int, max_bytes: int | None = None) -> list[Entry]:
         out: list[Entry] = []
         size = 0
         i = lo
@@ -557,9 +527,7 @@ class RaftLogStore:
             or len(payload) != length
             or crc32c(payload) != int.from_bytes(head[4:8], "little")
         ):
-            raise StorageCorrupted(
-                str(path), None, f"record at byte {offset} fails its checksum on read"
-            )
+            raise StorageCorrupted(str(path), None, f"record at byte {offset} fails its checksum on read")
         try:
             r = Reader(payload)
             if r.u8() != _TAG_BATCH:
@@ -571,9 +539,7 @@ class RaftLogStore:
                 r.snapshot_meta()
             entries = r.entries()
         except ValueError as exc:
-            raise StorageCorrupted(
-                str(path), None, f"record at byte {offset}: {exc}"
-            ) from exc
+            raise StorageCorrupted(str(path), None, f"record at byte {offset}: {exc}") from exc
         self._cache[key] = entries
         if len(self._cache) > 16:
             self._cache.popitem(last=False)

@@ -74,9 +74,7 @@ class SnapshotStore:
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise _files.map_os_error(
-                exc, self.path, "create snapshot directory"
-            ) from exc
+            raise _files.map_os_error(exc, self.path, "create snapshot directory") from exc
         self._dirlock = _files.DirLock(self.path)
         self._closed = False
         try:
@@ -86,9 +84,7 @@ class SnapshotStore:
             self._prune()
         except OSError as exc:
             self._dirlock.release()
-            raise _files.map_os_error(
-                exc, self.path, "clean snapshot directory"
-            ) from exc
+            raise _files.map_os_error(exc, self.path, "clean snapshot directory") from exc
         except BaseException:
             self._dirlock.release()
             raise
@@ -100,8 +96,7 @@ class SnapshotStore:
             newest = self._newest_name()
             if newest is not None and (meta.index, meta.term) < newest:
                 raise RaftInvariantError(
-                    f"snapshot ({meta.index}, term {meta.term}) is older than the newest "
-                    f"stored one {newest}"
+                    f"snapshot ({meta.index}, term {meta.term}) is older than the newest stored one {newest}"
                 )
             return SnapshotWriter(self, meta)
 
@@ -205,9 +200,7 @@ class SnapshotWriter:
     def __init__(self, store: SnapshotStore, meta: SnapshotMeta) -> None:
         self.meta = meta
         self._store = store
-        self._tmp = (
-            store.path / f".tmp-{_name(meta)}-{os.getpid()}-{next(_tmp_counter)}"
-        )
+        self._tmp = store.path / f".tmp-{_name(meta)}-{os.getpid()}-{next(_tmp_counter)}"
         self._fd = -1
         self._off = 0
         self._count = 0
@@ -236,9 +229,7 @@ class SnapshotWriter:
             self._append(encode_frame(bytes([_TAG_DATA]) + chunk))
         except OSError as exc:
             self.abort()
-            raise _files.map_os_error(
-                exc, self._store.path / _name(self.meta), "write snapshot"
-            ) from exc
+            raise _files.map_os_error(exc, self._store.path / _name(self.meta), "write snapshot") from exc
         self._count += 1
         self._bytes += len(chunk)
         self._crc = crc32c(chunk, self._crc)
@@ -249,11 +240,7 @@ class SnapshotWriter:
             raise StorageError("snapshot writer is already committed or aborted")
         final = self._store.path / _name(self.meta)
         try:
-            self._append(
-                encode_frame(
-                    bytes([_TAG_END]) + _END.pack(self._count, self._bytes, self._crc)
-                )
-            )
+            self._append(encode_frame(bytes([_TAG_END]) + _END.pack(self._count, self._bytes, self._crc)))
             _files.fdatasync(self._fd)
             os.close(self._fd)
             self._fd = -1
@@ -313,14 +300,10 @@ class SnapshotReader:
             r.done()
         except StopIteration:
             self._f.close()
-            raise StorageCorrupted(
-                str(path), None, "snapshot file is empty or its header is torn"
-            ) from None
+            raise StorageCorrupted(str(path), None, "snapshot file is empty or its header is torn") from None
         except ValueError as exc:
             self._f.close()
-            raise StorageCorrupted(
-                str(path), None, f"bad snapshot header: {exc}"
-            ) from exc
+            raise StorageCorrupted(str(path), None, f"bad snapshot header: {exc}") from exc
         except BaseException:
             self._f.close()
             raise
@@ -359,17 +342,11 @@ class SnapshotReader:
                         "snapshot end frame does not match its data",
                     )
                 if next(self._frames, None) is not None:
-                    raise StorageCorrupted(
-                        str(self.path), index, "data after the snapshot end frame"
-                    )
+                    raise StorageCorrupted(str(self.path), index, "data after the snapshot end frame")
                 return
             else:
-                raise StorageCorrupted(
-                    str(self.path), index, f"unknown frame tag {tag}"
-                )
-        raise StorageCorrupted(
-            str(self.path), index, "snapshot file is truncated (no end frame)"
-        )
+                raise StorageCorrupted(str(self.path), index, f"unknown frame tag {tag}")
+        raise StorageCorrupted(str(self.path), index, "snapshot file is truncated (no end frame)")
 
     def close(self) -> None:
         self._f.close()

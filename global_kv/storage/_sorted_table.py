@@ -92,9 +92,7 @@ class SortedTable:
         i = bisect.bisect_left(self._maxes, key)
         lst = self._lists[i]
         j = bisect.bisect_left(lst, key)
-        if (
-            lst[j] != key
-        ):  # the dict and the lists disagree: a bug, never data to guess at
+        if lst[j] != key:  # the dict and the lists disagree: a bug, never data to guess at
             raise AssertionError(f"sorted table lost key {key!r}")
         del lst[j]
         if not lst:

@@ -61,10 +61,7 @@ def test_jepsen_completion_rules(tmp_path: Path) -> None:
     # Only linearizable because the timed-out cas(3, 1) took effect after the read of nil
     # ... which is impossible: write(3) was acknowledged before that read began.
     assert check_operations(register_model(), ops).ok is False
-    assert (
-        check_operations(register_model(), [o for o in ops if o.client_id != 4]).ok
-        is True
-    )
+    assert check_operations(register_model(), [o for o in ops if o.client_id != 4]).ok is True
 
 
 @pytest.mark.parametrize(
@@ -89,9 +86,7 @@ def test_jepsen_parse_errors_name_the_line(tmp_path: Path, lines: list[str]) -> 
 
 
 def _e(process: object, kind: str, f: str, key: str, value: str) -> str:
-    return (
-        f'{{:process {process}, :type :{kind}, :f :{f}, :key "{key}", :value {value}}}'
-    )
+    return f'{{:process {process}, :type :{kind}, :f :{f}, :key "{key}", :value {value}}}'
 
 
 def test_edn_completion_rules_and_absent_keys(tmp_path: Path) -> None:

@@ -55,9 +55,7 @@ def _histories(draw: st.DrawFn) -> list[Operation]:
             if kind == "get":
                 output = current
             elif kind in ("put", "append"):
-                store[key] = (
-                    value if kind == "put" or current is None else current + value
-                )
+                store[key] = value if kind == "put" or current is None else current + value
             elif kind == "delete":
                 store.pop(key, None)
             else:
@@ -81,9 +79,7 @@ def _histories(draw: st.DrawFn) -> list[Operation]:
     return draw(st.permutations(ops))
 
 
-_SETTINGS = settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+_SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @_SETTINGS
@@ -95,12 +91,8 @@ def test_histories_of_a_sequential_store_are_accepted(ops: list[Operation]) -> N
 
 @_SETTINGS
 @given(_histories(), st.data())
-def test_a_read_of_a_never_written_value_is_rejected(
-    ops: list[Operation], data: st.DataObject
-) -> None:
-    reads = [
-        i for i, o in enumerate(ops) if o.input[0] == "get" and o.output is not UNKNOWN
-    ]
+def test_a_read_of_a_never_written_value_is_rejected(ops: list[Operation], data: st.DataObject) -> None:
+    reads = [i for i, o in enumerate(ops) if o.input[0] == "get" and o.output is not UNKNOWN]
     victim = data.draw(st.sampled_from(reads))
     o = ops[victim]
     bad = list(ops)

@@ -22,9 +22,7 @@ from global_kv.checker import (
 )
 
 
-def op(
-    client: int, inp: tuple[Any, ...], call: float, out: Any, ret: float | None
-) -> Operation:
+def op(client: int, inp: tuple[Any, ...], call: float, out: Any, ret: float | None) -> Operation:
     return Operation(client, inp, call, out, ret)
 
 
@@ -76,10 +74,7 @@ def test_reads_cannot_go_back_in_time_during_a_concurrent_write() -> None:
     r = reg(op(0, (W, 1), 0, None, 10), op(1, R, 1, 1, 2), op(2, R, 3, None, 4))
     assert r.ok is False
     # The other way round is fine: old, then new.
-    assert (
-        reg(op(0, (W, 1), 0, None, 10), op(1, R, 1, None, 2), op(2, R, 3, 1, 4)).ok
-        is True
-    )
+    assert reg(op(0, (W, 1), 0, None, 10), op(1, R, 1, None, 2), op(2, R, 3, 1, 4)).ok is True
 
 
 def test_overlapping_writes_can_be_ordered_either_way() -> None:
@@ -104,10 +99,7 @@ def test_unknown_write_may_have_taken_effect() -> None:
 
 
 def test_unknown_write_may_never_take_effect() -> None:
-    assert (
-        reg(unknown(0, (W, 1), 0), op(1, R, 5, None, 6), op(1, R, 7, None, 8)).ok
-        is True
-    )
+    assert reg(unknown(0, (W, 1), 0), op(1, R, 5, None, 6), op(1, R, 7, None, 8)).ok is True
 
 
 def test_unknown_write_cannot_be_undone_once_observed() -> None:
@@ -185,9 +177,7 @@ def test_unknown_appends_that_happened_are_found_in_order() -> None:
 
 def test_register_cas_semantics() -> None:
     assert reg(op(0, ("cas", None, 1), 0, True, 1), op(0, R, 2, 1, 3)).ok is True
-    assert reg(
-        op(0, (W, 1), 0, None, 1), op(0, ("cas", 2, 3), 2, False, 3), op(0, R, 4, 1, 5)
-    ).ok
+    assert reg(op(0, (W, 1), 0, None, 1), op(0, ("cas", 2, 3), 2, False, 3), op(0, R, 4, 1, 5)).ok
     assert reg(op(0, (W, 1), 0, None, 1), op(0, ("cas", 2, 3), 2, True, 3)).ok is False
     assert reg(op(0, (W, 1), 0, None, 1), op(0, ("cas", 1, 3), 2, False, 3)).ok is False
 

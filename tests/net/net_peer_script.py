@@ -25,9 +25,7 @@ async def main(name: str, creation: int, dial: tuple[str, str] | None) -> None:
         if isinstance(control, Call) and control.request != "hang":
             net.send(peer, Reply(control.from_, control.ref, True, ("echo", control.request)))
 
-    handlers = NetworkHandlers(
-        on_control=on_control, on_link_up=lambda *a: None, on_link_down=lambda *a: None
-    )
+    handlers = NetworkHandlers(on_control=on_control, on_link_up=lambda *a: None, on_link_down=lambda *a: None)
     net = Network(
         name,
         creation,

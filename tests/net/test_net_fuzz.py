@@ -125,9 +125,7 @@ def hello_bytes() -> bytes:
     st.lists(
         st.one_of(
             st.binary(max_size=200),
-            st.tuples(st.just(hello_bytes()), edits, st.sampled_from(["flip", "insert", "truncate"])).map(
-                mutate
-            ),
+            st.tuples(st.just(hello_bytes()), edits, st.sampled_from(["flip", "insert", "truncate"])).map(mutate),
         ),
         min_size=1,
         max_size=3,
@@ -177,9 +175,7 @@ async def feed(port: int, nursery: trio.Nursery, stage: str, inputs: list[bytes]
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(
-    stage=st.sampled_from(["tcp", "handshake", "link"]), inputs=st.lists(any_frame, min_size=1, max_size=4)
-)
+@given(stage=st.sampled_from(["tcp", "handshake", "link"]), inputs=st.lists(any_frame, min_size=1, max_size=4))
 async def test_live_acceptor_keeps_serving(stage: str, inputs: list[bytes]) -> None:
     with trio.fail_after(15):
         async with trio.open_nursery() as nursery:

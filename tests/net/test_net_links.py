@@ -273,9 +273,7 @@ async def test_broken_frame_closes_the_link_with_a_protocol_error(
         with pytest.raises(trio_websocket.ConnectionClosed) as info:
             await ws.get_message()
         assert info.value.reason is not None and info.value.reason.code == 1002
-        assert any(
-            "unknown control kind" in r.getMessage() for r in caplog.records if r.levelno == logging.ERROR
-        )
+        assert any("unknown control kind" in r.getMessage() for r in caplog.records if r.levelno == logging.ERROR)
 
 
 async def test_link_loss_is_reported_and_a_later_send_reconnects(cluster: Cluster) -> None:
@@ -309,9 +307,7 @@ async def test_a_restarted_peer_replaces_its_stale_link(cluster: Cluster) -> Non
 
 
 @pytest.mark.parametrize("replace", [True, False])
-async def test_reconnect_while_the_old_link_looks_alive(
-    cluster: Cluster, nursery: trio.Nursery, replace: bool
-) -> None:
+async def test_reconnect_while_the_old_link_looks_alive(cluster: Cluster, nursery: trio.Nursery, replace: bool) -> None:
     """A dialer that lost its link without the acceptor noticing decides whether to replace it."""
     with trio.fail_after(10):
         a, ra = await cluster.start(A)
@@ -320,9 +316,7 @@ async def test_reconnect_while_the_old_link_looks_alive(
         from ergo_py.net._handshake import DialerHandshake, PeerHasLink
 
         ws = await trio_websocket.connect_websocket(nursery, "127.0.0.1", a.port, "/", use_ssl=False)  # type: ignore[arg-type]
-        hs = DialerHandshake(
-            local_name=C, creation=7, cookie=COOKIE, expected_peer=A, max_message_size=1 << 20
-        )
+        hs = DialerHandshake(local_name=C, creation=7, cookie=COOKIE, expected_peer=A, max_message_size=1 << 20)
         event = None
         while event is None:
             for m in hs.data_to_send():

@@ -33,9 +33,7 @@ async def read_port(proc: trio.Process) -> int:
 
 async def start_peer(*args: str) -> trio.Process:
     env = dict(os.environ, ERGO_COOKIE=COOKIE)
-    return await trio.lowlevel.open_process(
-        [sys.executable, str(SCRIPT), *args], stdout=subprocess.PIPE, env=env
-    )
+    return await trio.lowlevel.open_process([sys.executable, str(SCRIPT), *args], stdout=subprocess.PIPE, env=env)
 
 
 async def reap(proc: trio.Process) -> None:

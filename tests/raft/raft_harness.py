@@ -55,9 +55,7 @@ class Store:
             self.entries = []
         if rd.entries:
             keep = rd.entries[0].index - self.snapshot.meta.index - 1
-            assert 0 <= keep <= len(self.entries), (
-                "Ready entries do not fit the stored log"
-            )
+            assert 0 <= keep <= len(self.entries), "Ready entries do not fit the stored log"
             del self.entries[keep:]
             self.entries.extend(rd.entries)
         if rd.hard_state is not None:
@@ -87,9 +85,7 @@ class Cluster:
         self.hold: set[str] = set()  # nodes whose Readies the test handles itself
         learners = tuple(learners)
         for i in self.ids:
-            self.nodes[i] = RaftNode.bootstrap(
-                i, self.ids, self.cfg, random.Random(f"{seed}-{i}"), learners
-            )
+            self.nodes[i] = RaftNode.bootstrap(i, self.ids, self.cfg, random.Random(f"{seed}-{i}"), learners)
         for i in learners:
             # A learner starts empty and learns everything (membership too) by replication.
             self.nodes[i] = RaftNode(i, self.cfg, random.Random(f"{seed}-{i}"))
@@ -100,9 +96,7 @@ class Cluster:
             self.snapshots[i] = []
 
     @classmethod
-    def from_logs(
-        cls, logs: dict[str, tuple[int, list[int]]], cfg: RaftConfig | None = None
-    ) -> Cluster:
+    def from_logs(cls, logs: dict[str, tuple[int, list[int]]], cfg: RaftConfig | None = None) -> Cluster:
         """Replicas restarted from given state: id -> (current term, terms of entries 2..).
 
         Entry 1 is the bootstrap membership of all ids; entry (i, t) carries b"i@t" on every
@@ -110,13 +104,10 @@ class Cluster:
         """
         c = cls(list(logs), cfg)
         voters = tuple(logs)
-        first = Entry(
-            1, 1, EntryType.CONF_CHANGE, encode_conf_entry(None, ConfState(voters))
-        )
+        first = Entry(1, 1, EntryType.CONF_CHANGE, encode_conf_entry(None, ConfState(voters)))
         for i, (term, terms) in logs.items():
             entries = [first] + [
-                Entry(2 + n, t, EntryType.NORMAL, f"{2 + n}@{t}".encode())
-                for n, t in enumerate(terms)
+                Entry(2 + n, t, EntryType.NORMAL, f"{2 + n}@{t}".encode()) for n, t in enumerate(terms)
             ]
             c.nodes[i] = RaftNode(
                 i,
@@ -246,9 +237,7 @@ class Cluster:
         return [e.data for e in self.applied[node_id] if e.type == EntryType.NORMAL]
 
 
-def elect(
-    ids: Iterable[str], leader: str, cfg: RaftConfig | None = None, seed: int = 0
-) -> Cluster:
+def elect(ids: Iterable[str], leader: str, cfg: RaftConfig | None = None, seed: int = 0) -> Cluster:
     """A cluster with `leader` elected and its no-op committed everywhere."""
     c = Cluster(ids, cfg, seed)
     c.campaign(leader)

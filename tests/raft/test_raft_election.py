@@ -59,9 +59,7 @@ def test_each_server_votes_for_at_most_one_candidate_per_term() -> None:
     ("last_index", "last_term", "granted"),
     [(3, 2, True), (5, 2, True), (2, 2, False), (9, 1, False), (1, 3, True)],
 )
-def test_votes_only_go_to_candidates_at_least_as_up_to_date(
-    last_index: int, last_term: int, granted: bool
-) -> None:
+def test_votes_only_go_to_candidates_at_least_as_up_to_date(last_index: int, last_term: int, granted: bool) -> None:
     # Raft §5.4.1: compare the last entries' terms, then the lengths.
     entries = [Entry(1, 1, EntryType.NOOP), Entry(2, 2), Entry(3, 2)]
     b = RaftNode(
@@ -98,9 +96,7 @@ def test_split_votes_resolve_and_every_node_agrees() -> None:
                 break
         leader = c.nodes[c.leader()]  # type: ignore[index]
         c.tick(n=2)
-        assert all(
-            n.leader == leader.id and n.term == leader.term for n in c.nodes.values()
-        )
+        assert all(n.leader == leader.id and n.term == leader.term for n in c.nodes.values())
 
 
 def test_a_higher_term_makes_a_leader_step_down() -> None:
@@ -164,9 +160,7 @@ def test_prevote_keeps_a_partitioned_node_from_raising_its_term() -> None:
 def test_prevote_never_changes_anyones_term() -> None:
     c = elect(IDS, "a", config(pre_vote=True))
     c.isolate("a")
-    c.tick(
-        ["b"], n=25
-    )  # b's pre-vote at term 3 wins c's grant; only then does b raise its term
+    c.tick(["b"], n=25)  # b's pre-vote at term 3 wins c's grant; only then does b raise its term
     assert c.nodes["b"].role is Role.LEADER and c.nodes["b"].term == 3
     assert c.nodes["a"].term == 2  # a heard nothing at all
 

@@ -35,16 +35,11 @@ class Figure3:
 
     def check(self) -> None:
         c = self.c
-        logs = {
-            i: {e.index: e for e in n.entries(n.first_index, n.last_index + 1)}
-            for i, n in c.nodes.items()
-        }
+        logs = {i: {e.index: e for e in n.entries(n.first_index, n.last_index + 1)} for i, n in c.nodes.items()}
         for i, n in c.nodes.items():
             if n.role is Role.LEADER:
                 # Election Safety
-                assert self.leaders.setdefault(n.term, i) == i, (
-                    f"two leaders in term {n.term}"
-                )
+                assert self.leaders.setdefault(n.term, i) == i, f"two leaders in term {n.term}"
                 # Leader Append-Only
                 log = [(e.index, e.term) for e in logs[i].values()]
                 term, before = self.leader_logs.get(i, (None, []))
@@ -54,9 +49,7 @@ class Figure3:
                     # Leader Completeness: a new leader holds everything committed so far.
                     for index, (t, data) in self.committed.items():
                         e = logs[i].get(index)
-                        assert e is not None and (e.term, e.data) == (t, data), (
-                            f"{i} lacks committed {index}"
-                        )
+                        assert e is not None and (e.term, e.data) == (t, data), f"{i} lacks committed {index}"
                 self.leader_logs[i] = (n.term, log)
             # State Machine Safety (on what every replica committed and applied)
             for e in c.applied[i]:
@@ -68,27 +61,17 @@ class Figure3:
         ids = list(c.nodes)
         for x in ids:
             for y in ids[ids.index(x) + 1 :]:
-                common = [
-                    k
-                    for k in logs[x]
-                    if k in logs[y] and logs[x][k].term == logs[y][k].term
-                ]
+                common = [k for k in logs[x] if k in logs[y] and logs[x][k].term == logs[y][k].term]
                 if common:
                     top = max(common)
                     for k in range(1, top + 1):
-                        assert logs[x][k] == logs[y][k], (
-                            f"{x} and {y} differ at {k} below {top}"
-                        )
+                        assert logs[x][k] == logs[y][k], f"{x} and {y} differ at {k} below {top}"
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(action, min_size=10, max_size=60), st.integers(0, 3))
-def test_figure_3_properties_hold_after_every_step(
-    actions: list[tuple[str, str, int]], seed: int
-) -> None:
-    c = Cluster(
-        IDS, config(pre_vote=bool(seed & 1), check_quorum=bool(seed & 2)), seed=seed
-    )
+def test_figure_3_properties_hold_after_every_step(actions: list[tuple[str, str, int]], seed: int) -> None:
+    c = Cluster(IDS, config(pre_vote=bool(seed & 1), check_quorum=bool(seed & 2)), seed=seed)
     props = Figure3(c)
     n = 0
     for kind, who, k in actions:

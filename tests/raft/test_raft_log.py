@@ -11,15 +11,10 @@ from global_kv.raft._ready import Snapshot
 
 
 def ents(*terms: int, start: int = 1) -> list[Entry]:
-    return [
-        Entry(start + n, t, EntryType.NORMAL, f"{start + n}@{t}".encode())
-        for n, t in enumerate(terms)
-    ]
+    return [Entry(start + n, t, EntryType.NORMAL, f"{start + n}@{t}".encode()) for n, t in enumerate(terms)]
 
 
-def make(
-    terms: tuple[int, ...] = (), committed: int = 0, snap: SnapshotMeta | None = None
-) -> RaftLog:
+def make(terms: tuple[int, ...] = (), committed: int = 0, snap: SnapshotMeta | None = None) -> RaftLog:
     meta = snap or SnapshotMeta()
     log = RaftLog(
         Snapshot(meta, b"s"),
@@ -99,9 +94,7 @@ def test_commit_beyond_log_raises() -> None:
         (5, 0, (0, 0)),
     ],
 )
-def test_find_conflict_by_term(
-    index: int, term: int, expected: tuple[int, int]
-) -> None:
+def test_find_conflict_by_term(index: int, term: int, expected: tuple[int, int]) -> None:
     log = make((1, 2, 3, 3, 4))
     assert log.find_conflict_by_term(index, term) == expected
 
@@ -120,9 +113,7 @@ def test_stable_mark_survives_an_overwrite_during_an_outstanding_ready() -> None
     log.append(ents(2, 2, start=2), False)
     assert log.unstable_entries()[0].index == 2
     log.trunc_mark = None  # a Ready with entries 2..3 is handed out
-    assert (
-        log.maybe_append(2, 2, 0, ents(3, start=3)) == 3
-    )  # entry 3 replaced meanwhile
+    assert log.maybe_append(2, 2, 0, ents(3, start=3)) == 3  # entry 3 replaced meanwhile
     log.stable_to(3)
     assert [e.term for e in log.unstable_entries()] == [3]  # storage must rewrite 3
 
@@ -131,13 +122,9 @@ def test_compaction_keeps_terms_and_membership_at_the_snapshot() -> None:
     conf_a = ConfState(voters=("a",))
     conf_ab = ConfState(voters=("a", "b"))
     log = RaftLog(Snapshot(), [], 0, 0)
-    log.append(
-        [Entry(1, 1, EntryType.CONF_CHANGE, encode_conf_entry(None, conf_a))], True
-    )
+    log.append([Entry(1, 1, EntryType.CONF_CHANGE, encode_conf_entry(None, conf_a))], True)
     log.append(ents(1, 1, start=2), False)
-    log.append(
-        [Entry(4, 1, EntryType.CONF_CHANGE, encode_conf_entry(None, conf_ab))], True
-    )
+    log.append([Entry(4, 1, EntryType.CONF_CHANGE, encode_conf_entry(None, conf_ab))], True)
     log.commit_to(4)
     log.applied = 3
     meta = log.compact(3, b"state")
@@ -150,13 +137,9 @@ def test_truncating_a_conf_entry_reverts_the_membership() -> None:
     conf1 = ConfState(voters=("a", "b", "c"))
     conf2 = ConfState(voters=("a", "b", "c", "d"))
     log = RaftLog(Snapshot(), [], 0, 0)
-    log.append(
-        [Entry(1, 1, EntryType.CONF_CHANGE, encode_conf_entry(None, conf1))], True
-    )
+    log.append([Entry(1, 1, EntryType.CONF_CHANGE, encode_conf_entry(None, conf1))], True)
     log.commit_to(1)
-    log.maybe_append(
-        1, 1, 1, [Entry(2, 2, EntryType.CONF_CHANGE, encode_conf_entry(None, conf2))]
-    )
+    log.maybe_append(1, 1, 1, [Entry(2, 2, EntryType.CONF_CHANGE, encode_conf_entry(None, conf2))])
     assert log.conf == conf2
     log.maybe_append(1, 1, 1, ents(3, start=2))
     assert log.conf == conf1

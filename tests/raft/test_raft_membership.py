@@ -36,9 +36,7 @@ def test_an_added_server_learns_the_log_and_the_membership_by_replication() -> N
     c = elect(IDS, "a")
     c.propose("a", b"before")
     c.add_empty("d")
-    assert not c.nodes[
-        "d"
-    ].conf.voters  # an empty replica knows nothing, never campaigns
+    assert not c.nodes["d"].conf.voters  # an empty replica knows nothing, never campaigns
     index = c.nodes["a"].propose_conf_change(ConfChange(ADD, "d"))
     c.tick(n=3)
     d = c.nodes["d"]
@@ -102,10 +100,7 @@ def test_removing_a_follower_shrinks_the_quorum() -> None:
     c = elect(IDS, "a")
     c.nodes["a"].propose_conf_change(ConfChange(REMOVE, "c"))
     c.tick(n=3)
-    assert (
-        c.nodes["a"].conf.voters == ("a", "b")
-        and "c" not in c.nodes["a"].status().peers
-    )
+    assert c.nodes["a"].conf.voters == ("a", "b") and "c" not in c.nodes["a"].status().peers
     assert c.nodes["c"].conf.voters == ("a", "b")  # it was sent its own removal
     c.isolate("c")
     index = c.propose("a", b"without c")
@@ -151,11 +146,7 @@ def test_a_conf_entry_overwritten_by_a_new_leader_reverts_the_membership() -> No
     conf_d = encode_conf_entry(ConfChange(ADD, "d"), ConfState(("a", "b", "c", "d")))
     from global_kv.raft import AppendEntries
 
-    b.step(
-        AppendEntries(
-            2, "a", "b", 1, 1, (Entry(2, 2, EntryType.CONF_CHANGE, conf_d),), 1
-        )
-    )
+    b.step(AppendEntries(2, "a", "b", 1, 1, (Entry(2, 2, EntryType.CONF_CHANGE, conf_d),), 1))
     assert b.conf.voters == ("a", "b", "c", "d")
     b.step(AppendEntries(3, "c", "b", 1, 1, (Entry(2, 3, EntryType.NOOP),), 1))
     assert b.conf.voters == ("a", "b", "c")
@@ -206,9 +197,7 @@ def test_transfer_requests_are_checked() -> None:
 
 def test_timeout_now_bypasses_the_followers_lease() -> None:
     c = elect(IDS, "a", config(check_quorum=True, pre_vote=True))
-    c.nodes["b"].step(
-        RequestVote(5, "c", "b", 99, 9)
-    )  # an ordinary candidate is ignored
+    c.nodes["b"].step(RequestVote(5, "c", "b", 99, 9))  # an ordinary candidate is ignored
     assert c.nodes["b"].term == 2
     c.nodes["a"].transfer_leadership("c")
     c.deliver()

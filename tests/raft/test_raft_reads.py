@@ -75,9 +75,7 @@ def test_a_follower_read_is_forwarded_and_answered_by_the_leader() -> None:
     c.sent.clear()
     c.nodes["b"].read_index(b"f")
     c.deliver()
-    assert [type(m) for m in c.sent if m.src == "b" and m.dst == "a"][:1] == [
-        ReadIndexRequest
-    ]
+    assert [type(m) for m in c.sent if m.src == "b" and m.dst == "a"][:1] == [ReadIndexRequest]
     assert any(isinstance(m, ReadIndexResponse) for m in c.sent)
     assert c.reads["b"] == [ReadState(3, b"f")]
 
@@ -90,21 +88,13 @@ def test_a_read_without_any_known_leader_fails_fast() -> None:
 
 
 def test_lease_reads_skip_the_heartbeat_round_while_the_lease_holds() -> None:
-    cfg = config(
-        check_quorum=True, lease_reads=True, election_tick_min=10, lease_margin_ticks=2
-    )
+    cfg = config(check_quorum=True, lease_reads=True, election_tick_min=10, lease_margin_ticks=2)
     c = elect(IDS, "a", cfg)
-    c.tick(
-        ["a"]
-    )  # a heartbeat round acknowledged at tick 2: lease until tick 2 + 10 - 2
+    c.tick(["a"])  # a heartbeat round acknowledged at tick 2: lease until tick 2 + 10 - 2
     a = c.nodes["a"]
     a.read_index(b"lease")
     rd = c.handle("a")
-    assert (
-        rd is not None
-        and rd.read_states == (ReadState(2, b"lease"),)
-        and rd.messages == ()
-    )
+    assert rd is not None and rd.read_states == (ReadState(2, b"lease"),) and rd.messages == ()
     # Cut off: the lease runs out and reads need a round that cannot complete.
     c.isolate("a")
     c.tick(["a"], n=8)
@@ -114,9 +104,7 @@ def test_lease_reads_skip_the_heartbeat_round_while_the_lease_holds() -> None:
 
 
 def test_the_lease_ends_before_any_other_leader_can_be_elected() -> None:
-    cfg = config(
-        check_quorum=True, lease_reads=True, election_tick_min=10, election_tick_max=20
-    )
+    cfg = config(check_quorum=True, lease_reads=True, election_tick_min=10, election_tick_max=20)
     for seed in range(5):
         c = elect(IDS, "a", cfg, seed=seed)
         c.isolate("a")
@@ -128,9 +116,7 @@ def test_the_lease_ends_before_any_other_leader_can_be_elected() -> None:
                 c.flush()
                 if c.reads["a"] and c.reads["a"][-1].context == b"t%d" % t:
                     last_lease_read = t
-            if not new_leader_at and any(
-                n.role is Role.LEADER and n.term > 2 for n in c.nodes.values()
-            ):
+            if not new_leader_at and any(n.role is Role.LEADER and n.term > 2 for n in c.nodes.values()):
                 new_leader_at = t
         assert 0 < last_lease_read < new_leader_at
 

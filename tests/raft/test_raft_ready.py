@@ -17,11 +17,7 @@ def test_bootstrap_persists_the_membership_as_committed_entry_one() -> None:
     node = RaftNode.bootstrap("a", IDS, config(), random.Random(0))
     rd = node.ready()
     assert rd.hard_state == HardState(term=1, vote=None, commit=1)
-    assert (
-        [(e.index, e.term) for e in rd.entries]
-        == [(1, 1)]
-        == [(e.index, e.term) for e in rd.committed_entries]
-    )
+    assert [(e.index, e.term) for e in rd.entries] == [(1, 1)] == [(e.index, e.term) for e in rd.committed_entries]
     assert rd.soft_state == SoftState(Role.FOLLOWER, None, 1) and rd.must_sync()
     node.advance()
     assert not node.has_ready() and node.applied_index == 1
@@ -52,11 +48,7 @@ def test_hard_and_soft_state_appear_only_when_they_change() -> None:
     b = c.nodes["b"]
     b.step(Heartbeat(2, "a", "b", 2, 99))
     rd = b.ready()
-    assert (
-        rd.hard_state is None
-        and rd.soft_state is None
-        and len(rd.persisted_messages) == 1
-    )
+    assert rd.hard_state is None and rd.soft_state is None and len(rd.persisted_messages) == 1
     b.advance()
     c.nodes["a"].transfer_leadership("b")
     c.deliver()
@@ -89,9 +81,7 @@ def test_a_lost_proposal_shows_as_another_term_at_its_index() -> None:
     c.heal()
     c.tick(n=3)
     committed = {e.index: e for e in c.applied["a"]}
-    assert (
-        committed[index].term != term
-    )  # the caller fails that request: it never commits
+    assert committed[index].term != term  # the caller fails that request: it never commits
     assert b"will be lost" not in c.data_applied("a")
 
 
@@ -107,15 +97,11 @@ def test_a_restart_resumes_from_what_was_persisted() -> None:
     c = elect(IDS, "a")
     for n in range(3):
         c.propose("a", b"%d" % n)
-    before = {
-        i: (n.term, n.vote, n.commit_index, n.last_index) for i, n in c.nodes.items()
-    }
+    before = {i: (n.term, n.vote, n.commit_index, n.last_index) for i, n in c.nodes.items()}
     for i in IDS:
         c.crash(i)
         c.restart(i)
-    after = {
-        i: (n.term, n.vote, n.commit_index, n.last_index) for i, n in c.nodes.items()
-    }
+    after = {i: (n.term, n.vote, n.commit_index, n.last_index) for i, n in c.nodes.items()}
     assert after == before
     assert all(n.role is Role.FOLLOWER for n in c.nodes.values())
     c.tick(n=40)

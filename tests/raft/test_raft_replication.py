@@ -37,11 +37,7 @@ def _figure_8_s1_leads_term_4(allow_noop_to_s3: bool) -> Cluster:
     def only_old_entry_reaches_s3(m: Message) -> bool:
         if m.src == "s1" and m.dst in ("s4", "s5"):
             return False  # s4 and s5 hear nothing more from s1
-        if (
-            m.dst == "s3"
-            and isinstance(m, AppendEntries)
-            and any(e.index >= 3 for e in m.entries)
-        ):
+        if m.dst == "s3" and isinstance(m, AppendEntries) and any(e.index >= 3 for e in m.entries):
             # The first probe (prev 2) is rejected by s3 anyway; later ones would carry
             # the term-4 no-op to s3.
             return allow_noop_to_s3 or c.nodes["s3"].entry_term(2) is None
@@ -68,9 +64,7 @@ def test_figure_8_leader_never_commits_an_old_term_entry_by_counting_replicas() 
     c.tick(["s5"], n=3)
     assert c.nodes["s5"].role is Role.LEADER and c.nodes["s5"].term == 5
     assert c.nodes["s3"].entry_term(2) == 3
-    assert not any(
-        e.index == 2 and e.term == 2 for log in c.applied.values() for e in log
-    )
+    assert not any(e.index == 2 and e.term == 2 for log in c.applied.values() for e in log)
 
 
 def test_figure_8_old_entry_commits_once_an_entry_of_the_current_term_does() -> None:
@@ -84,8 +78,7 @@ def test_figure_8_old_entry_commits_once_an_entry_of_the_current_term_does() -> 
 
 def _follower(terms: list[int], term: int = 3) -> RaftNode:
     entries = [Entry(1, 1, EntryType.NOOP)] + [
-        Entry(2 + n, t, EntryType.NORMAL, f"{2 + n}@{t}".encode())
-        for n, t in enumerate(terms)
+        Entry(2 + n, t, EntryType.NORMAL, f"{2 + n}@{t}".encode()) for n, t in enumerate(terms)
     ]
     node = RaftNode(
         "b",
@@ -97,13 +90,8 @@ def _follower(terms: list[int], term: int = 3) -> RaftNode:
     return node
 
 
-def _ae(
-    prev: int, prev_term: int, terms: list[int], commit: int = 1, term: int = 3
-) -> AppendEntries:
-    ents = tuple(
-        Entry(prev + 1 + n, t, EntryType.NORMAL, f"{prev + 1 + n}@{t}".encode())
-        for n, t in enumerate(terms)
-    )
+def _ae(prev: int, prev_term: int, terms: list[int], commit: int = 1, term: int = 3) -> AppendEntries:
+    ents = tuple(Entry(prev + 1 + n, t, EntryType.NORMAL, f"{prev + 1 + n}@{t}".encode()) for n, t in enumerate(terms))
     return AppendEntries(term, "a", "b", prev, prev_term, ents, commit)
 
 
@@ -147,11 +135,7 @@ def test_fast_backtracking_needs_round_trips_per_term_not_per_entry() -> None:
     )
     c.campaign("a")
     c.tick(n=3)
-    rejections = [
-        m
-        for m in c.sent
-        if isinstance(m, AppendEntriesResponse) and m.src == "b" and m.reject
-    ]
+    rejections = [m for m in c.sent if isinstance(m, AppendEntriesResponse) and m.src == "b" and m.reject]
     assert 1 <= len(rejections) <= 2
     assert c.nodes["b"].last_index == c.nodes["a"].last_index == 42
     assert [c.nodes["b"].entry_term(i) for i in (21, 22, 41)] == [2, 4, 4]
@@ -176,11 +160,7 @@ def test_byte_cap_splits_large_entries_but_always_sends_one() -> None:
     c.sent.clear()
     c.nodes["a"].propose_batch([b"x" * 60] * 4 + [b"y" * 500])
     c.tick(n=8)
-    sizes = [
-        len(m.entries)
-        for m in c.sent
-        if isinstance(m, AppendEntries) and m.dst == "b" and m.entries
-    ]
+    sizes = [len(m.entries) for m in c.sent if isinstance(m, AppendEntries) and m.dst == "b" and m.entries]
     assert max(sizes) <= 2 and 1 in sizes
     assert c.data_applied("b")[-1] == b"y" * 500
 
@@ -211,9 +191,7 @@ def test_follower_answers_are_sent_only_after_the_persist() -> None:
     c.propose("a", b"v")
     rd = c.nodes["b"].ready()
     assert rd.entries and rd.messages == ()
-    assert rd.persisted_messages and all(
-        type(m) is AppendEntriesResponse for m in rd.persisted_messages
-    )
+    assert rd.persisted_messages and all(type(m) is AppendEntriesResponse for m in rd.persisted_messages)
 
 
 def test_heartbeats_carry_only_what_the_follower_is_known_to_hold() -> None:
@@ -246,9 +224,6 @@ def test_log_matching_after_leader_changes_with_divergent_suffixes() -> None:
     c.propose("b", b"kept")
     c.heal()
     c.tick(n=5)
-    logs = {
-        i: [(e.index, e.term, e.data) for e in n.entries(1, n.last_index + 1)]
-        for i, n in c.nodes.items()
-    }
+    logs = {i: [(e.index, e.term, e.data) for e in n.entries(1, n.last_index + 1)] for i, n in c.nodes.items()}
     assert all(log == logs["b"] for log in logs.values())
     assert all(b"doomed" not in c.data_applied(i) for i in c.nodes)

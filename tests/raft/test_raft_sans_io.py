@@ -43,22 +43,14 @@ def test_no_io_clock_or_runtime_imports(package: str) -> None:
     for path, imports in global_kv_closure(files).items():
         for mod, line in imports:
             top = mod.split(".")[0]
-            assert top not in FORBIDDEN, (
-                f"{path.relative_to(ROOT.parent)}:{line} imports {mod}"
-            )
+            assert top not in FORBIDDEN, f"{path.relative_to(ROOT.parent)}:{line} imports {mod}"
 
 
 def test_the_core_draws_randomness_only_from_the_injected_generator() -> None:
     for path in (ROOT / "raft").glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
-            if (
-                isinstance(node, ast.Attribute)
-                and isinstance(node.value, ast.Name)
-                and node.value.id == "random"
-            ):
-                assert node.attr == "Random", (
-                    f"{path.name}:{node.lineno} uses random.{node.attr}"
-                )
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "random":
+                assert node.attr == "Random", f"{path.name}:{node.lineno} uses random.{node.attr}"
 
 
 @pytest.mark.parametrize("package", [global_kv.raft, global_kv.sim], ids=["raft", "sim"])

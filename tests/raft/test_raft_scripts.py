@@ -152,9 +152,7 @@ class Script:
     def do_status(self) -> list[str]:
         out = []
         for i, n in self.cluster.nodes.items():
-            lead = (
-                f" leader={n.leader}" if n.role is not Role.LEADER and n.leader else ""
-            )
+            lead = f" leader={n.leader}" if n.role is not Role.LEADER and n.leader else ""
             out.append(
                 f"{i}: {n.role.value} term={n.term}{lead} commit={n.commit_index} "
                 f"applied={n.applied_index} last={n.last_index} first={n.first_index}"
@@ -166,10 +164,7 @@ class Script:
         before = len(c.reads[node])
         c.nodes[node].read_index(ctx.encode())
         out = self.do_stabilize()
-        return out + [
-            f"read {r.context.decode()} at index {r.index}"
-            for r in c.reads[node][before:]
-        ]
+        return out + [f"read {r.context.decode()} at index {r.index}" for r in c.reads[node][before:]]
 
     def do_transfer(self, node: str, to: str) -> list[str]:
         self.cluster.nodes[node].transfer_leadership(to)
@@ -181,9 +176,7 @@ class Script:
             n.applied_index,
             f"state machine of {node} at index {n.applied_index}.".encode(),
         )
-        return [
-            f"snapshot {meta.index}/{meta.term} voters={','.join(meta.conf.voters)}"
-        ]
+        return [f"snapshot {meta.index}/{meta.term} voters={','.join(meta.conf.voters)}"]
 
 
 def _parse(text: str) -> list[tuple[str, list[str]] | str]:
@@ -197,9 +190,7 @@ def _parse(text: str) -> list[tuple[str, list[str]] | str]:
             items.append(line)
             i += 1
             continue
-        assert i + 1 < len(lines) and lines[i + 1] == "----", (
-            f"expected ---- after {line!r}"
-        )
+        assert i + 1 < len(lines) and lines[i + 1] == "----", f"expected ---- after {line!r}"
         i += 2
         out = []
         while i < len(lines) and lines[i].strip():
@@ -222,10 +213,7 @@ def test_script(path: Path) -> None:
         rendered += [cmd, "----", *got]
         if not REWRITE:
             assert got == expected, (
-                f"{path.name}: {cmd}\n--- expected\n"
-                + "\n".join(expected)
-                + "\n--- got\n"
-                + "\n".join(got)
+                f"{path.name}: {cmd}\n--- expected\n" + "\n".join(expected) + "\n--- got\n" + "\n".join(got)
             )
     if REWRITE:
         path.write_text("\n".join(rendered) + "\n")

@@ -99,9 +99,7 @@ def test_a_snapshot_of_entries_the_follower_already_has_only_commits() -> None:
     c = Cluster.from_logs({"a": (2, [2, 2]), "b": (2, [2, 2, 2]), "c": (2, [])})
     b = c.nodes["b"]
     assert b.commit_index == 1
-    b.step(
-        InstallSnapshot(2, "a", "b", 3, 2, ("a", "b", "c"), (), 0, b"state at 3", True)
-    )
+    b.step(InstallSnapshot(2, "a", "b", 3, 2, ("a", "b", "c"), (), 0, b"state at 3", True))
     rd = b.ready()
     assert rd.snapshot is None  # Log Matching: b holds (3, 2), so everything before it
     assert b.commit_index == 3 and b.last_index == 4  # its entry 4 survives

@@ -36,9 +36,7 @@ from global_kv.raft._progress import Progress, ProgressState
         ({"lease_margin_ticks": 15}, "lease_margin_ticks"),
     ],
 )
-def test_config_rejects_out_of_range_values(
-    kwargs: dict[str, object], fragment: str
-) -> None:
+def test_config_rejects_out_of_range_values(kwargs: dict[str, object], fragment: str) -> None:
     with pytest.raises(RaftConfigError, match=fragment):
         RaftConfig(**kwargs)  # type: ignore[arg-type]
 
@@ -67,9 +65,7 @@ V = ConfChangeType
         ((("a",), ("c",)), (V.REMOVE_NODE, "c"), (("a",), ())),
     ],
 )
-def test_apply_conf_change(
-    conf: object, change: tuple[ConfChangeType, str], expected: tuple
-) -> None:
+def test_apply_conf_change(conf: object, change: tuple[ConfChangeType, str], expected: tuple) -> None:
     voters, learners = conf if isinstance(conf[0], tuple) else (conf, ())  # type: ignore[index]
     out = apply_conf_change(ConfState(voters, learners), ConfChange(*change))
     assert (out.voters, out.learners) == expected
@@ -85,9 +81,7 @@ def test_apply_conf_change(
         ((V.ADD_VOTER, ""), "non-empty"),
     ],
 )
-def test_invalid_conf_changes_are_rejected(
-    change: tuple[ConfChangeType, str], fragment: str
-) -> None:
+def test_invalid_conf_changes_are_rejected(change: tuple[ConfChangeType, str], fragment: str) -> None:
     with pytest.raises(ConfChangeRejected, match=fragment) as info:
         apply_conf_change(ConfState(("a", "b"), ("l",)), ConfChange(*change))
     assert info.value.change == ConfChange(*change)

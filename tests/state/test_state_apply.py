@@ -210,9 +210,7 @@ def test_one_write_batch_per_apply_call(sm: StateMachine, engine: StorageEngine,
     assert len(spy.calls) == 1
 
 
-def test_a_failed_write_leaves_memory_and_storage_as_before(
-    sm: StateMachine, engine: StorageEngine, log: Log
-) -> None:
+def test_a_failed_write_leaves_memory_and_storage_as_before(sm: StateMachine, engine: StorageEngine, log: Log) -> None:
     sm.apply([log.cmd(LockAcquire(b"old", A, 0), "cli", 1, 1)])
     before = (sm.locks(), sm.sessions(), sm.state_digest(sessions=True), sm.applied_index)
     spy = FailingWrites(engine, fail=1)

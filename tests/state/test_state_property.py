@@ -51,9 +51,7 @@ OWNERS = [PID("x@h", 1, 1), PID("y@h", 2, 1), PID("x@h", 1, 2)]
 CLIENTS = ["c0", "c1", "c2"]
 VALUES = [b"", b"1", b"2", b"long value " * 40]
 
-stored_values = st.builds(
-    lambda raw, compress: encode_value(raw, compress, 8), st.sampled_from(VALUES), st.booleans()
-)
+stored_values = st.builds(lambda raw, compress: encode_value(raw, compress, 8), st.sampled_from(VALUES), st.booleans())
 maybe_values = st.none() | stored_values
 keys = st.sampled_from(KEYS)
 lock_keys = st.sampled_from(LOCK_KEYS)
@@ -224,9 +222,7 @@ class Model:
         return Ok()
 
     def session_infos(self) -> list[SessionInfo]:
-        return [
-            SessionInfo(c, s["last"], s["ack"], tuple(sorted(s["res"]))) for c, s in sorted(self.sessions.items())
-        ]
+        return [SessionInfo(c, s["last"], s["ack"], tuple(sorted(s["res"]))) for c, s in sorted(self.sessions.items())]
 
 
 def make_log(spec: list[tuple[Any, ...]]) -> tuple[list[Entry], list[Any], Model]:

@@ -29,9 +29,7 @@ def populated(engine: StorageEngine, log: Log) -> StateMachine:
 
 
 @pytest.mark.parametrize("target", ENGINE_NAMES)
-def test_restore_into_a_fresh_engine_gives_the_same_state(
-    engines: Callable[..., StorageEngine], target: str
-) -> None:
+def test_restore_into_a_fresh_engine_gives_the_same_state(engines: Callable[..., StorageEngine], target: str) -> None:
     log = Log()
     source = populated(engines("memory"), log)
     with source.snapshot_chunks(chunk_size=512) as stream:

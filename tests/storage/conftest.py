@@ -23,9 +23,7 @@ class EngineFactory:
 
     def open(self, **options: Any) -> StorageEngine:
         if self.name == "hybrid":
-            options.setdefault(
-                "checkpoint_bytes", 64 << 10
-            )  # exercise checkpoints often
+            options.setdefault("checkpoint_bytes", 64 << 10)  # exercise checkpoints often
         if self.name == "lmdb":
             options.setdefault("map_size", 1 << 20)  # exercise map growth
         engine = open_engine(self.name, self.root, **options)
@@ -45,9 +43,7 @@ def engines(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EngineFa
 
 
 @pytest.fixture(params=[n for n in ENGINE_NAMES if n != "memory"])
-def durable_engines(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> Iterator[EngineFactory]:
+def durable_engines(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EngineFactory]:
     factory = EngineFactory(request.param, tmp_path / request.param)
     yield factory
     factory.close_all()

@@ -47,21 +47,14 @@ class LogModel:
         return self.entries[-1][0] if self.entries else self.snap.index
 
     def term_at(self, i: int) -> int:
-        return (
-            self.snap.term
-            if i == self.snap.index
-            else self.entries[i - self.snap.index - 1][1]
-        )
+        return self.snap.term if i == self.snap.index else self.entries[i - self.snap.index - 1][1]
 
     def key(self) -> tuple:
         return (self.hs, self.snap, tuple(self.entries))
 
 
 def make_entries(first: int, n: int, term: int) -> list[Entry]:
-    return [
-        Entry(i, term, EntryType.NORMAL, entry_data(i, term))
-        for i in range(first, first + n)
-    ]
+    return [Entry(i, term, EntryType.NORMAL, entry_data(i, term)) for i in range(first, first + n)]
 
 
 def next_log_op(rng: random.Random, m: LogModel) -> tuple:
@@ -98,9 +91,7 @@ def next_log_op(rng: random.Random, m: LogModel) -> tuple:
     if r < 0.9 and m.hs.commit > m.snap.index:
         i = rng.randint(m.snap.index + 1, m.hs.commit)
         return ("compact", SnapshotMeta(i, m.term_at(i), CONF))
-    meta = SnapshotMeta(
-        m.last() + rng.randint(1, 20), term, CONF
-    )  # a leader's snapshot we lack
+    meta = SnapshotMeta(m.last() + rng.randint(1, 20), term, CONF)  # a leader's snapshot we lack
     return (
         "save",
         HardState(term, m.hs.vote, meta.index),
@@ -124,18 +115,14 @@ def apply_log_op(op: tuple, m: LogModel) -> LogModel:
         out.snap = meta
     out.hs = hs
     if n:
-        out.entries = [e for e in out.entries if e[0] < first] + [
-            (i, term) for i in range(first, first + n)
-        ]
+        out.entries = [e for e in out.entries if e[0] < first] + [(i, term) for i in range(first, first + n)]
     return out
 
 
 def log_model_of(state) -> LogModel:
     for e in state.entries:
         assert e.data == entry_data(e.index, e.term), f"entry {e.index} has wrong data"
-    return LogModel(
-        state.hard_state, state.snapshot, [(e.index, e.term) for e in state.entries]
-    )
+    return LogModel(state.hard_state, state.snapshot, [(e.index, e.term) for e in state.entries])
 
 
 # ---- the engines -----------------------------------------------------------------------------
@@ -151,9 +138,7 @@ def batch_value(key: bytes) -> bytes:
 
 def engine_batch(b: int) -> tuple[dict[bytes, bytes], list[bytes]]:
     """Batch number b (applied at index b) puts its keys and deletes those of batch b-3."""
-    return {k: batch_value(k) for k in batch_keys(b)}, (
-        batch_keys(b - 3) if b > 3 else []
-    )
+    return {k: batch_value(k) for k in batch_keys(b)}, (batch_keys(b - 3) if b > 3 else [])
 
 
 def engine_state(applied: int) -> dict[bytes, bytes]:
@@ -175,9 +160,7 @@ class WriterRun:
     finished: bool  # it ran all its operations (not killed)
 
 
-def run_writer(
-    args: list[str], rng: random.Random, kill_after: int | None, timeout: float = 30.0
-) -> WriterRun:
+def run_writer(args: list[str], rng: random.Random, kill_after: int | None, timeout: float = 30.0) -> WriterRun:
     """Run the writer; SIGKILL it after `kill_after` acks (+ a random few ms), or let a
     kill hook inside it fire. Always reaps it, even if this function fails."""
     proc = subprocess.Popen(

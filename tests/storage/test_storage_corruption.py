@@ -60,9 +60,7 @@ def test_torn_final_record_is_cut_with_a_warning(tmp_path, caplog, cut):
     with caplog.at_level(logging.WARNING, logger=LOGGER):
         log = RaftLogStore(tmp_path)
     assert "torn" in caplog.text
-    assert (
-        log.last_index() == 95
-    )  # the last save (96..100) is gone, everything before is intact
+    assert log.last_index() == 95  # the last save (96..100) is gone, everything before is intact
     assert [e.index for e in log.load().entries] == list(range(1, 96))
     log.save(None, [Entry(96, 1, data=b"new")])  # and the log goes on from there
     log.close()
@@ -134,9 +132,7 @@ def test_snapshot_file_damage_is_detected_while_streaming(tmp_path):
     got: list[bytes] = []
     with pytest.raises(StorageCorrupted, match="checksum"):
         got.extend(reader.chunks())
-    assert got == data[: len(got)] and len(got) < len(
-        data
-    )  # nothing damaged was handed out
+    assert got == data[: len(got)] and len(got) < len(data)  # nothing damaged was handed out
     reader.close()
     store.close()
 
@@ -169,9 +165,7 @@ def test_hybrid_wal_damage(tmp_path, caplog):
     os.truncate(wal, size - 10)  # torn tail
     with caplog.at_level(logging.WARNING, logger=LOGGER):
         e = HybridStorage(tmp_path)
-    assert (
-        "torn" in caplog.text and e.applied_index() == 49 and e.get(b"k048") is not None
-    )
+    assert "torn" in caplog.text and e.applied_index() == 49 and e.get(b"k048") is not None
     e.close()
     flip(wal, size // 2)
     with pytest.raises(StorageCorrupted):
@@ -214,9 +208,7 @@ def test_lmdb_record_damage_surfaces_as_storage_corrupted(tmp_path):
     e.close()
     data = (tmp_path / "data.mdb").read_bytes()
     pos = data.find(b"precious-value-")
-    while (
-        pos >= 0
-    ):  # copy-on-write leaves older copies of the page around: damage them all
+    while pos >= 0:  # copy-on-write leaves older copies of the page around: damage them all
         flip(tmp_path / "data.mdb", pos + 3)
         pos = data.find(b"precious-value-", pos + 150)
     e = LMDBStorage(tmp_path)
@@ -232,9 +224,7 @@ def test_leveldb_leftovers_of_an_interrupted_restore_are_removed(tmp_path):
     e = LevelDBStorage(tmp_path)
     e.write_batch(puts={b"k": b"v"}, applied_index=3)
     e.close()
-    (
-        tmp_path / "db-7"
-    ).mkdir()  # what a restore that crashed before switching ACTIVE leaves
+    (tmp_path / "db-7").mkdir()  # what a restore that crashed before switching ACTIVE leaves
     (tmp_path / "db-7" / "000001.log").write_bytes(b"half a restore")
     e = LevelDBStorage(tmp_path)
     assert (e.get(b"k"), e.applied_index()) == (b"v", 3)

@@ -28,15 +28,12 @@ def rounds(default: int) -> int:
     return ROUNDS or default
 
 
-def check_log_round(
-    root, seed: int, kill_rng: random.Random, kill_after: int | None, hook: int | None
-) -> None:
+def check_log_round(root, seed: int, kill_rng: random.Random, kill_after: int | None, hook: int | None) -> None:
     with RaftLogStore(root / "log", segment_bytes=16 << 10) as log:
         states = [lib.log_model_of(log.load())]
     ops = 40
     run = lib.run_writer(
-        ["log", str(root), str(seed), str(ops)]
-        + ([str(hook)] if hook is not None else []),
+        ["log", str(root), str(seed), str(ops)] + ([str(hook)] if hook is not None else []),
         kill_rng,
         kill_after,
     )
@@ -55,9 +52,7 @@ def check_log_round(
         assert len(store.list_snapshots()) <= 1
         latest = store.latest()
         if log_snap.index:
-            assert latest is not None and latest.index >= log_snap.index, (
-                "log compacted past its snapshot"
-            )
+            assert latest is not None and latest.index >= log_snap.index, "log compacted past its snapshot"
         if latest is not None:
             with store.open_latest() as reader:
                 assert list(reader.chunks()) == lib.snapshot_chunks(latest.index)
@@ -89,16 +84,13 @@ def test_raft_log_survives_kills_inside_the_file_layer(tmp_path):
         )
 
 
-def check_engine_round(
-    name: str, root, kill_rng: random.Random, kill_after: int | None, hook: int | None
-) -> None:
+def check_engine_round(name: str, root, kill_rng: random.Random, kill_after: int | None, hook: int | None) -> None:
     options = {"checkpoint_bytes": 32 << 10} if name == "hybrid" else {}
     with open_engine(name, root, **options) as e:
         start = e.applied_index()
     ops = 60
     run = lib.run_writer(
-        [f"engine:{name}", str(root), "0", str(ops)]
-        + ([str(hook)] if hook is not None else []),
+        [f"engine:{name}", str(root), "0", str(ops)] + ([str(hook)] if hook is not None else []),
         kill_rng,
         kill_after,
     )
@@ -117,14 +109,10 @@ def check_engine_round(
 def test_engines_survive_kills_at_random_times(tmp_path, name):
     rng = random.Random(3)
     for _ in range(rounds(2)):
-        check_engine_round(
-            name, tmp_path, rng, kill_after=rng.randint(1, 40), hook=None
-        )
+        check_engine_round(name, tmp_path, rng, kill_after=rng.randint(1, 40), hook=None)
 
 
 def test_hybrid_engine_survives_kills_inside_the_file_layer(tmp_path):
     rng = random.Random(4)
     for _ in range(rounds(5)):
-        check_engine_round(
-            "hybrid", tmp_path, rng, kill_after=None, hook=rng.randint(1, 80)
-        )
+        check_engine_round("hybrid", tmp_path, rng, kill_after=None, hook=rng.randint(1, 80))

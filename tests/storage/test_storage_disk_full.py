@@ -52,9 +52,7 @@ def test_snapshot_store_on_a_full_tmpfs(small_tmpfs):
     store.save(SnapshotMeta(1, 1), [b"a" * 500_000])
     with pytest.raises(StorageFull):
         store.save(SnapshotMeta(2, 1), [b"b" * 500_000] * 4)
-    assert [
-        p.name for p in (small_tmpfs / "snaps").iterdir() if p.name.startswith(".tmp-")
-    ] == []
+    assert [p.name for p in (small_tmpfs / "snaps").iterdir() if p.name.startswith(".tmp-")] == []
     with store.open_latest() as r:
         assert r.meta.index == 1 and b"".join(r.chunks()) == b"a" * 500_000
     store.close()
@@ -83,21 +81,15 @@ def test_engines_on_a_full_tmpfs(small_tmpfs, name):
     e.close()
 
 
-def test_injected_enospc_mid_append_cuts_back_and_recovers(
-    tmp_path, monkeypatch, caplog
-):
+def test_injected_enospc_mid_append_cuts_back_and_recovers(tmp_path, monkeypatch, caplog):
     log = RaftLogStore(tmp_path / "log")
     log.save(HardState(1, "n1", 0), [Entry(i, 1, data=b"d") for i in range(1, 11)])
     size = log.statistics().size_bytes
     real = _files.pwrite
 
     def short_then_full(fd, data, off):
-        real(
-            fd, bytes(data[: len(data) // 2]), off
-        )  # half the record reaches the file...
-        raise OSError(
-            errno.ENOSPC, "No space left on device"
-        )  # ...then the disk is full
+        real(fd, bytes(data[: len(data) // 2]), off)  # half the record reaches the file...
+        raise OSError(errno.ENOSPC, "No space left on device")  # ...then the disk is full
 
     monkeypatch.setattr(_files, "pwrite", short_then_full)
     with pytest.raises(StorageFull) as info:
@@ -157,8 +149,6 @@ def test_injected_enospc_in_hybrid_engine_and_checkpoint(tmp_path, monkeypatch):
         e.write_batch(puts={b"k%d" % i: b"v" * 500}, applied_index=i)
     e.close()
     e = open_engine("hybrid", tmp_path, checkpoint_bytes=8 << 10)
-    assert (
-        e.applied_index() == 39 and e.get(b"a") == b"1" and e.get(b"k39") == b"v" * 500
-    )
+    assert e.applied_index() == 39 and e.get(b"a") == b"1" and e.get(b"k39") == b"v" * 500
     assert [p.name for p in e.path.iterdir() if p.name.startswith(".tmp-")] == []
     e.close()

@@ -88,9 +88,7 @@ def test_range_is_bytewise_ordered_and_half_open(engines):
     e.batch_put({k: k for k in shuffled})
     ordered = sorted(ODD_KEYS)
     assert [k for k, _ in e.range()] == ordered
-    assert [k for k, _ in e.range(b"a", b"b")] == [
-        k for k in ordered if b"a" <= k < b"b"
-    ]
+    assert [k for k, _ in e.range(b"a", b"b")] == [k for k in ordered if b"a" <= k < b"b"]
     assert [k for k, _ in e.range(b"a\xff")] == [k for k in ordered if k >= b"a\xff"]
     assert [k for k, _ in e.range(None, b"\x01")] == [k for k in ordered if k < b"\x01"]
     assert [k for k, _ in e.range(b"ab", b"ab")] == []
@@ -123,9 +121,7 @@ def test_prefix_scan(engines):
     e.batch_put({b"user/1": b"a", b"user/2": b"b", b"user0": b"c", b"usea": b"d"})
     assert [k for k, _ in e.prefix_scan(b"user/")] == [b"user/1", b"user/2"]
     assert [k for k, _ in e.prefix_scan(b"a\xff")] == [b"a\xff", b"a\xff\x00"]
-    assert [k for k, _ in e.prefix_scan(b"\xff")] == [
-        k for k in sorted(ODD_KEYS) if k.startswith(b"\xff")
-    ]
+    assert [k for k, _ in e.prefix_scan(b"\xff")] == [k for k in sorted(ODD_KEYS) if k.startswith(b"\xff")]
     assert [k for k, _ in e.prefix_scan(b"user", limit=2)] == [b"user/1", b"user/2"]
     assert len(list(e.prefix_scan(b""))) == len(ODD_KEYS) + 4
 
@@ -243,10 +239,7 @@ def test_cas_records_applied_index_even_when_it_fails(engines):
 
 
 def _fill(e, rng: random.Random, n: int = 200) -> dict[bytes, bytes]:
-    data = {
-        rng.randbytes(rng.randint(1, 40)): rng.randbytes(rng.randint(0, 300))
-        for _ in range(n)
-    }
+    data = {rng.randbytes(rng.randint(1, 40)): rng.randbytes(rng.randint(0, 300)) for _ in range(n)}
     data[b"\x00"] = b""
     data[b"\xff" * MAX_KEY_SIZE] = rng.randbytes(70_000)
     e.write_batch(puts=data, applied_index=42)
@@ -397,14 +390,8 @@ def test_random_operations_match_a_model(engines):
                 else:
                     model[k] = new
         elif op < 0.75:
-            puts = {
-                rng.choice(keys): rng.randbytes(2) for _ in range(rng.randint(0, 5))
-            }
-            dels = [
-                x
-                for x in (rng.choice(keys) for _ in range(rng.randint(0, 5)))
-                if x not in puts
-            ]
+            puts = {rng.choice(keys): rng.randbytes(2) for _ in range(rng.randint(0, 5))}
+            dels = [x for x in (rng.choice(keys) for _ in range(rng.randint(0, 5))) if x not in puts]
             e.write_batch(puts=puts, deletes=dels)
             for d in dels:
                 model.pop(d, None)

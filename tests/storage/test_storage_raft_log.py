@@ -14,10 +14,7 @@ CONF = ConfState(voters=("n1", "n2", "n3"))
 
 
 def ents(lo: int, hi: int, term: int, size: int = 10) -> list[Entry]:
-    return [
-        Entry(i, term, EntryType.NORMAL, bytes([i % 251]) * size)
-        for i in range(lo, hi + 1)
-    ]
+    return [Entry(i, term, EntryType.NORMAL, bytes([i % 251]) * size) for i in range(lo, hi + 1)]
 
 
 def reopened(store: RaftLogStore, **kw) -> RaftLogStore:
@@ -63,9 +60,7 @@ def test_one_fsync_per_save_whatever_the_batch_size(tmp_path, monkeypatch):
     assert len(calls) == 1
     log.save(None, ents(129, 129, 1))
     assert len(calls) == 2
-    log.save(
-        HardState(1, "n1", 0), []
-    )  # unchanged hard state, no entries: nothing to do
+    log.save(HardState(1, "n1", 0), [])  # unchanged hard state, no entries: nothing to do
     assert len(calls) == 2
     log.close()
 
@@ -78,9 +73,7 @@ def test_conflicting_suffix_is_replaced(tmp_path):
     assert [log.term(i) for i in (5, 6, 8)] == [1, 2, 2]
     log = reopened(log)
     st = log.load()
-    assert [(x.index, x.term) for x in st.entries] == [(i, 1) for i in range(1, 6)] + [
-        (i, 2) for i in range(6, 9)
-    ]
+    assert [(x.index, x.term) for x in st.entries] == [(i, 1) for i in range(1, 6)] + [(i, 2) for i in range(6, 9)]
     assert st.entries[6].data == ents(7, 7, 2)[0].data
     log.close()
 
@@ -277,16 +270,11 @@ def random_step(rng: random.Random, log: RaftLogStore, m: Model) -> None:
         hs = HardState(m.hs.term or 1, m.hs.vote, m.hs.commit)
         log.save(hs, new)
         m.hs, m.entries = hs, m.entries + new
-    elif (
-        op < 0.65 and m.last() > m.hs.commit
-    ):  # new term: a conflicting suffix after commit
+    elif op < 0.65 and m.last() > m.hs.commit:  # new term: a conflicting suffix after commit
         start = rng.randint(m.hs.commit + 1, m.last())
         term = m.hs.term + 1
         hs = HardState(term, f"n{rng.randint(1, 3)}", m.hs.commit)
-        new = [
-            Entry(start + k, term, EntryType.NORMAL, rng.randbytes(20))
-            for k in range(rng.randint(1, 5))
-        ]
+        new = [Entry(start + k, term, EntryType.NORMAL, rng.randbytes(20)) for k in range(rng.randint(1, 5))]
         log.save(hs, new)
         m.hs = hs
         m.entries = [e for e in m.entries if e.index < start] + new

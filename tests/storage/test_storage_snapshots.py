@@ -16,11 +16,7 @@ CONF = ConfState(voters=("a", "b", "c"), learners=("d",))
 
 def test_empty_store(tmp_path):
     with SnapshotStore(tmp_path) as store:
-        assert (
-            store.latest() is None
-            and store.open_latest() is None
-            and store.list_snapshots() == []
-        )
+        assert store.latest() is None and store.open_latest() is None and store.list_snapshots() == []
 
 
 def test_save_and_stream_back(tmp_path):
@@ -28,11 +24,7 @@ def test_save_and_stream_back(tmp_path):
     with SnapshotStore(tmp_path) as store:
         meta = SnapshotMeta(10, 3, CONF)
         info = store.save(meta, iter(chunks))
-        assert (
-            info.meta == meta
-            and info.path.exists()
-            and info.size_bytes == info.path.stat().st_size
-        )
+        assert info.meta == meta and info.path.exists() and info.size_bytes == info.path.stat().st_size
     with SnapshotStore(tmp_path) as store:
         assert store.latest() == meta
         with store.open_latest() as reader:
@@ -73,9 +65,7 @@ def test_older_snapshot_than_the_newest_is_refused(tmp_path):
         store.save(SnapshotMeta(10, 2), [b"x"])
         with pytest.raises(RaftInvariantError):
             store.create(SnapshotMeta(9, 2))
-        store.save(
-            SnapshotMeta(10, 2), [b"replaced"]
-        )  # the same point may be rewritten
+        store.save(SnapshotMeta(10, 2), [b"replaced"])  # the same point may be rewritten
         with store.open_latest() as r:
             assert list(r.chunks()) == [b"replaced"]
 
@@ -133,9 +123,7 @@ def test_reopen_removes_temp_files_and_extra_snapshots(tmp_path):
 
 def test_engine_snapshot_through_the_store_into_another_engine(tmp_path, make_engine):
     src = make_engine("leveldb")
-    src.write_batch(
-        puts={b"k%04d" % i: os.urandom(200) for i in range(2000)}, applied_index=77
-    )
+    src.write_batch(puts={b"k%04d" % i: os.urandom(200) for i in range(2000)}, applied_index=77)
     with SnapshotStore(tmp_path / "snaps") as store:
         with src.snapshot_chunks(chunk_size=16_384) as stream:
             store.save(SnapshotMeta(stream.last_index, 4, CONF), stream)
