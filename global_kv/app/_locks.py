@@ -102,6 +102,13 @@ class LockService:
         self.actor._propose(
             encode_command(Command(request.client_id, request.seq, request.ack, op)), caller, ref, request
         )
+        held = self.actor.sm.lock(request.key)
+        if held is not None and held.token == request.token and not self.acquiring.get(request.key):
+            # Hand over in the same round: the next waiter's acquire is proposed right behind
+            # the release, so one commit serves both (a hot lock changes hands in one round
+            # trip, not two). Should the release fail, the acquire finds the lock held and
+            # its waiter goes back to the front of the line.
+            self._grant_next(request.key)
 
     def refresh(self, caller: PID, ref: Ref, request: RefreshRequest) -> None:
         op = LockRefresh(request.key, request.token, _ttl_ms(request.ttl))
@@ -168,11 +175,13 @@ class LockService:
             return False
         if isinstance(result, Released):
             self.timers.on_result(result, index, None, trio.current_time())
-            for key, _token in result.locks:
-                if self.actor.sm.lock(key) is None:
+            for key, token in result.locks:
+                lock = self.actor.sm.lock(key)
+                if lock is None or lock.token != token:
                     self.released_total += 1
                     self.since.pop(key, None)
-                    self._grant_next(key)
+                if lock is None and not self.acquiring.get(key):
+                    self._grant_next(key)  # unless a handed-over acquire is on its way
             return False
         if isinstance(result, LockHeldResult) and isinstance(request, LockRequest) and caller is not None:
             if request.timeout > 0 and result.holder != request.owner:
