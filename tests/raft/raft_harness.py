@@ -26,6 +26,9 @@ from global_kv.raft import (
     Snapshot,
     encode_conf_entry,
 )
+from global_kv.sim._replica import (
+    SimDisk,  # persists exactly what Readies ask for, and refuses what breaks Raft's rules
+)
 
 
 def config(**overrides: object) -> RaftConfig:
@@ -41,27 +44,6 @@ def config(**overrides: object) -> RaftConfig:
     return RaftConfig(**base)  # type: ignore[arg-type]
 
 
-class Store:
-    """What a node persisted: exactly what its Readies asked for."""
-
-    def __init__(self) -> None:
-        self.hard_state = HardState()
-        self.snapshot = Snapshot()
-        self.entries: list[Entry] = []
-
-    def persist(self, rd: Ready) -> None:
-        if rd.snapshot is not None:
-            self.snapshot = rd.snapshot
-            self.entries = []
-        if rd.entries:
-            keep = rd.entries[0].index - self.snapshot.meta.index - 1
-            assert 0 <= keep <= len(self.entries), "Ready entries do not fit the stored log"
-            del self.entries[keep:]
-            self.entries.extend(rd.entries)
-        if rd.hard_state is not None:
-            self.hard_state = rd.hard_state
-
-
 class Cluster:
     def __init__(
         self,
@@ -74,7 +56,7 @@ class Cluster:
         self.cfg = cfg or config()
         self.seed = seed
         self.nodes: dict[str, RaftNode] = {}
-        self.stores: dict[str, Store] = {}
+        self.stores: dict[str, SimDisk] = {}
         self.applied: dict[str, list[Entry]] = {}
         self.reads: dict[str, list[ReadState]] = {}
         self.snapshots: dict[str, list[Snapshot]] = {}
@@ -90,7 +72,7 @@ class Cluster:
             # A learner starts empty and learns everything (membership too) by replication.
             self.nodes[i] = RaftNode(i, self.cfg, random.Random(f"{seed}-{i}"))
         for i in self.nodes:
-            self.stores[i] = Store()
+            self.stores[i] = SimDisk()
             self.applied[i] = []
             self.reads[i] = []
             self.snapshots[i] = []
@@ -227,7 +209,7 @@ class Cluster:
     def add_empty(self, node_id: str) -> RaftNode:
         node = RaftNode(node_id, self.cfg, random.Random(f"{self.seed}-{node_id}"))
         self.nodes[node_id] = node
-        self.stores[node_id] = Store()
+        self.stores[node_id] = SimDisk()
         self.applied[node_id] = []
         self.reads[node_id] = []
         self.snapshots[node_id] = []
