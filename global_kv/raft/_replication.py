@@ -278,13 +278,20 @@ class ReplicationMixin(NodeCore):
 
     # === leader side: answers ===========================================================
 
-    def _on_append_response(self, m: AppendEntriesResponse) -> None:
+    def _responding(self, peer: str) -> Progress | None:
+        """The progress of a peer answering this leader, now marked active (CheckQuorum);
+        None if this replica no longer leads or no longer knows the peer."""
         if self.role is not LEADER:
-            return
-        pr = self._progress.get(m.src)
+            return None
+        pr = self._progress.get(peer)
+        if pr is not None:
+            pr.recent_active = True
+        return pr
+
+    def _on_append_response(self, m: AppendEntriesResponse) -> None:
+        pr = self._responding(m.src)
         if pr is None:
             return
-        pr.recent_active = True
         log = self._log
         if m.reject:
             hint = m.hint_index
@@ -318,12 +325,9 @@ class ReplicationMixin(NodeCore):
         self._send_append_loop(m.src, pr, True)
 
     def _on_heartbeat_response(self, m: HeartbeatResponse) -> None:
-        if self.role is not LEADER:
-            return
-        pr = self._progress.get(m.src)
+        pr = self._responding(m.src)
         if pr is None:
             return
-        pr.recent_active = True
         if m.read_seq > pr.read_acked:
             pr.read_acked = m.read_seq
             if not pr.is_learner:
@@ -347,12 +351,9 @@ class ReplicationMixin(NodeCore):
                 self._send_snapshot_chunk(m.src, pr)
 
     def _on_snapshot_response(self, m: InstallSnapshotResponse) -> None:
-        if self.role is not LEADER:
-            return
-        pr = self._progress.get(m.src)
+        pr = self._responding(m.src)
         if pr is None:
             return
-        pr.recent_active = True
         if pr.state is not SNAPSHOT or m.index != pr.pending_snapshot:
             return
         size = len(self._log.snapshot.data)
