@@ -11,16 +11,9 @@ import sys
 import trio
 
 from global_kv.cli import open_session, parse_bootstrap
+from tests.os_processes import alive
 
 CLI = [sys.executable, "-m", "global_kv.cli"]
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 async def read_until(stream: trio.abc.ReceiveStream, pattern: bytes, buffer: bytearray) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
 import urllib.error
 import urllib.request
@@ -14,6 +13,7 @@ import trio
 from prometheus_client.parser import text_string_to_metric_families
 
 from global_kv.cli import LocalCluster, NodeStartError
+from tests.os_processes import alive
 
 
 def _get(url: str) -> tuple[int, bytes]:
@@ -26,14 +26,6 @@ def _get(url: str) -> tuple[int, bytes]:
 
 async def http_get(url: str) -> tuple[int, bytes]:
     return await trio.to_thread.run_sync(_get, url)
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 async def test_sigterm_stops_every_node_cleanly_and_a_restart_resumes_from_disk(tmp_path: Path) -> None:

@@ -13,37 +13,15 @@ from net_helpers import COOKIE, Cluster, url
 
 from ergo_py._ids import PID, ProcessID, Ref
 from ergo_py.net import Call, Reply, Send
+from tests.os_processes import read_port, reap
 
 A, B = "a@host", "b@host"
 SCRIPT = Path(__file__).resolve().parent / "net_peer_script.py"
 
 
-async def read_port(proc: trio.Process) -> int:
-    buf = b""
-    assert proc.stdout is not None
-    while b"\n" not in buf:
-        chunk = await proc.stdout.receive_some(1024)
-        if not chunk:
-            raise AssertionError(f"peer exited before listening (rc={proc.poll()})")
-        buf += chunk
-    line = buf.split(b"\n", 1)[0].decode()
-    assert line.startswith("PORT "), line
-    return int(line.split()[1])
-
-
 async def start_peer(*args: str) -> trio.Process:
     env = dict(os.environ, ERGO_COOKIE=COOKIE)
     return await trio.lowlevel.open_process([sys.executable, str(SCRIPT), *args], stdout=subprocess.PIPE, env=env)
-
-
-async def reap(proc: trio.Process) -> None:
-    with trio.CancelScope(shield=True):
-        if proc.returncode is None:
-            proc.kill()
-        with trio.move_on_after(5):
-            await proc.wait()
-        if proc.stdout is not None:
-            await proc.stdout.aclose()
 
 
 @pytest.mark.parametrize("who_dials", ["survivor", "victim"])

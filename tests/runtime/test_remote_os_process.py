@@ -17,6 +17,7 @@ import trio
 
 import ergo_py as e
 from ergo_py import PID, ProcessID, Ref
+from tests.os_processes import read_port, reap
 
 COOKIE = "os-process-cookie"
 LOCAL, PEER = "local@localhost", "peer@localhost"
@@ -51,31 +52,6 @@ class Recorder(e.Actor):
                 value = exc
             return trio.current_time(), value
         raise ValueError(f"unknown request {request!r}")
-
-
-async def read_port(proc: trio.Process) -> int:
-    assert proc.stdout is not None
-    buf = b""
-    while b"\n" not in buf:
-        chunk = await proc.stdout.receive_some(1024)
-        if not chunk:
-            raise AssertionError(f"the peer node exited before listening (rc={proc.poll()})")
-        buf += chunk
-    line = buf.split(b"\n", 1)[0].decode()
-    assert line.startswith("PORT "), line
-    return int(line.split()[1])
-
-
-async def reap(proc: trio.Process) -> None:
-    """Kill and wait for the peer, even while this test is being cancelled or failing."""
-    with trio.CancelScope(shield=True):
-        if proc.returncode is None:
-            proc.kill()
-        with trio.move_on_after(5):
-            await proc.wait()
-        for stream in (proc.stdin, proc.stdout):
-            if stream is not None:
-                await stream.aclose()
 
 
 async def wait_until(predicate: Any) -> None:
