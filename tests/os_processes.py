@@ -1,9 +1,11 @@
 """Helpers for tests that start OS processes: read what a child announces, check a PID,
-and stop a child by its PID even while the test is failing or being cancelled."""
+find every process a test started (by a marker in its environment), and stop a child by
+its PID even while the test is failing or being cancelled."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import trio
 
@@ -41,3 +43,18 @@ def alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def processes_with(marker: str) -> list[int]:
+    """PIDs of live processes whose environment carries `marker` (our children inherit it)."""
+    found = []
+    needle = marker.encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if needle in (entry / "environ").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found

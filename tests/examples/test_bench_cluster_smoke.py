@@ -11,20 +11,9 @@ from pathlib import Path
 
 import trio
 
+from tests.os_processes import processes_with
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def processes_with(marker: bytes) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            if marker in (entry / "environ").read_bytes():
-                found.append(int(entry.name))
-        except OSError:
-            continue
-    return found
 
 
 async def test_bench_cluster_runs_every_workload_and_reaps_its_processes(tmp_path: Path) -> None:
@@ -61,4 +50,4 @@ async def test_bench_cluster_runs_every_workload_and_reaps_its_processes(tmp_pat
     # The leader was killed under load and writes came back (well within the client's timeout).
     assert rows["W6"]["recovery_s"] is not None and 0 < rows["W6"]["recovery_s"] < 5, rows["W6"]
     assert "| W1 | 2 |" in result.stdout.decode()
-    assert processes_with(f"BENCH_TEST_MARKER={marker}".encode()) == []
+    assert processes_with(f"BENCH_TEST_MARKER={marker}") == []

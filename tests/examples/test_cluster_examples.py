@@ -14,6 +14,7 @@ from types import ModuleType
 import trio
 
 from global_kv.cli import LocalCluster
+from tests.os_processes import processes_with
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -31,21 +32,6 @@ def load(name: str) -> ModuleType:
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
-
-
-def processes_with(marker: str) -> list[int]:
-    """PIDs of live processes whose environment carries `marker` (our children inherit it)."""
-    found = []
-    needle = marker.encode()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            if needle in (entry / "environ").read_bytes():
-                found.append(int(entry.name))
-        except OSError:
-            continue
-    return found
 
 
 async def test_both_examples_against_a_running_cluster() -> None:
