@@ -25,7 +25,7 @@ import itertools
 import logging
 import os
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +75,8 @@ from ._protocol import (
 __all__ = ["GlobalActor"]
 
 _MAX_HOPS = 2
+# A snapshot is serialized in chunks of this size (a few hundred 100-byte pairs, ~1 ms each).
+_SNAPSHOT_CHUNK_BYTES = 32 * 1024
 _KV_WRITES = (RequestPut, RequestDelete, RequestCAS, RequestBatchPut, RequestBatchDelete)
 _READS = (RequestGet, RequestRange, RequestPrefix)
 _LOCK_REQUESTS = (LockRequest, UnlockRequest, RefreshRequest)
@@ -392,6 +394,12 @@ class GlobalActor(LeaderActor):
     # -- snapshots ------------------------------------------------------------------------------
     def raft_snapshot_data(self) -> bytes:
         return b"".join(self.sm.snapshot_chunks())
+
+    def raft_snapshot_chunks(self) -> tuple[int, Iterable[bytes]]:
+        # A point-in-time view of the engine (a LevelDB snapshot), read in small chunks so
+        # that LeaderActor can serialize it between messages.
+        stream = self.sm.snapshot_chunks(_SNAPSHOT_CHUNK_BYTES)
+        return stream.last_index, stream
 
     async def raft_restore(self, snapshot: Snapshot) -> None:
         if snapshot.meta.index > self.sm.applied_index:
