@@ -75,8 +75,8 @@ from ._protocol import (
 __all__ = ["GlobalActor"]
 
 _MAX_HOPS = 2
-# A snapshot is serialized in chunks of this size (a few hundred 100-byte pairs, ~1 ms each).
-_SNAPSHOT_CHUNK_BYTES = 32 * 1024
+# A snapshot is serialized in chunks of this size (~70 pairs of a 100-byte value, ~1 ms here).
+_SNAPSHOT_CHUNK_BYTES = 8 * 1024
 _KV_WRITES = (RequestPut, RequestDelete, RequestCAS, RequestBatchPut, RequestBatchDelete)
 _READS = (RequestGet, RequestRange, RequestPrefix)
 _LOCK_REQUESTS = (LockRequest, UnlockRequest, RefreshRequest)

@@ -1,4 +1,5 @@
-"""LeaderActor snapshots: built a step at a time between messages, then the log is compacted."""
+"""LeaderActor snapshots: built a step at a time between messages, then written (and the
+log compacted) by a helper process, while the replica keeps serving."""
 
 from __future__ import annotations
 
@@ -43,6 +44,8 @@ class SlowSnapshots(LeaderActor):
         return index, chunks()
 
     async def raft_save_snapshot(self, snapshot: Snapshot) -> None:
+        self.events.append(("saving", snapshot.meta.index))
+        await trio.sleep(0.1)  # a slow disk
         self.saved.append(snapshot)
         self.events.append(("saved", snapshot.meta.index))
 
@@ -65,7 +68,7 @@ class SlowSnapshots(LeaderActor):
         raise ValueError(request)
 
 
-async def test_snapshot_is_built_between_messages_and_compacts_at_its_own_index() -> None:
+async def test_snapshot_is_built_and_written_while_the_replica_serves_and_covers_its_own_index() -> None:
     events: list[tuple[str, int]] = []
     opts = LeaderOptions(cluster_id="snap", bootstrap=(ProcessID("solo", NODE),), snapshot_interval=20)
     with trio.fail_after(20):
@@ -90,6 +93,10 @@ async def test_snapshot_is_built_between_messages_and_compacts_at_its_own_index(
     during = [at for kind, at in events[start:end] if kind == "ping"]
     assert len(during) >= 2, events[start : end + 1]
     assert max(during) > index
+    # ... and while it was written to disk.
+    saving = next(i for i, (kind, _) in enumerate(events) if kind == "saving")
+    saved = next(i for i, (kind, _) in enumerate(events) if kind == "saved")
+    assert sum(1 for kind, _ in events[saving:saved] if kind == "ping") >= 2, events[saving : saved + 1]
     # The snapshot covers the index it was started at, not the later applied index, and
     # holds every chunk in order; the log now starts right after it.
     assert saved_at == [index]
