@@ -49,6 +49,7 @@ from ..state import (
 )
 from ..storage import SnapshotStore, StorageEngine, open_engine
 from ._config import GlobalConfig
+from ._gc_pauses import gc_pauses
 from ._locks import LockService
 from ._protocol import (
     CmdAddPeer,
@@ -446,6 +447,7 @@ class GlobalActor(LeaderActor):
             "last_applied": self.sm.applied_index,
             "replication_match": {peer: p.match for peer, p in st.peers.items()},
             "replication_lag_ms": self._replication_lag_ms(st) if st.role is Role.LEADER else {},
+            "gc_pause": gc_pauses().report(),
             "writes_total": self._writes_total,
             "reads_total": self._reads_total,
             "locks_acquired_total": self.locks.acquired_total,

@@ -52,6 +52,7 @@ _SCALARS = (
 _LATENCY = "commit_latency_ms"
 _MATCH = "replication_match"
 _LAG_MS = "replication_lag_ms"  # optional: exported when the replica measures it
+_GC = "gc_pause"  # optional: exported when the replica reports it
 
 METRIC_NAMES = (
     *(f"global_{s.key}" for s in _SCALARS),
@@ -125,6 +126,9 @@ def metric_families(metrics: Mapping[str, Any], status: StatusResponse, *, node:
                 lag_ms.add_metric([node, _peer_node(peer)], float(ms))
         yield lag_ms
 
+    if _GC in metrics:
+        yield from _gc_families(metrics[_GC], node)
+
     for name, value, help_ in (
         ("global_has_quorum", status.has_quorum, "1 if this replica leads or follows a known leader"),
         ("global_commit_lag", status.commit_lag, "committed entries not yet applied on this replica"),
@@ -133,6 +137,30 @@ def metric_families(metrics: Mapping[str, Any], status: StatusResponse, *, node:
         gauge = GaugeMetricFamily(name, help_, labels=["node"])
         gauge.add_metric([node], float(value))
         yield gauge
+
+
+def _gc_families(report: Mapping[str, Any], node: str) -> Iterator[Metric]:
+    count = CounterMetricFamily(
+        "global_gc_pauses", "collections of Python's garbage collector, by generation", labels=["node", "generation"]
+    )
+    seconds = CounterMetricFamily(
+        "global_gc_pause_seconds",
+        "time the process stood still in garbage collections, by generation",
+        labels=["node", "generation"],
+    )
+    longest = GaugeMetricFamily(
+        "global_gc_pause_max_seconds",
+        "the longest garbage collection pause since the node started, by generation",
+        labels=["node", "generation"],
+    )
+    for generation in range(3):
+        labels = [node, str(generation)]
+        count.add_metric(labels, float(report["count"][generation]))
+        seconds.add_metric(labels, float(report["seconds"][generation]))
+        longest.add_metric(labels, float(report["max_seconds"][generation]))
+    yield count
+    yield seconds
+    yield longest
 
 
 class _Families:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator
 
@@ -200,6 +201,18 @@ async def test_leader_reports_replication_lag_per_follower_in_ms() -> None:
                 assert running < stopped, lag
             # A follower has no view of the others.
             assert (await nodes[followers[1]].call("global", CmdMetrics()))["replication_lag_ms"] == {}
+
+
+async def test_replica_reports_garbage_collector_pauses_per_generation() -> None:
+    with trio.fail_after(30):
+        async with cluster() as nodes:
+            node = nodes[NAMES[0]]
+            before = (await node.call("global", CmdMetrics()))["gc_pause"]
+            gc.collect(2)
+            after = (await node.call("global", CmdMetrics()))["gc_pause"]
+            assert after["count"][2] == before["count"][2] + 1
+            assert after["seconds"][2] > before["seconds"][2]
+            assert after["max_seconds"][2] > 0
 
 
 async def test_membership_errors_cross_the_wire_as_themselves() -> None:

@@ -120,6 +120,16 @@ def test_replication_lag_ms_is_exported_only_when_the_replica_measures_it() -> N
     assert with_ms[("global_replication_lag_ms", (("node", NODE), ("peer", "n2@localhost")))] == 3.5
 
 
+def test_gc_pauses_are_exported_per_generation_when_the_replica_reports_them() -> None:
+    assert not any(name.startswith("global_gc_") for name, _ in samples(render_metrics(metrics(), status(), node=NODE)))
+    report = {"count": [40, 4, 1], "seconds": [0.01, 0.004, 0.03], "max_seconds": [0.001, 0.002, 0.03]}
+    got = samples(render_metrics(metrics(gc_pause=report), status(), node=NODE))
+    full = (("generation", "2"), ("node", NODE))
+    assert got[("global_gc_pauses_total", full)] == 1
+    assert got[("global_gc_pause_seconds_total", full)] == 0.03
+    assert got[("global_gc_pause_max_seconds", (("generation", "1"), ("node", NODE)))] == 0.002
+
+
 def test_a_missing_metric_raises_naming_it_instead_of_exporting_zero() -> None:
     data = metrics()
     del data["writes_total"]
