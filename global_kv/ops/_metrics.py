@@ -139,28 +139,20 @@ def metric_families(metrics: Mapping[str, Any], status: StatusResponse, *, node:
         yield gauge
 
 
+_GC_FAMILIES = (
+    ("global_gc_pauses", CounterMetricFamily, "count", "collections of Python's garbage collector"),
+    ("global_gc_pause_seconds", CounterMetricFamily, "seconds", "time the process stood still in collections"),
+    ("global_gc_pause_max_seconds", GaugeMetricFamily, "max_seconds", "the longest collection pause since start"),
+)
+
+
 def _gc_families(report: Mapping[str, Any], node: str) -> Iterator[Metric]:
-    count = CounterMetricFamily(
-        "global_gc_pauses", "collections of Python's garbage collector, by generation", labels=["node", "generation"]
-    )
-    seconds = CounterMetricFamily(
-        "global_gc_pause_seconds",
-        "time the process stood still in garbage collections, by generation",
-        labels=["node", "generation"],
-    )
-    longest = GaugeMetricFamily(
-        "global_gc_pause_max_seconds",
-        "the longest garbage collection pause since the node started, by generation",
-        labels=["node", "generation"],
-    )
-    for generation in range(3):
-        labels = [node, str(generation)]
-        count.add_metric(labels, float(report["count"][generation]))
-        seconds.add_metric(labels, float(report["seconds"][generation]))
-        longest.add_metric(labels, float(report["max_seconds"][generation]))
-    yield count
-    yield seconds
-    yield longest
+    """Per generation (0, 1, 2), from the replica's `gc_pause` report."""
+    for name, kind, key, help_ in _GC_FAMILIES:
+        family = kind(name, f"{help_}, by generation", labels=["node", "generation"])
+        for generation, value in enumerate(report[key][:3]):
+            family.add_metric([node, str(generation)], float(value))
+        yield family
 
 
 class _Families:
