@@ -26,6 +26,7 @@ import logging
 import os
 from collections import deque
 from collections.abc import Iterable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ import trio
 
 from ergo_py import NO_REPLY, PID, MessageDownPID, Ref
 
-from .._errors import GlobalKVError, NotLeader, StorageError
+from .._errors import GlobalKVError, NotLeader, StorageCorrupted, StorageError
 from ..leader import LeaderActor
 from ..raft import Entry, ReadState, Role, Snapshot, SnapshotMeta, SoftState, Status
 from ..state import (
@@ -112,6 +113,7 @@ class GlobalActor(LeaderActor):
             raise TypeError(f"GlobalActor needs a GlobalConfig, got {config!r}")
         self.config = config
         logging.getLogger("global_kv").setLevel(config.log_level.upper())
+        gc_pauses()  # counting from the replica's start
         self._engine: Any = None
         self._snapshots: Any = None
         self._engine, self._snapshots = await self._open_storage()
@@ -141,7 +143,9 @@ class GlobalActor(LeaderActor):
             return open_engine("memory", None), None
         data_dir = Path(config.data_dir or ".")
         engine = await trio.to_thread.run_sync(lambda: open_engine(config.storage_type, os.fspath(data_dir)))
-        snapshots = await trio.to_thread.run_sync(SnapshotStore, data_dir / "snapshots")
+        # Two kept: a crash after a new snapshot is saved but before the log is compacted
+        # behind it leaves the log naming the previous one, which must still be there.
+        snapshots = await trio.to_thread.run_sync(partial(SnapshotStore, data_dir / "snapshots", retain=2))
         return engine, snapshots
 
     async def terminate(self, reason: Any) -> None:
@@ -418,9 +422,13 @@ class GlobalActor(LeaderActor):
     async def raft_load_snapshot(self, meta: SnapshotMeta) -> bytes:
         if self._snapshots is None:
             return b""
-        reader = await trio.to_thread.run_sync(self._snapshots.open_latest)
+        reader = await trio.to_thread.run_sync(self._snapshots.open, meta)
         if reader is None:
-            return b""
+            raise StorageCorrupted(
+                str(self._snapshots.path),
+                meta.index,
+                f"the Raft log starts after a snapshot (term {meta.term}) not found",
+            )
         try:
             return b"".join(reader.chunks())
         finally:

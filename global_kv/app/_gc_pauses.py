@@ -47,7 +47,7 @@ _INSTALLED: GCPauses | None = None
 
 
 def gc_pauses() -> GCPauses:
-    """The process's recorder, installed into `gc.callbacks` on first use."""
+    """The process's recorder, installed into `gc.callbacks` on first use (a replica's start)."""
     global _INSTALLED
     if _INSTALLED is None:
         _INSTALLED = GCPauses()

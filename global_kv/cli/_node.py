@@ -124,6 +124,7 @@ async def _serve(settings: NodeSettings, stop: trio.Event, out: TextIO) -> None:
         # What exists now (modules, classes, the recovered state) lives as long as the
         # process: move it out of the cyclic collector's sight, so that a full collection
         # scans only what was allocated since (see the README, "Where the time goes").
+        gc.collect()  # what start-up left as cyclic garbage goes now, not frozen forever
         gc.freeze()
         print(ready_line(fields), file=out, flush=True)
         _log.info("serving %s on ws://%s:%s (metrics %s)", settings.name, host, node.port, metrics_url)

@@ -75,6 +75,8 @@ _PERSIST = _Signal("persist")
 # again: a whole-state snapshot in one go stalled every commit behind it (~40 ms for
 # 10,000 keys; the W1 p99 of benchmarks/bench_cluster.py went from 29 to 77 ms).
 _SNAPSHOT_STEP_SECONDS = 0.002
+# How long a stopping replica waits for its snapshot to be written before closing the log.
+_PERSIST_WAIT_SECONDS = 10.0
 
 
 class _SnapshotPersisted:
@@ -96,10 +98,11 @@ class _SnapshotPersister(Actor):
     every commit behind them). Linked to the replica: it dies with it.
     """
 
-    async def init(self, owner: LeaderActor, snapshot: Snapshot, store: Any) -> None:
+    async def init(self, owner: LeaderActor, snapshot: Snapshot, store: Any, done: trio.Event) -> None:
         self._owner = owner
         self._snapshot = snapshot
         self._store = store
+        self._done = done
         self.send(self.pid, _PERSIST)
 
     async def handle_message(self, from_: PID | None, message: Any) -> None:
@@ -107,12 +110,18 @@ class _SnapshotPersister(Actor):
             return
         owner, meta = self._owner, self._snapshot.meta
         error: BaseException | None = None
-        try:
-            await owner.raft_save_snapshot(self._snapshot)
-            if self._store is not None:
-                await trio.to_thread.run_sync(self._store.compact, meta)
-        except Exception as exc:  # noqa: BLE001 - handed to the replica, which raises it (or sees it superseded)
-            error = exc
+        # Both steps, even if the replica ends meanwhile (it waits for `done` before it
+        # closes the log): a snapshot file without the log compacted behind it is
+        # recoverable (two are kept), but why leave one.
+        with trio.CancelScope(shield=True):
+            try:
+                await owner.raft_save_snapshot(self._snapshot)
+                if self._store is not None:
+                    await trio.to_thread.run_sync(self._store.compact, meta)
+            except Exception as exc:  # noqa: BLE001 - handed to the replica, which raises it (or sees it superseded)
+                error = exc
+            finally:
+                self._done.set()
         self.send(owner.pid, _SnapshotPersisted(meta.index, error))
         self.stop()
 
@@ -120,12 +129,13 @@ class _SnapshotPersister(Actor):
 class _SnapshotBuild:
     """A snapshot being serialized a step at a time, between the replica's messages."""
 
-    __slots__ = ("chunks", "index", "parts")
+    __slots__ = ("chunks", "data", "index", "parts")
 
     def __init__(self, index: int, chunks: Iterable[bytes]) -> None:
         self.index = index
         self.chunks = chunks
         self.parts: list[bytes] = []
+        self.data: bytes | None = None  # set once every chunk is read
 
     def close(self) -> None:
         close = getattr(self.chunks, "close", None)
@@ -165,6 +175,7 @@ class LeaderActor(Actor):
         self._snapshot_requested = False
         self._snapshot_build: _SnapshotBuild | None = None
         self._snapshot_persisting: int | None = None  # the index a _SnapshotPersister is writing
+        self._snapshot_persisted_event: trio.Event | None = None  # set when it is done
         self._persisted_hs = HardState()
         config = options.raft_config()
         bootstrap_ids = [peer_id(p.name, p.node) for p in options.bootstrap]
@@ -198,7 +209,7 @@ class LeaderActor(Actor):
                 entries=state.entries,
                 applied=applied,
             )
-            self._persisted_hs = hard_state
+            self._persisted_hs = state.hard_state  # what is on disk (its commit may lag)
         elif self.raft_id in bootstrap_ids:
             self._replay_upto = 0
             self.raft = RaftNode.bootstrap(self.raft_id, bootstrap_ids, config, self._rng)
@@ -219,6 +230,10 @@ class LeaderActor(Actor):
         if build is not None:
             self._snapshot_build = None
             build.close()
+        persisting = getattr(self, "_snapshot_persisted_event", None)
+        if persisting is not None:
+            with trio.move_on_after(_PERSIST_WAIT_SECONDS):
+                await persisting.wait()
         if self._store is not None:
             store, self._store = self._store, None
             await trio.to_thread.run_sync(store.close)
@@ -499,26 +514,35 @@ class LeaderActor(Actor):
         self._kick()
 
     async def _maybe_compact(self) -> None:
-        """Every `snapshot_interval` applied entries: start a snapshot (built in steps, see
-        `_snapshot_step`), then drop the log before it."""
+        """At the end of a drain, when every Ready is persisted: finish the snapshot whose
+        data is whole, or (every `snapshot_interval` applied entries, or when asked) start
+        one, read from a point-in-time view a step at a time (`_snapshot_step`)."""
         raft = self.raft
-        applied = raft.applied_index
-        busy = self._snapshot_build is not None or self._snapshot_persisting is not None
-        if busy or applied < raft.first_index or raft.has_ready():
+        if raft.has_ready():
             return
-        due = applied - raft.first_index + 1 >= self.options.snapshot_interval
-        if not (due or self._snapshot_requested):
-            return
-        self._snapshot_requested = False
-        index, chunks = self.raft_snapshot_chunks()
-        self._snapshot_build = _SnapshotBuild(index, chunks)
-        await self._snapshot_step()
-
-    async def _snapshot_step(self) -> None:
-        """Serialize the snapshot in progress for up to `_SNAPSHOT_STEP_SECONDS`; once it is
-        whole, compact the log behind it. Otherwise continue after the mail queued meanwhile."""
         build = self._snapshot_build
         if build is None:
+            applied = raft.applied_index
+            if self._snapshot_persisting is not None or applied < raft.first_index:
+                return
+            due = applied - raft.first_index + 1 >= self.options.snapshot_interval
+            if not (due or self._snapshot_requested):
+                return
+            self._snapshot_requested = False
+            index, chunks = self.raft_snapshot_chunks()
+            build = self._snapshot_build = _SnapshotBuild(index, chunks)
+            await self._snapshot_step()
+        if build.data is not None and self._snapshot_build is build:
+            self._snapshot_build = None
+            await self._compact(build.index, build.data)
+
+    async def _snapshot_step(self) -> None:
+        """Serialize the snapshot in progress for up to `_SNAPSHOT_STEP_SECONDS`, then go on
+        behind the mail queued meanwhile. Once it is whole, the next drain compacts behind
+        it: only there is every Ready persisted, so the hard state `_compact` may write is
+        one the log on disk agrees with."""
+        build = self._snapshot_build
+        if build is None or build.data is not None:
             return
         clock = time.perf_counter
         stop = clock() + _SNAPSHOT_STEP_SECONDS
@@ -533,13 +557,16 @@ class LeaderActor(Actor):
                     await trio.lowlevel.checkpoint()
                     self.send(self.pid, _SNAPSHOT_STEP)
                     return
-        except Exception as exc:  # noqa: BLE001 - the view ended under us (a snapshot from the leader replaced the state)
+        except Exception as exc:
             self._snapshot_build = None
             build.close()
-            self.log.info("abandoned the snapshot at %d: %s", build.index, exc)
+            if self.raft.first_index - 1 < build.index:
+                raise  # not a restore that ended the view: the state machine's storage failed
+            self.log.info("dropped the snapshot at %d, superseded by the leader's: %s", build.index, exc)
             return
-        self._snapshot_build = None
-        await self._compact(build.index, b"".join(build.parts))
+        build.data = b"".join(build.parts)
+        build.parts.clear()
+        self._kick()  # a drain soon, which compacts behind it
 
     async def _compact(self, index: int, data: bytes) -> None:
         """Drop the log up to `index` behind `data`, the state machine's snapshot at `index`:
@@ -556,7 +583,8 @@ class LeaderActor(Actor):
             await trio.to_thread.run_sync(self._store.save, hard_state, ())
             self._persisted_hs = hard_state
         self._snapshot_persisting = index
-        await self.spawn(_SnapshotPersister, self, Snapshot(meta, data), self._store, link=True)
+        self._snapshot_persisted_event = done = trio.Event()
+        await self.spawn(_SnapshotPersister, self, Snapshot(meta, data), self._store, done, link=True)
 
     def _snapshot_persisted(self, done: _SnapshotPersisted) -> None:
         if done.index != self._snapshot_persisting:

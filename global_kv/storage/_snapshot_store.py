@@ -125,6 +125,15 @@ class SnapshotStore:
                     out.append(r.meta)
             return out
 
+    def open(self, meta: SnapshotMeta) -> SnapshotReader | None:
+        """A streaming reader of the snapshot with exactly `meta`'s index and term, or None."""
+        with self._mutex:
+            self._check_open()
+            for key, name in self._names():
+                if key == (meta.index, meta.term):
+                    return SnapshotReader(self.path / name)
+            return None
+
     def open_latest(self) -> SnapshotReader | None:
         """A streaming reader of the newest snapshot, or None if there is none."""
         with self._mutex:

@@ -210,7 +210,7 @@ async def test_replica_reports_garbage_collector_pauses_per_generation() -> None
             before = (await node.call("global", CmdMetrics()))["gc_pause"]
             gc.collect(2)
             after = (await node.call("global", CmdMetrics()))["gc_pause"]
-            assert after["count"][2] == before["count"][2] + 1
+            assert after["count"][2] >= before["count"][2] + 1
             assert after["seconds"][2] > before["seconds"][2]
             assert after["max_seconds"][2] > 0
 

@@ -32,6 +32,19 @@ def test_save_and_stream_back(tmp_path):
             assert list(reader.chunks()) == [c for c in chunks if c]
 
 
+def test_open_finds_the_snapshot_a_log_names_even_when_a_newer_one_was_saved(tmp_path):
+    # A crash after saving snapshot 40 but before the Raft log was compacted behind it:
+    # the log still names 30, which a store keeping two snapshots still has.
+    with SnapshotStore(tmp_path, retain=2) as store:
+        store.save(SnapshotMeta(30, 2, CONF), [b"at 30"])
+        store.save(SnapshotMeta(40, 2, CONF), [b"at 40"])
+    with SnapshotStore(tmp_path, retain=2) as store:
+        with store.open(SnapshotMeta(30, 2, CONF)) as reader:
+            assert reader.meta.index == 30 and b"".join(reader.chunks()) == b"at 30"
+        assert store.open(SnapshotMeta(30, 1, CONF)) is None  # same index, another term
+        assert store.open(SnapshotMeta(20, 2, CONF)) is None
+
+
 def test_newest_is_kept_and_older_deleted_after_commit(tmp_path):
     store = SnapshotStore(tmp_path, retain=2)
     for i in range(1, 5):
