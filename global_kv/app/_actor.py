@@ -397,9 +397,6 @@ class GlobalActor(LeaderActor):
             self._read_round_started.clear()
 
     # -- snapshots ------------------------------------------------------------------------------
-    def raft_snapshot_data(self) -> bytes:
-        return b"".join(self.sm.snapshot_chunks())
-
     def raft_snapshot_chunks(self) -> tuple[int, Iterable[bytes]]:
         # A point-in-time view of the engine (a LevelDB snapshot), read in small chunks so
         # that LeaderActor can serialize it between messages.

@@ -129,16 +129,17 @@ class _SnapshotPersister(Actor):
 class _SnapshotBuild:
     """A snapshot being serialized a step at a time, between the replica's messages."""
 
-    __slots__ = ("chunks", "data", "index", "parts")
+    __slots__ = ("chunks", "data", "index", "parts", "source")
 
-    def __init__(self, index: int, chunks: Iterable[bytes]) -> None:
+    def __init__(self, index: int, source: Iterable[bytes]) -> None:
         self.index = index
-        self.chunks = chunks
+        self.source = source  # what to close: it may pin a view of the storage
+        self.chunks: Iterator[bytes] = iter(source)
         self.parts: list[bytes] = []
         self.data: bytes | None = None  # set once every chunk is read
 
     def close(self) -> None:
-        close = getattr(self.chunks, "close", None)
+        close = getattr(self.source, "close", None)
         if close is not None:
             close()
 
@@ -174,8 +175,7 @@ class LeaderActor(Actor):
         self._leader_term: int | None = None
         self._snapshot_requested = False
         self._snapshot_build: _SnapshotBuild | None = None
-        self._snapshot_persisting: int | None = None  # the index a _SnapshotPersister is writing
-        self._snapshot_persisted_event: trio.Event | None = None  # set when it is done
+        self._snapshot_persisting: trio.Event | None = None  # a _SnapshotPersister at work: set when done
         self._persisted_hs = HardState()
         config = options.raft_config()
         bootstrap_ids = [peer_id(p.name, p.node) for p in options.bootstrap]
@@ -230,7 +230,7 @@ class LeaderActor(Actor):
         if build is not None:
             self._snapshot_build = None
             build.close()
-        persisting = getattr(self, "_snapshot_persisted_event", None)
+        persisting = getattr(self, "_snapshot_persisting", None)
         if persisting is not None:
             with trio.move_on_after(_PERSIST_WAIT_SECONDS):
                 await persisting.wait()
@@ -532,7 +532,7 @@ class LeaderActor(Actor):
             index, chunks = self.raft_snapshot_chunks()
             build = self._snapshot_build = _SnapshotBuild(index, chunks)
             await self._snapshot_step()
-        if build.data is not None and self._snapshot_build is build:
+        if build.data is not None:
             self._snapshot_build = None
             await self._compact(build.index, build.data)
 
@@ -546,10 +546,8 @@ class LeaderActor(Actor):
             return
         clock = time.perf_counter
         stop = clock() + _SNAPSHOT_STEP_SECONDS
-        chunks = build.chunks if isinstance(build.chunks, Iterator) else iter(build.chunks)
-        build.chunks = chunks
         try:
-            for chunk in chunks:
+            for chunk in build.chunks:
                 build.parts.append(chunk)
                 if clock() >= stop:
                     # Let the node's other tasks run (the links deliver what arrived
@@ -582,13 +580,11 @@ class LeaderActor(Actor):
             hard_state = raft.hard_state
             await trio.to_thread.run_sync(self._store.save, hard_state, ())
             self._persisted_hs = hard_state
-        self._snapshot_persisting = index
-        self._snapshot_persisted_event = done = trio.Event()
+        self._snapshot_persisting = done = trio.Event()
         await self.spawn(_SnapshotPersister, self, Snapshot(meta, data), self._store, done, link=True)
 
     def _snapshot_persisted(self, done: _SnapshotPersisted) -> None:
-        if done.index != self._snapshot_persisting:
-            return
+        # One persister at a time (`_maybe_compact` waits for this), so this is its answer.
         self._snapshot_persisting = None
         if done.error is None:
             return
