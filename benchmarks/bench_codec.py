@@ -14,12 +14,12 @@ told apart from the scheduler's and the state machine's (the cluster benchmark's
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import timeit
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from _report import write_report
 
 import global_kv  # noqa: F401 - registers the payload types
 from ergo_py._ids import PID, ProcessID, Ref
@@ -105,10 +105,7 @@ def main(argv: list[str] | None = None) -> None:
         r["encode_us"] + r["decode_us"] for r in rows if r["control"] in ("Call RequestGet", "Reply, 100-byte value")
     )
     print(f"\na get's round trip (Call + Reply, each encoded and decoded once): {call_reply:.1f} µs")
-    report = {"cpus": os.cpu_count(), "load": [round(x, 2) for x in os.getloadavg()], "results": rows}
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
-    print(f"JSON: {args.json}")
+    write_report(args.json, rows)
 
 
 if __name__ == "__main__":

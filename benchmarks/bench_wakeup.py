@@ -14,8 +14,6 @@ loop, and a trio loop (`trio.sleep`), each at several sleep lengths, reporting C
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import select
 import socket
 import time
@@ -23,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import trio
+from _report import write_report
 
 ROOT = Path(__file__).resolve().parent.parent
 SLEEPS = (0.0, 0.001, 0.01)
@@ -78,10 +77,7 @@ def main(argv: list[str] | None = None) -> None:
     print("| loop | sleep ms | CPU µs per wakeup | wakeups |\n|---|---:|---:|---:|")
     for r in rows:
         print(f"| {r['loop']} | {r['sleep_ms']:g} | {r['cpu_us_per_wakeup']} | {r['n']:,} |")
-    report = {"cpus": os.cpu_count(), "load": [round(x, 2) for x in os.getloadavg()], "results": rows}
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nJSON: {args.json}")
+    write_report(args.json, rows)
 
 
 if __name__ == "__main__":
