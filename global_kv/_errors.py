@@ -28,6 +28,8 @@ __all__ = [
     "StaleToken",
     "SessionExpired",
     "MalformedCommand",
+    "InvalidRequest",
+    "RequestFailed",
 ]
 
 
@@ -264,3 +266,23 @@ class TooManyWaiters(GlobalKVError):
         self.key = key
         self.limit = limit
         super().__init__(f"lock {key!r} already has {limit} waiters (max_lock_waiters); retry later or raise the limit")
+
+
+class InvalidRequest(GlobalKVError, ValueError):
+    """A client request was refused before anything was proposed or read: `field` names the
+    part that is wrong (e.g. "key", "limit", "value") and `reason` says why and what is allowed.
+    Nothing was changed; the same request will be refused again, so retrying is pointless."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        self.field = field
+        self.reason = reason
+        super().__init__(f"invalid request: {field}: {reason}")
+
+
+class RequestFailed(GlobalKVError):
+    """Serving one request raised an unexpected error inside the replica. The replica answered
+    this request with it and kept serving; `detail` names the error (a bug worth reporting)."""
+
+    def __init__(self, detail: str) -> None:
+        self.detail = detail
+        super().__init__(f"the request failed inside the replica (it keeps serving): {detail}")

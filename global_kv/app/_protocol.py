@@ -260,3 +260,5 @@ register_type(_errors.LockTimeout, name="global_kv.LockTimeout", fields=("key", 
 register_type(_errors.TooManyWaiters, name="global_kv.TooManyWaiters", fields=("key", "limit"))
 register_type(_errors.ConfChangeRejected, name="global_kv.ConfChangeRejected", fields=("change", "reason"))
 register_type(_errors.TransferRejected, name="global_kv.TransferRejected", fields=("peer", "reason"))
+register_type(_errors.InvalidRequest, name="global_kv.InvalidRequest", fields=("field", "reason"))
+register_type(_errors.RequestFailed, name="global_kv.RequestFailed", fields=("detail",))
