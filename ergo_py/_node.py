@@ -376,6 +376,15 @@ class Node:
     def connected_nodes(self) -> list[str]:
         return self._net.connected_nodes() if self._net is not None else []
 
+    def is_connected(self, node: str) -> bool:
+        """A link to `node` is up now."""
+        return self._net is not None and self._net.is_connected(node)
+
+    def can_reach(self, node: str) -> bool:
+        """This node can send to `node` now or dial it: a link is up, or a route is known.
+        False for a node without a listener that has not dialled us (or whose link is down)."""
+        return node == self.name or (self._net is not None and self._net.can_reach(node))
+
     def disconnect(self, node: str) -> None:
         """Close the link to `node` (monitors fire with noconnection; a later send reconnects)."""
         self._network().disconnect(node)

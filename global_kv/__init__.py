@@ -14,6 +14,7 @@ from ._errors import LockTimeout as LockTimeout
 from ._errors import NotLeader as NotLeader
 from ._errors import RaftInvariantError as RaftInvariantError
 from ._errors import RequestFailed as RequestFailed
+from ._errors import RequestTooLarge as RequestTooLarge
 from ._errors import SessionExpired as SessionExpired
 from ._errors import StaleToken as StaleToken
 from ._errors import StorageCorrupted as StorageCorrupted

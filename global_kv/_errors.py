@@ -29,6 +29,7 @@ __all__ = [
     "SessionExpired",
     "MalformedCommand",
     "InvalidRequest",
+    "RequestTooLarge",
     "RequestFailed",
 ]
 
@@ -277,6 +278,11 @@ class InvalidRequest(GlobalKVError, ValueError):
         self.field = field
         self.reason = reason
         super().__init__(f"invalid request: {field}: {reason}")
+
+
+class RequestTooLarge(InvalidRequest):
+    """A request, or the reply it asks for, is over a configured size limit (etcd's "request
+    is too large"): nothing was proposed or sent. Split it, or ask for less (a `limit`)."""
 
 
 class RequestFailed(GlobalKVError):

@@ -320,6 +320,14 @@ class Network:
         """The nodes with a link up now."""
         return [name for name, peer in self._peers.items() if peer.state == _UP]
 
+    def is_connected(self, node: str) -> bool:
+        peer = self._peers.get(node)
+        return peer is not None and peer.state == _UP
+
+    def can_reach(self, node: str) -> bool:
+        """A link to `node` is up, or there is a route to dial it."""
+        return node in self._routes or self.is_connected(node)
+
     def disconnect(self, node: str) -> None:
         """Drop the link to `node` (or stop connecting); on_link_down is called before this returns."""
         peer = self._peers.get(node)

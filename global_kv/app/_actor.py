@@ -33,8 +33,18 @@ from typing import Any
 import trio
 
 from ergo_py import NO_REPLY, PID, MessageDownPID, Ref
+from ergo_py.net import EncodeError, MessageTooLarge, NoConnection
 
-from .._errors import GlobalKVError, NotLeader, StorageCorrupted, StorageError
+from .._errors import (
+    GlobalKVError,
+    InvalidRequest,
+    NotLeader,
+    RaftInvariantError,
+    RequestFailed,
+    RequestTooLarge,
+    StorageCorrupted,
+    StorageError,
+)
 from ..leader import LeaderActor
 from ..raft import Entry, ReadState, Role, Snapshot, SnapshotMeta, SoftState, Status
 from ..state import (
@@ -52,6 +62,7 @@ from ..storage import SnapshotStore, StorageEngine, open_engine
 from ._config import GlobalConfig
 from ._gc_pauses import gc_pauses
 from ._locks import LockService
+from ._node_counters import node_counters
 from ._protocol import (
     CmdAddPeer,
     CmdListLocks,
@@ -61,6 +72,7 @@ from ._protocol import (
     Forwarded,
     LockRequest,
     RefreshRequest,
+    Relayed,
     RequestBatchDelete,
     RequestBatchPut,
     RequestCAS,
@@ -73,10 +85,13 @@ from ._protocol import (
     StatusResponse,
     UnlockRequest,
 )
+from ._validate import Limits, check_forwarded, check_request
 
 __all__ = ["GlobalActor"]
 
 _MAX_HOPS = 2
+# Forwarded requests remembered for a reply through their follower (oldest dropped past this).
+_MAX_RELAYS = 100_000
 # A snapshot is serialized in chunks of this size (~70 pairs of a 100-byte value, ~1 ms here).
 _SNAPSHOT_CHUNK_BYTES = 8 * 1024
 _KV_WRITES = (RequestPut, RequestDelete, RequestCAS, RequestBatchPut, RequestBatchDelete)
@@ -133,6 +148,12 @@ class GlobalActor(LeaderActor):
         # (last index of a proposed batch, when): how long a follower has lacked an entry.
         self._proposed_at: deque[tuple[int, float]] = deque(maxlen=4096)
         self.locks = LockService(self)
+        self._limits = Limits(config.max_request_bytes, config.max_batch_items)
+        # Call ref -> the follower that forwarded it: the way back to a caller we cannot dial.
+        self._relays: dict[Ref, PID] = {}
+        self._counters = node_counters(self.node)
+        self._counters.replica_starts += 1
+        self._seen_leader: Any = None
         await self.start_raft(config.leader_options())
         self.send_interval(self.pid, _LOCK_CHECK, min(config.lock_check_interval, 100) / 1000)
 
@@ -162,26 +183,100 @@ class GlobalActor(LeaderActor):
 
     async def handle_message(self, from_: PID | None, message: Any) -> None:
         if isinstance(message, Forwarded):
+            try:
+                check_forwarded(message)
+            except InvalidRequest as exc:
+                self._counters.rejected["invalid"] += 1
+                self.log.warning("dropped a malformed forwarded request from %r: %s", from_, exc)
+                return
+            if isinstance(from_, PID) and from_.node != message.caller.node:
+                self._remember_relay(message.ref, from_)
             self._answer(message.caller, message.ref, message.request, message.hops)
+            return
+        if isinstance(message, Relayed):
+            if isinstance(message.caller, PID) and isinstance(message.ref, Ref):
+                self._reply_direct(message.caller, message.ref, message.ok is True, message.value)
             return
         if message is _LOCK_CHECK:
             self.locks.check()
             self._expire_read_rounds()
             return
         if isinstance(message, MessageDownPID):
-            self.locks.on_down(message.pid)
+            self.locks.on_down(message.pid, message.reason)
             return
         self.log.warning("unexpected message %r from %r", message, from_)
 
     def _answer(self, caller: PID, ref: Ref, request: Any, hops: int) -> None:
         """Answer now, or later (NO_REPLY). A bad request is the caller's error, never our crash."""
         try:
+            check_request(request, self._limits)
             result = self._dispatch(caller, ref, request, hops)
-        except (GlobalKVError, ValueError, TypeError) as exc:
-            self.send_response_error(caller, ref, exc)
+        except Exception as exc:
+            self.send_response_error(caller, ref, self._request_error(request, exc))
             return
         if result is not NO_REPLY:
             self.send_response(caller, ref, result)
+
+    def _request_error(self, request: Any, exc: Exception) -> Exception:
+        """What a caller is told when serving its request raised `exc` (re-raised if the replica
+        itself is broken: a storage failure or a Raft invariant stops it, as they must)."""
+        if isinstance(exc, (StorageError, RaftInvariantError)):
+            raise exc
+        if isinstance(exc, RequestTooLarge):
+            self._counters.rejected["too_large"] += 1
+        elif isinstance(exc, InvalidRequest):
+            self._counters.rejected["invalid"] += 1
+        elif isinstance(exc, GlobalKVError):
+            return exc
+        elif isinstance(exc, (ValueError, TypeError)):
+            # Refused below the edge (a command's own checks): still the request's fault.
+            self._counters.rejected["invalid"] += 1
+            return InvalidRequest("request", str(exc))
+        else:
+            self._counters.rejected["internal"] += 1
+            self.log.error("serving %s failed; the replica keeps serving", type(request).__name__, exc_info=exc)
+            return RequestFailed(f"{type(exc).__name__}: {exc}")
+        return exc
+
+    # -- replies: direct, or back through the follower that forwarded the request ---------------
+    def _remember_relay(self, ref: Ref, via: PID) -> None:
+        relays = self._relays
+        if len(relays) >= _MAX_RELAYS:
+            del relays[next(iter(relays))]
+        relays[ref] = via
+
+    def send_response(self, to: PID, ref: Ref, value: Any) -> None:
+        self._reply(to, ref, True, value)
+
+    def send_response_error(self, to: PID, ref: Ref, error: BaseException) -> None:
+        self._reply(to, ref, False, error)
+
+    def _reply(self, to: PID, ref: Ref, ok: bool, value: Any) -> None:
+        """The caller of a forwarded request may sit on a node without a listener that has no
+        link to us (a dial-only client): then the answer goes back the way the request came."""
+        via = self._relays.pop(ref, None) if self._relays else None
+        if via is not None and not self.node.can_reach(to.node):
+            try:
+                self.send(via, Relayed(to, ref, ok, value))
+            except (EncodeError, MessageTooLarge) as exc:
+                self.send(via, Relayed(to, ref, False, self._unsendable(exc)))
+            return
+        self._reply_direct(to, ref, ok, value)
+
+    def _reply_direct(self, to: PID, ref: Ref, ok: bool, value: Any) -> None:
+        try:
+            if ok:
+                super().send_response(to, ref, value)
+            else:
+                super().send_response_error(to, ref, value)
+        except (EncodeError, MessageTooLarge) as exc:
+            super().send_response_error(to, ref, self._unsendable(exc))
+        except NoConnection:
+            pass  # this node's network is closing: the caller hears of it as a lost link
+
+    def _unsendable(self, exc: Exception) -> GlobalKVError:
+        self._counters.rejected["too_large"] += 1
+        return RequestTooLarge("reply", f"the reply cannot be sent ({exc}); ask for less (a limit)")
 
     def _dispatch(self, caller: PID, ref: Ref, request: Any, hops: int) -> Any:
         if isinstance(request, _KV_WRITES):
@@ -265,9 +360,18 @@ class GlobalActor(LeaderActor):
         self._reads_total += 1
         if isinstance(request, RequestGet):
             return self.sm.get(request.key)
+        budget = self.config.max_response_bytes
         if isinstance(request, RequestRange):
-            return self.sm.range(request.start, request.end, request.limit or None)
-        return self.sm.prefix_scan(request.prefix, request.limit or None)
+            return self.sm.range(request.start, request.end, request.limit or None, max_bytes=budget)
+        return self.sm.prefix_scan(request.prefix, request.limit or None, max_bytes=budget)
+
+    def _serve_read(self, caller: PID, ref: Ref, request: Any) -> None:
+        try:
+            value = self._read_now(request)
+        except Exception as exc:
+            self.send_response_error(caller, ref, self._request_error(request, exc))
+        else:
+            self.send_response(caller, ref, value)
 
     # -- batching: runs before each Ready drain ------------------------------------------------
     async def raft_flush(self) -> None:
@@ -376,13 +480,13 @@ class GlobalActor(LeaderActor):
                 waiting.append((index, batch))
                 continue
             for caller, ref, request in batch:
-                try:
-                    self.send_response(caller, ref, self._read_now(request))
-                except GlobalKVError as exc:
-                    self.send_response_error(caller, ref, exc)
+                self._serve_read(caller, ref, request)
         self._ready_reads = waiting
 
     async def raft_role_changed(self, soft: SoftState) -> None:
+        if soft.leader is not None and soft.leader != self._seen_leader:
+            self._seen_leader = soft.leader
+            self._counters.leader_changes += 1
         if soft.role is Role.LEADER:
             self.locks.become_leader()
         else:
@@ -463,6 +567,9 @@ class GlobalActor(LeaderActor):
             "snapshots_total": self._snapshots_total,
             "locks_held": len(self.sm.locks()),
             "lock_waiters": self.locks.waiter_count(),
+            "leader_changes_total": self._counters.leader_changes,
+            "replica_restarts_total": self._counters.replica_restarts,
+            "requests_rejected_total": dict(self._counters.rejected),
         }
 
     def _replication_lag_ms(self, st: Status) -> dict[str, float]:

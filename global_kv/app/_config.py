@@ -46,6 +46,13 @@ class GlobalConfig:
     default_lock_ttl: int = 0  # seconds; 0 = no TTL
     lock_check_interval: int = 1000  # ms
     max_lock_waiters: int = 100
+    # A lock owner on a node this leader cannot dial (a client without a listener) gets this
+    # long (ms) to link to a new leader before it counts as gone.
+    owner_grace_period: int = 5000
+    # Limits on what one client request may carry or get back (etcd's --max-request-bytes).
+    max_request_bytes: int = 1_572_864
+    max_response_bytes: int = 8 * 1024 * 1024
+    max_batch_items: int = 10_000
     # Performance
     read_consistency: str = "linearizable"
     compress_values: bool = False
@@ -89,6 +96,16 @@ class GlobalConfig:
             self.read_consistency in READ_CONSISTENCIES,
             f"read_consistency must be one of {READ_CONSISTENCIES}, got {self.read_consistency!r}",
         )
+        need(self.owner_grace_period >= 0, "owner_grace_period must be >= 0 ms")
+        need(
+            1024 <= self.max_request_bytes <= 8 * 1024 * 1024,
+            "max_request_bytes must be 1 KiB..8 MiB (one entry must fit a message)",
+        )
+        need(
+            64 * 1024 <= self.max_response_bytes <= 12 * 1024 * 1024,
+            "max_response_bytes must be 64 KiB..12 MiB (below the 16 MiB message limit)",
+        )
+        need(self.max_batch_items >= 1, "max_batch_items must be >= 1")
         need(self.compress_threshold >= 0, "compress_threshold must be >= 0 bytes")
         need(self.session_expiry_entries >= 1000, "session_expiry_entries must be >= 1000")
         need(

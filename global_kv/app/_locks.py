@@ -18,6 +18,14 @@ leader-local and rebuilt when a replica becomes leader:
 - Owner monitors: the leader monitors every owner in the table; an owner's DOWN
   (exit, kill, or its node's link lost: `noconnection`) proposes
   `LockReleaseOwner(owner)`. A DOWN for an owner holding nothing changes nothing.
+- Owners the leader cannot dial: a client node without a listener is reachable only
+  over a link it dialled. When the leader starts watching such an owner before that
+  node has linked to it (a new leader, typically), the `noconnection` DOWN that follows
+  starts a grace period (`owner_grace_period`) instead of a release: once the node
+  links, the owner is monitored again; if the grace runs out first, the owner counts
+  as gone. The client keeps links to every member (`GlobalClient`), so after a
+  failover it is back well within the grace. A link that was up and drops is a lost
+  node, released at once as for any other.
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ergo_py import PID, Ref
+from ergo_py import NOCONNECTION, PID, Ref
 
 from .._errors import LockHeld, LockNotHeld, LockTimeout, NotLeader, TooManyWaiters
 from ..state import (
@@ -75,6 +83,9 @@ class LockService:
         self.timers = LockTimers(ttl_unit=0.001, retry_after=2 * self.config.election_timeout_max / 1000)
         self.since: dict[bytes, float] = {}  # key -> when this leader saw it granted
         self.monitors: dict[PID, Ref] = {}
+        self.grace: dict[PID, float] = {}  # owner on a node we cannot dial -> until when it may link
+        self.unlinked: set[PID] = set()  # owners monitored while their node had no link to us
+        self.grace_period = self.config.owner_grace_period / 1000
         self.acquired_total = 0
         self.released_total = 0
 
@@ -210,13 +221,29 @@ class LockService:
 
     # -- owners -----------------------------------------------------------------------------
     def _watch(self, owner: PID) -> None:
-        if self.active and owner not in self.monitors:
+        if self.active and owner not in self.monitors and owner not in self.grace:
+            if not self.actor.node.is_connected(owner.node):
+                self.unlinked.add(owner)
             self.monitors[owner] = self.actor.monitor(owner)
 
-    def on_down(self, owner: PID) -> None:
+    def on_down(self, owner: PID, reason: Any = None) -> None:
         self.monitors.pop(owner, None)
+        never_linked = owner in self.unlinked
+        self.unlinked.discard(owner)
         if not self.active:
             return
+        if (
+            reason == NOCONNECTION
+            and never_linked
+            and self.grace_period > 0
+            and not self.actor.node.can_reach(owner.node)
+        ):
+            # We cannot dial its node; it may not have linked to us yet. Wait for it (check()).
+            self.grace.setdefault(owner, trio.current_time() + self.grace_period)
+            return
+        self._owner_gone(owner)
+
+    def _owner_gone(self, owner: PID) -> None:
         for key, queue in list(self.waiters.items()):
             kept = deque(w for w in queue if w.request.owner != owner)
             if kept:
@@ -232,6 +259,8 @@ class LockService:
         self.acquiring.clear()
         self.timers.clear()
         self.since.clear()
+        self.grace.clear()
+        self.unlinked.clear()
 
     def become_leader(self) -> None:
         self._forget()
@@ -261,6 +290,13 @@ class LockService:
         if not self.active:
             return
         now = trio.current_time()
+        for owner, until in list(self.grace.items()):
+            if self.actor.node.is_connected(owner.node):
+                del self.grace[owner]
+                self._watch(owner)  # linked now: a dead owner gives noproc at once
+            elif until <= now:
+                del self.grace[owner]
+                self._owner_gone(owner)
         for op in self.timers.due(self.actor.sm.lock, now):
             self.actor._propose(encode_command(Command(None, 0, 0, op)), None, None, None)
             self.timers.proposed(op, now)

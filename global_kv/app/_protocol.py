@@ -34,6 +34,7 @@ __all__ = [
     "UnlockRequest",
     "RefreshRequest",
     "Forwarded",
+    "Relayed",
     "RequestStatus",
     "StatusResponse",
     "CmdAddPeer",
@@ -169,6 +170,18 @@ class Forwarded:
     hops: int = 1
 
 
+@_wire("Relayed")
+@dataclass(frozen=True, slots=True)
+class Relayed:
+    """The leader's answer to a forwarded request whose caller it cannot reach (a client
+    node without a listener): the follower that forwarded it passes it on."""
+
+    caller: PID
+    ref: Ref
+    ok: bool
+    value: Any
+
+
 # -- operations ------------------------------------------------------------------------------
 @_wire("RequestStatus")
 @dataclass(frozen=True, slots=True)
@@ -261,4 +274,5 @@ register_type(_errors.TooManyWaiters, name="global_kv.TooManyWaiters", fields=("
 register_type(_errors.ConfChangeRejected, name="global_kv.ConfChangeRejected", fields=("change", "reason"))
 register_type(_errors.TransferRejected, name="global_kv.TransferRejected", fields=("peer", "reason"))
 register_type(_errors.InvalidRequest, name="global_kv.InvalidRequest", fields=("field", "reason"))
+register_type(_errors.RequestTooLarge, name="global_kv.RequestTooLarge", fields=("field", "reason"))
 register_type(_errors.RequestFailed, name="global_kv.RequestFailed", fields=("detail",))

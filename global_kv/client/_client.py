@@ -12,6 +12,7 @@ reads as `None` (there is no KeyNotFound).
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -40,6 +41,8 @@ from ..app._protocol import (
     StatusResponse,
     UnlockRequest,
 )
+from ._bootstrap import parse_bootstrap
+from ._links import LinkKeeper
 from ._locks import LockHandle
 
 __all__ = ["GlobalClient", "open_client", "Key"]
@@ -101,6 +104,7 @@ class GlobalClient:
         # The server starts a session only for a write with ack <= 1, so ack stays 1 until
         # a write has certainly gone through the log (a success); lower acks are always safe.
         self._session_open = False
+        self._keeper_started = False
 
     # -- KV ------------------------------------------------------------------------------
     async def get(self, key: Key, *, consistency: str | None = None) -> bytes | None:
@@ -165,6 +169,7 @@ class GlobalClient:
         k = _key(key)
         owner = self.process.pid
         deadline = trio.current_time() + timeout
+        await self._keep_links()
 
         def make(seq: int, ack: int) -> LockRequest:
             left = max(0.0, deadline - trio.current_time()) if timeout > 0 else 0.0
@@ -242,6 +247,15 @@ class GlobalClient:
         return await self._request(RequestStatus(), follow_leader=False)  # type: ignore[no-any-return]
 
     # -- internals ---------------------------------------------------------------------------
+    async def _keep_links(self) -> None:
+        """From the first lock on, keep this node linked to every member (see LinkKeeper): a
+        new leader must be able to monitor this process even if this node has no listener."""
+        if self._keeper_started:
+            return
+        self._keeper_started = True
+        node = self.process.node
+        await node.spawn(LinkKeeper, [m.node for m in self.nodes], self.process.pid)
+
     async def _write(self, make: Any, extra_time: float = 0.0) -> Any:
         self._seq += 1
         seq = self._seq
@@ -313,11 +327,28 @@ class _ClientProcess(Actor):
 
 @asynccontextmanager
 async def open_client(
-    node: ergo_py.Node,
-    nodes: Sequence[ProcessID | str],
+    node: ergo_py.Node | str,
+    nodes: Sequence[ProcessID | str] | None = None,
+    *,
+    cookie: str | None = None,
     **options: Any,
 ) -> AsyncIterator[GlobalClient]:
-    """A GlobalClient for code that is not an actor: spawns its process on `node`, stops it after."""
+    """A GlobalClient for code that is not an actor, with its own process (stopped after).
+
+    `open_client(node, ["n1@host", ...])` runs the client on a node you started;
+    `open_client(BOOTSTRAP, cookie=COOKIE)` (the string `global-kv cluster` prints, or a
+    node's BOOTSTRAP setting) starts a node of its own that only dials out, for as long
+    as the block runs. The cookie defaults to $ERGO_COOKIE.
+    """
+    if isinstance(node, str):
+        routes = parse_bootstrap(node)
+        name = f"client-{secrets.token_hex(4)}@localhost"
+        async with ergo_py.start_node(name, ergo_py.NodeOptions(cookie=cookie, routes=routes)) as own:
+            async with open_client(own, list(routes) if nodes is None else nodes, **options) as client:
+                yield client
+        return
+    if nodes is None:
+        raise TypeError("open_client(node, nodes): name the members (or pass a BOOTSTRAP string instead of a node)")
     pid = await node.spawn(_ClientProcess)
     proc = node._local(pid)
     assert proc is not None

@@ -48,7 +48,12 @@ _SCALARS = (
     _Scalar("snapshots_total", "counter", "snapshots this replica took or installed since it started"),
     _Scalar("locks_held", "gauge", "locks held in the replicated lock table"),
     _Scalar("lock_waiters", "gauge", "waiters queued for locks (known on the leader only)"),
+    _Scalar("leader_changes_total", "counter", "times this node saw a new leader (kept across replica restarts)"),
+    _Scalar("replica_restarts_total", "counter", "times this node's supervisor restarted its crashed replica"),
 )
+_REJECTED = "requests_rejected_total"
+# Every reason is exported, 0 until it happens, so that an alert has a series to watch.
+REJECT_REASONS = ("invalid", "too_large", "internal")
 _LATENCY = "commit_latency_ms"
 _MATCH = "replication_match"
 _LAG_MS = "replication_lag_ms"  # optional: exported when the replica measures it
@@ -57,6 +62,7 @@ _GC = "gc_pause"  # optional: exported when the replica reports it
 METRIC_NAMES = (
     *(f"global_{s.key}" for s in _SCALARS),
     f"global_{_LATENCY}",
+    f"global_{_REJECTED}",
     "global_replication_match_index",
     "global_replication_lag_entries",
     "global_has_quorum",
@@ -74,7 +80,7 @@ def _peer_node(peer: Any) -> str:
 
 def metric_families(metrics: Mapping[str, Any], status: StatusResponse, *, node: str) -> Iterator[Metric]:
     """The metric families of one replica; raises MetricsIncomplete if the replica left one out."""
-    required = [s.key for s in _SCALARS] + [_LATENCY, _MATCH]
+    required = [s.key for s in _SCALARS] + [_LATENCY, _MATCH, _REJECTED]
     missing = tuple(k for k in required if k not in metrics)
     if missing:
         raise MetricsIncomplete(missing)
@@ -87,6 +93,17 @@ def metric_families(metrics: Mapping[str, Any], status: StatusResponse, *, node:
             family = GaugeMetricFamily(name, scalar.help, labels=["node"])
         family.add_metric([node], float(metrics[scalar.key]))
         yield family
+
+    rejected = CounterMetricFamily(
+        f"global_{_REJECTED}",
+        "client requests refused without being served: invalid (a malformed field), too_large (over a "
+        "size limit), internal (serving raised; the replica kept serving)",
+        labels=["node", "reason"],
+    )
+    counts = metrics[_REJECTED]
+    for reason in sorted(set(REJECT_REASONS) | set(counts)):
+        rejected.add_metric([node, str(reason)], float(counts.get(reason, 0)))
+    yield rejected
 
     latency = GaugeMetricFamily(
         f"global_{_LATENCY}",

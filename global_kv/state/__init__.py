@@ -23,6 +23,7 @@ from ._commands import SessionClose as SessionClose
 from ._commands import decode_command as decode_command
 from ._commands import encode_command as encode_command
 from ._keys import MAX_CLIENT_ID_BYTES as MAX_CLIENT_ID_BYTES
+from ._keys import MAX_SEQ as MAX_SEQ
 from ._keys import MAX_USER_KEY as MAX_USER_KEY
 from ._lock_timers import LockTimers as LockTimers
 from ._locks import Lock as Lock

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from ergo_py._ids import PID
 
-from .._errors import MalformedCommand, RaftInvariantError, StorageCorrupted
+from .._errors import MalformedCommand, RaftInvariantError, RequestTooLarge, StorageCorrupted
 from ..raft._log_types import Entry, EntryType
 from ._commands import (
     CAS,
@@ -293,28 +293,52 @@ class StateMachine:
         return None if stored is None else decode_value(stored)
 
     def range(
-        self, start: bytes | None = None, end: bytes | None = None, limit: int | None = None
+        self,
+        start: bytes | None = None,
+        end: bytes | None = None,
+        limit: int | None = None,
+        *,
+        max_bytes: int | None = None,
     ) -> list[tuple[bytes, bytes]]:
-        """(key, value) pairs with start <= key < end (None: unbounded), in key order."""
+        """(key, value) pairs with start <= key < end (None: unbounded), in key order.
+
+        With `max_bytes`, raises RequestTooLarge as soon as the keys and values add up to
+        more (the scan stops there, so a huge range never builds a huge list)."""
         self._check_usable()
         low = USER_PREFIX if start is None or start == b"" else user_key(_bound(start, "start"))
         high = USER_END if end is None else user_key(_bound(end, "end"))
         if high <= low:
             return []
-        return self._scan(low, high, limit)
+        return self._scan(low, high, limit, max_bytes)
 
-    def prefix_scan(self, prefix: bytes, limit: int | None = None) -> list[tuple[bytes, bytes]]:
-        """(key, value) pairs whose key starts with `prefix`, in key order."""
+    def prefix_scan(
+        self, prefix: bytes, limit: int | None = None, *, max_bytes: int | None = None
+    ) -> list[tuple[bytes, bytes]]:
+        """(key, value) pairs whose key starts with `prefix`, in key order (`max_bytes`: as range)."""
         self._check_usable()
         low = user_key(_bound(prefix, "prefix"))
-        return self._scan(low, _prefix_end(low), limit)
+        return self._scan(low, _prefix_end(low), limit, max_bytes)
 
-    def _scan(self, low: bytes, high: bytes, limit: int | None) -> list[tuple[bytes, bytes]]:
+    def _scan(self, low: bytes, high: bytes, limit: int | None, max_bytes: int | None) -> list[tuple[bytes, bytes]]:
         if limit is not None and (type(limit) is not int or limit < 0):
             raise ValueError(f"limit must be a non-negative int or None, got {limit!r}")
         skip = len(USER_PREFIX)
         with self._engine.range(low, high, limit) as pairs:
-            return [(k[skip:], decode_value(v)) for k, v in pairs]
+            if max_bytes is None:
+                return [(k[skip:], decode_value(v)) for k, v in pairs]
+            out = []
+            left = max_bytes
+            for k, v in pairs:
+                value = decode_value(v)
+                left -= len(k) - skip + len(value)
+                if left < 0:
+                    raise RequestTooLarge(
+                        "limit",
+                        f"the result is over the {max_bytes:,}-byte reply limit (max_response_bytes); "
+                        "ask for fewer keys with a limit and continue after the last key you got",
+                    )
+                out.append((k[skip:], value))
+            return out
 
     def lock(self, key: bytes) -> Lock | None:
         """The lock held on `key`, or None."""

@@ -52,6 +52,9 @@ def metrics(**changes: Any) -> dict[str, Any]:
         "snapshots_total": 1,
         "locks_held": 2,
         "lock_waiters": 3,
+        "leader_changes_total": 2,
+        "replica_restarts_total": 1,
+        "requests_rejected_total": {"invalid": 4},
     }
     data.update(changes)
     return data
@@ -83,6 +86,8 @@ def test_every_seed_metric_is_exported_with_node_label_and_value() -> None:
         "global_snapshots_total": 1,
         "global_locks_held": 2,
         "global_lock_waiters": 3,
+        "global_leader_changes_total": 2,
+        "global_replica_restarts_total": 1,
         "global_has_quorum": 1,
         "global_commit_lag": 2,
         "global_storage_ok": 1,
@@ -91,6 +96,8 @@ def test_every_seed_metric_is_exported_with_node_label_and_value() -> None:
         assert got[(name, node)] == value, name
     for q, value in (("0.5", 2.0), ("0.95", 5.0), ("0.99", 10.0)):
         assert got[("global_commit_latency_ms", (("node", NODE), ("quantile", q)))] == value
+    for reason, value in (("invalid", 4), ("too_large", 0), ("internal", 0)):
+        assert got[("global_requests_rejected_total", (("node", NODE), ("reason", reason)))] == value
 
 
 def test_replication_series_are_per_follower_by_node_name_without_the_leader_itself() -> None:

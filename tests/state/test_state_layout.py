@@ -94,7 +94,7 @@ def test_public_api_is_reexported_from_private_modules() -> None:
         "LockExpire", "SessionClose", "encode_command", "decode_command", "encode_value",
         "decode_value", "Applied", "Result", "RESULT_TYPES", "Ok", "Granted", "Released",
         "CASFailedResult", "LockHeldResult", "LockNotHeldResult", "StaleTokenResult",
-        "SessionExpiredResult", "raise_for_result", "Lock", "LockTimers", "SessionInfo", "MAX_USER_KEY",
+        "SessionExpiredResult", "raise_for_result", "Lock", "LockTimers", "SessionInfo", "MAX_USER_KEY", "MAX_SEQ",
         "MAX_CLIENT_ID_BYTES",
     }  # fmt: skip
     assert {n for n in vars(state) if not n.startswith("_")} == expected

@@ -1,0 +1,259 @@
+"""The edge of a replica: every client request is checked here before it reaches the core.
+
+A request arrives as whatever a peer's CBOR decoded to: a registered request type,
+but with fields of any type and size. `check_request` refuses anything the replica
+could not serve (a key that is not 1..510 bytes, a negative limit, an unknown
+consistency level, a malformed session tag, a TTL that is not a finite number, a
+write over `max_request_bytes`, ...) with `InvalidRequest(field, reason)`, so that
+nothing malformed is proposed, queued for a read round, or handed to the state
+machine. It is pure: no I/O, no clock, no replica state.
+
+It must never accept what the state machine or the storage engines would refuse
+later: a request it passes can only fail with a named outcome (NotLeader,
+CASFailed, LockHeld, ...).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from ergo_py import PID, ProcessID, Ref
+
+from .._errors import InvalidRequest, RequestTooLarge
+from ..state import MAX_CLIENT_ID_BYTES, MAX_SEQ, MAX_USER_KEY
+from ._config import READ_CONSISTENCIES
+from ._protocol import (
+    CmdAddPeer,
+    CmdListLocks,
+    CmdMetrics,
+    CmdRemovePeer,
+    CmdSnapshot,
+    Forwarded,
+    LockRequest,
+    RefreshRequest,
+    RequestBatchDelete,
+    RequestBatchPut,
+    RequestCAS,
+    RequestDelete,
+    RequestGet,
+    RequestPrefix,
+    RequestPut,
+    RequestRange,
+    RequestStatus,
+    UnlockRequest,
+)
+
+__all__ = ["Limits", "check_request", "check_forwarded"]
+
+# Seconds a lock may be asked to live or wait for: a year. Longer is a mistake, not a plan.
+MAX_LOCK_SECONDS = 365 * 24 * 3600.0
+# A forwarded request crosses at most this many followers (GlobalActor forwards once).
+MAX_HOPS = 4
+_ANY = 1 << 62  # values: any length here; the request's total is checked against the limit
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The sizes a replica accepts (GlobalConfig's `max_*` fields)."""
+
+    max_request_bytes: int
+    max_batch_items: int
+
+
+def _bytes(value: Any, field: str, *, low: int = 1, high: int = MAX_USER_KEY) -> int:
+    if type(value) is not bytes:
+        raise InvalidRequest(field, f"must be bytes, got {type(value).__name__}")
+    if not low <= len(value) <= high:
+        if low == 1 and not value:
+            raise InvalidRequest(field, f"is empty; it must be {low}..{high} bytes")
+        raise InvalidRequest(field, f"is {len(value):,} bytes; it must be {low}..{high:,} bytes")
+    return len(value)
+
+
+def _int(value: Any, field: str, low: int, high: int = MAX_SEQ) -> int:
+    if type(value) is not int:  # bool refused on purpose
+        raise InvalidRequest(field, f"must be an int, got {type(value).__name__}")
+    if not low <= value <= high:
+        raise InvalidRequest(field, f"is {value}; it must be {low}..{high}")
+    return value
+
+
+def _seconds(value: Any, field: str) -> float:
+    if type(value) not in (int, float):
+        raise InvalidRequest(field, f"must be a number of seconds, got {type(value).__name__}")
+    if not math.isfinite(value) or not 0 <= value <= MAX_LOCK_SECONDS:
+        raise InvalidRequest(field, f"is {value!r}; it must be 0..{MAX_LOCK_SECONDS:.0f} seconds")
+    return float(value)
+
+
+def _consistency(value: Any) -> None:
+    if type(value) is not str or (value and value not in READ_CONSISTENCIES):
+        raise InvalidRequest("consistency", f"is {value!r}; it must be one of {', '.join(READ_CONSISTENCIES)}")
+
+
+def _session(request: Any) -> None:
+    """The session tag (client_id, seq, ack) of a write: none, or 0 <= ack <= seq, seq >= 1."""
+    client_id = request.client_id
+    if client_id is None:
+        return
+    if type(client_id) is not str:
+        raise InvalidRequest("client_id", f"must be a str or None, got {type(client_id).__name__}")
+    size = len(client_id.encode("utf-8", "surrogatepass"))
+    if not 0 < size <= MAX_CLIENT_ID_BYTES:
+        raise InvalidRequest("client_id", f"is {size} bytes in UTF-8; it must be 1..{MAX_CLIENT_ID_BYTES}")
+    seq = _int(request.seq, "seq", 1)
+    _int(request.ack, "ack", 0, seq)
+
+
+def _size(field: str, size: int, limits: Limits) -> None:
+    if size > limits.max_request_bytes:
+        raise RequestTooLarge(
+            field,
+            f"the request carries {size:,} bytes, over the {limits.max_request_bytes:,}-byte limit "
+            "(GlobalConfig.max_request_bytes); store large objects elsewhere and keep a reference here",
+        )
+
+
+def _items(value: Any, field: str, limits: Limits) -> tuple[Any, ...]:
+    if type(value) not in (tuple, list):
+        raise InvalidRequest(field, f"must be a sequence, got {type(value).__name__}")
+    if not value:
+        raise InvalidRequest(field, f"is empty; a batch takes 1..{limits.max_batch_items:,} items")
+    if len(value) > limits.max_batch_items:
+        raise RequestTooLarge(field, f"has {len(value):,} items; a batch takes 1..{limits.max_batch_items:,}")
+    return tuple(value)
+
+
+def _distinct(keys: list[bytes], field: str) -> None:
+    if len(set(keys)) != len(keys):
+        raise InvalidRequest(field, "names a key twice; a batch changes each key at most once")
+
+
+def _check_put(r: RequestPut, limits: Limits) -> None:
+    size = _bytes(r.key, "key") + _bytes(r.value, "value", low=0, high=_ANY)
+    _size("value", size, limits)
+    _session(r)
+
+
+def _check_cas(r: RequestCAS, limits: Limits) -> None:
+    size = _bytes(r.key, "key")
+    for field, value in (("old", r.old), ("new", r.new)):
+        if value is not None:
+            size += _bytes(value, field, low=0, high=_ANY)
+    _size("new", size, limits)
+    _session(r)
+
+
+def _check_batch_put(r: RequestBatchPut, limits: Limits) -> None:
+    size = 0
+    keys = []
+    for pair in _items(r.items, "items", limits):
+        if type(pair) not in (tuple, list) or len(pair) != 2:
+            raise InvalidRequest("items", "each item must be a (key, value) pair")
+        size += _bytes(pair[0], "items.key") + _bytes(pair[1], "items.value", low=0, high=_ANY)
+        keys.append(pair[0])
+    _size("items", size, limits)
+    _distinct(keys, "items")
+    _session(r)
+
+
+def _check_batch_delete(r: RequestBatchDelete, limits: Limits) -> None:
+    keys = list(_items(r.keys, "keys", limits))
+    _size("keys", sum(_bytes(k, "keys") for k in keys), limits)
+    _session(r)
+
+
+def _check_range(r: RequestRange, limits: Limits) -> None:
+    if r.start is not None:
+        _bytes(r.start, "start", low=0)
+    if r.end is not None:
+        _bytes(r.end, "end")
+    _int(r.limit, "limit", 0)
+    _consistency(r.consistency)
+
+
+def _check_prefix(r: RequestPrefix, limits: Limits) -> None:
+    _bytes(r.prefix, "prefix", low=0)
+    _int(r.limit, "limit", 0)
+    _consistency(r.consistency)
+
+
+def _check_get(r: RequestGet, limits: Limits) -> None:
+    _bytes(r.key, "key")
+    _consistency(r.consistency)
+
+
+def _check_lock(r: LockRequest, limits: Limits) -> None:
+    _bytes(r.key, "key")
+    if type(r.owner) is not PID or type(r.owner.node) is not str or not r.owner.node:
+        raise InvalidRequest("owner", f"must be the PID of the owning process, got {r.owner!r}")
+    _int(r.owner.id, "owner.id", 0)
+    _int(r.owner.creation, "owner.creation", 0)
+    _seconds(r.ttl, "ttl")
+    _seconds(r.timeout, "timeout")
+    _session(r)
+
+
+def _check_unlock(r: UnlockRequest, limits: Limits) -> None:
+    _bytes(r.key, "key")
+    _int(r.token, "token", 1)
+    _session(r)
+
+
+def _check_refresh(r: RefreshRequest, limits: Limits) -> None:
+    _bytes(r.key, "key")
+    _int(r.token, "token", 1)
+    _seconds(r.ttl, "ttl")
+    _session(r)
+
+
+def _check_delete(r: RequestDelete, limits: Limits) -> None:
+    _bytes(r.key, "key")
+    _session(r)
+
+
+def _check_peer(r: CmdAddPeer | CmdRemovePeer, limits: Limits) -> None:
+    if type(r.peer) is not ProcessID or type(r.peer.node) is not str or type(r.peer.name) is not str:
+        raise InvalidRequest("peer", f"must be a ProcessID('global', 'name@host'), got {r.peer!r}")
+
+
+def _nothing(r: Any, limits: Limits) -> None:
+    return None
+
+
+_CHECKS: dict[type, Any] = {
+    RequestGet: _check_get,
+    RequestRange: _check_range,
+    RequestPrefix: _check_prefix,
+    RequestPut: _check_put,
+    RequestDelete: _check_delete,
+    RequestCAS: _check_cas,
+    RequestBatchPut: _check_batch_put,
+    RequestBatchDelete: _check_batch_delete,
+    LockRequest: _check_lock,
+    UnlockRequest: _check_unlock,
+    RefreshRequest: _check_refresh,
+    CmdAddPeer: _check_peer,
+    CmdRemovePeer: _check_peer,
+    RequestStatus: _nothing,
+    CmdSnapshot: _nothing,
+    CmdListLocks: _nothing,
+    CmdMetrics: _nothing,
+}
+
+
+def check_request(request: Any, limits: Limits) -> None:
+    """Raise InvalidRequest unless `request` is a client request this replica can serve."""
+    check = _CHECKS.get(type(request))
+    if check is None:
+        raise InvalidRequest("request", f"unknown request type {type(request).__name__}")
+    check(request, limits)
+
+
+def check_forwarded(message: Forwarded) -> None:
+    """A follower's envelope: the caller and ref it answers to, and a bounded hop count."""
+    if type(message.caller) is not PID or type(message.ref) is not Ref:
+        raise InvalidRequest("caller", "a forwarded request needs the caller's PID and call ref")
+    _int(message.hops, "hops", 1, MAX_HOPS)
