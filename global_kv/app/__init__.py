@@ -15,6 +15,7 @@ from ._protocol import Forwarded as Forwarded
 from ._protocol import LockInfo as LockInfo
 from ._protocol import LockRequest as LockRequest
 from ._protocol import RefreshRequest as RefreshRequest
+from ._protocol import Relayed as Relayed
 from ._protocol import RequestBatchDelete as RequestBatchDelete
 from ._protocol import RequestBatchPut as RequestBatchPut
 from ._protocol import RequestCAS as RequestCAS

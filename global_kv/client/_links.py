@@ -36,7 +36,7 @@ class LinkKeeper(ergo_py.Actor):
         self.nodes = [n for n in nodes if n != self.node.name]
         self.monitor(owner)
         self.send_interval(self.pid, _CHECK, KEEP_INTERVAL)
-        await self._check()
+        self.send(self.pid, _CHECK)  # at once, but without holding up the lock request
 
     async def handle_message(self, from_: Any, message: Any) -> None:
         if message is _CHECK:
