@@ -16,6 +16,8 @@ from urllib.parse import urlsplit
 
 from ergo_py import ProcessID, validate_node_name
 
+from ..client import DEFAULT_PORT
+from ..client import parse_bootstrap as parse_routes
 from ._errors import UsageError
 
 __all__ = [
@@ -27,8 +29,6 @@ __all__ = [
     "routes_of",
     "validate_node_name",
 ]
-
-DEFAULT_PORT = 15001
 
 
 @dataclass(frozen=True)
@@ -50,44 +50,13 @@ class Peer:
         return f"{self.node}={self.url}"
 
 
-def _check_url(node: str, url: str) -> str:
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        raise UsageError(f"bad address {url!r} for {node}: {exc}") from None
-    if parts.scheme not in ("ws", "wss") or not parts.hostname or port is None:
-        raise UsageError(f"bad address {url!r} for {node}: expected ws://host:port or wss://host:port")
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise UsageError(f"bad address {url!r} for {node}: give only scheme, host and port")
-    return f"{parts.scheme}://{parts.netloc}"
-
-
 def parse_bootstrap(text: str, *, what: str = "BOOTSTRAP") -> list[Peer]:
     """Parse a BOOTSTRAP string; raises UsageError for a malformed or repeated entry."""
-    peers: list[Peer] = []
-    seen: set[str] = set()
-    for raw in text.split(","):
-        entry = raw.strip()
-        if not entry:
-            continue
-        node, sep, url = entry.partition("=")
-        node = node.strip()
-        try:
-            validate_node_name(node)
-        except ValueError as exc:
-            raise UsageError(f"{what}: {exc}") from None
-        if node in seen:
-            raise UsageError(f"{what}: node {node} is listed twice")
-        seen.add(node)
-        if sep:
-            url = _check_url(node, url.strip())
-        else:
-            url = f"ws://{node.partition('@')[2]}:{DEFAULT_PORT}"
-        peers.append(Peer(node, url))
-    if not peers:
-        raise UsageError(f"{what} is empty: give name@host[=ws://host:port] entries separated by commas")
-    return peers
+    try:
+        routes = parse_routes(text, what=what)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return [Peer(node, url) for node, url in routes.items()]
 
 
 def format_bootstrap(peers: Iterable[Peer]) -> str:

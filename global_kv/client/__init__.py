@@ -1,5 +1,7 @@
 """GlobalClient: the cluster as an application actor sees it; locks and fencing."""
 
+from ._bootstrap import DEFAULT_PORT as DEFAULT_PORT
+from ._bootstrap import parse_bootstrap as parse_bootstrap
 from ._client import GlobalClient as GlobalClient
 from ._client import open_client as open_client
 from ._locks import FencedResource as FencedResource
