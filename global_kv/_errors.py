@@ -13,6 +13,8 @@ __all__ = [
     "GlobalKVError",
     "NotLeader",
     "RaftInvariantError",
+    "LogLost",
+    "DataDirMismatch",
     "StorageError",
     "StorageCorrupted",
     "StorageFull",
@@ -55,6 +57,51 @@ class NotLeader(GlobalKVError):
 
 class RaftInvariantError(GlobalKVError):
     """A Raft safety invariant broke. Never caught and ignored: the replica must stop."""
+
+
+class LogLost(RaftInvariantError):
+    """This replica's log lost entries it had acknowledged to `leader` (an emptied or replaced
+    data dir, or in-memory storage restarted under the old name).
+
+    Raft counted those entries on it, and its term and vote are gone with them, so it cannot
+    take part under its old identity again (etcd refuses the same way): remove it from the
+    cluster, wipe its data, start it as a new member and add it again.
+    """
+
+    def __init__(self, replica: str, leader: str, commit: int, last_index: int) -> None:
+        self.replica = replica
+        self.leader = leader
+        self.commit = commit
+        self.last_index = last_index
+        node = replica.partition("@")[2] or replica
+        super().__init__(
+            f"{replica} lost its Raft log: leader {leader} counts entries up to {commit} as held "
+            f"here, but the log ends at {last_index} (an emptied or replaced data dir). It cannot "
+            f"rejoin under its old identity: run `global-kv ctl remove-peer {node}`, wipe its DATA_DIR, "
+            "start it as a non-member (not in BOOTSTRAP; the members reach it through their ROUTES), "
+            f"then `global-kv ctl add-peer {node}`"
+        )
+
+
+class DataDirMismatch(GlobalKVError):
+    """The data dir was written by another replica: another cluster id, node or replica name.
+
+    Starting on it would mix two replicas' histories (or two clusters'), so the replica
+    refuses to start; `found` and `expected` are (cluster_id, node, replica) triples.
+    """
+
+    def __init__(self, path: str, found: tuple[str, str, str], expected: tuple[str, str, str]) -> None:
+        self.path = path
+        self.found = found
+        self.expected = expected
+        fc, fn, fr = found
+        ec, en, er = expected
+        what = f"node {fn}" if fr == er else f"replica {fr!r} of node {fn}"
+        this = f"node {en}" if fr == er else f"replica {er!r} of node {en}"
+        super().__init__(
+            f"data dir {path} belongs to {what} of cluster {fc!r}, but this is {this} of cluster "
+            f"{ec!r}: start it with CLUSTER_ID={fc} and NODE_NAME={fn}, or give it a DATA_DIR of its own"
+        )
 
 
 class StorageError(GlobalKVError):

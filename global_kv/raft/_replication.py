@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from .._errors import (
     ConfChangeRejected,
+    LogLost,
     NotLeader,
     RaftInvariantError,
     TransferRejected,
@@ -75,7 +76,11 @@ class ReplicationMixin(NodeCore):
 
     def _on_heartbeat(self, m: Heartbeat) -> None:
         self._follow(m.src)
-        # m.commit <= what we acknowledged as persisted, so it is in our log.
+        # m.commit <= what we acknowledged as persisted (the leader caps it at our match
+        # index), so it is in our log, unless the log we acknowledged it from is gone.
+        last = self._log.last_index()
+        if m.commit > last:
+            raise LogLost(self.id, m.src, m.commit, last)
         self._log.commit_to(m.commit)
         if m.read_seq:  # round 0 is a mere commit notification: no answer wanted
             self._send(HeartbeatResponse(self.term, self.id, m.src, m.read_seq))
