@@ -11,7 +11,8 @@ Engines (one interface, `StorageEngine`; pick with `open_engine(name, data_dir)`
   durable writes when the whole state fits in memory.
 
 The Raft side: `RaftLogStore` persists entries, hard state and snapshot metadata (one
-fsync per `save`), `SnapshotStore` keeps state-machine snapshots atomically.
+fsync per `save`), `SnapshotStore` keeps state-machine snapshots atomically, and
+`ensure_identity` records (and checks) which cluster, node and replica a data dir is for.
 """
 
 from ._engine import MAX_KEY_SIZE as MAX_KEY_SIZE
@@ -23,6 +24,10 @@ from ._factory import ENGINE_NAMES as ENGINE_NAMES
 from ._factory import engine_path as engine_path
 from ._factory import open_engine as open_engine
 from ._hybrid import HybridStorage as HybridStorage
+from ._identity import IDENTITY_FILE as IDENTITY_FILE
+from ._identity import DataDirIdentity as DataDirIdentity
+from ._identity import ensure_identity as ensure_identity
+from ._identity import read_identity as read_identity
 from ._leveldb import LevelDBStorage as LevelDBStorage
 from ._lmdb import LMDBStorage as LMDBStorage
 from ._memory import MemoryStorage as MemoryStorage
