@@ -11,6 +11,16 @@ persisted term and vote, so never two leaders in one term). Subclasses with a
 replicated state machine (GlobalActor) override the `raft_*` hooks to apply
 committed entries, restore and produce snapshots, and serve reads.
 
+Membership: `join(process_id, reply_to=(caller, ref))` first checks, in a helper process
+and within `join_timeout`, that the node can be connected to (cookie and all) and runs a
+replica of this cluster under that name; only then is the change proposed, and the
+caller answered with its log index or `ConfChangeRejected(change, reason)`.
+
+Identity and lost logs: a data dir records whose replica it is (`storage.ensure_identity`),
+and a replica started on another's refuses to start (`DataDirMismatch`). A follower whose
+acknowledged log is gone (`LogLost` from the core: an emptied data dir) takes no further
+part in Raft and, by default, stops its node with that error (`handle_log_lost`).
+
 Order of work for one Ready (the core's contract): send `messages`; persist
 snapshot, entries and hard state (one fsync, in a worker thread so the node keeps
 running); send `persisted_messages`; restore/apply; answer read states; `advance`.
@@ -30,9 +40,9 @@ from typing import Any
 
 import trio
 
-from ergo_py import PID, Actor, ErgoError, ProcessID
+from ergo_py import NO_REPLY, PID, Actor, ErgoError, ProcessID, Ref
 
-from .._errors import NotLeader
+from .._errors import ConfChangeRejected, LogLost, NotLeader
 from ..raft import (
     ConfChange,
     ConfChangeType,
@@ -49,7 +59,7 @@ from ..raft import (
     decode_conf_entry,
 )
 from ._options import LeaderOptions
-from ._wire import RaftEnvelope, peer_id, peer_process
+from ._wire import JoinProbe, JoinProbeAck, RaftEnvelope, peer_id, peer_process
 
 __all__ = ["LeaderActor"]
 
@@ -70,6 +80,8 @@ _TICK = _Signal("tick")
 _FLUSH = _Signal("flush")
 _SNAPSHOT_STEP = _Signal("snapshot-step")
 _PERSIST = _Signal("persist")
+_PROBE = _Signal("probe")
+_PROBE_TIMEOUT = _Signal("probe-timeout")
 
 # How long one step of building a snapshot may run before the replica reads its mail
 # again: a whole-state snapshot in one go stalled every commit behind it (~40 ms for
@@ -77,6 +89,8 @@ _PERSIST = _Signal("persist")
 _SNAPSHOT_STEP_SECONDS = 0.002
 # How long a stopping replica waits for its snapshot to be written before closing the log.
 _PERSIST_WAIT_SECONDS = 10.0
+# At most one warning per sending replica and foreign cluster id in this many seconds.
+_FOREIGN_WARN_SECONDS = 10.0
 
 
 class _SnapshotPersisted:
@@ -124,6 +138,98 @@ class _SnapshotPersister(Actor):
             finally:
                 self._done.set()
         self.send(owner.pid, _SnapshotPersisted(meta.index, error))
+        self.stop()
+
+
+class _JoinChecked:
+    """From a `_JoinProbe` to its replica: `target` answered (`reason` None), or why not."""
+
+    __slots__ = ("reason", "target")
+
+    def __init__(self, target: str, reason: str | None) -> None:
+        self.target = target
+        self.reason = reason
+
+
+class _CheckJoin:
+    """From `join` to its own replica: start the check of `target` (spawning needs a callback)."""
+
+    __slots__ = ("target",)
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+
+
+class _PendingJoin:
+    __slots__ = ("caller", "change", "process_id", "ref")
+
+    def __init__(self, process_id: ProcessID, change: ConfChange, caller: PID, ref: Ref) -> None:
+        self.process_id = process_id
+        self.change = change
+        self.caller = caller
+        self.ref = ref
+
+
+class _JoinProbe(Actor):
+    """Checks, within `timeout`, that the node of `target` can be connected to (so the cookie
+    is right) and that `target` answers there as a replica of `cluster_id`; tells `owner`.
+
+    A process of its own so the leader keeps replicating while a connection is tried.
+    """
+
+    async def init(self, owner: PID, target: ProcessID, cluster_id: str, timeout: float) -> None:
+        self._owner = owner
+        self._target = target
+        self._target_id = peer_id(target.name, target.node)
+        self._cluster_id = cluster_id
+        self._timeout = timeout
+        self._deadline = trio.current_time() + timeout
+        self.send(self.pid, _PROBE)
+
+    async def handle_message(self, from_: PID | None, message: Any) -> None:
+        node = self._target.node
+        if message is _PROBE:
+            problem = await self._connect(node)
+            if problem is None:
+                try:
+                    self.send(self._target, JoinProbe(self._cluster_id))
+                except ErgoError as exc:
+                    problem = f"cannot send to {node}: {exc}"
+            if problem is not None:
+                self._done(problem)
+                return
+            self.send_after(self.pid, _PROBE_TIMEOUT, max(0.0, self._deadline - trio.current_time()))
+        elif type(message) is JoinProbeAck:
+            if not isinstance(from_, PID) or from_.node != node:
+                return
+            if message.cluster_id != self._cluster_id:
+                self._done(
+                    f"{node} runs a replica of cluster {message.cluster_id!r}, not of {self._cluster_id!r} "
+                    "(start it with this cluster's CLUSTER_ID)"
+                )
+            elif message.replica != self._target_id:
+                self._done(f"{node} answered as {message.replica!r}, not as {self._target_id!r}")
+            else:
+                self._done(None)
+        elif message is _PROBE_TIMEOUT:
+            self._done(
+                f"no replica {self._target.name!r} answered on {node} within {self._timeout:g} s "
+                "(is its node running, with this cluster's settings, and not yet stopped?)"
+            )
+
+    async def _connect(self, node: str) -> str | None:
+        if node == self.node.name:
+            return None
+        with trio.move_on_after(max(0.0, self._deadline - trio.current_time())):
+            try:
+                await self.node.connect(node)
+            except (ErgoError, OSError, ValueError) as exc:
+                return f"cannot connect to {node}: {exc}"
+            return None
+        return f"cannot connect to {node} within {self._timeout:g} s (is it running, and routed to from here?)"
+
+    def _done(self, reason: str | None) -> None:
+        self.send(self._owner, _JoinChecked(self._target_id, reason))
         self.stop()
 
 
@@ -178,12 +284,20 @@ class LeaderActor(Actor):
         self._snapshot_build: _SnapshotBuild | None = None
         self._snapshot_persisting: trio.Event | None = None  # a _SnapshotPersister at work: set when done
         self._persisted_hs = HardState()
+        self._halted: LogLost | None = None
+        self._joins: dict[str, _PendingJoin] = {}
+        self._foreign: dict[tuple[str, str], list[float]] = {}  # (sender, cluster) -> [next warning, dropped]
         config = options.raft_config()
         bootstrap_ids = [peer_id(p.name, p.node) for p in options.bootstrap]
         state = None
         if options.data_dir is not None:
-            from ..storage import RaftLogStore
+            from ..storage import DataDirIdentity, RaftLogStore, ensure_identity
 
+            identity = DataDirIdentity(options.cluster_id, self.node.name, self.name)
+            if await trio.to_thread.run_sync(ensure_identity, options.data_dir, identity):
+                self.log.info(
+                    "data dir %s recorded as %s's (cluster %r)", options.data_dir, self.raft_id, options.cluster_id
+                )
             path = Path(options.data_dir) / "raft"
             self._store = await trio.to_thread.run_sync(RaftLogStore, path)
             state = self._store.load()
@@ -251,6 +365,13 @@ class LeaderActor(Actor):
 
     async def handle_peer_left(self, peer: ProcessID) -> None:
         return None
+
+    async def handle_log_lost(self, error: LogLost) -> None:
+        """This replica's log lost entries it had acknowledged (see `LogLost`); it already
+        takes no part in Raft any more. The default stops the whole node with `error` as its
+        reason, as etcd exits: restarting the replica would only find the same. Override to
+        stop something smaller (the replica stays inert until it is stopped)."""
+        self.node.stop(error)
 
     # -- hooks for replicated state machines (GlobalActor) -----------------------------------
     def raft_applied_index(self) -> int | None:
@@ -344,12 +465,67 @@ class LeaderActor(Actor):
             except ErgoError as exc:
                 self.log.debug("broadcast to %r failed: %s", peer, exc)
 
-    def join(self, process_id: ProcessID) -> int:
-        """Add a member (leader only; raises NotLeader otherwise). Returns the log index."""
-        change = ConfChange(ConfChangeType.ADD_VOTER, peer_id(process_id.name, process_id.node))
-        index = self._leading(self.raft.propose_conf_change, change)
+    def join(self, process_id: ProcessID, reply_to: tuple[PID, Ref] | None = None) -> Any:
+        """Add `process_id` as a voter (leader only: NotLeader otherwise; a voter already:
+        ConfChangeRejected).
+
+        With `reply_to=(caller, ref)` (a call being served): returns `NO_REPLY` and first
+        checks, within `join_timeout`, that the node can be connected to and runs a replica
+        of this cluster under that name; then proposes the change and answers the call with
+        its log index, or with `ConfChangeRejected(change, reason)` having proposed nothing.
+        Without `reply_to` the change is proposed at once (the caller vouches for the node)
+        and the log index returned.
+        """
+        target = peer_id(process_id.name, process_id.node)
+        change = ConfChange(ConfChangeType.ADD_VOTER, target)
+        if self._role is not Role.LEADER:
+            raise NotLeader(self.leader_process_id())
+        self._refuse_voter(change, process_id)
+        if reply_to is None:
+            index = self._leading(self.raft.propose_conf_change, change)
+            self._kick()
+            return index
+        if target in self._joins:
+            raise ConfChangeRejected(
+                change, f"{process_id.name!r} on {process_id.node} is being checked already; wait for that answer"
+            )
+        caller, ref = reply_to
+        self._joins[target] = _PendingJoin(process_id, change, caller, ref)
+        self.send(self.pid, _CheckJoin(target))
+        return NO_REPLY
+
+    def _refuse_voter(self, change: ConfChange, process_id: ProcessID) -> None:
+        if change.node_id in self.raft.conf.voters:
+            raise ConfChangeRejected(change, f"{process_id.name!r} on {process_id.node} is already a member")
+
+    async def _start_join_check(self, target: str) -> None:
+        pending = self._joins.get(target)
+        if pending is None:
+            return
+        try:
+            await self.spawn(
+                _JoinProbe, self.pid, pending.process_id, self.options.cluster_id, self.options.join_timeout
+            )
+        except ErgoError as exc:
+            del self._joins[target]
+            self.send_response_error(pending.caller, pending.ref, ConfChangeRejected(pending.change, f"{exc}"))
+
+    def _join_checked(self, done: _JoinChecked) -> None:
+        pending = self._joins.pop(done.target, None)
+        if pending is None:
+            return
+        try:
+            if done.reason is not None:
+                raise ConfChangeRejected(pending.change, done.reason)
+            if self._role is not Role.LEADER:
+                raise NotLeader(self.leader_process_id())
+            self._refuse_voter(pending.change, pending.process_id)
+            index = self._leading(self.raft.propose_conf_change, pending.change)
+        except (NotLeader, ConfChangeRejected) as exc:
+            self.send_response_error(pending.caller, pending.ref, exc)
+            return
         self._kick()
-        return index
+        self.send_response(pending.caller, pending.ref, index)
 
     def leave(self, node: str | ProcessID) -> int:
         """Remove the member on `node` (leader only). Removing the leader hands leadership over."""
@@ -397,31 +573,79 @@ class LeaderActor(Actor):
 
     async def _route(self, from_: PID | None, message: Any) -> None:
         if message is _TICK:
-            self.raft.tick()
-            if self.raft.has_ready():
-                self._kick()
+            if self._halted is None:
+                self.raft.tick()
+                if self.raft.has_ready():
+                    self._kick()
         elif message is _FLUSH:
             self._flush_scheduled = False
-            await self.raft_flush()
-            await self._drain()
+            if self._halted is None:
+                await self.raft_flush()
+                await self._drain()
         elif message is _SNAPSHOT_STEP:
-            await self._snapshot_step()
+            if self._halted is None:
+                await self._snapshot_step()
         elif type(message) is _SnapshotPersisted:
             self._snapshot_persisted(message)
         elif type(message) is RaftEnvelope:
-            if message.cluster_id != self.options.cluster_id:
-                self.log.warning("dropped Raft traffic of cluster %r from %r", message.cluster_id, from_)
+            if self._halted is not None:
                 return
             m = message.message
+            if message.cluster_id != self.options.cluster_id:
+                self._foreign_traffic(message.cluster_id, getattr(m, "src", None), from_)
+                return
             if m.dst != self.raft_id:
                 self.log.warning("dropped Raft message for %r (this is %r)", m.dst, self.raft_id)
                 return
             if from_ is not None:
                 self._peer_pids[m.src] = from_
-            self.raft.step(m)
+            try:
+                self.raft.step(m)
+            except LogLost as exc:
+                await self._log_lost(exc)
+                return
             self._kick()
+        elif type(message) is JoinProbe:
+            if isinstance(from_, PID) and self._halted is None:
+                self.send(from_, JoinProbeAck(self.options.cluster_id, self.raft_id))
+        elif type(message) is _CheckJoin:
+            await self._start_join_check(message.target)
+        elif type(message) is _JoinChecked:
+            self._join_checked(message)
         else:
             await self.handle_message(from_, message)
+
+    def _foreign_traffic(self, cluster_id: Any, src: Any, from_: PID | None) -> None:
+        """Raft traffic of another cluster is dropped (it must not disturb elections), but
+        never silently: it is what a member restarted with the wrong CLUSTER_ID sends."""
+        sender = src if isinstance(src, str) else repr(from_)
+        key = (sender, repr(cluster_id))
+        now = trio.current_time()
+        entry = self._foreign.get(key)
+        if entry is None:
+            if len(self._foreign) >= 64:
+                self._foreign.clear()  # bounded: a flood of senders costs warnings, not memory
+            entry = self._foreign[key] = [now, 0.0]
+        entry[1] += 1
+        if now < entry[0]:
+            return
+        self.log.warning(
+            "dropped %d Raft message(s) from %s of cluster %r: this replica is in cluster %r; "
+            "every member must run with the same CLUSTER_ID",
+            int(entry[1]),
+            sender,
+            cluster_id,
+            self.options.cluster_id,
+        )
+        entry[0], entry[1] = now + _FOREIGN_WARN_SECONDS, 0.0
+
+    async def _log_lost(self, error: LogLost) -> None:
+        """Take no further part in Raft (no tick, no message, no drain), say why in one line,
+        and let `handle_log_lost` stop what must stop."""
+        self._halted = error
+        self._ticker.cancel()
+        self.log.error("%s", error)
+        await self.handle_log_lost(error)
 
     def kick(self) -> None:
         """Schedule `raft_flush` + a Ready drain after the mail already queued."""

@@ -34,8 +34,13 @@ class LeaderOptions:
         time in this range starts an election.
     heartbeat_interval: seconds between a leader's heartbeats.
     tick_interval: the shell's clock resolution (seconds per Raft tick).
-    data_dir: where term, vote and log are persisted (fsync before acknowledging);
-        None keeps them in memory (a restarted replica rejoins as new).
+    data_dir: where term, vote and log are persisted (fsync before acknowledging), and
+        whose replica it is (an IDENTITY file: cluster id, node, replica name, written at
+        the first start and checked at every later one). None keeps them in memory: a
+        restarted replica has lost its log and, if it was a member, must be removed and
+        added again (it stops with `LogLost` otherwise).
+    join_timeout: seconds a leader gives a node it is asked to add (`join` with
+        `reply_to`) to be connected and to answer as a replica of this cluster.
     """
 
     cluster_id: str
@@ -50,6 +55,7 @@ class LeaderOptions:
     max_entries_per_msg: int = 100
     max_inflight_msgs: int = 10
     snapshot_interval: int = 10_000
+    join_timeout: float = 1.5
     seed: int | None = None
 
     def __post_init__(self) -> None:
@@ -70,6 +76,7 @@ class LeaderOptions:
         need(self.max_entries_per_msg >= 1, "max_entries_per_msg must be >= 1")
         need(self.max_inflight_msgs >= 1, "max_inflight_msgs must be >= 1")
         need(self.snapshot_interval >= 1, "snapshot_interval must be >= 1")
+        need(self.join_timeout > 0, "join_timeout must be > 0 seconds")
 
     def ticks(self, seconds: float) -> int:
         return max(1, round(seconds / self.tick_interval))

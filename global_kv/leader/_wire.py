@@ -3,7 +3,9 @@
 The core's messages are plain frozen dataclasses (the core imports no codec); here
 they are registered with ergo_py's CBOR codec under fixed names, so moving a class
 never breaks a running cluster. `RaftEnvelope` adds the cluster id: a replica drops
-traffic from another cluster instead of letting it disturb elections.
+traffic from another cluster instead of letting it disturb elections. `JoinProbe` /
+`JoinProbeAck` are how a leader checks that a node it is asked to add runs a replica
+of this cluster before it proposes anything.
 
 `AppendEntries` carries the log itself, so it has a compact wire form: its entries
 as one flat list `[index, term, type, data, index, term, ...]` instead of one tagged
@@ -20,7 +22,7 @@ from ergo_py.net import register_type
 
 from ..raft import MESSAGE_TYPES, AppendEntries, ConfChange, ConfChangeType, ConfState, Entry, EntryType, SnapshotMeta
 
-__all__ = ["RaftEnvelope", "peer_id", "peer_process"]
+__all__ = ["JoinProbe", "JoinProbeAck", "RaftEnvelope", "peer_id", "peer_process"]
 
 register_type(EntryType, name="global_kv.raft.EntryType")
 register_type(Entry, name="global_kv.raft.Entry")
@@ -74,6 +76,23 @@ for _cls in MESSAGE_TYPES:
 class RaftEnvelope:
     cluster_id: str
     message: Any
+
+
+@register_type(name="global_kv.leader.JoinProbe")
+@dataclass(frozen=True, slots=True)
+class JoinProbe:
+    """From a leader about to add a member: "are you a replica, and of which cluster?"."""
+
+    cluster_id: str
+
+
+@register_type(name="global_kv.leader.JoinProbeAck")
+@dataclass(frozen=True, slots=True)
+class JoinProbeAck:
+    """A replica's answer to `JoinProbe`: its cluster id and Raft id."""
+
+    cluster_id: str
+    replica: str
 
 
 def peer_id(name: str, node: str) -> str:
