@@ -466,8 +466,8 @@ class LeaderActor(Actor):
                 self.log.debug("broadcast to %r failed: %s", peer, exc)
 
     def join(self, process_id: ProcessID, reply_to: tuple[PID, Ref] | None = None) -> Any:
-        """Add `process_id` as a voter (leader only: NotLeader otherwise; a voter already:
-        ConfChangeRejected).
+        """Add `process_id` as a voter (leader only: NotLeader otherwise; a voter already, or
+        while an earlier change is not committed: ConfChangeRejected, as from the core).
 
         With `reply_to=(caller, ref)` (a call being served): returns `NO_REPLY` and first
         checks, within `join_timeout`, that the node can be connected to and runs a replica
@@ -478,13 +478,14 @@ class LeaderActor(Actor):
         """
         target = peer_id(process_id.name, process_id.node)
         change = ConfChange(ConfChangeType.ADD_VOTER, target)
-        if self._role is not Role.LEADER:
-            raise NotLeader(self.leader_process_id())
-        self._refuse_voter(change, process_id)
-        if reply_to is None:
+        if reply_to is None or target in self.raft.conf.voters:
+            # A voter needs no check: the core refuses it (already a voter, or an earlier
+            # change is not committed yet) without proposing anything.
             index = self._leading(self.raft.propose_conf_change, change)
             self._kick()
             return index
+        if self._role is not Role.LEADER:
+            raise NotLeader(self.leader_process_id())
         if target in self._joins:
             raise ConfChangeRejected(
                 change, f"{process_id.name!r} on {process_id.node} is being checked already; wait for that answer"
@@ -493,10 +494,6 @@ class LeaderActor(Actor):
         self._joins[target] = _PendingJoin(process_id, change, caller, ref)
         self.send(self.pid, _CheckJoin(target))
         return NO_REPLY
-
-    def _refuse_voter(self, change: ConfChange, process_id: ProcessID) -> None:
-        if change.node_id in self.raft.conf.voters:
-            raise ConfChangeRejected(change, f"{process_id.name!r} on {process_id.node} is already a member")
 
     async def _start_join_check(self, target: str) -> None:
         pending = self._joins.get(target)
@@ -517,9 +514,6 @@ class LeaderActor(Actor):
         try:
             if done.reason is not None:
                 raise ConfChangeRejected(pending.change, done.reason)
-            if self._role is not Role.LEADER:
-                raise NotLeader(self.leader_process_id())
-            self._refuse_voter(pending.change, pending.process_id)
             index = self._leading(self.raft.propose_conf_change, pending.change)
         except (NotLeader, ConfChangeRejected) as exc:
             self.send_response_error(pending.caller, pending.ref, exc)

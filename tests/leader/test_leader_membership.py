@@ -94,7 +94,7 @@ async def test_join_checks_the_node_first_and_refuses_what_it_cannot_reach() -> 
             await refused(ProcessID("l9", "spare@localhost"), "no replica 'l9' answered on spare@localhost within 1 s")
             assert trio.current_time() - started < 3  # bounded by join_timeout
             await refused(ProcessID("l4", "other@localhost"), "cluster 'another-cluster'", "CLUSTER_ID")
-            await refused(ProcessID(follower, HOME), "already a member")
+            await refused(ProcessID(follower, HOME), "is already a voter")
             with pytest.raises(NotLeader):
                 await home.call(follower, ("join", ProcessID("l4", "spare@localhost")))
             # Nothing of that was proposed.
@@ -108,7 +108,7 @@ async def test_join_checks_the_node_first_and_refuses_what_it_cannot_reach() -> 
                     if last >= index and "l4@spare@localhost" in members:
                         break
                     await trio.sleep(0.02)
-            await refused(ProcessID("l4", "spare@localhost"), "already a member")
+            await refused(ProcessID("l4", "spare@localhost"), "is already a voter")
 
 
 async def test_join_without_reply_to_proposes_at_once_but_still_refuses_a_member() -> None:
@@ -118,6 +118,6 @@ async def test_join_without_reply_to_proposes_at_once_but_still_refuses_a_member
                 await home.spawn(Member, options(), name=name)
             leader = await leader_of(home)
             _, last_before, _ = await home.call(leader, ("status",))
-            with pytest.raises(ConfChangeRejected, match="already a member"):
+            with pytest.raises(ConfChangeRejected, match="is already a voter"):
                 await home.call(leader, ("join-now", ProcessID(NAMES[0], HOME)))
             assert await home.call(leader, ("join-now", ProcessID("l7", HOME))) == last_before + 1
