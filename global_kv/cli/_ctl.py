@@ -27,10 +27,12 @@ from ergo_py.net import RemoteError
 from .._errors import (
     CASFailed,
     GlobalKVError,
+    InvalidRequest,
     LockHeld,
     LockNotHeld,
     LockTimeout,
     NotLeader,
+    RequestFailed,
     StaleToken,
     TooManyWaiters,
     Unavailable,
@@ -353,6 +355,10 @@ def map_error(exc: BaseException) -> CLIError | None:
     """The CLIError for an exception a command may raise (None: a bug, let it show)."""
     if isinstance(exc, CLIError):
         return exc
+    if isinstance(exc, InvalidRequest):  # RequestTooLarge too: the same request is refused again
+        return UsageError(str(exc))
+    if isinstance(exc, RequestFailed):
+        return OutcomeError(str(exc))
     if isinstance(exc, (Unavailable, NotLeader)):
         return ClusterUnavailable(f"no quorum: {exc} (is a majority of the cluster up?)")
     if isinstance(exc, (LockHeld, LockTimeout, TooManyWaiters, StaleToken, LockNotHeld, CASFailed)):
@@ -360,6 +366,8 @@ def map_error(exc: BaseException) -> CLIError | None:
     if isinstance(exc, (ergo_py.CallTimeout, ergo_py.NoConnection, ergo_py.ProcessUnknown, ergo_py.ProcessExited)):
         return ClusterUnavailable(f"the cluster did not answer: {exc}")
     if isinstance(exc, RemoteError):
+        if exc.type_name.rpartition(".")[2] in ("InvalidRequest", "RequestTooLarge"):
+            return UsageError(f"invalid request: {exc.message}")
         return OutcomeError(f"refused: {exc.message or exc.type_name}")
     if isinstance(exc, GlobalKVError):
         return OutcomeError(str(exc))
