@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Mapping
@@ -81,34 +82,34 @@ def _command(name: str) -> Callable[[Handler], Handler]:
 @_command("put")
 async def _put(s: Session, a: argparse.Namespace) -> Output:
     await s.client.put(a.key, a.value_bytes)
-    return Output({"ok": True, **bytes_fields("key", a.key.encode())}, "OK")
+    return Output({"ok": True, **bytes_fields("key", a.key)}, "OK")
 
 
 @_command("get")
 async def _get(s: Session, a: argparse.Namespace) -> Output:
     value = await s.client.get(a.key, consistency=a.consistency)
-    data = {**bytes_fields("key", a.key.encode()), "found": value is not None, **bytes_fields("value", value)}
+    data = {**bytes_fields("key", a.key), "found": value is not None, **bytes_fields("value", value)}
     if value is None:
-        return Output(data, "", EXIT_OUTCOME, f"key {a.key!r} not found")
+        return Output(data, "", EXIT_OUTCOME, f"key {show_bytes(a.key)} not found")
     return Output(data, show_bytes(value))
 
 
 @_command("delete")
 async def _delete(s: Session, a: argparse.Namespace) -> Output:
     await s.client.delete(a.key)
-    return Output({"ok": True, **bytes_fields("key", a.key.encode())}, "OK")
+    return Output({"ok": True, **bytes_fields("key", a.key)}, "OK")
 
 
 @_command("cas")
 async def _cas(s: Session, a: argparse.Namespace) -> Output:
-    old = None if a.absent else a.old.encode()
-    new = None if a.delete else a.new.encode()
+    old = None if a.absent else a.old
+    new = None if a.delete else a.new
     try:
         await s.client.cas(a.key, old, new)
     except CASFailed as exc:
         now = "absent" if exc.current is None else show_bytes(exc.current)
         data = {"ok": False, **bytes_fields("current", exc.current)}
-        return Output(data, "", EXIT_OUTCOME, f"cas failed: {a.key!r} is {now}; nothing was written")
+        return Output(data, "", EXIT_OUTCOME, f"cas failed: {show_bytes(a.key)} is {now}; nothing was written")
     return Output({"ok": True}, "OK")
 
 
@@ -137,7 +138,8 @@ async def _lock(s: Session, a: argparse.Namespace) -> Output:
     the lock was lost (unlocked elsewhere with its token, or expired) and we say so.
     """
     out: TextIO = a.out
-    key = a.key.encode()
+    key = a.key
+    name = show_bytes(key)
     stop = trio.Event()
     lost: list[str] = []
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -154,7 +156,7 @@ async def _lock(s: Session, a: argparse.Namespace) -> Output:
                 handle = await s.client.lock_with_timeout(key, a.ttl, a.wait)
             if waiting.cancelled_caught:
                 nursery.cancel_scope.cancel()
-                return Output({"event": "interrupted"}, "", EXIT_OUTCOME, f"interrupted while waiting for lock {a.key}")
+                return Output({"event": "interrupted"}, "", EXIT_OUTCOME, f"interrupted while waiting for lock {name}")
             if a.json:
                 print(
                     json.dumps({"event": "locked", **bytes_fields("key", key), "token": handle.token}),
@@ -162,8 +164,8 @@ async def _lock(s: Session, a: argparse.Namespace) -> Output:
                     flush=True,
                 )
             else:
-                until = f"for {a.duration:g} s" if a.duration else "until Ctrl-C"
-                print(f"locked {a.key} token={handle.token} (holding {until})", file=out, flush=True)
+                until = f"for {a.duration:g} s" if a.duration is not None else "until Ctrl-C"
+                print(f"locked {name} token={handle.token} (holding {until})", file=out, flush=True)
 
             async def keep_alive() -> None:
                 while True:
@@ -177,7 +179,7 @@ async def _lock(s: Session, a: argparse.Namespace) -> Output:
 
             if a.ttl > 0:
                 nursery.start_soon(keep_alive)
-            with trio.move_on_after(a.duration if a.duration else float("inf")):
+            with trio.move_on_after(a.duration if a.duration is not None else math.inf):
                 await stop.wait()
             nursery.cancel_scope.cancel()
             with trio.CancelScope(shield=True):
@@ -192,16 +194,16 @@ async def _lock(s: Session, a: argparse.Namespace) -> Output:
             data,
             "",
             EXIT_OUTCOME,
-            f"lock {a.key} token={handle.token} was lost while held (unlocked elsewhere or expired)",
+            f"lock {name} token={handle.token} was lost while held (unlocked elsewhere or expired)",
         )
     data = {"event": "released", **bytes_fields("key", key), "token": handle.token}
-    return Output(data, f"released {a.key} token={handle.token}")
+    return Output(data, f"released {name} token={handle.token}")
 
 
 @_command("unlock")
 async def _unlock(s: Session, a: argparse.Namespace) -> Output:
     await s.client.unlock(a.key, a.token)
-    return Output({"ok": True, "token": a.token}, f"released {a.key} token={a.token}")
+    return Output({"ok": True, "token": a.token}, f"released {show_bytes(a.key)} token={a.token}")
 
 
 @_command("locks")
@@ -400,7 +402,7 @@ async def run_ctl(
     if args.timeout <= 0:
         raise UsageError("--timeout must be > 0 seconds")
     if getattr(args, "value", None) is not None:
-        args.value_bytes = (stdin or sys.stdin.buffer).read() if args.value == "-" else args.value.encode()
+        args.value_bytes = (stdin or sys.stdin.buffer).read() if args.value == b"-" else args.value
     args.out = out
     handler = _HANDLERS[args.ctl_command]
     try:

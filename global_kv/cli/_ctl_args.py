@@ -6,11 +6,52 @@ Only argparse declarations live here; what each command does is in `_ctl`.
 from __future__ import annotations
 
 import argparse
+import math
+import os
+from collections.abc import Callable
 from typing import Any
 
 from ..app import READ_CONSISTENCIES
 
-__all__ = ["add_ctl_parser"]
+__all__ = ["add_ctl_parser", "count", "seconds"]
+
+
+def seconds(*, zero: str | None = None) -> Callable[[str], float]:
+    """An argparse type: a finite number of seconds, > 0 (or >= 0 when `zero` says what 0 means)."""
+    bound = ">= 0" if zero is not None else "> 0"
+    meaning = f" (0: {zero})" if zero is not None else ""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or value < 0 or (value == 0 and zero is None):
+            raise argparse.ArgumentTypeError(f"must be a number of seconds {bound}{meaning}, got {text!r}")
+        return value
+
+    return parse
+
+
+def count(*, low: int = 0, zero: str | None = None) -> Callable[[str], int]:
+    """An argparse type: a whole number >= `low`."""
+    meaning = f" (0: {zero})" if zero is not None else ""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be a whole number >= {low}{meaning}, got {text!r}")
+        return value
+
+    return parse
+
+
+def _raw(text: str) -> bytes:
+    """A key or value argument as the exact bytes the shell passed (argv that is not UTF-8 included)."""
+    return os.fsencode(text)
 
 
 def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
@@ -29,7 +70,7 @@ def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
     )
     parser.add_argument("--json", action="store_true", default=d(False), help="print one JSON document")
     parser.add_argument(
-        "--timeout", type=float, default=d(5.0), metavar="S", help="give up after S seconds (default 5)"
+        "--timeout", type=seconds(), default=d(5.0), metavar="S", help="give up after S seconds (default 5)"
     )
     parser.add_argument("--node", default=d(None), metavar="NAME", help="talk only to this member")
 
@@ -55,44 +96,56 @@ def add_ctl_parser(sub: Any) -> argparse.ArgumentParser:
         )
 
     c = cmd("put", "set KEY to VALUE ('-' reads the value from stdin)")
-    c.add_argument("key")
-    c.add_argument("value")
+    c.add_argument("key", type=_raw)
+    c.add_argument("value", type=_raw)
     c = cmd("get", "print the value of KEY (exit 1 if it does not exist)")
-    c.add_argument("key")
+    c.add_argument("key", type=_raw)
     consistency(c)
     c = cmd("delete", "delete KEY")
-    c.add_argument("key")
+    c.add_argument("key", type=_raw)
     c = cmd("cas", "compare-and-swap: set KEY to --new (or --delete) only if it is --old (or --absent)")
-    c.add_argument("key")
+    c.add_argument("key", type=_raw)
     old = c.add_mutually_exclusive_group(required=True)
-    old.add_argument("--old", help="the value KEY must have now")
+    old.add_argument("--old", type=_raw, help="the value KEY must have now")
     old.add_argument("--absent", action="store_true", help="KEY must not exist now")
     new = c.add_mutually_exclusive_group(required=True)
-    new.add_argument("--new", help="the value to set")
+    new.add_argument("--new", type=_raw, help="the value to set")
     new.add_argument("--delete", action="store_true", help="delete KEY instead")
     c = cmd("range", "list keys with START <= key < END ('' for an open end)")
-    c.add_argument("start")
-    c.add_argument("end")
-    c.add_argument("--limit", type=int, default=0)
+    c.add_argument("start", type=_raw)
+    c.add_argument("end", type=_raw)
+    c.add_argument("--limit", type=count(zero="no limit"), default=0, help="at most N pairs (default 0: no limit)")
     consistency(c)
     c = cmd("prefix", "list keys starting with PREFIX")
-    c.add_argument("prefix")
-    c.add_argument("--limit", type=int, default=0)
+    c.add_argument("prefix", type=_raw)
+    c.add_argument("--limit", type=count(zero="no limit"), default=0, help="at most N pairs (default 0: no limit)")
     consistency(c)
     c = cmd("lock", "acquire KEY, print its fencing token, hold it until Ctrl-C (or --duration), release")
-    c.add_argument("key")
+    c.add_argument("key", type=_raw)
     c.add_argument(
-        "--ttl", type=float, default=0.0, metavar="S", help="lock TTL, kept alive while held (default: none)"
+        "--ttl",
+        type=seconds(zero="none"),
+        default=0.0,
+        metavar="S",
+        help="lock TTL, kept alive while held (default 0: none)",
     )
     c.add_argument(
-        "--wait", type=float, default=0.0, metavar="S", help="wait in line up to S seconds (default 0: try once)"
+        "--wait",
+        type=seconds(zero="try once"),
+        default=0.0,
+        metavar="S",
+        help="wait in line up to S seconds (default 0: try once)",
     )
     c.add_argument(
-        "--duration", type=float, default=0.0, metavar="S", help="release after S seconds (default: on Ctrl-C)"
+        "--duration",
+        type=seconds(),
+        default=None,
+        metavar="S",
+        help="release after S seconds, S > 0 (default: hold until Ctrl-C/SIGTERM)",
     )
     c = cmd("unlock", "release KEY held with fencing TOKEN (from any client)")
-    c.add_argument("key")
-    c.add_argument("token", type=int)
+    c.add_argument("key", type=_raw)
+    c.add_argument("token", type=count(low=1), metavar="TOKEN")
     cmd("locks", "list held locks (owner, token, held for, TTL, waiters)")
     cmd("status", "status of every member (role, term, commit, lag, storage)")
     cmd("members", "the members as the leader sees them")

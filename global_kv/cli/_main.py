@@ -214,7 +214,8 @@ async def ctl(
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     """Run the `global-kv` command; returns the exit code (the console script exits with it)."""
     env = os.environ if env is None else env
-    command = "global-kv"
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = "global-kv ctl" if argv[:1] == ["ctl"] else "global-kv"
     try:
         args = build_parser().parse_args(argv)
         command = f"global-kv {args.command}"
