@@ -78,7 +78,8 @@ class LogLost(RaftInvariantError):
             f"{replica} lost its Raft log: leader {leader} counts entries up to {commit} as held "
             f"here, but the log ends at {last_index} (an emptied or replaced data dir). It cannot "
             f"rejoin under its old identity: run `global-kv ctl remove-peer {node}`, wipe its DATA_DIR, "
-            "start it as a non-member (not in BOOTSTRAP; the members reach it through their ROUTES), "
+            "start it as a non-member (out of its own BOOTSTRAP; the members reach it at the address in "
+            "their BOOTSTRAP or ROUTES), "
             f"then `global-kv ctl add-peer {node}`"
         )
 

@@ -6,7 +6,9 @@ configured through its environment, listening on 127.0.0.1 ports picked free (or
 `base_port + i`), with its own data directory and log file. A node is ready when
 it prints its READY line. Fault injection is by signal: `stop` (SIGTERM, clean),
 `kill` (SIGKILL), `pause`/`resume` (SIGSTOP/SIGCONT), `restart` (same name, port
-and data directory).
+and data directory). `manual_command(i)` is the shell line that restarts node `i` by
+hand with exactly the settings this object gives it (cluster id included: a node's data
+dir records its cluster id and node name, and refuses any other).
 
 The one rule: no process outlives the cluster object. `aclose()` (the end of the
 `async with` block, also on errors and cancellation) stops every process by PID,
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -39,7 +42,7 @@ from ergo_py import ProcessID
 from ..app import GLOBAL_NAME, RequestStatus, StatusResponse
 from ..client import GlobalClient, open_client
 from ._errors import CLIError, NodeStartError, UsageError
-from ._node import parse_status_line
+from ._node import parse_status_line, ready_line
 from ._peers import Peer, format_bootstrap
 
 __all__ = ["LocalCluster", "LocalNode"]
@@ -277,38 +280,91 @@ class LocalCluster:
                 )
             )
 
-    def _command(self, node: LocalNode) -> tuple[list[str], dict[str, str]]:
-        cmd = [self.python, "-m", "global_kv.cli", "node", "--exit-with-stdin"]
-        for key, value in self.config.items():
-            cmd += ["--set", f"{key}={value}"]
-        env = {k: v for k, v in os.environ.items() if k not in ("ERGO_COOKIE",)}
-        env.update(self.extra_env)
-        env.update(
-            {
-                "NODE_NAME": node.name,
-                "CLUSTER_ID": self.cluster_id,
-                "BOOTSTRAP": self.bootstrap,
-                "DATA_DIR": str(node.data_dir),
-                "COOKIE": self.cookie,
-                "LISTEN": f"{self.host}:{node.port}",
-                "STORAGE": self.storage,
-                "LOG_LEVEL": self.log_level,
-                "PYTHONUNBUFFERED": "1",
-            }
-        )
+    def node_settings(self, i: int) -> tuple[dict[str, str], list[str]]:
+        """What node `i` is started with, as (environment, arguments after `global-kv node`):
+        every setting this object gives it, COOKIE included, and nothing inherited."""
+        node = self.nodes[i]
+        env = {
+            "NODE_NAME": node.name,
+            "CLUSTER_ID": self.cluster_id,
+            "BOOTSTRAP": self.bootstrap,
+            "DATA_DIR": str(node.data_dir),
+            "COOKIE": self.cookie,
+            "LISTEN": f"{self.host}:{node.port}",
+            "STORAGE": self.storage,
+            "LOG_LEVEL": self.log_level,
+        }
         routes = {n.name: n.url for n in self.nodes if not n.member}
         if self.node_routes is not None:
             routes.update(self.node_routes(node.index))
         routes.pop(node.name, None)
-        env.pop("ROUTES", None)
         if routes:
             env["ROUTES"] = format_bootstrap(Peer(name, url) for name, url in routes.items())
-        for key in ("METRICS", "READ_CONSISTENCY"):
-            env.pop(key, None)
         if node.metrics_port is not None:
             env["METRICS"] = f"{self.host}:{node.metrics_port}"
         if self.read_consistency:
             env["READ_CONSISTENCY"] = self.read_consistency
+        args: list[str] = []
+        for key, value in self.config.items():
+            args += ["--set", f"{key}={value}"]
+        return env, args
+
+    def manual_command(self, i: int, *, cookie: bool = False) -> str:
+        """The shell line that starts node `i` by hand (after a kill) with exactly its settings.
+
+        COOKIE is left to the environment (`export COOKIE=...`) unless `cookie` is true, so
+        that the secret is not repeated on every line.
+        """
+        env, args = self.node_settings(i)
+        if not cookie:
+            del env["COOKIE"]
+        assignments = [f"{k}={shlex.quote(v)}" for k, v in env.items()]
+        cmd = [self.python, "-m", "global_kv.cli", "node", *args]
+        return " ".join([*assignments, *(shlex.quote(c) for c in cmd)])
+
+    def ready_fields(self) -> dict[str, Any]:
+        """The fields of `global-kv cluster`'s READY line: what a client needs to use it."""
+        return {"nodes": len(self.nodes), "cluster": self.cluster_id, "bootstrap": self.bootstrap}
+
+    def describe(self, *, show_cookie: bool = True) -> str:
+        """What `global-kv cluster` prints once every node is up: READY, the nodes, the
+        settings to use it from another shell, and the line to restart each node by hand."""
+        lines = [
+            ready_line(self.ready_fields()),
+            "",
+            f"{len(self.nodes)} nodes up ({self.storage}, data and logs in {self.data_dir}):",
+        ]
+        for n in self.nodes:
+            metrics = f"  {n.metrics_url}/metrics" if n.metrics_url else ""
+            lines.append(f"  {n.name:14} {n.url:24} pid {n.pid}{metrics}")
+        lines += ["", "Use it from another shell:"]
+        if show_cookie:
+            lines.append(f"  export COOKIE={self.cookie}")
+        lines += [
+            f"  export CLUSTER_ID={shlex.quote(self.cluster_id)}",
+            f"  export BOOTSTRAP={shlex.quote(self.bootstrap)}",
+            "  global-kv ctl put greeting hello && global-kv ctl get greeting && global-kv ctl status",
+            "",
+            "To restart a node by hand (after `kill -9 PID`), with COOKIE exported as above:",
+        ]
+        for n in self.nodes:
+            lines.append(f"  {self.manual_command(n.index)}")
+        lines += [
+            "(a node restarted by hand is yours to stop: Ctrl-C here stops only the nodes started here)",
+            "",
+            "Ctrl-C stops every node.",
+        ]
+        return "\n".join(lines)
+
+    def _command(self, node: LocalNode) -> tuple[list[str], dict[str, str]]:
+        settings, args = self.node_settings(node.index)
+        cmd = [self.python, "-m", "global_kv.cli", "node", "--exit-with-stdin", *args]
+        env = {k: v for k, v in os.environ.items() if k not in ("ERGO_COOKIE",)}
+        env.update(self.extra_env)
+        for key in ("ROUTES", "METRICS", "READ_CONSISTENCY"):
+            env.pop(key, None)
+        env.update(settings)
+        env["PYTHONUNBUFFERED"] = "1"
         return cmd, env
 
     async def start_node(self, i: int) -> None:
@@ -390,6 +446,18 @@ class LocalCluster:
         node.process.send_signal(signal.SIGKILL)
         return await self._reap(node)
 
+    async def wait_exit(self, i: int, timeout: float) -> int:
+        """Wait up to `timeout` for node `i` to end on its own and reap it; returns its exit
+        code (raises CLIError if it still runs then)."""
+        node = self.nodes[i]
+        if node.process is None:
+            raise CLIError(f"{node.name} was never started")
+        with trio.move_on_after(timeout):
+            await node.process.wait()
+        if node.process.returncode is None:
+            raise CLIError(f"{node.name} (pid {node.pid}) still runs after {timeout:g} s")
+        return await self._reap(node)
+
     def pause(self, i: int) -> None:
         """SIGSTOP node `i`: it keeps its sockets but answers nothing (a GC pause, a hung VM)."""
         node = self.nodes[i]
@@ -404,6 +472,14 @@ class LocalCluster:
         if node.running and node.process is not None:
             node.process.send_signal(signal.SIGCONT)
         node.paused = False
+
+    def wipe(self, i: int) -> None:
+        """Empty node `i`'s data directory (a lost disk); the node must not be running."""
+        node = self.nodes[i]
+        if node.running:
+            raise CLIError(f"{node.name} is running (pid {node.pid}): stop or kill it before wiping its data")
+        shutil.rmtree(node.data_dir, ignore_errors=True)
+        node.data_dir.mkdir(parents=True, exist_ok=True)
 
     async def restart(self, i: int) -> None:
         """Stop node `i` cleanly if it runs, then start it again with the same data directory."""

@@ -7,7 +7,9 @@ go to stderr. A signal (or, with --exit-with-stdin, the parent closing our stdin
 stops it cleanly: the ops server, then the node (callers of in-flight requests
 get an answer or a connection error, the replica's storage is closed), then
 `STOPPED ...` and exit code 0. It must never exit 0 after an unclean stop: if the
-Global application dies on its own, the command fails.
+Global application dies on its own, the command fails. A replica that cannot go on under
+its identity (a data dir of another node or cluster, or a lost log: `DataDirMismatch`,
+`LogLost`) is reported as that error's one line, without a traceback.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import trio
 
 import ergo_py
 
+from .._errors import GlobalKVError, LogLost
 from ..app import Application
 from ..ops import open_ops_server
 from ._errors import CLIError
@@ -55,6 +58,19 @@ def _reason_text(reason: Any) -> str:
     text = str(error) if error else repr(reason)
     inner = _INNER_PANIC.search(text)
     return f"{inner['type']}: {inner['message']}" if inner else text
+
+
+def _cause(exc: BaseException) -> GlobalKVError | None:
+    """The innermost of our errors behind a start failure (spawn errors wrap it in Panic reprs)."""
+    found: GlobalKVError | None = None
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, GlobalKVError):
+            found = e
+        e = e.__cause__ or e.__context__
+    return found
 
 
 async def _watch_signals(signals: Any, stop: trio.Event) -> None:
@@ -103,8 +119,12 @@ async def _serve(settings: NodeSettings, stop: trio.Event, out: TextIO) -> None:
         try:
             await node.application_start(Application(config, mode=ergo_py.Mode.PERMANENT))
         except ergo_py.ErgoError as exc:
+            cause = _cause(exc)
             reason = getattr(exc, "reason", None)
-            detail = _reason_text(reason) if reason is not None else str(exc)
+            if cause is not None:
+                detail = str(cause)
+            else:
+                detail = _reason_text(reason) if reason is not None else str(exc)
             raise CLIError(f"the Global replica did not start: {detail}") from exc
         metrics_url = "off"
         if settings.metrics is not None:
@@ -130,6 +150,8 @@ async def _serve(settings: NodeSettings, stop: trio.Event, out: TextIO) -> None:
         _log.info("serving %s on ws://%s:%s (metrics %s)", settings.name, host, node.port, metrics_url)
         await stop.wait()
         _log.info("shutting down")
+    if not stop.is_set() and isinstance(node.stop_reason, LogLost):
+        raise CLIError(f"{settings.name} stopped: {node.stop_reason}")
     if not stop.is_set():
         raise CLIError(
             f"{settings.name} stopped on its own: the Global application terminated "

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import shlex
+import signal
 import socket
+import subprocess
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -13,7 +17,8 @@ import trio
 from prometheus_client.parser import text_string_to_metric_families
 
 from global_kv.cli import LocalCluster, NodeStartError
-from tests.os_processes import alive
+from global_kv.cli._node import parse_status_line
+from tests.os_processes import alive, reap
 
 
 def _get(url: str) -> tuple[int, bytes]:
@@ -186,3 +191,94 @@ async def test_a_port_taken_between_picking_and_binding_is_retried_with_new_port
             with pytest.raises(NodeStartError, match="already in use"):  # a fixed base port is not moved
                 async with LocalCluster(1, storage="memory", metrics=False, base_port=taken):
                     pass
+
+
+def _split_manual(line: str) -> tuple[dict[str, str], list[str]]:
+    """A printed `VAR=value ... python -m global_kv.cli node ...` line: (its environment, its argv)."""
+    words = shlex.split(line)
+    env = {}
+    while words and "=" in words[0] and not words[0].startswith("/"):
+        key, _, value = words.pop(0).partition("=")
+        env[key] = value
+    return env, words
+
+
+async def _start_by_hand(line: str, cookie: str, log: Path, **change: str | None) -> trio.Process:
+    """Start a node from a printed line as a shell would (COOKIE exported), with `change`d settings.
+
+    Also given --exit-with-stdin, so that it cannot outlive this test even if the test is killed.
+    """
+    settings, argv = _split_manual(line)
+    for key, value in change.items():
+        if value is None:
+            settings.pop(key, None)
+        else:
+            settings[key] = value
+    node_vars = ("NODE_NAME", "CLUSTER_ID", "BOOTSTRAP", "ROUTES", "DATA_DIR", "LISTEN", "METRICS", "STORAGE")
+    env = {k: v for k, v in os.environ.items() if k not in (*node_vars, "ERGO_COOKIE")}
+    env.update(settings, COOKIE=cookie, PYTHONUNBUFFERED="1")
+    with open(log, "ab") as err:
+        return await trio.lowlevel.open_process(
+            [*argv, "--exit-with-stdin"], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err
+        )
+
+
+async def _first_line(proc: trio.Process) -> str:
+    assert proc.stdout is not None
+    buf = b""
+    while b"\n" not in buf:
+        chunk = await proc.stdout.receive_some(4096)
+        if not chunk:
+            break
+        buf += chunk
+    return buf.decode(errors="replace").split("\n", 1)[0]
+
+
+async def test_a_node_killed_by_pid_and_restarted_by_hand_with_the_printed_line_rejoins(tmp_path: Path) -> None:
+    with trio.fail_after(90):
+        async with LocalCluster(3, data_dir=tmp_path / "cluster", metrics=False) as cluster:
+            text = cluster.describe()
+            word, fields = parse_status_line(text.splitlines()[0])
+            assert word == "READY" and fields == {"nodes": "3", "cluster": "local", "bootstrap": cluster.bootstrap}
+            assert f"export COOKIE={cluster.cookie}" in text and "export CLUSTER_ID=local" in text
+            lines = [line.strip() for line in text.splitlines() if " -m global_kv.cli node" in line]
+            assert len(lines) == 3 and all("CLUSTER_ID=local" in line and "COOKIE" not in line for line in lines)
+            leader = await cluster.wait_for_leader()
+            victim = (leader + 1) % 3
+            name = cluster.names[victim]
+            async with cluster.open_client(timeout=10) as kv:
+                await kv.put("before", b"1")
+                pid = cluster.nodes[victim].pid
+                assert pid is not None
+                os.kill(pid, signal.SIGKILL)  # kill -9 PID, as an operator would
+                assert await cluster.wait_exit(victim, 10) == -9
+                await kv.put("while-down", b"2")  # two of three still serve
+
+                # Restarted with the README's defaults (cluster id "global"): refused, one line.
+                log = tmp_path / "by-hand.log"
+                wrong = await _start_by_hand(lines[victim], cluster.cookie, log, CLUSTER_ID=None)
+                try:
+                    with trio.fail_after(30):
+                        assert await wrong.wait() == 1
+                finally:
+                    await reap(wrong)
+                last = log.read_text().strip().splitlines()[-1]
+                assert "Traceback" not in log.read_text()
+                assert last.startswith("global-kv node: the Global replica did not start: data dir ")
+                assert "cluster 'local'" in last and "cluster 'global'" in last and "CLUSTER_ID=local" in last
+
+                # Restarted with the printed line: it rejoins and catches up; writes go on.
+                proc = await _start_by_hand(lines[victim], cluster.cookie, log)
+                try:
+                    with trio.fail_after(30):
+                        ready = await _first_line(proc)
+                    assert ready.startswith("READY ") and f"node={name}" in ready and "cluster=local" in ready
+                    await kv.put("after", b"3")
+                    async with cluster.open_client(nodes=[name]) as local:
+                        with trio.fail_after(15):
+                            while await local.get("after", consistency="follower") != b"3":
+                                await trio.sleep(0.05)
+                        assert await local.get("while-down", consistency="follower") == b"2"
+                    assert proc.returncode is None
+                finally:
+                    await reap(proc)
