@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shlex
 import signal
 import socket
 import subprocess
+import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -17,6 +19,7 @@ import trio
 from prometheus_client.parser import text_string_to_metric_families
 
 from global_kv.cli import LocalCluster, NodeStartError
+from global_kv.cli import ctl as run_ctl
 from global_kv.cli._node import parse_status_line
 from tests.os_processes import alive, reap
 
@@ -282,3 +285,67 @@ async def test_a_node_killed_by_pid_and_restarted_by_hand_with_the_printed_line_
                     assert proc.returncode is None
                 finally:
                     await reap(proc)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="needs global_kv/cli/_main.py's _run_cluster to print cluster.describe(show_cookie=not cookie)",
+)
+async def test_global_kv_cluster_keeps_serving_a_node_killed_by_pid_and_restarted_from_its_printed_line(
+    tmp_path: Path,
+) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("COOKIE", "ERGO_COOKIE", "BOOTSTRAP", "CLUSTER_ID")}
+    env["PYTHONUNBUFFERED"] = "1"
+    cmd = [sys.executable, "-m", "global_kv.cli", "cluster", "--nodes", "3", "--no-metrics"]
+    cmd += ["--data-dir", str(tmp_path / "data")]
+    cluster = await trio.lowlevel.open_process(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    by_hand: trio.Process | None = None
+    try:
+        assert cluster.stdout is not None
+        text = ""
+        with trio.fail_after(60):
+            while "Ctrl-C stops every node." not in text:
+                chunk = await cluster.stdout.receive_some(4096)
+                assert chunk, f"global-kv cluster exited early: {text}"
+                text += chunk.decode()
+        word, fields = parse_status_line(text.splitlines()[0])
+        assert word == "READY" and fields["cluster"] == "local" and fields["nodes"] == "3"
+        exports = dict(
+            line.strip().removeprefix("export ").split("=", 1)
+            for line in text.splitlines()
+            if line.strip().startswith("export ")
+        )
+        cookie, bootstrap = exports["COOKIE"], shlex.split(exports["BOOTSTRAP"])[0]
+        assert shlex.split(exports["CLUSTER_ID"]) == ["local"]
+        pids = [int(line.split(" pid ")[1].split()[0]) for line in text.splitlines() if " pid " in line]
+        lines = [line.strip() for line in text.splitlines() if " -m global_kv.cli node" in line]
+        assert len(pids) == 3 and len(lines) == 3
+
+        async def kv(*argv: str) -> tuple[int, str]:
+            out, err = io.StringIO(), io.StringIO()
+            code = await run_ctl(list(argv), env={"BOOTSTRAP": bootstrap, "COOKIE": cookie}, out=out, err=err)
+            return code, out.getvalue() + err.getvalue()
+
+        with trio.fail_after(60):
+            assert await kv("put", "before", "1") == (0, "OK\n")
+            os.kill(pids[1], signal.SIGKILL)
+            while alive(pids[1]):
+                await trio.sleep(0.05)
+            assert (await kv("put", "while-down", "2"))[0] == 0
+            by_hand = await _start_by_hand(lines[1], cookie, tmp_path / "by-hand.log")
+            ready = await _first_line(by_hand)
+            assert ready.startswith("READY ") and "cluster=local" in ready
+            assert (await kv("put", "after", "3"))[0] == 0
+            name = parse_status_line(ready)[1]["node"]
+            while (await kv("get", "after", "--consistency", "follower", "--node", name)) != (0, "3\n"):
+                await trio.sleep(0.1)
+            assert cluster.returncode is None  # `global-kv cluster` kept serving throughout
+    finally:
+        if by_hand is not None:
+            await reap(by_hand)
+        with trio.CancelScope(shield=True):
+            if cluster.returncode is None:
+                cluster.send_signal(signal.SIGINT)
+                with trio.move_on_after(20):
+                    await cluster.wait()
+        await reap(cluster)
