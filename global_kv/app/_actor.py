@@ -315,7 +315,8 @@ class GlobalActor(LeaderActor):
         if isinstance(request, RequestStatus):
             return self.status()
         if isinstance(request, CmdAddPeer):
-            return self.join(request.peer)
+            # Checked first (the node connects and runs a replica of this cluster), then proposed.
+            return self.join(request.peer, reply_to=(caller, ref))
         if isinstance(request, CmdRemovePeer):
             return self.leave(request.peer)
         if isinstance(request, CmdSnapshot):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 
-import pytest
 import trio
 
 from global_kv.cli import EXIT_OUTCOME, LocalCluster
@@ -30,11 +29,6 @@ async def leader_view(cluster: LocalCluster) -> tuple[int, list[str]]:
                 await trio.sleep(0.05)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs GlobalActor to pass the call to LeaderActor.join: "
-    "`return self.join(request.peer, reply_to=(caller, ref))` in global_kv/app/_actor.py",
-)
 async def test_add_peer_of_a_node_that_does_not_run_is_refused_before_anything_is_proposed() -> None:
     with trio.fail_after(90):
         async with LocalCluster(3, spares=1, metrics=False) as cluster:
