@@ -44,11 +44,15 @@ from ._errors import EXIT_OUTCOME, CLIError, ClusterUnavailable, OutcomeError, U
 from ._format import (
     STATUS_HEADER,
     bytes_fields,
+    escape,
     lock_json,
+    readable_message,
     show_bytes,
     status_json,
     status_row,
     table,
+    text_or_none,
+    tsv_row,
 )
 from ._peers import parse_bootstrap, validate_node_name
 from ._session import Session, open_session
@@ -64,6 +68,8 @@ class Output:
     text: str
     exit_code: int = 0
     error: str | None = None  # one line for stderr when exit_code != 0
+    raw: bytes | None = None  # exact bytes for stdout instead of `text` (get --raw)
+    note: str | None = None  # one line for stderr on success (how `text` was shown)
 
 
 Handler = Callable[[Session, argparse.Namespace], Awaitable[Output]]
@@ -91,7 +97,23 @@ async def _get(s: Session, a: argparse.Namespace) -> Output:
     data = {**bytes_fields("key", a.key), "found": value is not None, **bytes_fields("value", value)}
     if value is None:
         return Output(data, "", EXIT_OUTCOME, f"key {show_bytes(a.key)} not found")
-    return Output(data, show_bytes(value))
+    if a.output is not None:
+        try:
+            with open(a.output, "wb") as f:
+                f.write(value)
+        except OSError as exc:
+            raise CLIError(f"cannot write the value into {a.output}: {exc.strerror or exc}") from exc
+        return Output(data, "")
+    if a.raw:
+        return Output(data, "", raw=value)
+    text = text_or_none(value)
+    if text is not None:
+        return Output(data, text)
+    note = (
+        f"the value of {show_bytes(a.key)} ({len(value)} bytes) is not printable UTF-8: shown escaped "
+        "(\\xNN per byte, \\t \\n \\r \\\\); --raw or -o FILE give the exact bytes"
+    )
+    return Output(data, escape(value), note=note)
 
 
 @_command("delete")
@@ -115,7 +137,7 @@ async def _cas(s: Session, a: argparse.Namespace) -> Output:
 
 def _pairs_output(pairs: list[tuple[bytes, bytes]]) -> Output:
     data = [{**bytes_fields("key", k), **bytes_fields("value", v)} for k, v in pairs]
-    return Output(data, "\n".join(f"{show_bytes(k)}\t{show_bytes(v)}" for k, v in pairs))
+    return Output(data, "\n".join(tsv_row(k, v) for k, v in pairs))
 
 
 @_command("range")
@@ -376,6 +398,18 @@ def map_error(exc: BaseException) -> CLIError | None:
     return None
 
 
+def write_bytes(out: TextIO, data: bytes) -> None:
+    """Exact bytes to a text stream: through its binary buffer when it has one (stdout does)."""
+    buffer = getattr(out, "buffer", None)
+    out.flush()
+    if buffer is not None:
+        buffer.write(data)
+        buffer.flush()
+    else:  # an in-memory stream (tests, harnesses): bytes that are not UTF-8 come back with os.fsencode
+        out.write(data.decode("utf-8", "surrogateescape"))
+        out.flush()
+
+
 def resolve_cookie(args: argparse.Namespace, env: Mapping[str, str]) -> str:
     cookie = getattr(args, "cookie", None) or env.get("COOKIE") or env.get("ERGO_COOKIE")
     if not cookie:
@@ -415,8 +449,12 @@ async def run_ctl(
         raise mapped from exc
     if args.json:
         print(json.dumps(result.data, default=str), file=out, flush=True)
+    elif result.raw is not None:
+        write_bytes(out, result.raw)
     elif result.text:
         print(result.text, file=out, flush=True)
     if result.exit_code and result.error:
-        print(f"global-kv ctl: {result.error}", file=err, flush=True)
+        print(f"global-kv ctl: {readable_message(result.error)}", file=err, flush=True)
+    elif result.note and not args.json:
+        print(f"global-kv ctl: note: {result.note}", file=err, flush=True)
     return result.exit_code

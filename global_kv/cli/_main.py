@@ -27,6 +27,7 @@ from ._ctl import map_error, run_ctl
 from ._ctl_args import add_ctl_parser
 from ._demo import run_demo
 from ._errors import EXIT_OUTCOME, CLIError, UsageError
+from ._format import readable_message
 from ._node import ready_line, run_node
 from ._settings import node_settings
 
@@ -207,7 +208,7 @@ async def ctl(
         error = _as_cli_error(exc)
         if error is None or isinstance(exc, SystemExit):
             raise
-        print(f"global-kv ctl: {error}", file=err, flush=True)
+        print(f"global-kv ctl: {readable_message(str(error))}", file=err, flush=True)
         return error.exit_code or EXIT_OUTCOME
 
 
@@ -243,5 +244,5 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         error = _as_cli_error(exc)
         if error is None:
             raise
-        print(f"{command}: {error}", file=sys.stderr, flush=True)
+        print(f"{command}: {readable_message(str(error))}", file=sys.stderr, flush=True)
         return error.exit_code or EXIT_OUTCOME
