@@ -342,13 +342,39 @@ async def _remove_peer(s: Session, a: argparse.Namespace) -> Output:
     return await _membership(s, a, adding=False)
 
 
+async def _each_member(
+    s: Session, a: argparse.Namespace, ask: Callable[[str], Awaitable[Any]]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """`ask` every target member concurrently: ({name: answer}, {name: why it gave none}), in order."""
+    names = _targets(s, a)
+    answers: dict[str, Any] = {}
+    failed: dict[str, str] = {n: s.problems[n] for n in names if n in s.problems}
+
+    async def one(name: str) -> None:
+        try:
+            answers[name] = await ask(name)
+        except (ergo_py.ErgoError, GlobalKVError) as exc:
+            failed[name] = f"no answer ({exc})"
+
+    async with trio.open_nursery() as nursery:
+        for name in names:
+            if name not in failed:
+                nursery.start_soon(one, name)
+    return {n: answers[n] for n in names if n in answers}, {n: failed[n] for n in names if n in failed}
+
+
+def _failed_members(failed: dict[str, str], what: str) -> str:
+    return f"{what} failed on {len(failed)} member(s): " + "; ".join(f"{n}: {why}" for n, why in failed.items())
+
+
 async def _snapshot_all(s: Session, a: argparse.Namespace, what: str) -> Output:
-    names = [n for n in _targets(s, a) if n in s.reachable]
-    results: dict[str, int] = {}
-    for name in names:
-        results[name] = await s.call_member(name, CmdSnapshot())
+    results, failed = await _each_member(s, a, lambda name: s.call_member(name, CmdSnapshot()))
     lines = [f"{n}: {what} at applied index {i}" for n, i in results.items()]
-    return Output([{"node": n, "index": i} for n, i in results.items()], "\n".join(lines))
+    data: list[dict[str, Any]] = [{"node": n, "index": i} for n, i in results.items()]
+    data += [{"node": n, "error": why} for n, why in failed.items()]
+    if failed:
+        return Output(data, "\n".join(lines), EXIT_OUTCOME, _failed_members(failed, a.ctl_command))
+    return Output(data, "\n".join(lines))
 
 
 @_command("snapshot")
@@ -364,14 +390,19 @@ async def _compact(s: Session, a: argparse.Namespace) -> Output:
 
 @_command("metrics")
 async def _metrics(s: Session, a: argparse.Namespace) -> Output:
-    names = [n for n in _targets(s, a) if n in s.reachable]
+    async def ask(name: str) -> tuple[Any, Any]:
+        return await s.status_of(name), await s.call_member(name, CmdMetrics())
+
+    results, failed = await _each_member(s, a, ask)
     texts, data = [], {}
-    for name in names:
-        st = await s.status_of(name)
-        metrics = await s.call_member(name, CmdMetrics())
+    for name, (st, metrics) in results.items():
         texts.append(render_metrics(metrics, st, node=name).decode())
         data[name] = {"metrics": metrics, "status": status_json(st)}
-    return Output(data, "".join(texts).rstrip("\n"))
+    data.update({name: {"error": why} for name, why in failed.items()})
+    text = "".join(texts).rstrip("\n")
+    if failed:
+        return Output(data, text, EXIT_OUTCOME, _failed_members(failed, "metrics"))
+    return Output(data, text)
 
 
 # -- running ----------------------------------------------------------------------------------------
