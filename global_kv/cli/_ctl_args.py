@@ -8,12 +8,36 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
 from ..app import READ_CONSISTENCIES
 
-__all__ = ["add_ctl_parser", "count", "seconds"]
+__all__ = ["VersionAction", "add_ctl_parser", "count", "distribution_version", "seconds"]
+
+DISTRIBUTION = "ergo-py-global-kv"
+
+
+def distribution_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(DISTRIBUTION)
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+class VersionAction(argparse.Action):
+    """`--version`: the installed distribution's version, looked up only when asked for."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, **kwargs: Any) -> None:
+        kwargs.setdefault("help", "print the version and exit")
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        print(f"{parser.prog} {distribution_version()}", file=sys.stdout, flush=True)
+        parser.exit()
 
 
 def seconds(*, zero: str | None = None) -> Callable[[str], float]:
@@ -82,6 +106,7 @@ def add_ctl_parser(sub: Any) -> argparse.ArgumentParser:
         description="Operate a running cluster. Exit codes: 0 ok, 1 the answer is no (not found, CAS failed, "
         "lock held), 2 bad arguments, 3 cannot reach/authenticate any node, 4 no quorum.",
     )
+    p.add_argument("--version", action=VersionAction)
     _common(p, top=True)
     cmds = p.add_subparsers(dest="ctl_command", required=True, metavar="COMMAND")
 

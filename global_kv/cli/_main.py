@@ -24,7 +24,7 @@ from .._errors import GlobalKVError
 from ..app import READ_CONSISTENCIES
 from ._cluster import LocalCluster
 from ._ctl import map_error, run_ctl
-from ._ctl_args import add_ctl_parser
+from ._ctl_args import VersionAction, add_ctl_parser
 from ._demo import run_demo
 from ._errors import EXIT_OUTCOME, CLIError, UsageError
 from ._format import readable_message
@@ -45,6 +45,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="global-kv", description="Global: a Raft-replicated KV store with distributed locks.")
+    parser.add_argument("--version", action=VersionAction)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     node = sub.add_parser(
