@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import trio
 import trio.lowlevel
 import trio_websocket
+import wsproto.events
+import wsproto.utilities
 
 from ._errors import FramingError
 from ._protocol import (
@@ -34,7 +36,7 @@ from ._protocol import (
     encode_control,
 )
 
-__all__ = ["IO_ERRORS", "ActiveLink", "LinkStatistics", "OutQueue", "describe_error"]
+__all__ = ["IO_ERRORS", "ActiveLink", "LinkStatistics", "OutQueue", "describe_error", "tolerate_closing_races"]
 
 log = logging.getLogger("ergo_py.net")
 
@@ -45,6 +47,8 @@ IO_ERRORS: tuple[type[BaseException], ...] = (
     trio.ClosedResourceError,
     trio_websocket.ConnectionClosed,
     trio_websocket.HandshakeError,
+    # A frame sent while the websocket is closing (a race with the close handshake, see below).
+    wsproto.utilities.LocalProtocolError,
 )
 
 # RFC 6455 close codes used by this protocol.
@@ -70,6 +74,34 @@ def describe_error(exc: BaseException) -> str:
             parts.append(text)
         cur = cur.__cause__ or cur.__context__
     return ": ".join(parts)
+
+
+def tolerate_closing_races(ws: trio_websocket.WebSocketConnection) -> None:
+    """Make a frame that can no longer be sent because the websocket is closing end quietly.
+
+    RFC 6455 §5.5.2 has the reader answer every ping with a pong, but once either side
+    has sent its Close frame no other frame may follow (wsproto raises LocalProtocolError),
+    and a peer's ping can always cross our Close on the wire. trio-websocket's reader task
+    would raise that out of the nursery it runs in (the network's), so: a pong that cannot
+    be sent is dropped (the reader keeps reading, to see the peer's Close), and any other
+    frame ends its sender with ConnectionClosed, an ordinary end of the link.
+    """
+    send = ws._send  # the one method every frame of this connection goes through
+    if getattr(send, "tolerates_closing", False):
+        return
+
+    async def send_unless_closing(event: wsproto.events.Event) -> None:
+        try:
+            await send(event)
+        except wsproto.utilities.LocalProtocolError as exc:
+            if isinstance(event, wsproto.events.Pong):
+                log.debug("%s: no pong sent, the websocket is closing (%s)", ws, exc)
+                return
+            reason = ws.closed or trio_websocket.CloseReason(1006, "the websocket is closing")
+            raise trio_websocket.ConnectionClosed(reason) from exc
+
+    send_unless_closing.tolerates_closing = True  # type: ignore[attr-defined]
+    setattr(ws, "_send", send_unless_closing)  # noqa: B010 (an instance attribute shadows the method)
 
 
 class OutQueue:
@@ -146,6 +178,7 @@ class ActiveLink:
         stats: LinkStatistics,
         remote: str,
     ) -> None:
+        tolerate_closing_races(ws)
         self.ws = ws
         self.local_name = local_name
         self.peer_name = peer_name

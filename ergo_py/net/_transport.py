@@ -16,7 +16,7 @@ import trio_websocket
 
 from ._errors import HandshakeError
 from ._handshake import AcceptorHandshake, DialerHandshake
-from ._link import IO_ERRORS
+from ._link import IO_ERRORS, tolerate_closing_races
 
 __all__ = [
     "CLOSE_TIMEOUT",
@@ -65,7 +65,7 @@ async def open_client(
             context = client_ssl or ssl.create_default_context()
             stream = trio.SSLStream(stream, context, server_hostname=host, https_compatible=True)
             await stream.do_handshake()
-        return await trio_websocket.wrap_client_stream(
+        ws = await trio_websocket.wrap_client_stream(
             nursery,
             stream,
             f"{host}:{port}",
@@ -73,6 +73,8 @@ async def open_client(
             max_message_size=max_message_size,
             receive_buffer_size=RECEIVE_BUFFER,
         )
+        tolerate_closing_races(ws)
+        return ws
     except BaseException:
         await trio.aclose_forcefully(stream)
         raise

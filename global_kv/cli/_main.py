@@ -131,6 +131,15 @@ def _as_cli_error(exc: BaseException) -> CLIError | None:
     return None
 
 
+def _unexpected(exc: BaseException) -> str:
+    """One line for an exception no handler knows (a bug): its innermost, most telling leaf."""
+    leaves = [leaf for leaf in _leaves(exc) if not isinstance(leaf, trio.Cancelled)] or [exc]
+    leaf = leaves[0]
+    text = " ".join(str(leaf).split())[:300]
+    more = f" (and {len(leaves) - 1} more)" if len(leaves) > 1 else ""
+    return f"unexpected error, a bug worth reporting: {type(leaf).__name__}: {text}{more}"
+
+
 def _setup_logging(level: str) -> None:
     logging.basicConfig(stream=sys.stderr, level=level.upper(), format=_LOG_FORMAT, force=True)
 
@@ -205,10 +214,13 @@ async def ctl(
     try:
         args = build_parser().parse_args(["ctl", *argv])
         return await run_ctl(args, env=env, out=out, err=err)
+    except (SystemExit, KeyboardInterrupt, trio.Cancelled):
+        raise
     except BaseException as exc:
         error = _as_cli_error(exc)
-        if error is None or isinstance(exc, SystemExit):
-            raise
+        if error is None:  # never a traceback from ctl: one line, exit 1
+            print(f"global-kv ctl: {_unexpected(exc)}", file=err, flush=True)
+            return EXIT_OUTCOME
         print(f"global-kv ctl: {readable_message(str(error))}", file=err, flush=True)
         return error.exit_code or EXIT_OUTCOME
 
@@ -244,6 +256,9 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             raise
         error = _as_cli_error(exc)
         if error is None:
-            raise
+            if command != "global-kv ctl":
+                raise
+            print(f"{command}: {_unexpected(exc)}", file=sys.stderr, flush=True)
+            return EXIT_OUTCOME
         print(f"{command}: {readable_message(str(error))}", file=sys.stderr, flush=True)
         return error.exit_code or EXIT_OUTCOME

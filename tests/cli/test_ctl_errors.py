@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import io
+
+import pytest
 import trio
 
 from global_kv import InvalidRequest, RequestFailed, RequestTooLarge
 from global_kv.cli import EXIT_OUTCOME, EXIT_USAGE, LocalCluster
+from global_kv.cli import _main as cli_main
 from global_kv.cli._ctl import map_error
 from tests.cli.test_ctl import ctl, one_line
 
@@ -28,3 +32,26 @@ async def test_invalid_requests_exit_2_with_one_line_naming_the_field() -> None:
             assert (code, out) == (EXIT_USAGE, ""), err
             one_line(err)
             assert (await ctl(cluster, "put", "k", "v"))[0] == 0
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [RuntimeError("boom"), ExceptionGroup("unhandled errors in a TaskGroup", [KeyError("x"), ValueError("y")])],
+)
+def test_an_unexpected_exception_is_one_line_and_exit_1(
+    exc: Exception, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def broken(*args: object, **kwargs: object) -> int:
+        raise exc
+
+    monkeypatch.setattr(cli_main, "run_ctl", broken)
+    env = {"BOOTSTRAP": "n1@localhost=ws://127.0.0.1:9", "COOKIE": "c"}
+    assert cli_main.main(["ctl", "get", "k"], env=env) == EXIT_OUTCOME
+    captured = capsys.readouterr()
+    assert captured.out == "" and "unexpected error" in one_line(captured.err)
+
+    async def in_process() -> int:
+        return await cli_main.ctl(["get", "k"], env=env, out=io.StringIO(), err=err)
+
+    err = io.StringIO()
+    assert trio.run(in_process) == EXIT_OUTCOME and "unexpected error" in one_line(err.getvalue())
