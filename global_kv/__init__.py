@@ -6,11 +6,13 @@ and use it through `GlobalClient` (or `open_client` from code that is not an act
 
 from ._errors import CASFailed as CASFailed
 from ._errors import ConfChangeRejected as ConfChangeRejected
+from ._errors import DataDirMismatch as DataDirMismatch
 from ._errors import GlobalKVError as GlobalKVError
 from ._errors import InvalidRequest as InvalidRequest
 from ._errors import LockHeld as LockHeld
 from ._errors import LockNotHeld as LockNotHeld
 from ._errors import LockTimeout as LockTimeout
+from ._errors import LogLost as LogLost
 from ._errors import NotLeader as NotLeader
 from ._errors import RaftInvariantError as RaftInvariantError
 from ._errors import RequestFailed as RequestFailed

@@ -58,7 +58,7 @@ from ..state import (
     encode_command,
     encode_value,
 )
-from ..storage import SnapshotStore, StorageEngine, open_engine
+from ..storage import DataDirIdentity, SnapshotStore, StorageEngine, ensure_identity, open_engine
 from ._config import GlobalConfig
 from ._gc_pauses import gc_pauses
 from ._locks import LockService
@@ -90,6 +90,7 @@ from ._validate import Limits, check_forwarded, check_request
 __all__ = ["GlobalActor"]
 
 _MAX_HOPS = 2
+GLOBAL_PROCESS = "global"  # the name the Application registers this replica under
 # Forwarded requests remembered for a reply through their follower (oldest dropped past this).
 _MAX_RELAYS = 100_000
 # A snapshot is serialized in chunks of this size (~70 pairs of a 100-byte value, ~1 ms here).
@@ -163,6 +164,10 @@ class GlobalActor(LeaderActor):
         if config.storage_type == "memory":
             return open_engine("memory", None), None
         data_dir = Path(config.data_dir or ".")
+        # Whose data dir this is, checked before any engine file is opened (start_raft checks
+        # again before the Raft log: the same identity, so that one is a no-op).
+        identity = DataDirIdentity(config.cluster_id, self.node.name, self.name or GLOBAL_PROCESS)
+        await trio.to_thread.run_sync(ensure_identity, data_dir, identity)
         engine = await trio.to_thread.run_sync(lambda: open_engine(config.storage_type, os.fspath(data_dir)))
         # Two kept: a crash after a new snapshot is saved but before the log is compacted
         # behind it leaves the log naming the previous one, which must still be there.
