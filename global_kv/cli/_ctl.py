@@ -471,8 +471,11 @@ async def run_ctl(
     args.out = out
     handler = _HANDLERS[args.ctl_command]
     try:
-        async with open_session(peers, cookie=cookie, timeout=args.timeout, only=args.node) as session:
-            result = await handler(session, args)
+        # No probe first: the request goes out at once, and Session.run explains a cluster it cannot reach.
+        async with open_session(
+            peers, cookie=cookie, timeout=args.timeout, only=args.node, probe_first=False
+        ) as session:
+            result = await session.run(lambda: handler(session, args))
     except BaseException as exc:
         mapped = map_error(exc)
         if mapped is None:

@@ -1,19 +1,22 @@
 """A short-lived, dial-only client node for `global-kv ctl` and the demo.
 
-It starts an ergo_py node that listens nowhere, dials each member named in the
-BOOTSTRAP string to find out at once which ones are reachable and authenticated
-(so a wrong cookie or a wrong node name is reported as such, not as a timeout),
-and hands out a `GlobalClient` over the reachable ones. It never retries forever:
-every wait is bounded by the session's timeout.
+It starts an ergo_py node that listens nowhere and hands out a `GlobalClient` over
+the members named in the BOOTSTRAP string, so the first request goes out at once
+(the member it reaches answers for the leader). Only when a command has not
+finished within `PROBE_AFTER` are the members dialed one by one (`probe`): if none
+of them can be reached and authenticated, the command fails at once with
+ConnectError saying why for each (wrong cookie, not that node, unreachable),
+instead of timing out. It never retries forever: every wait is bounded by the
+session's timeout.
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import trio
 
@@ -27,7 +30,9 @@ from ..client import GlobalClient, open_client
 from ._errors import ClusterUnavailable, ConnectError
 from ._peers import Peer, routes_of
 
-__all__ = ["Session", "open_session", "probe"]
+__all__ = ["PROBE_AFTER", "Session", "open_session", "probe"]
+
+T = TypeVar("T")
 
 # Errors after which asking again (or asking another member) may succeed.
 _RETRY = (NotLeader, ergo_py.NoConnection, ergo_py.CallTimeout, ergo_py.ProcessUnknown, ergo_py.ProcessExited)
@@ -70,9 +75,13 @@ async def probe(node: ergo_py.Node, names: Sequence[str], timeout: float) -> tup
     return reachable, {n: problems[n] for n in names if n in problems}
 
 
+# A command still running after this long has its members probed alongside (see `Session.run`).
+PROBE_AFTER = 0.2
+
+
 @dataclass
 class Session:
-    """A connected client node: `client` talks to the `reachable` members."""
+    """A client node: `client` talks to the `reachable` members (all of them until a probe says otherwise)."""
 
     node: ergo_py.Node
     client: GlobalClient
@@ -80,6 +89,29 @@ class Session:
     reachable: list[str]
     problems: dict[str, str] = field(default_factory=dict)
     timeout: float = 5.0
+    connect_timeout: float = 3.0
+
+    async def run(self, command: Callable[[], Awaitable[T]]) -> T:
+        """Run `command`; if it takes longer than PROBE_AFTER, probe the members alongside, and
+        when none of them can be reached and authenticated, cancel it and raise ConnectError."""
+        results: list[T] = []
+        refused: list[ConnectError] = []
+
+        async def watchdog(cancel: trio.CancelScope) -> None:
+            await trio.sleep(PROBE_AFTER)
+            reachable, problems = await probe(self.node, self.reachable, self.connect_timeout)
+            self.problems.update(problems)
+            if not reachable:
+                refused.append(ConnectError(problems))
+                cancel.cancel()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(watchdog, nursery.cancel_scope)
+            results.append(await command())
+            nursery.cancel_scope.cancel()
+        if refused:
+            raise refused[0]
+        return results[0]
 
     async def status_of(self, name: str) -> StatusResponse:
         result = await self.node.call(ProcessID(GLOBAL_NAME, name), RequestStatus(), timeout=self.timeout)
@@ -129,10 +161,13 @@ async def open_session(
     timeout: float = 5.0,
     only: str | None = None,
     connect_timeout: float | None = None,
+    probe_first: bool = True,
 ) -> AsyncIterator[Session]:
-    """A dial-only node and a client over the reachable members (all, or just `only`).
+    """A dial-only node and a client over the members (all, or just `only`).
 
-    Raises ConnectError when no member can be reached and authenticated.
+    With `probe_first` every member is dialed before the session is handed out, and
+    ConnectError is raised at once when none can be reached and authenticated; without
+    it nothing is dialed yet (the fast path of ctl), and `Session.run` raises it instead.
     """
     name = f"ctl-{secrets.token_hex(4)}@localhost"
     options = ergo_py.NodeOptions(cookie=cookie, routes=routes_of(peers))
@@ -141,9 +176,13 @@ async def open_session(
         if only not in names:
             raise ConnectError({only: "not in the cluster's BOOTSTRAP list (--cluster)"})
         names = [only]
+    connect_timeout = connect_timeout or min(timeout, 3.0)
     async with ergo_py.start_node(name, options) as node:
-        reachable, problems = await probe(node, names, connect_timeout or min(timeout, 3.0))
-        if not reachable:
-            raise ConnectError(problems)
+        reachable: list[str] = list(names)
+        problems: dict[str, str] = {}
+        if probe_first:
+            reachable, problems = await probe(node, names, connect_timeout)
+            if not reachable:
+                raise ConnectError(problems)
         async with open_client(node, reachable, timeout=timeout) as client:
-            yield Session(node, client, list(peers), reachable, problems, timeout)
+            yield Session(node, client, list(peers), reachable, problems, timeout, connect_timeout)
