@@ -248,10 +248,20 @@ class StaleToken(GlobalKVError):
         self.key = key
         self.token = token
         self.current_token = current_token
-        super().__init__(
-            f"token {token} of lock {key!r} is stale: the lock is now held with token "
-            f"{current_token}. Your hold has ended; stop using the resource and acquire again"
-        )
+        name = key.decode("utf-8", "backslashreplace")
+        if token > current_token:
+            # Tokens only grow, so a higher one was never a grant of this lock's: a typo, or a
+            # token of another key. Nothing was changed.
+            message = (
+                f"token {token} is not the holder's token for lock {name!r} (it is held with token "
+                f"{current_token}); check the token you were given"
+            )
+        else:
+            message = (
+                f"token {token} of lock {name!r} is stale: the lock is now held with token "
+                f"{current_token}. Your hold has ended; stop using the resource and acquire again"
+            )
+        super().__init__(message)
 
 
 class SessionExpired(GlobalKVError):

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 import ergo_py
 from ergo_py import PID, ProcessID, Ref
-from global_kv import InvalidRequest, RequestTooLarge
+from global_kv import InvalidRequest, RequestTooLarge, StaleToken
 from global_kv.app import (
     CmdAddPeer,
     CmdMetrics,
@@ -291,3 +291,13 @@ async def test_a_value_over_the_limit_is_refused_before_it_is_proposed_and_costs
                     assert exc.field == "key" and "empty" in str(exc)
                 else:
                     raise AssertionError("an empty key was accepted")
+                # A mistyped token higher than the holder's is not "stale": it was never granted.
+                handle = await kv.try_lock("job")
+                for wrong, says in ((handle.token + 1000, "not the holder's token"), (1, "is stale")):
+                    try:
+                        await kv.unlock("job", wrong)
+                    except StaleToken as exc:
+                        assert says in str(exc) and "'job'" in str(exc), exc
+                    else:
+                        raise AssertionError(f"unlock with token {wrong} succeeded")
+                await handle.unlock()
