@@ -39,7 +39,6 @@ from .._errors import (
     Unavailable,
 )
 from ..app import GLOBAL_NAME, CmdAddPeer, CmdMetrics, CmdRemovePeer, CmdSnapshot, RequestStatus
-from ..ops import render_metrics
 from ._errors import EXIT_OUTCOME, CLIError, ClusterUnavailable, OutcomeError, UsageError
 from ._format import (
     STATUS_HEADER,
@@ -392,6 +391,8 @@ async def _compact(s: Session, a: argparse.Namespace) -> Output:
 async def _metrics(s: Session, a: argparse.Namespace) -> Output:
     async def ask(name: str) -> tuple[Any, Any]:
         return await s.status_of(name), await s.call_member(name, CmdMetrics())
+
+    from ..ops import render_metrics  # prometheus_client: only for this command
 
     results, failed = await _each_member(s, a, ask)
     texts, data = [], {}

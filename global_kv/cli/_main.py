@@ -22,14 +22,10 @@ import ergo_py
 
 from .._errors import GlobalKVError
 from ..app import READ_CONSISTENCIES
-from ._cluster import LocalCluster
 from ._ctl import map_error, run_ctl
 from ._ctl_args import VersionAction, add_ctl_parser
-from ._demo import run_demo
 from ._errors import EXIT_OUTCOME, CLIError, UsageError
 from ._format import readable_message
-from ._node import ready_line, run_node
-from ._settings import node_settings
 
 __all__ = ["build_parser", "main"]
 
@@ -145,6 +141,8 @@ def _setup_logging(level: str) -> None:
 
 
 async def _run_cluster(args: argparse.Namespace, env: Mapping[str, str]) -> None:
+    from ._cluster import LocalCluster
+    from ._node import ready_line
     from ._settings import parse_overrides
 
     config = parse_overrides(args.set)
@@ -233,7 +231,11 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     try:
         args = build_parser().parse_args(argv)
         command = f"global-kv {args.command}"
+        # Imported per command: ctl must not pay for the node, the ops server or the cluster runner.
         if args.command == "node":
+            from ._node import run_node
+            from ._settings import node_settings
+
             settings = node_settings(args, env)
             _setup_logging(settings.config.log_level)
             trio.run(run_node, settings)
@@ -243,6 +245,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             trio.run(_run_cluster, args, env)
             return 0
         if args.command == "demo":
+            from ._demo import run_demo
+
             _setup_logging("ERROR")  # the tour is the output; the nodes log to files
             trio.run(lambda: run_demo(storage=args.storage))
             return 0
