@@ -104,7 +104,8 @@ def add_ctl_parser(sub: Any) -> argparse.ArgumentParser:
         "ctl",
         help="operate a running cluster (put, get, lock, status, ...)",
         description="Operate a running cluster. Exit codes: 0 ok, 1 the answer is no (not found, CAS failed, "
-        "lock held), 2 bad arguments, 3 cannot reach/authenticate any node, 4 no quorum.",
+        "lock held, a member gave no answer), 2 bad arguments (or a request the cluster refuses as invalid), "
+        "3 cannot reach/authenticate any node, 4 no quorum.",
     )
     p.add_argument("--version", action=VersionAction)
     _common(p, top=True)
