@@ -362,8 +362,12 @@ async def _each_member(
     return {n: answers[n] for n in names if n in answers}, {n: failed[n] for n in names if n in failed}
 
 
-def _failed_members(failed: dict[str, str], what: str) -> str:
-    return f"{what} failed on {len(failed)} member(s): " + "; ".join(f"{n}: {why}" for n, why in failed.items())
+def _failed_members(failed: dict[str, str], what: str, answered: int = 1) -> str:
+    """The error for members without an answer; raises ClusterUnavailable when none answered."""
+    message = f"{what} failed on {len(failed)} member(s): " + "; ".join(f"{n}: {why}" for n, why in failed.items())
+    if not answered:
+        raise ClusterUnavailable(message)
+    return message
 
 
 async def _snapshot_all(s: Session, a: argparse.Namespace, what: str) -> Output:
@@ -372,7 +376,7 @@ async def _snapshot_all(s: Session, a: argparse.Namespace, what: str) -> Output:
     data: list[dict[str, Any]] = [{"node": n, "index": i} for n, i in results.items()]
     data += [{"node": n, "error": why} for n, why in failed.items()]
     if failed:
-        return Output(data, "\n".join(lines), EXIT_OUTCOME, _failed_members(failed, a.ctl_command))
+        return Output(data, "\n".join(lines), EXIT_OUTCOME, _failed_members(failed, a.ctl_command, len(results)))
     return Output(data, "\n".join(lines))
 
 
@@ -402,7 +406,7 @@ async def _metrics(s: Session, a: argparse.Namespace) -> Output:
     data.update({name: {"error": why} for name, why in failed.items()})
     text = "".join(texts).rstrip("\n")
     if failed:
-        return Output(data, text, EXIT_OUTCOME, _failed_members(failed, "metrics"))
+        return Output(data, text, EXIT_OUTCOME, _failed_members(failed, "metrics", len(results)))
     return Output(data, text)
 
 

@@ -24,7 +24,7 @@ import ergo_py
 from ergo_py import ProcessID
 from ergo_py.net import HandshakeError
 
-from .._errors import NotLeader
+from .._errors import NotLeader, Unavailable
 from ..app import GLOBAL_NAME, RequestStatus, StatusResponse
 from ..client import GlobalClient, open_client
 from ._errors import ClusterUnavailable, ConnectError
@@ -105,12 +105,22 @@ class Session:
                 refused.append(ConnectError(problems))
                 cancel.cancel()
 
+        failure: BaseException | None = None
         async with trio.open_nursery() as nursery:
             nursery.start_soon(watchdog, nursery.cancel_scope)
-            results.append(await command())
+            try:
+                results.append(await command())
+            except (ClusterUnavailable, Unavailable, *_RETRY) as exc:
+                failure = exc  # failed before the watchdog could tell why: ask below
             nursery.cancel_scope.cancel()
         if refused:
             raise refused[0]
+        if failure is not None:
+            reachable, problems = await probe(self.node, self.reachable, self.connect_timeout)
+            self.problems.update(problems)
+            if not reachable:
+                raise ConnectError(problems) from failure
+            raise failure
         return results[0]
 
     async def status_of(self, name: str) -> StatusResponse:

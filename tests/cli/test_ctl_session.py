@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import trio
 
-from global_kv.cli import ConnectError, LocalCluster, open_session, parse_bootstrap
+from global_kv.cli import EXIT_CONNECT, ConnectError, LocalCluster, open_session, parse_bootstrap
+from tests.cli.test_ctl import ctl, one_line
 
 
 async def test_the_first_request_needs_no_probe_of_every_member() -> None:
@@ -29,3 +30,15 @@ async def test_the_first_request_needs_no_probe_of_every_member() -> None:
                 else:
                     raise AssertionError("a wrong cookie was accepted")
                 assert trio.current_time() - start < 5
+
+
+async def test_a_cluster_that_is_all_down_is_a_connect_error_for_every_command() -> None:
+    with trio.fail_after(60):
+        async with LocalCluster(3, metrics=False) as cluster:
+            await cluster.wait_for_leader()
+            peers = cluster.bootstrap
+            for i in range(3):
+                assert await cluster.stop(i) == 0
+            for argv in (["get", "k"], ["status"], ["members"], ["snapshot"]):
+                code, _, err = await ctl(cluster, *argv, "--timeout", "2", peers=peers)
+                assert code == EXIT_CONNECT and "unreachable" in one_line(err), (argv, err)
