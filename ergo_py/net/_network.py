@@ -47,7 +47,7 @@ from ._handshake import (
     PeerHasLink,
     dial_wins,
 )
-from ._link import IO_ERRORS, ActiveLink, LinkStatistics, OutQueue, describe_error
+from ._link import IO_ERRORS, ActiveLink, LinkStatistics, OutQueue, describe_error, tolerate_closing_races
 from ._protocol import CONTROL_TYPES, FRAME_OVERHEAD, Control, check_addresses, encode_control
 from ._transport import (
     CLOSE_TIMEOUT,
@@ -531,6 +531,7 @@ class Network:
         remote = endpoint_text(request.remote)
         try:
             ws = await request.accept()
+            tolerate_closing_races(ws)
             await self._accept(ws, remote)
         except IO_ERRORS as exc:
             log.debug("%s: connection from %s ended: %s", self.local_name, remote, describe_error(exc))

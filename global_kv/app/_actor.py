@@ -167,7 +167,14 @@ class GlobalActor(LeaderActor):
         # Whose data dir this is, checked before any engine file is opened (start_raft checks
         # again before the Raft log: the same identity, so that one is a no-op).
         identity = DataDirIdentity(config.cluster_id, self.node.name, self.name or GLOBAL_PROCESS)
-        await trio.to_thread.run_sync(ensure_identity, data_dir, identity)
+        if await trio.to_thread.run_sync(ensure_identity, data_dir, identity):
+            self.log.info(
+                "data dir %s recorded as %s@%s's (cluster %r)",
+                data_dir,
+                identity.replica,
+                self.node.name,
+                config.cluster_id,
+            )
         engine = await trio.to_thread.run_sync(lambda: open_engine(config.storage_type, os.fspath(data_dir)))
         # Two kept: a crash after a new snapshot is saved but before the log is compacted
         # behind it leaves the log naming the previous one, which must still be there.

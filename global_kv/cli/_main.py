@@ -142,7 +142,6 @@ def _setup_logging(level: str) -> None:
 
 async def _run_cluster(args: argparse.Namespace, env: Mapping[str, str]) -> None:
     from ._cluster import LocalCluster
-    from ._node import ready_line
     from ._settings import parse_overrides
 
     config = parse_overrides(args.set)
@@ -160,17 +159,7 @@ async def _run_cluster(args: argparse.Namespace, env: Mapping[str, str]) -> None
         )
         async with cluster:
             out = sys.stdout
-            print(ready_line({"nodes": len(cluster.nodes), "bootstrap": cluster.bootstrap}), file=out)
-            print(f"\n{len(cluster.nodes)} nodes up ({args.storage}, data and logs in {cluster.data_dir}):", file=out)
-            for n in cluster.nodes:
-                metrics = f"  {n.metrics_url}/metrics" if n.metrics_url else ""
-                print(f"  {n.name:14} {n.url:24} pid {n.pid}{metrics}", file=out)
-            print("\nUse it from another shell:", file=out)
-            if not cookie:
-                print(f"  export COOKIE={cluster.cookie}", file=out)
-            print(f"  export BOOTSTRAP='{cluster.bootstrap}'", file=out)
-            print("  global-kv ctl put greeting hello && global-kv ctl get greeting && global-kv ctl status", file=out)
-            print("\nCtrl-C stops every node.", file=out, flush=True)
+            print(cluster.describe(show_cookie=not cookie), file=out, flush=True)
             async with trio.open_nursery() as nursery:
 
                 async def watch(i: int) -> None:

@@ -34,7 +34,7 @@ async def test_cluster_command_serves_until_sigint_then_stops_every_node() -> No
             out = bytearray()
             await read_until(process.stdout, b"Ctrl-C stops every node.", out)
             text = out.decode()
-            ready = re.search(r"^READY nodes=3 bootstrap=(\S+)$", text, re.MULTILINE)
+            ready = re.search(r"^READY nodes=3 cluster=local bootstrap=(\S+)$", text, re.MULTILINE)
             assert ready is not None, text
             pids = [int(p) for p in re.findall(r"pid (\d+)", text)]
             assert len(pids) == 3 and all(alive(p) for p in pids)

@@ -287,10 +287,6 @@ async def test_a_node_killed_by_pid_and_restarted_by_hand_with_the_printed_line_
                     await reap(proc)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs global_kv/cli/_main.py's _run_cluster to print cluster.describe(show_cookie=not cookie)",
-)
 async def test_global_kv_cluster_keeps_serving_a_node_killed_by_pid_and_restarted_from_its_printed_line(
     tmp_path: Path,
 ) -> None:
