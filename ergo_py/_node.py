@@ -1,4 +1,8 @@
-"""`Node`: the process table, names, monitors, links, calls and (optionally) distribution.
+"""`Node`: the process table, monitors, links, calls and (optionally) distribution.
+
+Names, monitors and links are kept in a `ProcessTables` (`_tables`), which this module
+and `_remote` change only through its methods; what a change means (a DOWN, an exit
+signal, a control to another node) is carried out here.
 
 Everything here runs on one trio thread, so the tables need no locks; every method
 that only changes tables is synchronous and never blocks. The node owns the nursery
@@ -6,8 +10,8 @@ in which every process runs, and `start_node` owns the node: leaving its context
 stops every process (most recently started first), then the network.
 
 Remote operations are expressed as control messages (`ergo_py.net`) handed to the
-network layer; what arrives from a peer is applied here by `_on_control`, with the
-same rules as local operations, so a remote process is indistinguishable from a
+network layer; what arrives from a peer is applied by `_remote.RemoteControl`, with
+the same rules as local operations, so a remote process is indistinguishable from a
 local one except for `noconnection`.
 """
 
@@ -29,7 +33,6 @@ from ._errors import (
     CallError,
     CallTimeout,
     ErgoError,
-    NameTaken,
     NoConnection,
     NodeNotRunning,
     ProcessExited,
@@ -45,10 +48,10 @@ from ._messages import (
     SHUTDOWN,
     MessageDownNode,
     MessageDownPID,
-    MessageDownProcessID,
 )
 from ._process import Process
-from ._remote import apply_control, open_network
+from ._remote import RemoteControl, open_network
+from ._tables import ProcessTables, down_message
 
 if TYPE_CHECKING:
     import ssl
@@ -104,29 +107,14 @@ class TimerHandle:
 
     __slots__ = ("_scope", "fired")
 
-    def __init__(self) -> None:
-        self._scope = trio.CancelScope()
+    def __init__(self, scope: trio.CancelScope) -> None:
+        self._scope = scope  # the scope the timer's task waits in
         self.fired = False
 
     def cancel(self) -> bool:
         """True if the message will not be sent."""
         self._scope.cancel()
         return not self.fired
-
-
-class _Monitor:
-    __slots__ = ("ref", "watcher", "target", "pid")
-
-    def __init__(self, ref: Ref, watcher: PID, target: Any, pid: PID | None) -> None:
-        self.ref = ref
-        self.watcher = watcher  # local or remote PID
-        self.target = target  # as given: PID or ProcessID
-        self.pid = pid  # resolved local PID (None for remote targets)
-
-    def down(self, reason: Any) -> Any:
-        if isinstance(self.target, ProcessID):
-            return MessageDownProcessID(self.target, reason)
-        return MessageDownPID(self.target, reason)
 
 
 class _CallWaiter:
@@ -234,26 +222,30 @@ class _CallTimer:
 class Node:
     """A running node. Get one from `start_node`; do not construct it directly."""
 
-    def __init__(self, name: str, options: NodeOptions, nursery: trio.Nursery) -> None:
+    def __init__(self, name: str, options: NodeOptions) -> None:
         self.name = validate_node_name(name)
         self.options = options
         self.creation = secrets.randbits(31) | 1
-        self._nursery = nursery
         self._running = True
         self._procs: dict[int, Process] = {}
-        self._names: dict[str, Process] = {}
+        self._tables: ProcessTables[Process] = ProcessTables(self.name)
         self._next_id = 1000
         self._next_ref = 0
-        self._monitors_by_target: dict[PID, dict[Ref, _Monitor]] = {}
-        self._monitor_index: dict[Ref, PID] = {}  # monitor ref -> the local process it watches
-        self._remote_monitors: dict[str, dict[Ref, _Monitor]] = {}  # by target node
-        self._node_monitors: dict[str, dict[Ref, PID]] = {}  # node name -> ref -> local watcher
-        self._remote_links: dict[str, set[tuple[PID, PID]]] = {}  # node -> (local, remote)
         self._pending: dict[Ref, _CallWaiter] = {}
         self._call_timer = _CallTimer()
         self._apps: "ApplicationRuntime | None" = None
         self._net: Any = None
+        self._remote = RemoteControl(
+            self.name,
+            self._tables,
+            local=self._local,
+            reply=self._reply,
+            send_quiet=self._net_send_quiet,
+            exit_signal=self._exit_signal,
+            deliver_down=self._deliver_down,
+        )
         self.stop_reason: Any = None
+        self._stop_event = trio.Event()
         self._log = logging.LoggerAdapter(_log, {"node": self.name})
 
     def __repr__(self) -> str:
@@ -308,14 +300,14 @@ class Node:
         return self._local(pid) is not None
 
     def whereis(self, name: str) -> PID | None:
-        proc = self._names.get(name)
+        proc = self._tables.whereis(name)
         return proc.pid if proc is not None else None
 
     def processes(self) -> list[PID]:
         return [p.pid for p in self._procs.values()]
 
     def registered_names(self) -> dict[str, PID]:
-        return {name: p.pid for name, p in self._names.items()}
+        return self._tables.registered()
 
     def process_info(self, pid: PID) -> ProcessInfo | None:
         proc = self._local(pid)
@@ -328,7 +320,7 @@ class Node:
             mailbox=len(proc.mailbox),
             links=tuple(sorted(proc.links)),
             monitors=len(proc.monitors),
-            monitored_by=len(self._monitors_by_target.get(proc.pid, ())),
+            monitored_by=self._tables.monitored_by(proc.pid),
             trap_exit=proc.trap_exit,
             application=proc.app,
             uptime=trio.current_time() - proc.started_at,
@@ -349,15 +341,7 @@ class Node:
 
     def statistics(self) -> dict[str, int]:
         """Table sizes: what a leak would show up in."""
-        return {
-            "processes": len(self._procs),
-            "names": len(self._names),
-            "monitors": len(self._monitor_index),
-            "remote_monitors": sum(len(m) for m in self._remote_monitors.values()),
-            "node_monitors": sum(len(m) for m in self._node_monitors.values()),
-            "remote_links": sum(len(s) for s in self._remote_links.values()),
-            "pending_calls": len(self._pending),
-        }
+        return {"processes": len(self._procs), **self._tables.statistics(), "pending_calls": len(self._pending)}
 
     # -- distribution ----------------------------------------------------------------------
     def _network(self) -> Any:
@@ -428,9 +412,9 @@ class Node:
         if isinstance(target, PID):
             return self._local(target) if target.node == self.name else None
         if isinstance(target, ProcessID):
-            return self._names.get(target.name) if target.node == self.name else None
+            return self._tables.whereis(target.name) if target.node == self.name else None
         if isinstance(target, str):
-            return self._names.get(target)
+            return self._tables.whereis(target)
         raise TypeError(f"not a process: {target!r} (expected PID, ProcessID or a registered name)")
 
     # -- spawning --------------------------------------------------------------------------
@@ -452,31 +436,20 @@ class Node:
             app = link_to.app
         proc = Process(self, self._new_pid(), actor, app)
         if name is not None:
-            self._register(name, proc)
+            self._tables.register(name, proc)
         self._procs[proc.pid.id] = proc
         if link_to is not None:
-            proc.links.add(link_to.pid)
-            link_to.links.add(proc.pid)
+            self._tables.link(proc, link_to.pid)
+            self._tables.link(link_to, proc.pid)
         pid: PID = await self._nursery.start(proc.run, args)
         return pid
 
     # -- names -----------------------------------------------------------------------------
     def _register(self, name: str, proc: Process) -> None:
-        if not isinstance(name, str) or not name or "@" in name:
-            raise ValueError(f"invalid process name {name!r}: a non-empty string without '@'")
-        holder = self._names.get(name)
-        if holder is not None and holder is not proc:
-            raise NameTaken(name, holder.pid)
-        if proc.name is not None and proc.name != name:
-            self._names.pop(proc.name, None)
-        self._names[name] = proc
-        proc.name = name
+        self._tables.register(name, proc)
 
     def _unregister(self, proc: Process) -> None:
-        if proc.name is not None:
-            if self._names.get(proc.name) is proc:
-                del self._names[proc.name]
-            proc.name = None
+        self._tables.unregister(proc)
 
     # -- sending ---------------------------------------------------------------------------
     def _send(self, from_: PID | None, to: Any, message: Any) -> None:
@@ -500,10 +473,11 @@ class Node:
         proc.mailbox.put((MSG, from_, message, None))
 
     def _send_after(self, from_: PID, to: Any, message: Any, seconds: float) -> TimerHandle:
-        handle = TimerHandle()
+        scope = trio.CancelScope()
+        handle = TimerHandle(scope)
 
         async def fire() -> None:
-            with handle._scope:
+            with scope:
                 await trio.sleep(seconds)
                 handle.fired = True
                 try:
@@ -517,11 +491,12 @@ class Node:
     def _send_interval(self, proc: Process, to: Any, message: Any, seconds: float) -> TimerHandle:
         if seconds <= 0:
             raise ValueError(f"send_interval needs a positive period, got {seconds}")
-        handle = TimerHandle()
+        scope = trio.CancelScope()
+        handle = TimerHandle(scope)
         owner = proc.pid
 
         async def repeat() -> None:
-            with handle._scope:
+            with scope:
                 deadline = trio.current_time()
                 while self._local(owner) is not None:
                     deadline += seconds
@@ -607,9 +582,8 @@ class Node:
         if not isinstance(target, (PID, ProcessID)):
             raise TypeError(f"cannot monitor {target!r}: expected PID, ProcessID, a name or 'node@host'")
         if target.node != self.name:
-            mon = _Monitor(ref, watcher.pid, target, None)
             watcher.monitors[ref] = target
-            self._remote_monitors.setdefault(target.node, {})[ref] = mon
+            self._tables.add_remote_monitor(ref, watcher.pid, target)
             try:
                 self._net_send(target.node, "Monitor", watcher.pid, target, ref)
             except NoConnection:
@@ -619,16 +593,15 @@ class Node:
         watcher.monitors[ref] = target
         if proc is None:
             # No race: a DOWN with noproc, at once.
-            self._deliver_down(watcher.pid, ref, _Monitor(ref, watcher.pid, target, None).down(NOPROC))
+            self._deliver_down(watcher.pid, ref, down_message(target, NOPROC))
             return ref
-        self._monitors_by_target.setdefault(proc.pid, {})[ref] = _Monitor(ref, watcher.pid, target, proc.pid)
-        self._monitor_index[ref] = proc.pid
+        self._tables.add_monitor(ref, watcher.pid, target, proc.pid)
         return ref
 
     def _monitor_node(self, watcher: Process, node: str, ref: Ref) -> Ref:
         validate_node_name(node)
         watcher.monitors[ref] = node
-        self._node_monitors.setdefault(node, {})[ref] = watcher.pid
+        self._tables.add_node_monitor(ref, watcher.pid, node)
         if node == self.name:
             return ref
         if self._net is None or node not in self._net.connected_nodes():
@@ -656,32 +629,9 @@ class Node:
             refs = [r for r, t in watcher.monitors.items() if t == target]
         for ref in refs:
             target = watcher.monitors.pop(ref)
-            self._drop_monitor(watcher.pid, ref, target)
-
-    def _drop_monitor(self, watcher: PID, ref: Ref, target: Any) -> None:
-        if isinstance(target, str):
-            mons = self._node_monitors.get(target)
-            if mons is not None:
-                mons.pop(ref, None)
-                if not mons:
-                    del self._node_monitors[target]
-            return
-        if target.node != self.name:
-            remote = self._remote_monitors.get(target.node)
-            if remote is not None and remote.pop(ref, None) is not None:
-                if not remote:
-                    del self._remote_monitors[target.node]
-                try:
-                    self._net_send(target.node, "Demonitor", watcher, target, ref)
-                except NoConnection:
-                    pass
-            return
-        pid = self._monitor_index.pop(ref, None)
-        if pid is None:
-            return
-        local = self._monitors_by_target.get(pid)
-        if local is not None and local.pop(ref, None) is not None and not local:
-            del self._monitors_by_target[pid]
+            mon = self._tables.remove_monitor(ref, target)
+            if mon is not None and not isinstance(target, str) and target.node != self.name:
+                self._net_send_quiet(target.node, "Demonitor", watcher.pid, target, ref)
 
     def _deliver_down(self, watcher: PID, ref: Ref, message: Any) -> None:
         if watcher.node != self.name:
@@ -694,14 +644,11 @@ class Node:
             proc.mailbox.put_system((DOWN, ref, message, None))
 
     def _fire_node_monitors(self, node: str) -> None:
-        for ref, watcher in self._node_monitors.pop(node, {}).items():
-            self._deliver_down(watcher, ref, MessageDownNode(node))
+        for mon in self._tables.pop_node_monitors(node):
+            self._deliver_down(mon.watcher, mon.ref, MessageDownNode(node))
 
     def _fire_remote_monitor(self, node: str, ref: Ref, reason: Any) -> None:
-        mons = self._remote_monitors.get(node)
-        mon = mons.pop(ref, None) if mons else None
-        if mons is not None and not mons:
-            self._remote_monitors.pop(node, None)
+        mon = self._tables.pop_remote_monitor(node, ref)
         if mon is not None:
             self._deliver_down(mon.watcher, ref, mon.down(reason))
 
@@ -710,43 +657,28 @@ class Node:
         if pid == proc.pid or pid in proc.links:
             return
         if pid.node != self.name:
-            proc.links.add(pid)
-            self._remote_links.setdefault(pid.node, set()).add((proc.pid, pid))
+            self._tables.link(proc, pid)
             try:
                 self._net_send(pid.node, "Link", proc.pid, pid)
             except NoConnection:
-                self._remote_link_lost(pid.node, proc.pid, pid)
+                if self._tables.unlink(proc, pid):
+                    self._exit_signal(proc, pid, NOCONNECTION)
             return
         other = self._local(pid)
         if other is None:
             self._exit_signal(proc, pid, NOPROC)
             return
-        proc.links.add(pid)
-        other.links.add(proc.pid)
+        self._tables.link(proc, pid)
+        self._tables.link(other, proc.pid)
 
     def _unlink(self, proc: Process, pid: PID) -> None:
-        proc.links.discard(pid)
+        self._tables.unlink(proc, pid)
         if pid.node != self.name:
-            links = self._remote_links.get(pid.node)
-            if links is not None:
-                links.discard((proc.pid, pid))
-            try:
-                self._net_send(pid.node, "Unlink", proc.pid, pid)
-            except NoConnection:
-                pass
+            self._net_send_quiet(pid.node, "Unlink", proc.pid, pid)
             return
         other = self._local(pid)
         if other is not None:
-            other.links.discard(proc.pid)
-
-    def _remote_link_lost(self, node: str, local: PID, remote: PID) -> None:
-        links = self._remote_links.get(node)
-        if links is not None:
-            links.discard((local, remote))
-        proc = self._local(local)
-        if proc is not None and remote in proc.links:
-            proc.links.discard(remote)
-            self._exit_signal(proc, remote, NOCONNECTION)
+            self._tables.unlink(other, proc.pid)
 
     def _exit_signal(self, proc: Process, from_: PID, reason: Any) -> None:
         """Erlang's exit signal from a link: trapped -> a message; abnormal -> the process ends."""
@@ -777,28 +709,19 @@ class Node:
         proc.exit_reason = reason
         pid = proc.pid
         self._procs.pop(pid.id, None)
-        self._unregister(proc)
-        # Monitors this process held.
-        for ref, target in proc.monitors.items():
-            self._drop_monitor(pid, ref, target)
-        proc.monitors.clear()
-        # Monitors on this process.
-        for ref, mon in self._monitors_by_target.pop(pid, {}).items():
-            self._monitor_index.pop(ref, None)
-            self._deliver_down(mon.watcher, ref, mon.down(reason))
-        # Links.
-        for other_pid in proc.links:
+        gone = self._tables.remove_process(proc)
+        for mon in gone.demonitors:
+            self._net_send_quiet(mon.target.node, "Demonitor", pid, mon.target, mon.ref)
+        for mon in gone.watchers:
+            self._deliver_down(mon.watcher, mon.ref, mon.down(reason))
+        for other_pid in gone.links:
             if other_pid.node != self.name:
-                links = self._remote_links.get(other_pid.node)
-                if links is not None:
-                    links.discard((pid, other_pid))
                 self._net_send_quiet(other_pid.node, "Exit", pid, other_pid, reason)
                 continue
             other = self._local(other_pid)
             if other is not None:
-                other.links.discard(pid)
+                self._tables.unlink(other, pid)
                 self._exit_signal(other, pid, reason)
-        proc.links.clear()
         # Calls waiting on this process fail now rather than at their timeout.
         if self._pending:
             for waiter in list(self._pending.values()):
@@ -824,30 +747,73 @@ class Node:
 
     def _on_link_down(self, node: str, reason: str) -> None:
         self._log.info("link down: %s (%s)", node, reason)
-        for ref in list(self._remote_monitors.get(node, {})):
-            self._fire_remote_monitor(node, ref, NOCONNECTION)
-        for local, remote in list(self._remote_links.pop(node, set())):
-            self._remote_link_lost(node, local, remote)
-        # Monitors that remote processes hold on local ones can never be delivered now.
-        for pid, mons in list(self._monitors_by_target.items()):
-            for ref in [r for r, m in mons.items() if m.watcher.node == node]:
-                del mons[ref]
-                self._monitor_index.pop(ref, None)
-            if not mons:
-                del self._monitors_by_target[pid]
+        lost = self._tables.remove_node(node)
+        for mon in lost.monitors:
+            self._deliver_down(mon.watcher, mon.ref, mon.down(NOCONNECTION))
         # Local processes linked to remote ones on that node.
-        self._fire_node_monitors(node)
+        for local, remote in lost.links:
+            proc = self._local(local)
+            if proc is not None and self._tables.unlink(proc, remote):
+                self._exit_signal(proc, remote, NOCONNECTION)
+        for mon in lost.node_monitors:
+            self._deliver_down(mon.watcher, mon.ref, MessageDownNode(node))
         for waiter in list(self._pending.values()):
             if waiter.node == node:
                 waiter.resolve(False, NoConnection(node, reason))
 
-    def _on_control(self, peer: str, control: Any) -> None:
-        """Apply one control message that arrived from `peer`."""
-        # apply_control is imported at module level: this runs once per control, and a
-        # function-level import here cost ~4.5 us per control (a Send: 6.1 -> 1.7 us).
-        apply_control(self, peer, control)
+    # -- lifetime --------------------------------------------------------------------------
+    _nursery: trio.Nursery  # where every process runs; set by `_lifetime`
 
-    # -- shutdown --------------------------------------------------------------------------
+    @asynccontextmanager
+    async def _lifetime(self) -> AsyncIterator["Node"]:
+        """The node's life, for `start_node`: its machinery runs until the block is left."""
+        body_error: BaseException | None = None
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            # The node's own machinery (call timeouts, the network) runs shielded from outside
+            # cancellation until shutdown is over, so that cleanup which still talks to other
+            # processes or nodes (a lock released in a `finally`, terminate callbacks) can.
+            infrastructure = trio.CancelScope(shield=True)
+
+            async def run_infrastructure(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+                with infrastructure:
+                    async with trio.open_nursery() as inner:
+                        await inner.start(self._call_timer.run)
+                        if self.options.networked:
+                            handlers = net.NetworkHandlers(
+                                on_control=self._remote.apply,
+                                on_link_up=self._on_link_up,
+                                on_link_down=self._on_link_down,
+                            )
+                            self._net = await open_network(self.name, self.creation, self.options, handlers, inner)
+                        task_status.started()
+                        await trio.sleep_forever()
+
+            await nursery.start(run_infrastructure)
+            body_scope = trio.CancelScope()
+
+            async def watch_stop() -> None:
+                await self._stop_event.wait()
+                body_scope.cancel()
+
+            nursery.start_soon(watch_stop)
+            try:
+                with body_scope:
+                    yield self
+            except BaseException as exc:
+                # Re-raised below, outside the nursery, so the caller sees its own
+                # exception rather than an ExceptionGroup around it.
+                body_error = exc
+            finally:
+                with trio.CancelScope(shield=True):
+                    await self._shutdown()
+                    if self._net is not None:
+                        await self._net.aclose()
+                infrastructure.cancel()
+                nursery.cancel_scope.cancel()
+        if body_error is not None:
+            raise body_error
+
     async def _shutdown(self) -> None:
         if self._apps is not None:
             await self._apps.stop_all()
@@ -862,8 +828,6 @@ class Node:
             self.stop_reason = reason
             self._stop_event.set()
 
-    _stop_event: trio.Event
-
 
 @asynccontextmanager
 async def start_node(name: str, options: NodeOptions | None = None) -> AsyncIterator[Node]:
@@ -872,47 +836,5 @@ async def start_node(name: str, options: NodeOptions | None = None) -> AsyncIter
     If something calls `node.stop()` (for example a permanent application that
     terminated), the block is cancelled and the node shuts down.
     """
-    validate_node_name(name)
-    options = options or NodeOptions()
-    body_error: BaseException | None = None
-    async with trio.open_nursery() as nursery:
-        node = Node(name, options, nursery)
-        node._stop_event = trio.Event()
-        # The node's own machinery (call timeouts, the network) runs shielded from outside
-        # cancellation until shutdown is over, so that cleanup which still talks to other
-        # processes or nodes (a lock released in a `finally`, terminate callbacks) can.
-        infrastructure = trio.CancelScope(shield=True)
-
-        async def run_infrastructure(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-            with infrastructure:
-                async with trio.open_nursery() as inner:
-                    await inner.start(node._call_timer.run)
-                    if options.networked:
-                        await open_network(node, inner)
-                    task_status.started()
-                    await trio.sleep_forever()
-
-        await nursery.start(run_infrastructure)
-        body_scope = trio.CancelScope()
-
-        async def watch_stop() -> None:
-            await node._stop_event.wait()
-            body_scope.cancel()
-
-        nursery.start_soon(watch_stop)
-        try:
-            with body_scope:
-                yield node
-        except BaseException as exc:
-            # Re-raised below, outside the nursery, so the caller sees its own
-            # exception rather than an ExceptionGroup around it.
-            body_error = exc
-        finally:
-            with trio.CancelScope(shield=True):
-                await node._shutdown()
-                if node._net is not None:
-                    await node._net.aclose()
-            infrastructure.cancel()
-            nursery.cancel_scope.cancel()
-    if body_error is not None:
-        raise body_error
+    async with Node(name, options or NodeOptions())._lifetime() as node:
+        yield node
