@@ -50,9 +50,9 @@ from typing import Any
 import trio
 
 import ergo_py
-from global_kv.app import CmdMetrics
 from global_kv.cli import LocalCluster, open_session, parse_bootstrap
 from global_kv.client import open_client
+from global_kv.protocol import MetricsRequest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -192,7 +192,7 @@ async def _loadgen_cell(node: ergo_py.Node, names: list[str], cmd: dict[str, Any
         # client on the leader's node would see, without the hop from the load generator.
         # Its window is the leader's last 4,096 writes, nearly all from this cell.
         try:
-            metrics = await node.call(ergo_py.ProcessID("global", leader), CmdMetrics(), timeout=5.0)
+            metrics = await node.call(ergo_py.ProcessID("global", leader), MetricsRequest(), timeout=5.0)
             result["leader_commit_ms"] = {q: round(v, 3) for q, v in metrics["commit_latency_ms"].items()}
         except Exception as exc:  # a benchmark reports what it could not measure, it does not stop
             result["leader_commit_ms"] = {"error": f"{type(exc).__name__}: {exc}"}

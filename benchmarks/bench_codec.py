@@ -22,11 +22,11 @@ from typing import Any
 from _report import write_report
 
 import global_kv  # noqa: F401 - registers the payload types
-from ergo_py._ids import PID, ProcessID, Ref
+from ergo_py.ids import PID, ProcessID, Ref
 from ergo_py.net import Call, Reply, Send
 from ergo_py.net._protocol import build_frame, decode_frame, encode_control
-from global_kv.app import RequestGet, RequestPut
 from global_kv.leader._wire import RaftEnvelope
+from global_kv.protocol import GetRequest, PutRequest, SessionTag
 from global_kv.raft import AppendEntries, Entry
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,10 +42,10 @@ def _controls() -> list[tuple[str, Any, str, str, int]]:
     entries = tuple(Entry(1000 + i, 3, data=b"c" * 150) for i in range(ENTRIES))
     append = AppendEntries(3, f"global@{SERVER}", f"global@{CLIENT}", 999, 3, entries, 990)
     return [
-        ("Call RequestGet", Call(caller, target, ref, RequestGet(b"key-000123", "follower")), CLIENT, SERVER, 1),
+        ("Call GetRequest", Call(caller, target, ref, GetRequest(b"key-000123", "follower")), CLIENT, SERVER, 1),
         (
-            "Call RequestPut, 100-byte value",
-            Call(caller, target, ref, RequestPut(b"key-000123", b"v" * 100, "c1", 7, 6)),
+            "Call PutRequest, 100-byte value",
+            Call(caller, target, ref, PutRequest(b"key-000123", b"v" * 100, SessionTag("c1", 7, 6))),
             CLIENT,
             SERVER,
             1,
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
         per = f"{r['encode_us'] / r['items']:.2f} / {r['decode_us'] / r['items']:.2f}" if r["items"] > 1 else ""
         print(f"| {r['control']} | {r['bytes']} | {r['encode_us']} | {r['decode_us']} | {per} |")
     call_reply = sum(
-        r["encode_us"] + r["decode_us"] for r in rows if r["control"] in ("Call RequestGet", "Reply, 100-byte value")
+        r["encode_us"] + r["decode_us"] for r in rows if r["control"] in ("Call GetRequest", "Reply, 100-byte value")
     )
     print(f"\na get's round trip (Call + Reply, each encoded and decoded once): {call_reply:.1f} µs")
     write_report(args.json, rows)

@@ -33,7 +33,7 @@ import trio.lowlevel
 import trio_websocket
 
 import ergo_py as e
-from ergo_py._ids import PID, ProcessID, Ref
+from ergo_py.ids import PID, ProcessID, Ref
 from ergo_py.net import Call, Network, NetworkHandlers, Reply, Send
 
 PAYLOAD = b"x" * 100

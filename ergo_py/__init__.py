@@ -20,10 +20,6 @@ from ._errors import NodeNotRunning as NodeNotRunning
 from ._errors import ProcessExited as ProcessExited
 from ._errors import ProcessUnknown as ProcessUnknown
 from ._errors import SpawnError as SpawnError
-from ._ids import PID as PID
-from ._ids import ProcessID as ProcessID
-from ._ids import Ref as Ref
-from ._ids import validate_node_name as validate_node_name
 from ._messages import KILL as KILL
 from ._messages import NOCONNECTION as NOCONNECTION
 from ._messages import NOPROC as NOPROC
@@ -47,4 +43,8 @@ from ._supervisor import Supervisor as Supervisor
 from ._supervisor import SupervisorSpec as SupervisorSpec
 from ._supervisor import TerminateChild as TerminateChild
 from ._supervisor import WhichChildren as WhichChildren
+from .ids import PID as PID
+from .ids import ProcessID as ProcessID
+from .ids import Ref as Ref
+from .ids import validate_node_name as validate_node_name
 from .net import register_type as register_type

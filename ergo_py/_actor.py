@@ -12,8 +12,8 @@ import logging
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from ._errors import CallError
-from ._ids import PID, ProcessID, Ref
 from ._messages import NORMAL
+from .ids import PID, ProcessID, Ref
 
 if TYPE_CHECKING:
     from ._node import Node, TimerHandle

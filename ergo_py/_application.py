@@ -20,8 +20,8 @@ from ._messages import NORMAL, SHUTDOWN
 from ._supervisor import ChildSpec, Strategy, Supervisor, SupervisorSpec
 
 if TYPE_CHECKING:
-    from ._ids import PID
     from ._node import Node
+    from .ids import PID
 
 __all__ = ["Mode", "ApplicationSpec", "Application", "ApplicationError", "ApplicationRuntime"]
 

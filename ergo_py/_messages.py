@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ._ids import PID, ProcessID
+from .ids import PID, ProcessID
 
 __all__ = [
     "NORMAL",

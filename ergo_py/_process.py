@@ -17,9 +17,9 @@ import trio
 
 from ._actor import NO_REPLY, Actor
 from ._errors import SpawnError
-from ._ids import PID, Ref
 from ._mailbox import CALL, DOWN, EXIT, INSPECT, MSG, STOP, Mailbox
 from ._messages import KILL, NORMAL, MessageExitPID, Panic
+from .ids import PID, Ref
 
 if TYPE_CHECKING:
     from ._node import Node

@@ -19,8 +19,8 @@ import trio
 
 from ._actor import Actor
 from ._errors import ErgoError
-from ._ids import PID, Ref
 from ._messages import NORMAL, SHUTDOWN, MessageExitPID
+from .ids import PID, Ref
 
 __all__ = [
     "Strategy",

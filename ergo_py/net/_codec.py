@@ -32,8 +32,8 @@ from typing import Any
 import cbor2
 
 import ergo_py._errors as _ergo_errors
-from ergo_py._ids import PID, ProcessID, Ref
 from ergo_py._messages import MessageDownNode, MessageDownPID, MessageDownProcessID, MessageExitPID, Panic
+from ergo_py.ids import PID, ProcessID, Ref
 
 from ._errors import (
     DecodeError,

@@ -40,7 +40,7 @@ from typing import Any
 
 import cbor2
 
-from ergo_py._ids import validate_node_name
+from ergo_py.ids import validate_node_name
 
 from ._codec import decode_plain
 from ._errors import DecodeError, HandshakeError

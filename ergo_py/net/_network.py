@@ -35,7 +35,7 @@ from typing import Any
 import trio
 import trio_websocket
 
-from ergo_py._ids import validate_node_name
+from ergo_py.ids import validate_node_name
 
 from ._errors import HandshakeError, MessageTooLarge, NoConnection
 from ._handshake import (

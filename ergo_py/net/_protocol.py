@@ -24,7 +24,7 @@ from typing import Any
 
 import cbor2
 
-from ergo_py._ids import PID, ProcessID, Ref
+from ergo_py.ids import PID, ProcessID, Ref
 
 from ._codec import CODEC, Codec, decode_plain
 from ._errors import DecodeError, FramingError

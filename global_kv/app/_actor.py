@@ -46,45 +46,36 @@ from .._errors import (
     StorageError,
 )
 from ..leader import LeaderActor
-from ..raft import Entry, ReadState, Role, Snapshot, SnapshotMeta, SoftState, Status
-from ..state import (
-    CAS,
-    BatchDelete,
-    BatchPut,
-    Command,
-    Delete,
-    Put,
-    StateMachine,
-    encode_command,
-    encode_value,
+from ..protocol import (
+    AddPeerRequest,
+    BatchDeleteRequest,
+    BatchPutRequest,
+    CASRequest,
+    DeleteRequest,
+    Forwarded,
+    GetRequest,
+    ListLocksRequest,
+    LockRequest,
+    MetricsRequest,
+    PrefixRequest,
+    PutRequest,
+    RangeRequest,
+    RefreshRequest,
+    Relayed,
+    RemovePeerRequest,
+    SnapshotRequest,
+    StatusRequest,
+    StatusResponse,
+    UnlockRequest,
+    command_for,
 )
+from ..raft import Entry, ReadState, Role, Snapshot, SnapshotMeta, SoftState, Status
+from ..state import StateMachine, encode_command
 from ..storage import DataDirIdentity, SnapshotStore, StorageEngine, ensure_identity, open_engine
 from ._config import GlobalConfig
 from ._gc_pauses import gc_pauses
 from ._locks import LockService
 from ._node_counters import node_counters
-from ._protocol import (
-    CmdAddPeer,
-    CmdListLocks,
-    CmdMetrics,
-    CmdRemovePeer,
-    CmdSnapshot,
-    Forwarded,
-    LockRequest,
-    RefreshRequest,
-    Relayed,
-    RequestBatchDelete,
-    RequestBatchPut,
-    RequestCAS,
-    RequestDelete,
-    RequestGet,
-    RequestPrefix,
-    RequestPut,
-    RequestRange,
-    RequestStatus,
-    StatusResponse,
-    UnlockRequest,
-)
 from ._validate import Limits, check_forwarded, check_request
 
 __all__ = ["GlobalActor"]
@@ -95,8 +86,8 @@ GLOBAL_PROCESS = "global"  # the name the Application registers this replica und
 _MAX_RELAYS = 100_000
 # A snapshot is serialized in chunks of this size (~70 pairs of a 100-byte value, ~1 ms here).
 _SNAPSHOT_CHUNK_BYTES = 8 * 1024
-_KV_WRITES = (RequestPut, RequestDelete, RequestCAS, RequestBatchPut, RequestBatchDelete)
-_READS = (RequestGet, RequestRange, RequestPrefix)
+_KV_WRITES = (PutRequest, DeleteRequest, CASRequest, BatchPutRequest, BatchDeleteRequest)
+_READS = (GetRequest, RangeRequest, PrefixRequest)
 _LOCK_REQUESTS = (LockRequest, UnlockRequest, RefreshRequest)
 
 
@@ -306,7 +297,7 @@ class GlobalActor(LeaderActor):
             else:
                 self.locks.refresh(caller, ref, request)
             return NO_REPLY
-        if isinstance(request, CmdListLocks):
+        if isinstance(request, ListLocksRequest):
             # The leader's view: it knows the waiters and how long each lock was held.
             if self._role is not Role.LEADER:
                 return self._forward(caller, ref, request, hops)
@@ -324,16 +315,16 @@ class GlobalActor(LeaderActor):
             self._reads.append((caller, ref, request))
             self.kick()
             return NO_REPLY
-        if isinstance(request, RequestStatus):
+        if isinstance(request, StatusRequest):
             return self.status()
-        if isinstance(request, CmdAddPeer):
+        if isinstance(request, AddPeerRequest):
             # Checked first (the node connects and runs a replica of this cluster), then proposed.
             return self.join(request.peer, reply_to=(caller, ref))
-        if isinstance(request, CmdRemovePeer):
+        if isinstance(request, RemovePeerRequest):
             return self.leave(request.peer)
-        if isinstance(request, CmdSnapshot):
+        if isinstance(request, SnapshotRequest):
             return self._snapshot_now()
-        if isinstance(request, CmdMetrics):
+        if isinstance(request, MetricsRequest):
             return self.metrics()
         raise GlobalKVError(f"unknown request {type(request).__name__}: {request!r}")
 
@@ -354,27 +345,16 @@ class GlobalActor(LeaderActor):
         return NO_REPLY
 
     def _encode_write(self, request: Any) -> bytes:
-        compress, threshold = self.config.compress_values, self.config.compress_threshold
-        if isinstance(request, RequestPut):
-            op: Any = Put(request.key, encode_value(request.value, compress, threshold))
-        elif isinstance(request, RequestDelete):
-            op = Delete(request.key)
-        elif isinstance(request, RequestCAS):
-            new = None if request.new is None else encode_value(request.new, compress, threshold)
-            old = None if request.old is None else encode_value(request.old, compress, threshold)
-            op = CAS(request.key, old, new)
-        elif isinstance(request, RequestBatchPut):
-            op = BatchPut(tuple((k, encode_value(v, compress, threshold)) for k, v in request.items))
-        else:
-            op = BatchDelete(tuple(request.keys))
-        return encode_command(Command(request.client_id, request.seq, request.ack, op))
+        return encode_command(
+            command_for(request, compress=self.config.compress_values, threshold=self.config.compress_threshold)
+        )
 
     def _read_now(self, request: Any) -> Any:
         self._reads_total += 1
-        if isinstance(request, RequestGet):
+        if isinstance(request, GetRequest):
             return self.sm.get(request.key)
         budget = self.config.max_response_bytes
-        if isinstance(request, RequestRange):
+        if isinstance(request, RangeRequest):
             return self.sm.range(request.start, request.end, request.limit or None, max_bytes=budget)
         return self.sm.prefix_scan(request.prefix, request.limit or None, max_bytes=budget)
 
@@ -549,7 +529,7 @@ class GlobalActor(LeaderActor):
             reader.close()
 
     def _snapshot_now(self) -> int:
-        """Force a snapshot and log compaction at the applied index (CmdSnapshot)."""
+        """Force a snapshot and log compaction at the applied index (SnapshotRequest)."""
         self.request_snapshot()
         return self.sm.applied_index
 

@@ -40,6 +40,7 @@ import trio
 from ergo_py import NOCONNECTION, PID, Ref
 
 from .._errors import LockHeld, LockNotHeld, LockTimeout, NotLeader, TooManyWaiters
+from ..protocol import LockInfo, LockRequest, RefreshRequest, UnlockRequest, tagged_command
 from ..state import (
     Command,
     Granted,
@@ -52,7 +53,6 @@ from ..state import (
     Released,
     encode_command,
 )
-from ._protocol import LockInfo, LockRequest, RefreshRequest, UnlockRequest
 
 if TYPE_CHECKING:
     from ._actor import GlobalActor
@@ -110,9 +110,7 @@ class LockService:
 
     def release(self, caller: PID, ref: Ref, request: UnlockRequest) -> None:
         op = LockRelease(request.key, request.token)
-        self.actor._propose(
-            encode_command(Command(request.client_id, request.seq, request.ack, op)), caller, ref, request
-        )
+        self.actor._propose(encode_command(tagged_command(request.session, op)), caller, ref, request)
         held = self.actor.sm.lock(request.key)
         if held is not None and held.token == request.token and not self.acquiring.get(request.key):
             # Hand over in the same round: the next waiter's acquire is proposed right behind
@@ -123,14 +121,12 @@ class LockService:
 
     def refresh(self, caller: PID, ref: Ref, request: RefreshRequest) -> None:
         op = LockRefresh(request.key, request.token, _ttl_ms(request.ttl))
-        self.actor._propose(
-            encode_command(Command(request.client_id, request.seq, request.ack, op)), caller, ref, request
-        )
+        self.actor._propose(encode_command(tagged_command(request.session, op)), caller, ref, request)
 
     def _propose_acquire(self, caller: PID, ref: Ref, request: LockRequest) -> None:
         ttl = request.ttl if request.ttl > 0 else float(self.config.default_lock_ttl)
         op = LockAcquire(request.key, request.owner, _ttl_ms(ttl))
-        data = encode_command(Command(request.client_id, request.seq, request.ack, op))
+        data = encode_command(tagged_command(request.session, op))
         self.acquiring[request.key] = self.acquiring.get(request.key, 0) + 1
         self.actor._propose(data, caller, ref, request)
 

@@ -19,31 +19,32 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from ergo_py import PID, ProcessID, Ref
+from ergo_py.ids import PID, ProcessID, Ref
 
 from .._errors import InvalidRequest, RequestTooLarge
-from ..state import MAX_CLIENT_ID_BYTES, MAX_SEQ, MAX_USER_KEY
-from ._config import READ_CONSISTENCIES
-from ._protocol import (
-    CmdAddPeer,
-    CmdListLocks,
-    CmdMetrics,
-    CmdRemovePeer,
-    CmdSnapshot,
+from ..protocol import (
+    AddPeerRequest,
+    BatchDeleteRequest,
+    BatchPutRequest,
+    CASRequest,
+    DeleteRequest,
     Forwarded,
+    GetRequest,
+    ListLocksRequest,
     LockRequest,
+    MetricsRequest,
+    PrefixRequest,
+    PutRequest,
+    RangeRequest,
     RefreshRequest,
-    RequestBatchDelete,
-    RequestBatchPut,
-    RequestCAS,
-    RequestDelete,
-    RequestGet,
-    RequestPrefix,
-    RequestPut,
-    RequestRange,
-    RequestStatus,
+    RemovePeerRequest,
+    SessionTag,
+    SnapshotRequest,
+    StatusRequest,
     UnlockRequest,
 )
+from ..state import MAX_CLIENT_ID_BYTES, MAX_SEQ, MAX_USER_KEY
+from ._config import READ_CONSISTENCIES
 
 __all__ = ["Limits", "check_request", "check_forwarded"]
 
@@ -94,17 +95,20 @@ def _consistency(value: Any) -> None:
 
 
 def _session(request: Any) -> None:
-    """The session tag (client_id, seq, ack) of a write: none, or 0 <= ack <= seq, seq >= 1."""
-    client_id = request.client_id
+    """The write's SessionTag: no client_id (no session), or 0 <= ack <= seq, seq >= 1."""
+    tag = request.session
+    if type(tag) is not SessionTag:
+        raise InvalidRequest("session", f"must be a SessionTag, got {type(tag).__name__}")
+    client_id = tag.client_id
     if client_id is None:
         return
     if type(client_id) is not str:
-        raise InvalidRequest("client_id", f"must be a str or None, got {type(client_id).__name__}")
+        raise InvalidRequest("session.client_id", f"must be a str or None, got {type(client_id).__name__}")
     size = len(client_id.encode("utf-8", "surrogatepass"))
     if not 0 < size <= MAX_CLIENT_ID_BYTES:
-        raise InvalidRequest("client_id", f"is {size} bytes in UTF-8; it must be 1..{MAX_CLIENT_ID_BYTES}")
-    seq = _int(request.seq, "seq", 1)
-    _int(request.ack, "ack", 0, seq)
+        raise InvalidRequest("session.client_id", f"is {size} bytes in UTF-8; it must be 1..{MAX_CLIENT_ID_BYTES}")
+    seq = _int(tag.seq, "session.seq", 1)
+    _int(tag.ack, "session.ack", 0, seq)
 
 
 def _size(field: str, size: int, limits: Limits) -> None:
@@ -131,13 +135,13 @@ def _distinct(keys: list[bytes], field: str) -> None:
         raise InvalidRequest(field, "names a key twice; a batch changes each key at most once")
 
 
-def _check_put(r: RequestPut, limits: Limits) -> None:
+def _check_put(r: PutRequest, limits: Limits) -> None:
     size = _bytes(r.key, "key") + _bytes(r.value, "value", low=0, high=_ANY)
     _size("value", size, limits)
     _session(r)
 
 
-def _check_cas(r: RequestCAS, limits: Limits) -> None:
+def _check_cas(r: CASRequest, limits: Limits) -> None:
     size = _bytes(r.key, "key")
     for field, value in (("old", r.old), ("new", r.new)):
         if value is not None:
@@ -146,7 +150,7 @@ def _check_cas(r: RequestCAS, limits: Limits) -> None:
     _session(r)
 
 
-def _check_batch_put(r: RequestBatchPut, limits: Limits) -> None:
+def _check_batch_put(r: BatchPutRequest, limits: Limits) -> None:
     size = 0
     keys = []
     for pair in _items(r.items, "items", limits):
@@ -159,13 +163,13 @@ def _check_batch_put(r: RequestBatchPut, limits: Limits) -> None:
     _session(r)
 
 
-def _check_batch_delete(r: RequestBatchDelete, limits: Limits) -> None:
+def _check_batch_delete(r: BatchDeleteRequest, limits: Limits) -> None:
     keys = list(_items(r.keys, "keys", limits))
     _size("keys", sum(_bytes(k, "keys") for k in keys), limits)
     _session(r)
 
 
-def _check_range(r: RequestRange, limits: Limits) -> None:
+def _check_range(r: RangeRequest, limits: Limits) -> None:
     if r.start is not None:
         _bytes(r.start, "start", low=0)
     if r.end is not None:
@@ -174,13 +178,13 @@ def _check_range(r: RequestRange, limits: Limits) -> None:
     _consistency(r.consistency)
 
 
-def _check_prefix(r: RequestPrefix, limits: Limits) -> None:
+def _check_prefix(r: PrefixRequest, limits: Limits) -> None:
     _bytes(r.prefix, "prefix", low=0)
     _int(r.limit, "limit", 0)
     _consistency(r.consistency)
 
 
-def _check_get(r: RequestGet, limits: Limits) -> None:
+def _check_get(r: GetRequest, limits: Limits) -> None:
     _bytes(r.key, "key")
     _consistency(r.consistency)
 
@@ -209,12 +213,12 @@ def _check_refresh(r: RefreshRequest, limits: Limits) -> None:
     _session(r)
 
 
-def _check_delete(r: RequestDelete, limits: Limits) -> None:
+def _check_delete(r: DeleteRequest, limits: Limits) -> None:
     _bytes(r.key, "key")
     _session(r)
 
 
-def _check_peer(r: CmdAddPeer | CmdRemovePeer, limits: Limits) -> None:
+def _check_peer(r: AddPeerRequest | RemovePeerRequest, limits: Limits) -> None:
     if type(r.peer) is not ProcessID or type(r.peer.node) is not str or type(r.peer.name) is not str:
         raise InvalidRequest("peer", f"must be a ProcessID('global', 'name@host'), got {r.peer!r}")
 
@@ -224,23 +228,23 @@ def _nothing(r: Any, limits: Limits) -> None:
 
 
 _CHECKS: dict[type, Any] = {
-    RequestGet: _check_get,
-    RequestRange: _check_range,
-    RequestPrefix: _check_prefix,
-    RequestPut: _check_put,
-    RequestDelete: _check_delete,
-    RequestCAS: _check_cas,
-    RequestBatchPut: _check_batch_put,
-    RequestBatchDelete: _check_batch_delete,
+    GetRequest: _check_get,
+    RangeRequest: _check_range,
+    PrefixRequest: _check_prefix,
+    PutRequest: _check_put,
+    DeleteRequest: _check_delete,
+    CASRequest: _check_cas,
+    BatchPutRequest: _check_batch_put,
+    BatchDeleteRequest: _check_batch_delete,
     LockRequest: _check_lock,
     UnlockRequest: _check_unlock,
     RefreshRequest: _check_refresh,
-    CmdAddPeer: _check_peer,
-    CmdRemovePeer: _check_peer,
-    RequestStatus: _nothing,
-    CmdSnapshot: _nothing,
-    CmdListLocks: _nothing,
-    CmdMetrics: _nothing,
+    AddPeerRequest: _check_peer,
+    RemovePeerRequest: _check_peer,
+    StatusRequest: _nothing,
+    SnapshotRequest: _nothing,
+    ListLocksRequest: _nothing,
+    MetricsRequest: _nothing,
 }
 
 

@@ -39,8 +39,9 @@ import trio
 import ergo_py
 from ergo_py import ProcessID
 
-from ..app import GLOBAL_NAME, RequestStatus, StatusResponse
+from ..app import GLOBAL_NAME
 from ..client import GlobalClient, open_client
+from ..protocol import StatusRequest, StatusResponse
 from ._errors import CLIError, NodeStartError, UsageError
 from ._node import parse_status_line, ready_line
 from ._peers import Peer, format_bootstrap
@@ -582,7 +583,7 @@ class LocalCluster:
 
         async def one(n: LocalNode) -> None:
             try:
-                result[n.name] = await node.call(ProcessID(GLOBAL_NAME, n.name), RequestStatus(), timeout=timeout)
+                result[n.name] = await node.call(ProcessID(GLOBAL_NAME, n.name), StatusRequest(), timeout=timeout)
             except ergo_py.ErgoError:
                 result[n.name] = None
 

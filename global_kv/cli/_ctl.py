@@ -38,7 +38,8 @@ from .._errors import (
     TooManyWaiters,
     Unavailable,
 )
-from ..app import GLOBAL_NAME, CmdAddPeer, CmdMetrics, CmdRemovePeer, CmdSnapshot, RequestStatus
+from ..app import GLOBAL_NAME
+from ..protocol import AddPeerRequest, MetricsRequest, RemovePeerRequest, SnapshotRequest, StatusRequest
 from ._errors import EXIT_OUTCOME, CLIError, ClusterUnavailable, OutcomeError, UsageError
 from ._format import (
     STATUS_HEADER,
@@ -279,7 +280,7 @@ async def _status(s: Session, a: argparse.Namespace) -> Output:
 
 
 async def _leader_status(s: Session) -> Any:
-    _, st = await s.call_leader(RequestStatus())
+    _, st = await s.call_leader(StatusRequest())
     if not st.is_leader and st.leader is not None:
         st = await s.status_of(st.leader.node)
     return st
@@ -317,7 +318,9 @@ async def _membership(s: Session, a: argparse.Namespace, adding: bool) -> Output
         return Output(
             {"ok": False}, "", EXIT_OUTCOME, f"{a.peer} is not a member (members: {', '.join(sorted(members))})"
         )
-    request = CmdAddPeer(ProcessID(GLOBAL_NAME, a.peer)) if adding else CmdRemovePeer(ProcessID(GLOBAL_NAME, a.peer))
+    request = (
+        AddPeerRequest(ProcessID(GLOBAL_NAME, a.peer)) if adding else RemovePeerRequest(ProcessID(GLOBAL_NAME, a.peer))
+    )
     _, index = await s.call_leader(request)
     committed = await _wait_committed(s, index)
     verb = "added" if adding else "removed"
@@ -371,7 +374,7 @@ def _failed_members(failed: dict[str, str], what: str, answered: int = 1) -> str
 
 
 async def _snapshot_all(s: Session, a: argparse.Namespace, what: str) -> Output:
-    results, failed = await _each_member(s, a, lambda name: s.call_member(name, CmdSnapshot()))
+    results, failed = await _each_member(s, a, lambda name: s.call_member(name, SnapshotRequest()))
     lines = [f"{n}: {what} at applied index {i}" for n, i in results.items()]
     data: list[dict[str, Any]] = [{"node": n, "index": i} for n, i in results.items()]
     data += [{"node": n, "error": why} for n, why in failed.items()]
@@ -394,7 +397,7 @@ async def _compact(s: Session, a: argparse.Namespace) -> Output:
 @_command("metrics")
 async def _metrics(s: Session, a: argparse.Namespace) -> Output:
     async def ask(name: str) -> tuple[Any, Any]:
-        return await s.status_of(name), await s.call_member(name, CmdMetrics())
+        return await s.status_of(name), await s.call_member(name, MetricsRequest())
 
     from ..ops import render_metrics  # prometheus_client: only for this command
 

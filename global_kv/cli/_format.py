@@ -15,7 +15,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from ..app import LockInfo, StatusResponse
+from ..protocol import LockInfo, StatusResponse
 
 __all__ = [
     "bytes_fields",

@@ -25,8 +25,9 @@ from ergo_py import ProcessID
 from ergo_py.net import HandshakeError
 
 from .._errors import NotLeader, Unavailable
-from ..app import GLOBAL_NAME, RequestStatus, StatusResponse
+from ..app import GLOBAL_NAME
 from ..client import GlobalClient, open_client
+from ..protocol import StatusRequest, StatusResponse
 from ._errors import ClusterUnavailable, ConnectError
 from ._peers import Peer, routes_of
 
@@ -124,7 +125,7 @@ class Session:
         return results[0]
 
     async def status_of(self, name: str) -> StatusResponse:
-        result = await self.node.call(ProcessID(GLOBAL_NAME, name), RequestStatus(), timeout=self.timeout)
+        result = await self.node.call(ProcessID(GLOBAL_NAME, name), StatusRequest(), timeout=self.timeout)
         return result  # type: ignore[no-any-return]
 
     async def call_member(self, name: str, request: Any) -> Any:

@@ -2,7 +2,7 @@
 
 It finds the leader (following `NotLeader` hints), retries with backoff across the
 members until its own timeout, and never reports success for a write that was not
-committed. Every write carries this client's session tag (client_id, seq, ack): a
+committed. Every write carries this client's `SessionTag` (client_id, seq, ack): a
 write retried after a timeout or a leader change is applied at most once and
 returns its original result (Raft dissertation §6.3).
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator
 
@@ -24,20 +24,21 @@ import ergo_py
 from ergo_py import Actor, ProcessID
 
 from .._errors import GlobalKVError, LockNotHeld, LockTimeout, NotLeader, Unavailable
-from ..app._protocol import (
-    CmdListLocks,
+from ..protocol import (
+    BatchDeleteRequest,
+    BatchPutRequest,
+    CASRequest,
+    DeleteRequest,
+    GetRequest,
+    ListLocksRequest,
     LockInfo,
     LockRequest,
+    PrefixRequest,
+    PutRequest,
+    RangeRequest,
     RefreshRequest,
-    RequestBatchDelete,
-    RequestBatchPut,
-    RequestCAS,
-    RequestDelete,
-    RequestGet,
-    RequestPrefix,
-    RequestPut,
-    RequestRange,
-    RequestStatus,
+    SessionTag,
+    StatusRequest,
     StatusResponse,
     UnlockRequest,
 )
@@ -108,12 +109,12 @@ class GlobalClient:
 
     # -- KV ------------------------------------------------------------------------------
     async def get(self, key: Key, *, consistency: str | None = None) -> bytes | None:
-        return await self._request(RequestGet(_key(key), consistency or self.consistency))  # type: ignore[no-any-return]
+        return await self._request(GetRequest(_key(key), consistency or self.consistency))  # type: ignore[no-any-return]
 
     async def range(
         self, start: Key | None, end: Key | None, limit: int = 0, *, consistency: str | None = None
     ) -> list[tuple[bytes, bytes]]:
-        request = RequestRange(
+        request = RangeRequest(
             None if start is None else _key(start),
             None if end is None else _key(end),
             limit,
@@ -124,29 +125,29 @@ class GlobalClient:
     async def prefix_scan(
         self, prefix: Key, limit: int = 0, *, consistency: str | None = None
     ) -> list[tuple[bytes, bytes]]:
-        request = RequestPrefix(_key(prefix), limit, consistency or self.consistency)
+        request = PrefixRequest(_key(prefix), limit, consistency or self.consistency)
         return [tuple(pair) for pair in await self._request(request)]  # type: ignore[misc]
 
     async def put(self, key: Key, value: bytes) -> None:
-        await self._write(lambda s, a: RequestPut(_key(key), _value(value), self.client_id, s, a))
+        await self._write(lambda tag: PutRequest(_key(key), _value(value), tag))
 
     async def delete(self, key: Key) -> None:
-        await self._write(lambda s, a: RequestDelete(_key(key), self.client_id, s, a))
+        await self._write(lambda tag: DeleteRequest(_key(key), tag))
 
     async def cas(self, key: Key, old: bytes | None, new: bytes | None) -> None:
         """Set `key` to `new` (None: delete) if it is `old` (None: absent); else raise CASFailed."""
         k = _key(key)
         old_v = None if old is None else _value(old)
         new_v = None if new is None else _value(new)
-        await self._write(lambda s, a: RequestCAS(k, old_v, new_v, self.client_id, s, a))
+        await self._write(lambda tag: CASRequest(k, old_v, new_v, tag))
 
     async def batch_put(self, items: Mapping[Key, bytes]) -> None:
         pairs = tuple((_key(k), _value(v)) for k, v in items.items())
-        await self._write(lambda s, a: RequestBatchPut(pairs, self.client_id, s, a))
+        await self._write(lambda tag: BatchPutRequest(pairs, tag))
 
     async def batch_delete(self, keys: Iterable[Key]) -> None:
         ks = tuple(_key(k) for k in keys)
-        await self._write(lambda s, a: RequestBatchDelete(ks, self.client_id, s, a))
+        await self._write(lambda tag: BatchDeleteRequest(ks, tag))
 
     # -- locks ---------------------------------------------------------------------------------
     async def lock(self, key: Key) -> LockHandle:
@@ -171,9 +172,9 @@ class GlobalClient:
         deadline = trio.current_time() + timeout
         await self._keep_links()
 
-        def make(seq: int, ack: int) -> LockRequest:
+        def make(tag: SessionTag) -> LockRequest:
             left = max(0.0, deadline - trio.current_time()) if timeout > 0 else 0.0
-            return LockRequest(k, owner, float(ttl), left, self.client_id, seq, ack)
+            return LockRequest(k, owner, float(ttl), left, tag)
 
         for attempt in range(1, 4):
             try:
@@ -189,11 +190,11 @@ class GlobalClient:
 
     async def unlock(self, key: Key, token: int) -> None:
         k = _key(key)
-        await self._write(lambda s, a: UnlockRequest(k, token, self.client_id, s, a))
+        await self._write(lambda tag: UnlockRequest(k, token, tag))
 
     async def refresh(self, key: Key, token: int, ttl: float) -> None:
         k = _key(key)
-        await self._write(lambda s, a: RefreshRequest(k, token, float(ttl), self.client_id, s, a))
+        await self._write(lambda tag: RefreshRequest(k, token, float(ttl), tag))
 
     @asynccontextmanager
     async def locked(
@@ -237,14 +238,14 @@ class GlobalClient:
             return result
 
     async def list_locks(self) -> list[LockInfo]:
-        return await self._request(CmdListLocks())  # type: ignore[no-any-return]
+        return await self._request(ListLocksRequest())  # type: ignore[no-any-return]
 
     async def status(self, node: ProcessID | str | None = None) -> StatusResponse:
         """The StatusResponse of one member (default: the first that answers)."""
         if node is not None:
             target = ProcessID("global", node) if isinstance(node, str) else node
-            return await self.process.call(target, RequestStatus(), timeout=self.timeout)  # type: ignore[no-any-return]
-        return await self._request(RequestStatus(), follow_leader=False)  # type: ignore[no-any-return]
+            return await self.process.call(target, StatusRequest(), timeout=self.timeout)  # type: ignore[no-any-return]
+        return await self._request(StatusRequest(), follow_leader=False)  # type: ignore[no-any-return]
 
     # -- internals ---------------------------------------------------------------------------
     async def _keep_links(self) -> None:
@@ -256,7 +257,7 @@ class GlobalClient:
         node = self.process.node
         await node.spawn(LinkKeeper, [m.node for m in self.nodes], self.process.pid)
 
-    async def _write(self, make: Any, extra_time: float = 0.0) -> Any:
+    async def _write(self, make: Callable[[SessionTag], Any], extra_time: float = 0.0) -> Any:
         self._seq += 1
         seq = self._seq
         self._outstanding.add(seq)
@@ -283,7 +284,8 @@ class GlobalClient:
     async def _request(
         self, request: Any, *, follow_leader: bool = True, seq: int | None = None, extra_time: float = 0.0
     ) -> Any:
-        """Send `request` (or, for writes, `request(seq, ack)` rebuilt per attempt) until answered."""
+        """Send `request` (or, for writes, `request(tag)` rebuilt per attempt with this client's
+        session tag for `seq` and the current ack) until answered."""
         deadline = trio.current_time() + self.timeout + extra_time
         backoff = 0.01
         last_error: BaseException | None = None
@@ -294,7 +296,7 @@ class GlobalClient:
                     f"{type(request).__name__} got no answer within {self.timeout} s (last error: {last_error!r})"
                 )
             target = self._target()
-            message = request(seq, self._ack()) if seq is not None else request
+            message = request(SessionTag(self.client_id, seq, self._ack())) if seq is not None else request
             per_try = self.try_timeout + (getattr(message, "timeout", 0.0) if seq is not None else 0.0)
             try:
                 result = await self.process.call(target, message, timeout=min(remaining, per_try))

@@ -1,7 +1,7 @@
 """The ASGI application behind a node's ops address: `GET /metrics` and `GET /health`.
 
-Each request asks the local `global` replica for fresh numbers (one `CmdMetrics`
-and/or `RequestStatus` call, bounded by a timeout), so a scrape never shows a
+Each request asks the local `global` replica for fresh numbers (one `MetricsRequest`
+and/or `StatusRequest` call, bounded by a timeout), so a scrape never shows a
 cached value and the endpoint costs nothing between scrapes. It must never block
 the replica: calls go through the replica's mailbox like any client's, and a
 replica that does not answer in time makes the endpoint answer 503, not hang.
@@ -18,7 +18,8 @@ import ergo_py
 from ergo_py import ErgoError
 
 from .._errors import GlobalKVError
-from ..app import GLOBAL_NAME, CmdMetrics, RequestStatus, StatusResponse
+from ..app import GLOBAL_NAME
+from ..protocol import MetricsRequest, StatusRequest, StatusResponse
 from ._errors import OpsError
 from ._health import DEFAULT_MAX_COMMIT_LAG, health_from_status
 from ._metrics import CONTENT_TYPE, render_metrics
@@ -52,15 +53,15 @@ class NodeSource:
         self.node_name = node.name
 
     async def status(self) -> StatusResponse:
-        result = await self.node.call(self.name, RequestStatus(), timeout=self.timeout)
+        result = await self.node.call(self.name, StatusRequest(), timeout=self.timeout)
         if not isinstance(result, StatusResponse):
-            raise OpsError(f"{self.name} answered RequestStatus with {type(result).__name__}, not a StatusResponse")
+            raise OpsError(f"{self.name} answered StatusRequest with {type(result).__name__}, not a StatusResponse")
         return result
 
     async def metrics(self) -> dict[str, Any]:
-        result = await self.node.call(self.name, CmdMetrics(), timeout=self.timeout)
+        result = await self.node.call(self.name, MetricsRequest(), timeout=self.timeout)
         if not isinstance(result, dict):
-            raise OpsError(f"{self.name} answered CmdMetrics with {type(result).__name__}, not a dict")
+            raise OpsError(f"{self.name} answered MetricsRequest with {type(result).__name__}, not a dict")
         return result
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..app import StatusResponse
+from ..protocol import StatusResponse
 
 __all__ = ["DEFAULT_MAX_COMMIT_LAG", "Health", "health_from_status"]
 

@@ -1,6 +1,6 @@
 """Prometheus exposition of one replica's metrics, under the seed's names and labels.
 
-The values come from the replica itself (`CmdMetrics` and `RequestStatus` calls to
+The values come from the replica itself (`MetricsRequest` and `StatusRequest` calls to
 the local `global` process); this module only names and formats them, with
 prometheus-client doing the text format. It keeps no state between scrapes and
 must never invent a value: a metric the replica did not report raises
@@ -16,7 +16,7 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from ..app import StatusResponse
+from ..protocol import StatusResponse
 from ._errors import MetricsIncomplete
 
 __all__ = ["CONTENT_TYPE", "METRIC_NAMES", "metric_families", "render_metrics"]
@@ -26,7 +26,7 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 @dataclass(frozen=True)
 class _Scalar:
-    key: str  # in the CmdMetrics dict
+    key: str  # in the MetricsRequest dict
     kind: str  # "gauge" | "counter"
     help: str
 

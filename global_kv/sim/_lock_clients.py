@@ -26,7 +26,7 @@ import math
 import random
 from typing import TYPE_CHECKING
 
-from ergo_py._ids import PID
+from ergo_py.ids import PID
 
 from .._errors import NotLeader, RaftInvariantError
 from ..raft import Entry, Role

@@ -30,7 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ergo_py._ids import PID
+from ergo_py.ids import PID
 
 from .._errors import RaftInvariantError
 from ..raft import Entry, Role

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ergo_py._ids import PID
+from ergo_py.ids import PID
 
 from ..raft import Role
 from ..state import Granted, LockReleaseOwner, LockTimers, Result

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-from ergo_py._ids import PID
+from ergo_py.ids import PID
 
 from .._errors import StaleToken
 

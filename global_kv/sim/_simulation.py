@@ -33,7 +33,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ergo_py._ids import PID
+from ergo_py.ids import PID
 
 from .._errors import NotLeader, RaftInvariantError, SimulationFailure
 from ..checker import check_operations, kv_model

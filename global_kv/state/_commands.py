@@ -21,7 +21,7 @@ from typing import Any, TypeAlias
 
 import cbor2
 
-from ergo_py._ids import PID
+from ergo_py.ids import PID
 
 from .._errors import MalformedCommand
 from ._keys import MAX_SEQ, check_client_id, check_user_key

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import cbor2
 
-from ergo_py._ids import PID
+from ergo_py.ids import PID
 
 from .._errors import RaftInvariantError, StorageCorrupted
 from ._keys import LOCK_PREFIX, lock_key

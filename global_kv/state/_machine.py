@@ -22,7 +22,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ergo_py._ids import PID
+from ergo_py.ids import PID
 
 from .._errors import MalformedCommand, RaftInvariantError, RequestTooLarge, StorageCorrupted
 from ..raft._log_types import Entry, EntryType

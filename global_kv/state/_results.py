@@ -17,7 +17,7 @@ from typing import Any, ClassVar, TypeAlias
 
 import cbor2
 
-from ergo_py._ids import PID
+from ergo_py.ids import PID
 
 from .._errors import (
     CASFailed,

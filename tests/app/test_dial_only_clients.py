@@ -21,8 +21,8 @@ import trio
 import ergo_py
 from ergo_py import ProcessID
 from global_kv import GlobalClient, open_client
-from global_kv.app import RequestStatus
 from global_kv.cli import LocalCluster
+from global_kv.protocol import StatusRequest
 
 OWNER_SCRIPT = Path(__file__).resolve().parent / "lock_owner_node.py"
 
@@ -79,7 +79,7 @@ async def test_requests_through_a_follower_are_answered_at_once_without_a_link_f
                 # Without a relay each answer waits out the client's per-try timeout (1 s).
                 assert slowest < 0.5, slowest
                 assert leader not in node.connected_nodes()
-                status = await node.call(ProcessID("global", followers[0]), RequestStatus(), timeout=5)
+                status = await node.call(ProcessID("global", followers[0]), StatusRequest(), timeout=5)
                 assert status.leader == ProcessID("global", leader)
 
 

@@ -12,8 +12,9 @@ import trio
 import ergo_py as e
 from ergo_py import ProcessID
 from global_kv import CASFailed, ConfChangeRejected, NotLeader, Unavailable
-from global_kv.app import Application, CmdAddPeer, CmdMetrics, GlobalConfig, GlobalConfigError, RequestPut
+from global_kv.app import Application, GlobalConfig, GlobalConfigError
 from global_kv.client import GlobalClient, open_client
+from global_kv.protocol import AddPeerRequest, MetricsRequest, PutRequest, SessionTag
 
 NAMES = ("g1@localhost", "g2@localhost", "g3@localhost")
 COOKIE = "global-test"
@@ -126,10 +127,10 @@ async def test_retried_write_is_applied_once() -> None:
                 await c.put("k", b"original")
                 # The same (client, seq) sent again - as a retry after a timeout would - is a duplicate:
                 # it returns the original result and does not write again.
-                first = RequestPut(b"k", b"v1", "retry-client", 1, 1)
+                first = PutRequest(b"k", b"v1", SessionTag("retry-client", 1, 1))
                 await c.process.call(leader, first)
                 await c.put("k", b"changed since")
-                await c.process.call(leader, RequestPut(b"k", b"v1", "retry-client", 1, 1))
+                await c.process.call(leader, PutRequest(b"k", b"v1", SessionTag("retry-client", 1, 1)))
                 assert await c.get("k") == b"changed since"
 
 
@@ -184,7 +185,7 @@ async def test_leader_reports_replication_lag_per_follower_in_ms() -> None:
                 # Caught up: every follower holds every entry, so no lag.
                 with trio.fail_after(5):
                     while True:
-                        lag = (await nodes[leader].call("global", CmdMetrics()))["replication_lag_ms"]
+                        lag = (await nodes[leader].call("global", MetricsRequest()))["replication_lag_ms"]
                         if set(lag.values()) == {0.0}:
                             break
                         await trio.sleep(0.02)
@@ -194,22 +195,22 @@ async def test_leader_reports_replication_lag_per_follower_in_ms() -> None:
                 await c.put("k2", b"v2")
                 await trio.sleep(0.3)
                 await c.put("k3", b"v3")
-                lag = (await nodes[leader].call("global", CmdMetrics()))["replication_lag_ms"]
+                lag = (await nodes[leader].call("global", MetricsRequest()))["replication_lag_ms"]
                 stopped = next(ms for key, ms in lag.items() if key.endswith(followers[0]))
                 running = next(ms for key, ms in lag.items() if key.endswith(followers[1]))
                 assert stopped >= 250, lag
                 assert running < stopped, lag
             # A follower has no view of the others.
-            assert (await nodes[followers[1]].call("global", CmdMetrics()))["replication_lag_ms"] == {}
+            assert (await nodes[followers[1]].call("global", MetricsRequest()))["replication_lag_ms"] == {}
 
 
 async def test_replica_reports_garbage_collector_pauses_per_generation() -> None:
     with trio.fail_after(30):
         async with cluster() as nodes:
             node = nodes[NAMES[0]]
-            before = (await node.call("global", CmdMetrics()))["gc_pause"]
+            before = (await node.call("global", MetricsRequest()))["gc_pause"]
             gc.collect(2)
-            after = (await node.call("global", CmdMetrics()))["gc_pause"]
+            after = (await node.call("global", MetricsRequest()))["gc_pause"]
             assert after["count"][2] >= before["count"][2] + 1
             assert after["seconds"][2] > before["seconds"][2]
             assert after["max_seconds"][2] > 0
@@ -225,9 +226,9 @@ async def test_membership_errors_cross_the_wire_as_themselves() -> None:
                 caller = next(n for n in NAMES if n != follower)  # a remote call either way
                 member = ProcessID("global", NAMES[0])
                 with pytest.raises(NotLeader) as info:
-                    await nodes[caller].call(ProcessID("global", follower), CmdAddPeer(member), timeout=5)
+                    await nodes[caller].call(ProcessID("global", follower), AddPeerRequest(member), timeout=5)
                 assert info.value.leader_hint == ProcessID("global", leader)  # followable, not a Raft id
                 asker = next(n for n in NAMES if n != leader)
                 with pytest.raises(ConfChangeRejected) as rejected:
-                    await nodes[asker].call(ProcessID("global", leader), CmdAddPeer(member), timeout=5)
+                    await nodes[asker].call(ProcessID("global", leader), AddPeerRequest(member), timeout=5)
                 assert "already a voter" in rejected.value.reason

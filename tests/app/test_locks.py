@@ -10,8 +10,8 @@ import trio
 import ergo_py as e
 from ergo_py import ProcessID
 from global_kv import FencedResource, LockHeld, LockNotHeld, LockTimeout, StaleToken, TooManyWaiters
-from global_kv.app import LockRequest
 from global_kv.client import GlobalClient, open_client
+from global_kv.protocol import LockRequest, SessionTag
 
 from .test_global_cluster import NAMES, cluster, leader_of
 
@@ -213,7 +213,7 @@ async def test_a_retried_acquire_never_returns_a_grant_that_expired_meanwhile() 
             async with open_client(nodes[NAMES[0]], NAMES) as a, open_client(nodes[NAMES[1]], NAMES) as b:
                 leader = ProcessID("global", await leader_of(a))
                 owner = a.process.pid
-                first = LockRequest(b"retried", owner, 0.3, 0.0, "retrying-client", 1, 0)
+                first = LockRequest(b"retried", owner, 0.3, 0.0, SessionTag("retrying-client", 1, 0))
                 granted = await a.process.call(leader, first, timeout=5)
                 # The same request again while the grant holds: the same grant (exactly once).
                 assert await a.process.call(leader, first, timeout=5) == granted

@@ -6,8 +6,8 @@ import trio
 
 from ergo_py import ErgoError, ProcessID
 from global_kv import GlobalKVError
-from global_kv.app import RequestPut
 from global_kv.cli import LocalCluster
+from global_kv.protocol import PutRequest, SessionTag
 
 
 async def test_kill_leader_new_leader_within_2s_nothing_acknowledged_lost_and_catch_up() -> None:
@@ -54,9 +54,9 @@ async def test_whole_cluster_restart_on_leveldb_and_retried_write_applied_once()
                     await kv.put(f"k{i}", b"v%d" % i)
                 # A write retried with the same session tag - as after a leader died - applies once.
                 leader = ProcessID("global", cluster.names[await cluster.wait_for_leader()])
-                await kv.process.call(leader, RequestPut(b"once", b"first", "retrying-client", 1, 1))
+                await kv.process.call(leader, PutRequest(b"once", b"first", SessionTag("retrying-client", 1, 1)))
                 await kv.put("once", b"overwritten later")
-                await kv.process.call(leader, RequestPut(b"once", b"first", "retrying-client", 1, 1))
+                await kv.process.call(leader, PutRequest(b"once", b"first", SessionTag("retrying-client", 1, 1)))
                 assert await kv.get("once") == b"overwritten later"
             for i in range(3):
                 assert await cluster.stop(i) == 0  # SIGTERM: a clean stop

@@ -25,26 +25,27 @@ from hypothesis import strategies as st
 import ergo_py
 from ergo_py import PID, ProcessID, Ref
 from global_kv import InvalidRequest, RequestTooLarge, StaleToken
-from global_kv.app import (
-    CmdAddPeer,
-    CmdMetrics,
-    CmdRemovePeer,
+from global_kv.cli import LocalCluster
+from global_kv.protocol import (
+    AddPeerRequest,
+    BatchDeleteRequest,
+    BatchPutRequest,
+    CASRequest,
+    DeleteRequest,
     Forwarded,
+    GetRequest,
     LockInfo,
     LockRequest,
+    MetricsRequest,
+    PrefixRequest,
+    PutRequest,
+    RangeRequest,
     RefreshRequest,
-    RequestBatchDelete,
-    RequestBatchPut,
-    RequestCAS,
-    RequestDelete,
-    RequestGet,
-    RequestPrefix,
-    RequestPut,
-    RequestRange,
-    RequestStatus,
+    RemovePeerRequest,
+    SessionTag,
+    StatusRequest,
     UnlockRequest,
 )
-from global_kv.cli import LocalCluster
 
 EXAMPLES = int(os.environ.get("GLOBAL_KV_FUZZ_EXAMPLES", "150"))
 MAX_REQUEST = 64 * 1024
@@ -105,8 +106,9 @@ key = st.binary(min_size=1, max_size=20)
 big_value = st.integers(min_value=MAX_REQUEST + 1, max_value=MAX_REQUEST * 3).map(lambda n: b"v" * n)
 
 
-def with_session(make: Callable[..., Any]) -> st.SearchStrategy[Any]:
-    return bad_session.map(lambda tag: make(*tag))
+def with_session(make: Callable[[Any], Any]) -> st.SearchStrategy[Any]:
+    """`make(tag)` with a session tag that has one part wrong, or that is no SessionTag at all."""
+    return st.one_of(bad_session.map(lambda parts: make(SessionTag(*parts))), not_bytes.map(make))
 
 
 def one_bad(make: Callable[..., Any], **fields: tuple[st.SearchStrategy[Any], st.SearchStrategy[Any]]) -> Any:
@@ -124,32 +126,32 @@ def one_bad(make: Callable[..., Any], **fields: tuple[st.SearchStrategy[Any], st
 
 level = st.sampled_from(LEVELS)
 invalid_requests = st.one_of(
-    one_bad(RequestGet, key=(key, bad_key), consistency=(level, bad_consistency)),
+    one_bad(GetRequest, key=(key, bad_key), consistency=(level, bad_consistency)),
     one_bad(
-        RequestRange,
+        RangeRequest,
         start=(st.none(), bad_optional_key),
         end=(st.none(), st.one_of(bad_optional_key, st.just(b""))),
         limit=(st.just(0), bad_limit),
         consistency=(level, bad_consistency),
     ),
     one_bad(
-        RequestPrefix,
+        PrefixRequest,
         prefix=(key, st.one_of(not_bytes.filter(lambda v: v is not None), st.binary(min_size=511, max_size=900))),
         limit=(st.just(0), bad_limit),
         consistency=(level, bad_consistency),
     ),
-    one_bad(RequestPut, key=(key, bad_key), value=(st.just(b"x"), st.one_of(not_bytes, big_value))),
-    with_session(lambda c, s, a: RequestPut(b"k", b"v", c, s, a)),
-    one_bad(RequestDelete, key=(key, bad_key)),
-    with_session(lambda c, s, a: RequestDelete(b"k", c, s, a)),
+    one_bad(PutRequest, key=(key, bad_key), value=(st.just(b"x"), st.one_of(not_bytes, big_value))),
+    with_session(lambda tag: PutRequest(b"k", b"v", tag)),
+    one_bad(DeleteRequest, key=(key, bad_key)),
+    with_session(lambda tag: DeleteRequest(b"k", tag)),
     one_bad(
-        RequestCAS,
+        CASRequest,
         key=(key, bad_key),
         old=(st.none(), st.one_of(not_bytes.filter(lambda v: v is not None), big_value)),
         new=(st.just(b"n"), st.one_of(not_bytes.filter(lambda v: v is not None), big_value)),
     ),
     one_bad(
-        RequestBatchPut,
+        BatchPutRequest,
         items=(
             st.just(((b"a", b"1"),)),
             st.one_of(
@@ -163,7 +165,7 @@ invalid_requests = st.one_of(
         ),
     ),
     one_bad(
-        RequestBatchDelete,
+        BatchDeleteRequest,
         keys=(
             st.just((b"a",)),
             st.one_of(
@@ -181,12 +183,12 @@ invalid_requests = st.one_of(
         ttl=(st.just(0.0), bad_seconds),
         timeout=(st.just(0.0), bad_seconds),
     ),
-    with_session(lambda c, s, a: LockRequest(b"k", OWNER, 0.0, 0.0, c, s, a)),
+    with_session(lambda tag: LockRequest(b"k", OWNER, 0.0, 0.0, tag)),
     one_bad(UnlockRequest, key=(key, bad_key), token=(st.just(1), bad_token)),
     one_bad(RefreshRequest, key=(key, bad_key), token=(st.just(1), bad_token), ttl=(st.just(1.0), bad_seconds)),
-    with_session(lambda c, s, a: UnlockRequest(b"k", 1, c, s, a)),
-    st.builds(CmdAddPeer, not_bytes),
-    st.builds(CmdRemovePeer, not_bytes),
+    with_session(lambda tag: UnlockRequest(b"k", 1, tag)),
+    st.builds(AddPeerRequest, not_bytes),
+    st.builds(RemovePeerRequest, not_bytes),
     # Not requests at all: other registered types, plain values.
     st.just(LockInfo(b"k", OWNER, 1, 0.0, 0.0, 0)),
     not_bytes,
@@ -209,8 +211,8 @@ async def test_invalid_requests_get_typed_errors_and_no_replica_restarts_or_chan
                 # A state a range can overflow: 80 values of 1 KiB, more than the 64 KiB reply limit.
                 for i in range(8):
                     batch = tuple((b"big/%03d" % (i * 10 + j), b"x" * 1024) for j in range(10))
-                    await call(members[0], RequestBatchPut(batch, "fuzz-setup", i + 1, i + 1), 10.0)
-                before = {m.node: await call(m, CmdMetrics()) for m in members}
+                    await call(members[0], BatchPutRequest(batch, SessionTag("fuzz-setup", i + 1, i + 1)), 10.0)
+                before = {m.node: await call(m, MetricsRequest()) for m in members}
                 seen: dict[str, int] = {}
                 token = trio.lowlevel.current_trio_token()
 
@@ -236,8 +238,8 @@ async def test_invalid_requests_get_typed_errors_and_no_replica_restarts_or_chan
                 for member in members:
                     for consistency in LEVELS:
                         for request in (
-                            RequestRange(None, None, 0, consistency),
-                            RequestPrefix(b"big/", 0, consistency),
+                            RangeRequest(None, None, 0, consistency),
+                            PrefixRequest(b"big/", 0, consistency),
                         ):
                             try:
                                 await call(member, request)
@@ -245,25 +247,25 @@ async def test_invalid_requests_get_typed_errors_and_no_replica_restarts_or_chan
                                 assert exc.field == "limit"
                             else:
                                 raise AssertionError(f"{request} to {member.node} was answered")
-                        pairs = await call(member, RequestPrefix(b"big/", 10, consistency))
+                        pairs = await call(member, PrefixRequest(b"big/", 10, consistency))
                         assert len(pairs) == 10
 
                 # Forwarded envelopes with garbage in them, as if from a broken peer: dropped.
-                for bad in (Forwarded("x", "y", RequestGet(b"k")), Forwarded(OWNER, Ref("a@b", 1, 1), 5, 99)):
+                for bad in (Forwarded("x", "y", GetRequest(b"k")), Forwarded(OWNER, Ref("a@b", 1, 1), 5, 99)):
                     for member in members:
                         node.send(member, bad)
                 await trio.sleep(0.5)
 
-                after = {m.node: await call(m, CmdMetrics()) for m in members}
+                after = {m.node: await call(m, MetricsRequest()) for m in members}
                 for name in before:
                     assert after[name]["replica_restarts_total"] == 0, name
                     assert after[name]["term"] == before[name]["term"], name
                 assert sum(sum(a["requests_rejected_total"].values()) for a in after.values()) >= EXAMPLES
-                statuses = [await call(m, RequestStatus()) for m in members]
+                statuses = [await call(m, StatusRequest()) for m in members]
                 assert len({s.leader for s in statuses}) == 1 and sum(s.is_leader for s in statuses) == 1
                 for i, member in enumerate(members):
-                    await call(member, RequestPut(b"after", b"%d" % i, "fuzz-after", i + 1, i + 1))
-                    assert await call(member, RequestGet(b"after", "linearizable")) == b"%d" % i
+                    await call(member, PutRequest(b"after", b"%d" % i, SessionTag("fuzz-after", i + 1, i + 1)))
+                    assert await call(member, GetRequest(b"after", "linearizable")) == b"%d" % i
 
 
 async def test_a_value_over_the_limit_is_refused_before_it_is_proposed_and_costs_no_election() -> None:

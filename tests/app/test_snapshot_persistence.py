@@ -10,8 +10,9 @@ import trio
 
 import ergo_py as e
 from global_kv import StorageError
-from global_kv.app import Application, CmdMetrics, CmdSnapshot
+from global_kv.app import Application
 from global_kv.client import open_client
+from global_kv.protocol import MetricsRequest, SnapshotRequest
 from global_kv.storage._kv_stream import KVStreamDecoder
 
 from .test_durability import config, start_all, stop_all
@@ -21,7 +22,7 @@ VALUE = b"v" * 300
 
 
 async def snapshots_taken(node: e.Node) -> int:
-    return int((await node.call("global", CmdMetrics()))["snapshots_total"])
+    return int((await node.call("global", MetricsRequest()))["snapshots_total"])
 
 
 async def test_large_snapshots_span_steps_while_writes_go_on_and_every_node_restarts_from_them(
@@ -43,7 +44,7 @@ async def test_large_snapshots_span_steps_while_writes_go_on_and_every_node_rest
                 # Restarted with its commit index on disk behind what it applied: a snapshot
                 # asked for at once must still compact its log (it wrote the commit first).
                 before = await snapshots_taken(nodes[follower])
-                await nodes[follower].call("global", CmdSnapshot())
+                await nodes[follower].call("global", SnapshotRequest())
                 async with open_client(nodes[follower], [follower], timeout=10) as local:
                     with trio.fail_after(20):
                         while await local.get("late-199", consistency="follower") != b"199":
@@ -134,7 +135,7 @@ async def test_a_follower_restarted_with_its_commit_index_behind_on_disk_compact
             await nodes[follower].application_start(Application(config(tmp_path, follower)))
             replica = nodes[follower].whereis("global")
             before = await snapshots_taken(nodes[follower])
-            await nodes[follower].call("global", CmdSnapshot())
+            await nodes[follower].call("global", SnapshotRequest())
             with trio.fail_after(10):
                 while await snapshots_taken(nodes[follower]) <= before:
                     assert nodes[follower].whereis("global") == replica, "the replica crashed"

@@ -17,8 +17,8 @@ def test_bench_codec_times_every_hot_control(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr.decode()[-2000:]
     rows = {r["control"]: r for r in json.loads(out.read_text())["results"]}
     assert set(rows) == {
-        "Call RequestGet",
-        "Call RequestPut, 100-byte value",
+        "Call GetRequest",
+        "Call PutRequest, 100-byte value",
         "Reply, 100-byte value",
         "Send AppendEntries, 16 entries",
     }

@@ -22,7 +22,7 @@ that has moved past that term), so a wipe always waits for that commit here, and
 wiped node always restarts as a non-member (never from BOOTSTRAP, which would give it a
 configuration it was never sent).
 
-Changes go through the leader with CmdRemovePeer / CmdAddPeer and are repeated until
+Changes go through the leader with RemovePeerRequest / AddPeerRequest and are repeated until
 the leader refuses them as already done ("already a voter", "is not a member"): the
 leader only checks that after it has committed an entry of its own term and every
 change it proposed, so that refusal proves the change is committed. `restore` (called
@@ -44,8 +44,9 @@ import trio
 import ergo_py
 from ergo_py import ProcessID
 from global_kv import ConfChangeRejected, GlobalKVError, NotLeader
-from global_kv.app import GLOBAL_NAME, CmdAddPeer, CmdRemovePeer, RequestStatus, StatusResponse
+from global_kv.app import GLOBAL_NAME
 from global_kv.cli import LocalCluster
+from global_kv.protocol import AddPeerRequest, RemovePeerRequest, StatusRequest, StatusResponse
 
 __all__ = ["MEMBER_KINDS", "Membership", "MembershipChangeFailed", "membership_anomalies"]
 
@@ -92,7 +93,7 @@ class Membership:
     # -- looking -------------------------------------------------------------------------------
     async def _status(self, name: str, timeout: float = 1.0) -> StatusResponse | None:
         try:
-            st = await self.node.call(ProcessID(GLOBAL_NAME, name), RequestStatus(), timeout=timeout)
+            st = await self.node.call(ProcessID(GLOBAL_NAME, name), StatusRequest(), timeout=timeout)
         except ergo_py.ErgoError:
             return None
         return st if isinstance(st, StatusResponse) else None
@@ -118,7 +119,7 @@ class Membership:
     # -- changing --------------------------------------------------------------------------------
     async def change(self, name: str, add: bool) -> int:
         """Add or remove `name` until the leader confirms it committed; returns proposals made."""
-        request = (CmdAddPeer if add else CmdRemovePeer)(ProcessID(GLOBAL_NAME, name))
+        request = (AddPeerRequest if add else RemovePeerRequest)(ProcessID(GLOBAL_NAME, name))
         what = f"{'add' if add else 'remove'} {name}"
         proposals = 0
         last: object = None

@@ -16,9 +16,10 @@ import trio
 
 from ergo_py import ProcessID
 from global_kv import Unavailable
-from global_kv.app import GLOBAL_NAME, RequestStatus, StatusResponse
+from global_kv.app import GLOBAL_NAME
 from global_kv.cli import LocalCluster
 from global_kv.client import open_client
+from global_kv.protocol import StatusRequest, StatusResponse
 
 from ._checks import check_holds
 from ._membership import MEMBER_KINDS, Membership, membership_anomalies
@@ -113,7 +114,7 @@ async def test_removed_nodes_answer_correctly_and_rejoin_with_their_data() -> No
 
 
 async def _status(node: object, name: str) -> StatusResponse:
-    st = await node.call(ProcessID(GLOBAL_NAME, name), RequestStatus(), timeout=2)  # type: ignore[attr-defined]
+    st = await node.call(ProcessID(GLOBAL_NAME, name), StatusRequest(), timeout=2)  # type: ignore[attr-defined]
     assert isinstance(st, StatusResponse)
     return st
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import trio
 
-from ergo_py._ids import PID
+from ergo_py.ids import PID
 from ergo_py.net import Call, Network, NetworkHandlers, Reply, Send
 
 

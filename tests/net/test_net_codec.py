@@ -14,7 +14,6 @@ import cbor2
 import pytest
 
 from ergo_py import _errors as ergo_errors
-from ergo_py._ids import PID, ProcessID, Ref
 from ergo_py._messages import (
     NOCONNECTION,
     MessageDownNode,
@@ -23,6 +22,7 @@ from ergo_py._messages import (
     MessageExitPID,
     Panic,
 )
+from ergo_py.ids import PID, ProcessID, Ref
 from ergo_py.net import (
     DecodeError,
     EncodeError,

@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from net_helpers import COOKIE, Cluster, raw_dial, url
 
-from ergo_py._ids import PID, ProcessID, Ref
 from ergo_py._messages import Panic
+from ergo_py.ids import PID, ProcessID, Ref
 from ergo_py.net import (
     Call,
     DecodeError,

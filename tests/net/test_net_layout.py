@@ -50,12 +50,12 @@ def test_sans_io_modules_import_no_io_even_indirectly() -> None:
             assert imported.split(".")[0] not in FORBIDDEN, f"{name} imports {imported}"
             if imported.startswith("ergo_py."):
                 assert imported in {f"ergo_py.net.{m}" for m in SANS_IO} | {
-                    "ergo_py._ids",
+                    "ergo_py.ids",
                     "ergo_py._messages",
                     "ergo_py._errors",
                 }, f"{name} imports {imported}, which is not sans-IO"
                 todo.append(imported)
-    assert "ergo_py._ids" in seen
+    assert "ergo_py.ids" in seen
 
 
 def test_public_api_is_exported_from_private_modules() -> None:

@@ -12,7 +12,7 @@ import trio
 import trio_websocket
 from net_helpers import COOKIE, Cluster, Recorder, raw_dial, url
 
-from ergo_py._ids import PID, ProcessID, Ref
+from ergo_py.ids import PID, ProcessID, Ref
 from ergo_py.net import (
     COOKIE_ENV,
     Call,

@@ -11,7 +11,7 @@ import pytest
 import trio
 from net_helpers import COOKIE, Cluster, url
 
-from ergo_py._ids import PID, ProcessID, Ref
+from ergo_py.ids import PID, ProcessID, Ref
 from ergo_py.net import Call, Reply, Send
 from tests.os_processes import read_port, reap
 

@@ -7,8 +7,8 @@ from typing import Any
 import cbor2
 import pytest
 
-from ergo_py._ids import PID, ProcessID, Ref
 from ergo_py._messages import NOPROC, Panic
+from ergo_py.ids import PID, ProcessID, Ref
 from ergo_py.net import (
     Call,
     DecodeError,

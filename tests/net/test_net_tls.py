@@ -9,7 +9,7 @@ import trio
 import trustme
 from net_helpers import Cluster, url
 
-from ergo_py._ids import PID
+from ergo_py.ids import PID
 from ergo_py.net import NoConnection, Send
 
 A, B = "a@host", "b@host"

@@ -8,8 +8,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from ergo_py import PID, ProcessID
-from global_kv.app import StatusResponse
 from global_kv.ops import METRIC_NAMES, MetricsIncomplete, health_from_status, render_metrics
+from global_kv.protocol import StatusResponse
 
 NODE = "n1@localhost"
 

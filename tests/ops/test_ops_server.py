@@ -13,9 +13,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import ergo_py as e
 from ergo_py import ProcessID
-from global_kv.app import Application, CmdMetrics, GlobalConfig
+from global_kv.app import Application, GlobalConfig
 from global_kv.client import open_client
 from global_kv.ops import METRIC_NAMES, OpsServerError, open_ops_server
+from global_kv.protocol import MetricsRequest
 
 NODE = "ops1@localhost"
 COOKIE = "ops-test"
@@ -86,7 +87,7 @@ async def test_every_metric_the_replica_reports_is_exported() -> None:
     with trio.fail_after(20):
         async with e.start_node(NODE) as node:
             await start_global(node, (NODE,))
-            reported = await node.call("global", CmdMetrics())
+            reported = await node.call("global", MetricsRequest())
             exported = {n.removeprefix("global_") for n in METRIC_NAMES}
             known = exported | {"replication_match", "replication_lag_ms", "gc_pause"}
             assert set(reported) - known == set()

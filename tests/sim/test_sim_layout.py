@@ -26,7 +26,7 @@ FORBIDDEN = {
     "plyvel",
     "lmdb",
 }
-ALLOWED_FROM_ERGO = {"ergo_py._ids"}  # PID: a value type; the runtime itself is forbidden
+ALLOWED_FROM_ERGO = {"ergo_py.ids"}  # PID: a value type; the runtime itself is forbidden
 
 
 def test_the_simulator_reads_no_clock_and_does_no_io() -> None:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import pytest
 
-from ergo_py._ids import PID
+from ergo_py.ids import PID
 from global_kv._errors import RaftInvariantError, StaleToken
 from global_kv.client import FencedResource
 from global_kv.raft import Entry, EntryType, Role

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ergo_py._ids import PID
+from ergo_py.ids import PID
 from global_kv.raft import Entry, EntryType
 from global_kv.state import (
     CAS,

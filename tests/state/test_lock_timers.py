@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ergo_py._ids import PID
+from ergo_py.ids import PID
 from global_kv.state import Granted, Lock, LockExpire, LockTimers, Ok, Released
 
 OWNER = PID("a@host", 1, 1)

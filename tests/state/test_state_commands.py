@@ -9,7 +9,7 @@ from typing import Any
 import cbor2
 import pytest
 
-from ergo_py._ids import PID
+from ergo_py.ids import PID
 from global_kv._errors import MalformedCommand, RaftInvariantError, StorageCorrupted
 from global_kv.state import (
     CAS,

@@ -8,7 +8,7 @@ from pathlib import Path
 import cbor2
 import pytest
 
-from ergo_py._ids import PID
+from ergo_py.ids import PID
 from global_kv import state
 from global_kv._errors import (
     CASFailed,
@@ -81,10 +81,10 @@ def test_the_state_machine_imports_nothing_impure_even_indirectly() -> None:
                 assert imported.startswith("global_kv.state") or imported in {
                     "global_kv._errors",
                     "global_kv.raft._log_types",
-                    "ergo_py._ids",
+                    "ergo_py.ids",
                 }, f"{name} imports {imported}"
                 todo.append(imported)
-    assert {"global_kv.state._machine", "global_kv.raft._log_types", "ergo_py._ids"} <= seen
+    assert {"global_kv.state._machine", "global_kv.raft._log_types", "ergo_py.ids"} <= seen
 
 
 def test_public_api_is_reexported_from_private_modules() -> None:

@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ergo_py._ids import PID
+from ergo_py.ids import PID
 from global_kv.raft import Entry, EntryType
 from global_kv.state import (
     CAS,

@@ -1,0 +1,142 @@
+"""The KV and lock requests a client `call`s a member's `global` process with.
+
+Reads carry a consistency level ("" = the server's default); writes carry the client's
+`SessionTag`. Replies are the value itself; a failure is raised in the caller as the
+named exception (see `_outcomes`). These are plain wire records: they hold what the
+client sent, unchecked, because a peer's CBOR can put anything in any field; the
+replica's edge (`global_kv.app._validate`) checks them before anything else reads them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ergo_py.ids import PID
+
+from ._session import NO_SESSION, SessionTag
+from ._wire import wire_type
+
+__all__ = [
+    "KV_WRITE_REQUESTS",
+    "LOCK_REQUESTS",
+    "READ_REQUESTS",
+    "WRITE_REQUESTS",
+    "BatchDeleteRequest",
+    "BatchPutRequest",
+    "CASRequest",
+    "DeleteRequest",
+    "GetRequest",
+    "KVWriteRequest",
+    "LockRequest",
+    "PrefixRequest",
+    "PutRequest",
+    "RangeRequest",
+    "RefreshRequest",
+    "UnlockRequest",
+]
+
+
+# -- reads ---------------------------------------------------------------------------------
+@wire_type
+@dataclass(frozen=True, slots=True)
+class GetRequest:
+    key: bytes
+    consistency: str = ""
+
+
+@wire_type
+@dataclass(frozen=True, slots=True)
+class RangeRequest:
+    """Pairs with start <= key < end (None: unbounded), at most `limit` (0: no limit)."""
+
+    start: bytes | None
+    end: bytes | None
+    limit: int = 0
+    consistency: str = ""
+
+
+@wire_type
+@dataclass(frozen=True, slots=True)
+class PrefixRequest:
+    prefix: bytes
+    limit: int = 0
+    consistency: str = ""
+
+
+# -- KV writes ---------------------------------------------------------------------------------
+@wire_type
+@dataclass(frozen=True, slots=True)
+class PutRequest:
+    key: bytes
+    value: bytes
+    session: SessionTag = NO_SESSION
+
+
+@wire_type
+@dataclass(frozen=True, slots=True)
+class DeleteRequest:
+    key: bytes
+    session: SessionTag = NO_SESSION
+
+
+@wire_type
+@dataclass(frozen=True, slots=True)
+class CASRequest:
+    """Set `key` to `new` (None: delete) if it is `old` (None: absent)."""
+
+    key: bytes
+    old: bytes | None
+    new: bytes | None
+    session: SessionTag = NO_SESSION
+
+
+@wire_type
+@dataclass(frozen=True, slots=True)
+class BatchPutRequest:
+    items: tuple[tuple[bytes, bytes], ...]
+    session: SessionTag = NO_SESSION
+
+
+@wire_type
+@dataclass(frozen=True, slots=True)
+class BatchDeleteRequest:
+    keys: tuple[bytes, ...]
+    session: SessionTag = NO_SESSION
+
+
+# -- lock writes -------------------------------------------------------------------------------
+@wire_type
+@dataclass(frozen=True, slots=True)
+class LockRequest:
+    """Acquire `key` for `owner`; `ttl` and `timeout` in seconds (timeout 0: try once)."""
+
+    key: bytes
+    owner: PID
+    ttl: float = 0.0
+    timeout: float = 0.0
+    session: SessionTag = NO_SESSION
+
+
+@wire_type
+@dataclass(frozen=True, slots=True)
+class UnlockRequest:
+    key: bytes
+    token: int
+    session: SessionTag = NO_SESSION
+
+
+@wire_type
+@dataclass(frozen=True, slots=True)
+class RefreshRequest:
+    key: bytes
+    token: int
+    ttl: float
+    session: SessionTag = NO_SESSION
+
+
+KVWriteRequest = PutRequest | DeleteRequest | CASRequest | BatchPutRequest | BatchDeleteRequest
+
+READ_REQUESTS = (GetRequest, RangeRequest, PrefixRequest)
+KV_WRITE_REQUESTS = (PutRequest, DeleteRequest, CASRequest, BatchPutRequest, BatchDeleteRequest)
+LOCK_REQUESTS = (LockRequest, UnlockRequest, RefreshRequest)
+WRITE_REQUESTS = KV_WRITE_REQUESTS + LOCK_REQUESTS
