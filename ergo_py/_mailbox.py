@@ -64,13 +64,6 @@ class Mailbox:
         if self._waiter is not None:
             self._wake()
 
-    def drop_down(self, ref: Any) -> None:
-        """Remove a queued DOWN for monitor `ref`: after demonitor, none may arrive."""
-        if self.system:
-            kept = [item for item in self.system if not (item[0] == DOWN and item[1] == ref)]
-            if len(kept) != len(self.system):
-                self.system = deque(kept)
-
     def _abort(self, raise_cancel: Any) -> Any:
         self._waiter = None
         return trio.lowlevel.Abort.SUCCEEDED

@@ -88,10 +88,6 @@ class RaftLog:
     def snap_index(self) -> int:
         return self._snap_index
 
-    @property
-    def snap_term(self) -> int:
-        return self._snap_term
-
     def first_index(self) -> int:
         return self._snap_index + 1
 
@@ -305,9 +301,6 @@ class RaftLog:
         """Last index known persisted (what a leader may count for itself)."""
         return self.unstable_from - 1
 
-    def has_unstable(self) -> bool:
-        return self.unstable_from <= self.last_index()
-
     def unstable_entries(self) -> tuple[Entry, ...]:
         return tuple(self._entries[self.unstable_from - self._snap_index - 1 :])
 
@@ -318,9 +311,6 @@ class RaftLog:
         if ps is not None and ps.meta.index > start:
             start = ps.meta.index
         return start + 1
-
-    def has_next_committed(self) -> bool:
-        return self.committed >= self.apply_from()
 
     def next_committed(self) -> tuple[Entry, ...]:
         lo = self.apply_from()
