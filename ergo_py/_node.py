@@ -38,7 +38,6 @@ from ._errors import (
     ProcessExited,
     ProcessUnknown,
 )
-from ._ids import PID, ProcessID, Ref, validate_node_name
 from ._mailbox import CALL, DOWN, EXIT, INSPECT, MSG
 from ._messages import (
     KILL,
@@ -52,6 +51,7 @@ from ._messages import (
 from ._process import Process
 from ._remote import RemoteControl, open_network
 from ._tables import ProcessTables, down_message
+from .ids import PID, ProcessID, Ref, validate_node_name
 
 if TYPE_CHECKING:
     import ssl

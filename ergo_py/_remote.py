@@ -20,10 +20,10 @@ import trio
 
 from . import net
 from ._errors import ProcessUnknown
-from ._ids import PID, ProcessID, Ref
 from ._mailbox import CALL, MSG
 from ._messages import NOPROC
 from ._tables import ProcessTables
+from .ids import PID, ProcessID, Ref
 
 if TYPE_CHECKING:
     from ._node import NodeOptions

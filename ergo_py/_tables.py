@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
 from ._errors import NameTaken
-from ._ids import PID, ProcessID, Ref
 from ._messages import MessageDownNode, MessageDownPID, MessageDownProcessID
+from .ids import PID, ProcessID, Ref
 
 __all__ = ["Entry", "Monitor", "Departure", "NodeLoss", "ProcessTables", "down_message"]
 

@@ -223,4 +223,4 @@ def test_the_tables_import_no_trio_and_no_runtime() -> None:
     runtime = {m for m in imported if m.split(".")[0] in {"trio", "trio_websocket", "socket", "ssl", "time"}}
     assert runtime == set()
     ours = {m for m in imported if m.startswith("ergo_py")}
-    assert ours <= {"ergo_py._errors", "ergo_py._ids", "ergo_py._messages"}, ours
+    assert ours <= {"ergo_py._errors", "ergo_py.ids", "ergo_py._messages"}, ours
