@@ -12,11 +12,10 @@ from dataclasses import dataclass, field
 from ergo_py import ProcessID
 
 from ..leader import LeaderConfigError, LeaderOptions
+from ..replica import READ_CONSISTENCIES
 from ..storage import ENGINE_NAMES
 
 __all__ = ["GlobalConfig", "READ_CONSISTENCIES", "GlobalConfigError"]
-
-READ_CONSISTENCIES = ("linearizable", "read_index", "follower", "lease")
 
 
 class GlobalConfigError(LeaderConfigError):

@@ -9,30 +9,18 @@ stops takes its counters along).
 from __future__ import annotations
 
 import weakref
-from collections import Counter
-from dataclasses import dataclass, field
 
 import ergo_py
 
-__all__ = ["NodeCounters", "node_counters"]
+from ..replica import ReplicaCounters
+
+__all__ = ["node_counters"]
+
+_BY_NODE: weakref.WeakKeyDictionary[ergo_py.Node, ReplicaCounters] = weakref.WeakKeyDictionary()
 
 
-@dataclass
-class NodeCounters:
-    replica_starts: int = 0
-    leader_changes: int = 0
-    rejected: Counter[str] = field(default_factory=Counter)  # reason -> requests refused
-
-    @property
-    def replica_restarts(self) -> int:
-        return max(0, self.replica_starts - 1)
-
-
-_BY_NODE: weakref.WeakKeyDictionary[ergo_py.Node, NodeCounters] = weakref.WeakKeyDictionary()
-
-
-def node_counters(node: ergo_py.Node) -> NodeCounters:
+def node_counters(node: ergo_py.Node) -> ReplicaCounters:
     counters = _BY_NODE.get(node)
     if counters is None:
-        counters = _BY_NODE[node] = NodeCounters()
+        counters = _BY_NODE[node] = ReplicaCounters()
     return counters

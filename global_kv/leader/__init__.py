@@ -6,6 +6,8 @@ token per leadership. `GlobalActor` is built on it.
 """
 
 from ._actor import LeaderActor as LeaderActor
+from ._actor import leader_hint as leader_hint
 from ._options import LeaderConfigError as LeaderConfigError
 from ._options import LeaderOptions as LeaderOptions
 from ._wire import RaftEnvelope as RaftEnvelope
+from ._wire import peer_process as peer_process

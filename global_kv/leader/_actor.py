@@ -5,11 +5,18 @@ between replicas as ergo_py messages (to `ProcessID`s, so a restarted peer is
 reached under its name), persists what each Ready asks before sending what
 depends on it, and tells the subclass about leadership and membership.
 
+It is a driver only: every decision is the pure `global_kv.replica.RaftReplica`'s
+(or a subclass's, `GlobalReplica` for GlobalActor), which the simulator drives too.
+This shell turns mailbox messages into the replica's inputs, and its effects and
+Readies into I/O: Raft messages as ergo_py messages, fsyncs in a worker thread,
+snapshot files, monitors, replies, and the callbacks below.
+
 Used as it is, it is leader election for a group of processes (the seed's
 `leader.Actor`, but on full Raft: PreVote, CheckQuorum, log up-to-date checks,
-persisted term and vote, so never two leaders in one term). Subclasses with a
-replicated state machine (GlobalActor) override the `raft_*` hooks to apply
-committed entries, restore and produce snapshots, and serve reads.
+persisted term and vote, so never two leaders in one term), on a state machine that
+holds nothing (`NullMachine`). A replicated service hands `start_raft` its state
+machine as an object (`global_kv.replica.Machine`: apply / snapshot / restore, as
+hashicorp/raft's FSM) and, if it serves requests, a replica built on it.
 
 Membership: `join(process_id, reply_to=(caller, ref))` first checks, in a helper process
 and within `join_timeout`, that the node can be connected to (cookie and all) and runs a
@@ -23,7 +30,8 @@ part in Raft and, by default, stops its node with that error (`handle_log_lost`)
 
 Order of work for one Ready (the core's contract): send `messages`; persist
 snapshot, entries and hard state (one fsync, in a worker thread so the node keeps
-running); send `persisted_messages`; restore/apply; answer read states; `advance`.
+running); send `persisted_messages`; then the replica restores, applies, answers read
+states and advances (`persisted`), and its effects are carried out.
 Batching comes for free: while the shell waits for an fsync its mailbox fills, and
 the next Ready carries everything that arrived meanwhile.
 """
@@ -33,8 +41,9 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -42,21 +51,19 @@ import trio
 
 from ergo_py import NO_REPLY, PID, Actor, ErgoError, ProcessID, Ref
 
-from .._errors import ConfChangeRejected, LogLost, NotLeader
-from ..raft import (
-    ConfChange,
-    ConfChangeType,
-    Entry,
-    EntryType,
-    HardState,
-    RaftNode,
-    ReadState,
-    Role,
-    Snapshot,
-    SnapshotMeta,
-    SoftState,
-    Status,
-    decode_conf_entry,
+from .._errors import ConfChangeRejected, LogLost, NotLeader, StorageCorrupted
+from ..raft import ConfChange, ConfChangeType, HardState, RaftNode, Role, Snapshot, SnapshotMeta, Status
+from ..replica import (
+    Demonitor,
+    Effect,
+    Machine,
+    MembershipChanged,
+    Monitor,
+    NullMachine,
+    RaftReplica,
+    Reply,
+    RoleChanged,
+    needs_sync,
 )
 from ._options import LeaderOptions
 from ._wire import JoinProbe, JoinProbeAck, RaftEnvelope, peer_id, peer_process
@@ -130,7 +137,7 @@ class _SnapshotPersister(Actor):
         # recoverable (two are kept), but why leave one.
         with trio.CancelScope(shield=True):
             try:
-                await owner.raft_save_snapshot(self._snapshot)
+                await owner._save_snapshot(self._snapshot)
                 if self._store is not None:
                     await trio.to_thread.run_sync(self._store.compact, meta)
             except Exception as exc:  # noqa: BLE001 - handed to the replica, which raises it (or sees it superseded)
@@ -258,14 +265,24 @@ class LeaderActor(Actor):
     `handle_become_follower(leader)` (a PID, or a ProcessID if the leader's PID is not
     known yet, or None), `handle_peer_joined(process_id)`, `handle_peer_left(process_id)`,
     plus the usual actor callbacks, which keep working (`init` must call
-    `await super().init(options)`).
+    `await super().init(options)`, or `await self.start_raft(options, machine)`).
     """
+
+    replica: RaftReplica
 
     # -- set up --------------------------------------------------------------------------
     async def init(self, options: LeaderOptions, *args: Any) -> None:
         await self.start_raft(options)
 
-    async def start_raft(self, options: LeaderOptions) -> None:
+    async def start_raft(
+        self,
+        options: LeaderOptions,
+        machine: Machine | None = None,
+        replica: Callable[[RaftNode, int], RaftReplica] | None = None,
+    ) -> None:
+        """Start this replica on `machine` (default: one that holds nothing). `replica`
+        builds the pure replica from the core and the commit index found on disk (default:
+        a plain `RaftReplica` on `machine`)."""
         if not isinstance(options, LeaderOptions):
             raise TypeError(f"a LeaderActor needs LeaderOptions, got {options!r}")
         if self.name is None:
@@ -274,13 +291,12 @@ class LeaderActor(Actor):
         self.raft_id = peer_id(self.name, self.node.name)
         self._rng = random.Random(options.seed)
         self._store: Any = None
+        self._snapshots: Any = None
+        self.machine: Machine = machine if machine is not None else NullMachine()
+        self.snapshots_total = 0
         self._peer_pids: dict[str, PID] = {}
+        self._monitors: dict[Any, Ref] = {}  # lock owner -> our monitor of it
         self._flush_scheduled = False
-        self._role = Role.FOLLOWER
-        self._leader_id: str | None = None
-        self._term = 0
-        self._leader_term: int | None = None
-        self._snapshot_requested = False
         self._snapshot_build: _SnapshotBuild | None = None
         self._snapshot_persisting: trio.Event | None = None  # a _SnapshotPersister at work: set when done
         self._persisted_hs = HardState()
@@ -298,24 +314,33 @@ class LeaderActor(Actor):
                 self.log.info(
                     "data dir %s recorded as %s's (cluster %r)", options.data_dir, self.raft_id, options.cluster_id
                 )
+            from ..storage import SnapshotStore
+
             path = Path(options.data_dir) / "raft"
             self._store = await trio.to_thread.run_sync(RaftLogStore, path)
+            # Two kept: a crash after a new snapshot is saved but before the log is compacted
+            # behind it leaves the log naming the previous one, which must still be there.
+            self._snapshots = await trio.to_thread.run_sync(
+                partial(SnapshotStore, Path(options.data_dir) / "snapshots", retain=2)
+            )
             state = self._store.load()
+        replay_upto = 0
         if state is not None and (state.entries or state.snapshot.index or state.hard_state.term):
             snapshot = None
             if state.snapshot.index:
-                data = await self.raft_load_snapshot(state.snapshot)
+                data = await self._load_snapshot(state.snapshot)
                 snapshot = Snapshot(state.snapshot, data)
-                await self.raft_restore(snapshot)
-            applied = self.raft_applied_index()
+                if snapshot.meta.index > self.machine.applied_index:
+                    self.machine.restore(snapshot)
+            applied = self.machine.applied_index or None
             hard_state = state.hard_state
             last = state.entries[-1].index if state.entries else state.snapshot.index
             if applied is not None and hard_state.commit < applied <= last:
                 # The commit index is persisted lazily (see _drain); everything the state
                 # machine applied was committed, and is in this replica's log.
                 hard_state = replace(hard_state, commit=applied)
-            self._replay_upto = hard_state.commit
-            self.raft = RaftNode(
+            replay_upto = hard_state.commit
+            raft = RaftNode(
                 self.raft_id,
                 config,
                 self._rng,
@@ -326,11 +351,15 @@ class LeaderActor(Actor):
             )
             self._persisted_hs = state.hard_state  # what is on disk (its commit may lag)
         elif self.raft_id in bootstrap_ids:
-            self._replay_upto = 0
-            self.raft = RaftNode.bootstrap(self.raft_id, bootstrap_ids, config, self._rng)
+            raft = RaftNode.bootstrap(self.raft_id, bootstrap_ids, config, self._rng)
         else:
-            self._replay_upto = 0
-            self.raft = RaftNode(self.raft_id, config, self._rng)
+            raft = RaftNode(self.raft_id, config, self._rng)
+        if replica is None:
+            self.replica = RaftReplica(
+                raft, self.machine, snapshot_interval=options.snapshot_interval, replay_upto=replay_upto
+            )
+        else:
+            self.replica = replica(raft, replay_upto)
         self._ticker = self.send_interval(self.pid, _TICK, options.tick_interval)
         self._kick()
 
@@ -349,9 +378,16 @@ class LeaderActor(Actor):
         if persisting is not None:
             with trio.move_on_after(_PERSIST_WAIT_SECONDS):
                 await persisting.wait()
-        if self._store is not None:
-            store, self._store = self._store, None
-            await trio.to_thread.run_sync(store.close)
+        for name in ("_store", "_snapshots"):
+            closable = getattr(self, name, None)
+            if closable is not None:
+                setattr(self, name, None)
+                await trio.to_thread.run_sync(closable.close)
+
+    @property
+    def raft(self) -> RaftNode:
+        """The replica's Raft core (for status and membership; decisions are the replica's)."""
+        return self.replica.raft
 
     # -- callbacks for users -------------------------------------------------------------------
     async def handle_become_leader(self) -> None:
@@ -373,76 +409,54 @@ class LeaderActor(Actor):
         stop something smaller (the replica stays inert until it is stopped)."""
         self.node.stop(error)
 
-    # -- hooks for replicated state machines (GlobalActor) -----------------------------------
-    def raft_applied_index(self) -> int | None:
-        """How far the state machine already is on restart (None: at the snapshot)."""
-        return None
-
-    async def raft_apply(self, entries: Sequence[Entry]) -> None:
-        """Apply committed entries, in order (all types; NORMAL ones carry commands)."""
-        return None
-
-    async def raft_restore(self, snapshot: Snapshot) -> None:
-        """Replace the state machine with `snapshot` (from the leader, or at start)."""
-        return None
-
-    async def raft_load_snapshot(self, meta: SnapshotMeta) -> bytes:
+    # -- snapshot files -----------------------------------------------------------------------
+    async def _load_snapshot(self, meta: SnapshotMeta) -> bytes:
         """The data of the persisted snapshot `meta` (at start)."""
-        return b""
+        if self._snapshots is None:
+            return b""
+        reader = await trio.to_thread.run_sync(self._snapshots.open, meta)
+        if reader is None:
+            raise StorageCorrupted(
+                str(self._snapshots.path),
+                meta.index,
+                f"the Raft log starts after a snapshot (term {meta.term}) not found",
+            )
+        try:
+            return b"".join(reader.chunks())
+        finally:
+            reader.close()
 
-    async def raft_save_snapshot(self, snapshot: Snapshot) -> None:
+    async def _save_snapshot(self, snapshot: Snapshot) -> None:
         """Make `snapshot` durable before the log before it is dropped."""
-        return None
-
-    def raft_snapshot_data(self) -> bytes:
-        """The state machine's snapshot at the current applied index."""
-        return b""
-
-    def raft_snapshot_chunks(self) -> tuple[int, Iterable[bytes]]:
-        """A point-in-time snapshot of the state machine: (the applied index it covers, chunks).
-
-        The chunks are read a few at a time between the replica's messages, so a state
-        machine that can hand out a consistent view (a LevelDB snapshot) is serialized
-        without stalling replication; the view must stay valid while the replica applies
-        later entries. The default serializes `raft_snapshot_data()` at once.
-        """
-        return self.raft.applied_index, (self.raft_snapshot_data(),)
-
-    async def raft_read_states(self, states: Sequence[ReadState]) -> None:
-        """ReadIndex answers: reads at `context` are linearizable once applied >= index."""
-        return None
-
-    async def raft_flush(self) -> None:
-        """Runs before each Ready drain, after the mail queued before it: propose what was batched."""
-        return None
-
-    async def raft_role_changed(self, soft: SoftState) -> None:
-        """Every soft-state change (before the user callbacks run)."""
-        return None
+        self.snapshots_total += 1
+        if self._snapshots is not None:
+            await trio.to_thread.run_sync(self._snapshots.save, snapshot.meta, [snapshot.data])
 
     # -- queries -----------------------------------------------------------------------------
     def is_leader(self) -> bool:
-        return self._role is Role.LEADER
+        return self.replica.role is Role.LEADER
 
     def leader(self) -> PID | ProcessID | None:
         """The current leader (its PID once it has been heard from), or None if unknown."""
-        if self._leader_id is None:
+        leader_id = self.replica.leader_id
+        if leader_id is None:
             return None
-        if self._leader_id == self.raft_id:
+        if leader_id == self.raft_id:
             return self.pid
-        pid = self._peer_pids.get(self._leader_id)
-        return pid if pid is not None else ProcessID(*peer_process(self._leader_id))
+        pid = self._peer_pids.get(leader_id)
+        return pid if pid is not None else ProcessID(*peer_process(leader_id))
 
     def leader_process_id(self) -> ProcessID | None:
-        return ProcessID(*peer_process(self._leader_id)) if self._leader_id is not None else None
+        return leader_hint(self.replica.leader_id)
 
     def term(self) -> int:
-        return self._term
+        return self.replica.term
 
     def fencing_token(self) -> int | None:
         """While leader: the term of this leadership - strictly greater than any earlier
         leader's. Stamp it on the work you hand out so stale leaders can be rejected."""
-        return self._leader_term if self._role is Role.LEADER else None
+        replica = self.replica
+        return replica.leader_term if replica.role is Role.LEADER else None
 
     def peers(self) -> list[ProcessID]:
         """Current members other than this replica."""
@@ -484,7 +498,7 @@ class LeaderActor(Actor):
             index = self._leading(self.raft.propose_conf_change, change)
             self._kick()
             return index
-        if self._role is not Role.LEADER:
+        if not self.is_leader():
             raise NotLeader(self.leader_process_id())
         if target in self._joins:
             raise ConfChangeRejected(
@@ -550,15 +564,11 @@ class LeaderActor(Actor):
 
     def propose_commands(self, datas: Sequence[bytes]) -> int:
         """Append commands to the log (leader only); returns the first index."""
-        if self._role is not Role.LEADER:
+        if not self.is_leader():
             raise NotLeader(self.leader_process_id())
         first = self.raft.propose_batch(datas)
         self._kick()
         return first
-
-    def request_read_index(self, context: bytes) -> None:
-        self.raft.read_index(context)
-        self._kick()
 
     # -- message plumbing -------------------------------------------------------------------
     @property
@@ -568,13 +578,12 @@ class LeaderActor(Actor):
     async def _route(self, from_: PID | None, message: Any) -> None:
         if message is _TICK:
             if self._halted is None:
-                self.raft.tick()
-                if self.raft.has_ready():
+                self.replica.tick()
+                if self.replica.has_work():
                     self._kick()
         elif message is _FLUSH:
             self._flush_scheduled = False
             if self._halted is None:
-                await self.raft_flush()
                 await self._drain()
         elif message is _SNAPSHOT_STEP:
             if self._halted is None:
@@ -594,7 +603,7 @@ class LeaderActor(Actor):
             if from_ is not None:
                 self._peer_pids[m.src] = from_
             try:
-                self.raft.step(m)
+                self.replica.step(m)
             except LogLost as exc:
                 await self._log_lost(exc)
                 return
@@ -642,7 +651,7 @@ class LeaderActor(Actor):
         await self.handle_log_lost(error)
 
     def kick(self) -> None:
-        """Schedule `raft_flush` + a Ready drain after the mail already queued."""
+        """Schedule a Ready drain after the mail already queued (which it then batches)."""
         self._kick()
 
     def _kick(self) -> None:
@@ -662,13 +671,12 @@ class LeaderActor(Actor):
                 self.log.debug("Raft message to %s not sent: %s", m.dst, exc)
 
     async def _drain(self) -> None:
-        raft = self.raft
-        while raft.has_ready():
-            rd = raft.ready()
+        replica = self.replica
+        while (rd := replica.ready(trio.current_time())) is not None:
             self._send_raft(rd.messages)
             if rd.snapshot is not None:
-                await self.raft_save_snapshot(rd.snapshot)
-            if self._store is not None and self._needs_sync(rd):
+                await self._save_snapshot(rd.snapshot)
+            if self._store is not None and needs_sync(rd, self._persisted_hs):
                 await trio.to_thread.run_sync(
                     self._store.save,
                     rd.hard_state,
@@ -678,77 +686,70 @@ class LeaderActor(Actor):
                 if rd.hard_state is not None:
                     self._persisted_hs = rd.hard_state
             self._send_raft(rd.persisted_messages)
-            if rd.snapshot is not None:
-                await self.raft_restore(rd.snapshot)
-            if rd.committed_entries:
-                await self.raft_apply(rd.committed_entries)
-                await self._membership_callbacks(rd.committed_entries)
-            if rd.read_states:
-                await self.raft_read_states(rd.read_states)
-            raft.advance()
-            if rd.soft_state is not None:
-                await self._soft_state_changed(rd.soft_state)
+            replica.persisted(rd, trio.current_time())
+            await self.run_effects()
+        await self.run_effects()  # answers to what `ready` refused to propose
         await self._maybe_compact()
 
-    def _needs_sync(self, rd: Any) -> bool:
-        """Entries, a snapshot, or a new term or vote must be durable before what depends on
-        them is sent. A Ready that only moves the commit index needs no fsync (as in etcd):
-        the commit index is rediscovered from the leader, or from the state machine's applied
-        index, after a restart; it is written along with the next entries."""
-        if rd.entries or rd.snapshot is not None:
-            return True
-        hs = rd.hard_state
-        return hs is not None and (hs.term != self._persisted_hs.term or hs.vote != self._persisted_hs.vote)
+    async def run_effects(self) -> None:
+        """Carry out what the replica asked, in order."""
+        for effect in self.replica.take_effects():
+            await self.handle_effect(effect)
 
-    async def _soft_state_changed(self, soft: SoftState) -> None:
-        was_leader = self._role is Role.LEADER
-        previous = self._leader_id
-        self._role, self._leader_id, self._term = soft.role, soft.leader, soft.term
-        await self.raft_role_changed(soft)
-        if soft.role is Role.LEADER and not was_leader:
-            self._leader_term = soft.term
+    async def handle_effect(self, effect: Effect) -> None:
+        kind = type(effect)
+        if kind is Reply:
+            self.deliver_reply(effect.caller, effect.ref, effect.ok, effect.value)  # type: ignore[union-attr]
+        elif kind is RoleChanged:
+            await self._role_changed(effect)  # type: ignore[arg-type]
+        elif kind is MembershipChanged:
+            peer = ProcessID(*peer_process(effect.peer_id))  # type: ignore[union-attr]
+            if effect.joined:  # type: ignore[union-attr]
+                await self.handle_peer_joined(peer)
+            else:
+                await self.handle_peer_left(peer)
+        elif kind is Monitor:
+            owner = effect.owner  # type: ignore[union-attr]
+            if owner not in self._monitors:
+                self._monitors[owner] = self.monitor(owner)
+        elif kind is Demonitor:
+            ref = self._monitors.pop(effect.owner, None)  # type: ignore[union-attr]
+            if ref is not None:
+                self.demonitor(ref)
+        # AppliedEntries and Proposing are for observers (the simulator's monitors).
+
+    def deliver_reply(self, caller: Any, ref: Any, ok: bool, value: Any) -> None:
+        if ok:
+            self.send_response(caller, ref, value)
+        else:
+            self.send_response_error(caller, ref, value)
+
+    async def _role_changed(self, change: RoleChanged) -> None:
+        soft, was = change.soft, change.was
+        if soft.role is Role.LEADER and was is not Role.LEADER:
             self.log.info("became leader (term %d)", soft.term)
             await self.handle_become_leader()
-        elif soft.role is not Role.LEADER and (was_leader or soft.leader != previous):
-            if was_leader:
+        elif soft.role is not Role.LEADER and (was is Role.LEADER or soft.leader != change.previous_leader):
+            if was is Role.LEADER:
                 self.log.info("no longer leader (term %d, leader %s)", soft.term, soft.leader)
             await self.handle_become_follower(self.leader())
 
-    async def _membership_callbacks(self, entries: Sequence[Entry]) -> None:
-        for entry in entries:
-            if entry.type != EntryType.CONF_CHANGE or entry.index <= self._replay_upto:
-                continue
-            change, _conf = decode_conf_entry(entry.data)
-            if change is None or change.node_id == self.raft_id:
-                continue
-            peer = ProcessID(*peer_process(change.node_id))
-            if change.type == ConfChangeType.REMOVE_NODE:
-                await self.handle_peer_left(peer)
-            else:
-                await self.handle_peer_joined(peer)
-
     def request_snapshot(self) -> None:
-        """Snapshot and compact at the applied index soon (an operator's CmdSnapshot)."""
-        self._snapshot_requested = True
+        """Snapshot and compact at the applied index soon (an operator's SnapshotRequest)."""
+        self.replica.request_snapshot()
         self._kick()
 
     async def _maybe_compact(self) -> None:
         """At the end of a drain, when every Ready is persisted: finish the snapshot whose
         data is whole, or (every `snapshot_interval` applied entries, or when asked) start
         one, read from a point-in-time view a step at a time (`_snapshot_step`)."""
-        raft = self.raft
-        if raft.has_ready():
+        if self.raft.has_ready():
             return
         build = self._snapshot_build
         if build is None:
-            applied = raft.applied_index
-            if self._snapshot_persisting is not None or applied < raft.first_index:
+            if self._snapshot_persisting is not None or not self.replica.snapshot_due():
                 return
-            due = applied - raft.first_index + 1 >= self.options.snapshot_interval
-            if not (due or self._snapshot_requested):
-                return
-            self._snapshot_requested = False
-            index, chunks = self.raft_snapshot_chunks()
+            index, chunks = self.machine.snapshot()
             build = self._snapshot_build = _SnapshotBuild(index, chunks)
             await self._snapshot_step()
         if build.data is not None:
@@ -789,9 +790,9 @@ class LeaderActor(Actor):
         """Drop the log up to `index` behind `data`, the state machine's snapshot at `index`:
         in memory now, on disk by a `_SnapshotPersister` while this replica goes on."""
         raft = self.raft
-        if index < raft.first_index:
+        meta = self.replica.compact(index, data)
+        if meta is None:
             return  # a newer snapshot (from the leader) already covers it
-        meta = raft.compact(index, data)
         if self._store is not None and self._persisted_hs.commit < index:
             # The log on disk only compacts entries it knows are committed; its commit index
             # is written lazily (with entries), so bring it up to date first. Here, not in
@@ -807,8 +808,13 @@ class LeaderActor(Actor):
         self._snapshot_persisting = None
         if done.error is None:
             return
-        if self.raft.first_index - 1 > done.index:
+        if self.replica.superseded(done.index):
             # A snapshot from the leader replaced ours meanwhile (and is durable itself).
             self.log.info("the snapshot at %d was superseded: %s", done.index, done.error)
             return
         raise done.error
+
+
+def leader_hint(raft_id: str | None) -> ProcessID | None:
+    """What a NotLeader names for the replica `raft_id`: its registered name and node."""
+    return ProcessID(*peer_process(raft_id)) if raft_id is not None else None

@@ -4,7 +4,7 @@ Reads carry a consistency level ("" = the server's default); writes carry the cl
 `SessionTag`. Replies are the value itself; a failure is raised in the caller as the
 named exception (see `_outcomes`). These are plain wire records: they hold what the
 client sent, unchecked, because a peer's CBOR can put anything in any field; the
-replica's edge (`global_kv.app._validate`) checks them before anything else reads them.
+replica's edge (`global_kv.replica.check_request`) checks them before anything else reads them.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """A deterministic simulator of global_kv: the Raft core under seeded faults, replicas on
-the real state machine, KV clients checked for linearizability, lock clients checked
+the production replica and real state machine, KV clients checked for linearizability, lock clients checked
 for mutual exclusion with fencing, TTLs on skewed clocks and owner death."""
 
 from ._network import SimNetwork as SimNetwork

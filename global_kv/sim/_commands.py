@@ -1,34 +1,22 @@
-"""How the simulated clients' operations become real `global_kv.state` commands, and back.
+"""How the simulated KV clients' operations become protocol requests, and answers outputs.
 
-The replicas apply committed entries to the real `StateMachine`, so the workloads
-propose what a `GlobalActor` would: CBOR commands carrying a client session tag
-(client_id, seq, ack) for exactly-once retries. The KV workload's operations stay
-tuples of `str` (what the checker's `kv_model` reads); this module maps them to
-commands and maps state machine results back to the outputs a history records.
-
-It must never apply anything or keep state.
+The simulator drives the production replica (`global_kv.replica.GlobalReplica`), so its
+clients send what `GlobalClient` sends: protocol requests carrying a session tag
+(client_id, seq, ack) for exactly-once retries. The workload's operations stay tuples
+of `str` (what the checker's `kv_model` reads); this module maps them to requests and
+maps the replica's answers back to the outputs a history records. It must never apply
+anything or keep state.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from .._errors import RaftInvariantError
-from ..state import (
-    CAS,
-    CASFailedResult,
-    Command,
-    Delete,
-    Ok,
-    Put,
-    Result,
-    SessionClose,
-    SessionExpiredResult,
-    encode_command,
-    encode_value,
-)
+from .._errors import CASFailed, RaftInvariantError, SessionExpired
+from ..protocol import CASRequest, DeleteRequest, GetRequest, PutRequest, SessionTag
+from ..state import Command, SessionClose, encode_command
 
-__all__ = ["SESSION_GONE", "barrier_command", "kv_command", "kv_output"]
+__all__ = ["SESSION_GONE", "barrier_command", "kv_output", "kv_request"]
 
 # The output of a write whose session expired before it applied: the state machine did
 # not apply it now and cannot say whether an earlier attempt did (an unknown outcome).
@@ -37,32 +25,37 @@ SESSION_GONE = object()
 _BARRIER = encode_command(Command(None, 0, 0, SessionClose("sim-barrier")))
 
 
-def kv_command(client_id: str, seq: int, op: tuple[Any, ...]) -> bytes:
-    """Entry data for a KV workload write; every earlier request of the session was answered."""
+def kv_request(client_id: str, seq: int, op: tuple[Any, ...], consistency: str = "") -> Any:
+    """The request for a KV workload operation; every earlier request of the session was
+    answered (ack = seq)."""
     kind, key = op[0], op[1].encode()
+    if kind == "get":
+        return GetRequest(key, consistency)
+    session = SessionTag(client_id, seq, seq)
     if kind == "put":
-        body: Any = Put(key, encode_value(op[2].encode()))
-    elif kind == "delete":
-        body = Delete(key)
-    elif kind == "cas":
-        expected = None if op[2] is None else encode_value(op[2].encode())
-        new = None if op[3] is None else encode_value(op[3].encode())
-        body = CAS(key, expected, new)
-    else:
-        raise ValueError(f"not a KV write: {op!r}")
-    return encode_command(Command(client_id, seq, seq, body))
+        return PutRequest(key, op[2].encode(), session)
+    if kind == "delete":
+        return DeleteRequest(key, session)
+    if kind == "cas":
+        expected = None if op[2] is None else op[2].encode()
+        new = None if op[3] is None else op[3].encode()
+        return CASRequest(key, expected, new, session)
+    raise ValueError(f"not a KV operation: {op!r}")
 
 
-def kv_output(op: tuple[Any, ...], result: Result) -> Any:
-    """What the history records for `op` answered with `result` (SESSION_GONE: unknown)."""
+def kv_output(op: tuple[Any, ...], ok: bool, value: Any) -> Any:
+    """What the history records for `op` answered with (`ok`, `value`) (SESSION_GONE:
+    unknown). A NotLeader is not an outcome: the client retries."""
     kind = op[0]
-    if type(result) is Ok:
+    if ok:
+        if kind == "get":
+            return None if value is None else value.decode()
         return True if kind == "cas" else None
-    if kind == "cas" and type(result) is CASFailedResult:
+    if kind == "cas" and type(value) is CASFailed:
         return False
-    if type(result) is SessionExpiredResult:
+    if type(value) is SessionExpired:
         return SESSION_GONE
-    raise RaftInvariantError(f"{op!r} was answered with {result!r}, which no rule allows")
+    raise RaftInvariantError(f"{op!r} was answered with {value!r}, which no rule allows")
 
 
 def barrier_command() -> bytes:

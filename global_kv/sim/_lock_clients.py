@@ -1,13 +1,16 @@
-"""Simulated lock clients: try-lock through the leader, fenced writes, pauses and deaths.
+"""Simulated lock clients: acquires that wait in line, fenced writes, pauses and deaths.
 
 Each lock client is one process on a node of its own (`lc0`, `lc1`, ...) with a PID
 whose creation changes when it comes back after dying, and a session of the state
 machine: a request retried after a lost answer keeps its (client_id, seq), so it is
-applied at most once and answered with its first result. A cycle: propose
-`LockAcquire(key, owner, ttl)` on the replica it believes leads (a follower refuses),
-retrying until an answer arrives; when granted, make a few protected writes to the
-key's `FencedStore` with its fencing token, sometimes refresh, then release. Refused
-(LockHeld): back off and try again later.
+applied at most once and answered with its first result. It sends protocol requests
+(`LockRequest`, `RefreshRequest`, `UnlockRequest`) to the replica it believes leads,
+which forwards them if it does not: the production replica's lock service queues an
+acquire that finds the key held (FIFO, each with its own wait timeout, at most
+`max_lock_waiters`), hands the lock to the next waiter in the same commit as the
+release, and answers `LockTimeout` when a wait runs out. A cycle: acquire (a try-lock
+or a wait), when granted make a few protected writes to the key's `FencedStore` with its
+fencing token, sometimes refresh, then release.
 
 Faults, during the chaos only: a client pauses in the middle of its critical section,
 mostly for longer than its TTL (a GC pause, SIGSTOP: alive, connected, silent), so the
@@ -18,33 +21,35 @@ back as a new process; an episode cuts a client off from every replica (the lead
 the link down) while its resource stays reachable. An answer reaches a client only over
 a link that is up; a paused client reads it when it resumes. When the faults end, half
 of the clients holding a lock forget it (a leaked handle): only its TTL can free it.
+
+Some clients have no listener (dial-only, as `GlobalClient` on a node without one): a
+replica cannot dial them, and their link to a replica exists only once they dialled it
+(again after it restarted or a partition cut it). A new leader that starts watching
+such an owner before it linked sees a link-lost DOWN and waits out the grace period
+(`owner_grace_period`) for the owner to link, instead of releasing its locks at once.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ergo_py.ids import PID
 
-from .._errors import NotLeader, RaftInvariantError
-from ..raft import Entry, Role
-from ..state import (
-    Command,
-    Granted,
-    LockAcquire,
-    LockHeldResult,
-    LockNotHeldResult,
-    LockRefresh,
-    LockRelease,
-    Op,
-    Released,
-    Result,
-    SessionExpiredResult,
-    StaleTokenResult,
-    encode_command,
+from .._errors import (
+    LockHeld,
+    LockNotHeld,
+    LockTimeout,
+    NotLeader,
+    RaftInvariantError,
+    SessionExpired,
+    StaleToken,
+    TooManyWaiters,
 )
+from ..protocol import LockRequest, RefreshRequest, SessionTag, UnlockRequest
+from ._replica import TICK_SECONDS
 from ._resource import Fence, FencedStore
 
 if TYPE_CHECKING:
@@ -55,41 +60,44 @@ if TYPE_CHECKING:
 
 __all__ = ["LockClient", "LockWorkload"]
 
-LEADER = Role.LEADER
 IDLE, SUBMIT, WAIT, HOLD, DEAD = range(5)
 ACQUIRE, REFRESH, RELEASE = "acquire", "refresh", "release"
-_LOST = (StaleTokenResult, LockNotHeldResult)
+_LOST = (StaleToken, LockNotHeld)
+_NOT_GRANTED = (LockHeld, LockTimeout, TooManyWaiters, LockNotHeld)
 
 
 class LockClient:
     __slots__ = (
         "client_id",
-        "data",
-        "deadline",
         "dead_until",
+        "deadline",
+        "dial_only",
         "hint",
         "inbox",
         "incarnation",
-        "index",
         "key",
         "kind",
         "name",
         "next_at",
         "paused_until",
         "pid",
-        "proposed",
+        "ref",
         "replica",
+        "request",
         "seq",
         "sessions",
         "state",
-        "term",
         "token",
         "ttl",
+        "wait",
+        "workload",
         "writes_left",
     )
 
-    def __init__(self, idx: int) -> None:
+    def __init__(self, workload: LockWorkload, idx: int, dial_only: bool) -> None:
+        self.workload = workload
         self.name = f"lc{idx}"
+        self.dial_only = dial_only
         self.incarnation = 1
         self.pid = PID(self.name, 1, 1)
         self.sessions = 0
@@ -98,18 +106,17 @@ class LockClient:
         self.new_session()
         self.state = IDLE
         self.kind = ACQUIRE
-        self.data = b""
+        self.request: Any = None
         self.replica: SimReplica | None = None
-        self.index = 0
-        self.term = 0
+        self.ref = 0
         self.deadline = 0
         self.hint: str | None = None
-        self.inbox: Result | None = None
+        self.inbox: tuple[bool, Any] | None = None
         self.key = b""
         self.token = 0
         self.ttl = 0
+        self.wait = 0
         self.writes_left = 0
-        self.proposed = False  # the current request reached a log at least once
         self.next_at = 0
         self.paused_until = 0
         self.dead_until = 0
@@ -118,6 +125,15 @@ class LockClient:
         self.sessions += 1
         self.client_id = f"{self.name}.{self.incarnation}.{self.sessions}"
         self.seq = 0
+
+    def on_reply(self, r: SimReplica, ref: int, ok: bool, value: Any) -> None:
+        if ref != self.ref or self.state != WAIT or not self.workload.linked(self.name, r.id):
+            return  # a stale answer, or lost on the way: the client retries after its timeout
+        self.inbox = (ok, value)  # read at the client's next step (or when it resumes)
+
+    def forwarded_to(self, r: SimReplica, ref: int) -> None:
+        if ref == self.ref and self.state == WAIT:
+            self.replica = r
 
 
 class LockWorkload:
@@ -136,7 +152,8 @@ class LockWorkload:
             clients, keys = 4, 1
         self.keys = [f"L{i}".encode() for i in range(keys)]
         self.stores = {k: FencedStore(k, fence_factory(k), self._accepted) for k in self.keys}
-        self.clients = [LockClient(i) for i in range(clients)]
+        p_dial_only = rng.choice((0.0, 0.0, 0.5))
+        self.clients = [LockClient(self, i, rng.random() < p_dial_only) for i in range(clients)]
         self.by_node = {c.name: c for c in self.clients}
         self.ttl_min = rng.randint(8, 30)
         self.p_pause = rng.choice((0.0, 0.08, 0.2))
@@ -144,8 +161,11 @@ class LockWorkload:
             self.p_pause = 0.2
         self.p_refresh = rng.choice((0.0, 0.1, 0.25))
         self.p_crash = rng.choice((0.0, 0.002, 0.006))
+        self.p_wait = rng.choice((0.0, 0.5, 0.9))  # an acquire waits in line (else a try-lock)
         self.timeout = 40
+        self.next_ref = 0
         self.accepting = True
+        self.dialled: dict[tuple[str, str], int] = {}  # (dial-only client, replica) -> its incarnation
         self.stats_grants_told = 0
         self.stats_pauses = 0
         self.stats_stale_holders = 0
@@ -154,22 +174,61 @@ class LockWorkload:
         self.stats_retries = 0
         self.stats_sessions_expired = 0
         self.stats_leaked = 0
+        self.stats_timeouts = 0
+        self.stats_waited = 0
 
     # --- ground truth the leaders' "monitors" see ----------------------------------
 
     def owner_down(self, owner: PID, replica_id: str) -> bool:
         """Would a monitor of `owner` held by `replica_id` have fired (noproc / noconnection)?"""
-        c = self.by_node.get(owner.node)
-        if c is None or c.state == DEAD or c.pid != owner:
+        if not self.alive(owner):
             return True
-        return not self._linked(c.name, replica_id)
+        return not self.linked(owner.node, replica_id)
 
-    def _linked(self, name: str, replica_id: str) -> bool:
+    def alive(self, owner: PID) -> bool:
+        c = self.by_node.get(owner.node)
+        return c is not None and c.state != DEAD and c.pid == owner
+
+    def linked(self, name: str, replica_id: str) -> bool:
+        """Is a link between client node `name` and the replica up now?"""
         blocked = self.sim.net.blocked
-        return not blocked or ((name, replica_id) not in blocked and (replica_id, name) not in blocked)
+        if blocked and ((name, replica_id) in blocked or (replica_id, name) in blocked):
+            self.dialled.pop((name, replica_id), None)  # a cut link must be dialled again
+            return False
+        c = self.by_node.get(name)
+        if c is None or not c.dial_only:
+            return True
+        r = self.sim.replicas.get(replica_id)
+        return r is not None and self.dialled.get((name, replica_id)) == r.incarnation
+
+    def dialable(self, name: str, replica_id: str) -> bool:
+        """Can the replica dial client node `name` (does it have a listener)?"""
+        c = self.by_node.get(name)
+        return c is None or not c.dial_only
+
+    def grace_ticks(self, owner: PID) -> int:
+        """How long a leader may wait before releasing a down owner's locks (see
+        LockMonitor (d)): a dial-only owner may be in its grace period."""
+        c = self.by_node.get(owner.node)
+        if c is None or not c.dial_only:
+            return 0
+        return math.ceil(self.sim.replica_options.owner_grace_period / TICK_SECONDS * 1.25) + 2
 
     def _accepted(self, key: bytes, token: int, writer: PID) -> None:
         self.sim.lock_monitor.on_protected_write(key, token, writer, self.sim.clock())
+
+    def _dial(self, c: LockClient) -> None:
+        """A dial-only client keeps links to the members (GlobalClient's LinkKeeper)."""
+        if not c.dial_only or self.rng.random() >= 0.3:
+            return
+        for r in self.sim.live_replicas():
+            if self.dialled.get((c.name, r.id)) != r.incarnation and not self._cut(c.name, r.id):
+                self.dialled[(c.name, r.id)] = r.incarnation
+                return
+
+    def _cut(self, name: str, replica_id: str) -> bool:
+        blocked = self.sim.net.blocked
+        return bool(blocked) and ((name, replica_id) in blocked or (replica_id, name) in blocked)
 
     # --- driving ---------------------------------------------------------------------
 
@@ -191,15 +250,17 @@ class LockWorkload:
             if chaos and self.p_crash and rng.random() < self.p_crash:
                 self._die(c)
                 continue
+            self._dial(c)
             if c.inbox is not None:
-                result, c.inbox = c.inbox, None
-                self._on_result(c, result)
+                (ok, value), c.inbox = c.inbox, None
+                self._on_result(c, ok, value)
             st = c.state
             if st == IDLE:
                 if self.accepting and now >= c.next_at and rng.random() < 0.3:
                     c.key = rng.choice(self.keys)
                     c.ttl = rng.randint(self.ttl_min, 2 * self.ttl_min)
-                    self._start(c, ACQUIRE, LockAcquire(c.key, c.pid, c.ttl))
+                    c.wait = rng.randint(5, 60) if rng.random() < self.p_wait else 0
+                    self._start(c, ACQUIRE, LockRequest(c.key, c.pid, c.ttl * TICK_SECONDS, c.wait * TICK_SECONDS))
             elif st == SUBMIT:
                 if now >= c.next_at:
                     self._submit(c)
@@ -223,18 +284,18 @@ class LockWorkload:
                 self.stats_leaked += 1
                 self._idle(c)
 
-    def _start(self, c: LockClient, kind: str, op: Op) -> None:
+    def _start(self, c: LockClient, kind: str, request: Any) -> None:
         c.seq += 1
         c.kind = kind
-        c.proposed = False
-        c.data = encode_command(Command(c.client_id, c.seq, c.seq, op))
+        # The request with this attempt's session tag (client_id, seq, ack = seq).
+        c.request = dataclasses.replace(request, session=SessionTag(c.client_id, c.seq, c.seq))
         c.state = SUBMIT
         self._submit(c)
 
     def _critical_step(self, c: LockClient) -> None:
         rng = self.rng
         if c.writes_left <= 0 or not self.accepting:
-            self._start(c, RELEASE, LockRelease(c.key, c.token))
+            self._start(c, RELEASE, UnlockRequest(c.key, c.token))
             return
         roll = rng.random()
         if self.sim.chaos and roll < self.p_pause:
@@ -244,7 +305,7 @@ class LockWorkload:
             self.sim.event(f"{c.name} pauses holding {c.key!r} token {c.token}")
             return
         if roll < self.p_pause + self.p_refresh:
-            self._start(c, REFRESH, LockRefresh(c.key, c.token, c.ttl))
+            self._start(c, REFRESH, RefreshRequest(c.key, c.token, c.ttl * TICK_SECONDS))
             return
         c.writes_left -= 1
         if not self.stores[c.key].write(c.token, c.pid):
@@ -253,36 +314,45 @@ class LockWorkload:
             return
         c.next_at = self.sim.now + rng.randint(1, 3)
 
-    def _on_result(self, c: LockClient, result: Result) -> None:
-        kind, t = c.kind, type(result)
-        if t is SessionExpiredResult:
+    def _on_result(self, c: LockClient, ok: bool, value: Any) -> None:
+        kind, t = c.kind, type(value)
+        if not ok and isinstance(value, NotLeader):
+            hint = value.leader_hint
+            c.hint = hint if isinstance(hint, str) else None
+            if c.hint is None:  # nobody known to lead: ask again a little later
+                c.next_at = self.sim.now + self.rng.randint(1, 3)
+            c.state, c.replica = SUBMIT, None
+        elif not ok and t is SessionExpired:
             # The answer to this request is lost with the session: start a new one. A
             # lock it may hold unknowingly expires by its TTL.
             self.stats_sessions_expired += 1
             c.new_session()
             self._idle(c)
-        elif kind == ACQUIRE and t is Granted:
-            self.sim.lock_monitor.on_told(c.pid, c.key, result.token, self.sim.clock())  # type: ignore[union-attr]
+        elif kind == ACQUIRE and ok:
+            self.sim.lock_monitor.on_told(c.pid, c.key, value, self.sim.clock())
             self.stats_grants_told += 1
-            c.token = result.token  # type: ignore[union-attr]
+            self.stats_waited += c.wait > 0
+            c.token = value
             c.state = HOLD
             c.writes_left = self.rng.randint(1, 4)
             c.next_at = self.sim.now + self.rng.randint(0, 3)
-        elif kind == ACQUIRE and t is LockHeldResult:
+        elif kind == ACQUIRE and t in _NOT_GRANTED:
+            self.stats_timeouts += t is LockTimeout
             self._idle(c)
-        elif kind == REFRESH and t is Granted:
+        elif kind == REFRESH and ok:
             c.state = HOLD
         elif kind == REFRESH and t in _LOST:
             self.stats_lost_holds += 1
             self._idle(c)
-        elif kind == RELEASE and (t is Released or t in _LOST):
+        elif kind == RELEASE and (ok or t in _LOST):
             self._idle(c)
         else:
-            raise RaftInvariantError(f"{c.name}: a {kind} answered {result}")
+            raise RaftInvariantError(f"{c.name}: a {kind} answered {'ok' if ok else 'error'} {value!r}")
 
     def _idle(self, c: LockClient) -> None:
         c.state = IDLE
         c.token = 0
+        c.replica = None
         c.next_at = self.sim.now + self.rng.randint(1, 10)
 
     def _resume(self, c: LockClient) -> None:
@@ -295,12 +365,12 @@ class LockWorkload:
             if self.rng.random() < 0.5:
                 # A careful client renews its lease after a pause (racing the leader's
                 # expiry of it); a careless one just writes on.
-                self._start(c, REFRESH, LockRefresh(c.key, c.token, c.ttl))
+                self._start(c, REFRESH, RefreshRequest(c.key, c.token, c.ttl * TICK_SECONDS))
 
     def _die(self, c: LockClient) -> None:
         self.sim.event(f"{c.name} ({c.pid}) dies" + (f" holding token {c.token}" if c.state == HOLD else ""))
-        self._forget(c)
         c.state = DEAD
+        c.replica = None
         c.inbox = None
         c.dead_until = self.sim.now + self.rng.randint(10, 60)
         self.stats_crashes += 1
@@ -318,85 +388,33 @@ class LockWorkload:
         sim = self.sim
         if c.hint is not None:
             r = sim.replicas.get(c.hint)
-            if r is not None and r.node is not None and not r.retired and self._linked(c.name, r.id):
+            if r is not None and r.replica is not None and not r.retired and self.linked(c.name, r.id):
                 return r
-        live = [r for r in sim.live_replicas() if self._linked(c.name, r.id)]
+        live = [r for r in sim.live_replicas() if self.linked(c.name, r.id)]
         return self.rng.choice(live) if live else None
 
     def _submit(self, c: LockClient) -> None:
         r = self._pick(c)
-        if r is None or r.node is None:
+        if r is None:
             c.next_at = self.sim.now + self.rng.randint(1, 3)
             return
-        node, sm, service = r.node, r.sm, r.locks
-        if c.kind == ACQUIRE and not c.proposed and service is not None and service.term and sm is not None:
-            held = sm.lock(c.key)
-            if held is not None and node.role is LEADER:
-                # The leader's try-lock answers at once when the key is held, as
-                # LockService.acquire does (a retry goes through the log: it may be ours).
-                c.inbox = LockHeldResult(c.key, held.owner, held.token)
-                c.state, c.replica = WAIT, None
-                c.deadline = self.sim.now + self.timeout
-                return
-        try:
-            index = node.propose(c.data)
-        except NotLeader as exc:
-            hint = exc.leader_hint
-            c.hint = hint if isinstance(hint, str) and hint != r.id else None
-            if c.hint is None:  # nobody known to lead: ask again a little later
-                c.next_at = self.sim.now + self.rng.randint(1, 3)
-            return
-        self.sim.monitor.observe(r)
-        c.proposed = True
-        r.pending_locks.setdefault(index, []).append(c)
-        c.replica, c.index, c.term, c.hint = r, index, node.term, r.id
+        self.next_ref += 1
+        c.ref = self.next_ref
+        c.replica, c.hint = r, r.id
         c.state = WAIT
-        c.deadline = self.sim.now + self.timeout
+        c.deadline = self.sim.now + self.timeout + (c.wait if c.kind == ACQUIRE else 0)
+        r.request(c, c.ref, c.request)
 
     def _retry(self, c: LockClient) -> None:
-        """No answer in time: propose the same request again (the session dedups it)."""
-        self._forget(c)
+        """No answer in time: send the same request again (the session dedups it)."""
+        c.replica = None
         c.hint = None
         c.state = SUBMIT
         self.stats_retries += 1
 
-    def _forget(self, c: LockClient) -> None:
-        r = c.replica
-        if r is not None:
-            waiting = r.pending_locks.get(c.index)
-            if waiting is not None and c in waiting:
-                waiting.remove(c)
-                if not waiting:
-                    del r.pending_locks[c.index]
-        c.replica = None
-
-    def on_apply(self, r: SimReplica, e: Entry, result: Result | None) -> None:
-        waiting = r.pending_locks.pop(e.index, None)
-        if waiting is None:
-            return
-        for c in waiting:
-            if c.replica is not r or c.index != e.index or c.state != WAIT:
-                continue
-            c.replica = None
-            if e.term != c.term:
-                c.state = SUBMIT  # another entry took its index: it never commits
-                continue
-            if e.data != c.data or result is None:
-                raise RaftInvariantError(f"entry ({e.index}, {e.term}) is not the proposal {c.name} made there")
-            if self._linked(c.name, r.id):
-                c.inbox = result  # read at the client's next step (or when it resumes)
-            # else the answer is lost on the way: the client retries after its timeout
-
-    def resubmit_all(self, r: SimReplica, up_to: int | None = None) -> None:
-        """Requests pending on `r` whose answer can no longer come from it: ask again."""
-        for index in [i for i in r.pending_locks if up_to is None or i <= up_to]:
-            for c in r.pending_locks.pop(index):
-                if c.replica is r and c.state == WAIT:
-                    c.replica = None
-                    c.state = SUBMIT
-
     def on_crash(self, r: SimReplica) -> None:
-        self.resubmit_all(r)
-
-    def on_snapshot(self, r: SimReplica, index: int) -> None:
-        self.resubmit_all(r, index)
+        """Requests waiting on `r` can no longer be answered by it: ask again."""
+        for c in self.clients:
+            if c.replica is r and c.state == WAIT:
+                c.replica = None
+                c.state = SUBMIT

@@ -7,7 +7,8 @@ apply the same entry with the same result). Against it:
 (a) at most one holder per key at any index; fencing tokens of successive grants
     strictly increase, per key and across keys (a token is its granting entry's index);
     every release, expiry, refresh and refusal agrees with the model; a retried request
-    (same client_id and seq) is answered with its first result and changes nothing;
+    (same client_id and seq) is answered with its first result and changes nothing,
+    but for an acquire refused as held (that changed nothing: a retry is decided afresh);
 (b) a protected resource never accepts a token lower than one it already accepted, and
     only accepts tokens that were granted, for that key, to the writer;
 (c) every grant a client was told about was committed (the model holds it when the
@@ -20,7 +21,8 @@ apply the same entry with the same result). Against it:
     lock itself must never write again. And the leader must not sit on its timers:
     while a replica leads a term and its lock service knows it, each lock state in its
     state machine gets an expiry attempt by max(applied, service became leader) +
-    TTL / clock rate (+ 2 ticks), and each owner down for two checks a release attempt.
+    TTL / clock rate (+ 2 ticks), and each owner down for two checks a release attempt
+    (one without a listener: for its grace period too, see `owner_grace_period`).
 
 A violation raises `RaftInvariantError` naming the rule; this module never fixes anything.
 """
@@ -108,7 +110,9 @@ class LockMonitor:
                 if result != first:
                     self._fail(f"(a) request {request} retried at {e.index} answered {result}, first answered {first}")
                 return  # exactly once: a retry changes nothing
-            self.first_results[request] = result
+            if not (type(op) is LockAcquire and type(result) is LockHeldResult):
+                # (An acquire refused as held changed nothing and is decided afresh on retry.)
+                self.first_results[request] = result
         if type(op) is LockAcquire:
             self._acquire(e.index, op, result)
         elif type(op) in (LockRelease, LockExpire):
@@ -218,9 +222,8 @@ class LockMonitor:
             if not self.sim.owner_down(op.owner, r.id):
                 self._fail(f"(d) {r.id} proposes {op}, but that owner is alive and connected to it")
 
-    def on_internal_attempt(self, r: SimReplica, op: Op) -> None:
-        """A leader tries to propose its own command (the core may still refuse)."""
-        term = r.node.term  # type: ignore[union-attr]
+    def on_internal_attempt(self, r: SimReplica, op: Op, term: int) -> None:
+        """A leader's lock service of `term` proposes its own command (the core may refuse)."""
         if type(op) is LockExpire:
             self.expiry_attempts.add((r.id, term, op.key, op.token, op.refreshed_index))
         elif type(op) is LockReleaseOwner:
@@ -228,9 +231,10 @@ class LockMonitor:
 
     def check_leader_timers(self, r: SimReplica) -> None:
         """After a leader's lock service ran this tick: nothing overdue (see (d))."""
-        node, sm, service = r.node, r.sm, r.locks
-        if node is None or sm is None or service is None:
+        replica = r.replica
+        if replica is None:
             return
+        node, sm, service = replica.raft, replica.sm, replica.locks
         term = node.term
         if service.term != term or node.role is not LEADER:
             return
@@ -242,10 +246,10 @@ class LockMonitor:
             seen = r.lock_since.get((key, token, refreshed))
             if seen is None:
                 raise RaftInvariantError(f"simulator: {rid} holds {lock} but never recorded applying it")
-            start = max(seen[0], service.since)
+            start = max(seen[0], r.service_since)
             if now - start > lock.ttl_ms / r.rate + TIMER_SLACK:
                 self._fail(
-                    f"(d) {rid}, leader of term {term} since tick {service.since}, has not "
+                    f"(d) {rid}, leader of term {term} since tick {r.service_since}, has not "
                     f"tried to expire {lock} (applied at tick {start}) by tick {now}: its "
                     f"clock (rate {r.rate:.3f}) passed the TTL {lock.ttl_ms} long ago"
                 )
@@ -257,7 +261,7 @@ class LockMonitor:
                 down_seen.pop((rid, owner), None)
                 continue
             first = down_seen.setdefault((rid, owner), now)
-            if now - first >= TIMER_SLACK:
+            if now - first >= TIMER_SLACK + self.sim.lock_workload.grace_ticks(owner):
                 self._fail(
                     f"(d) {rid}, leader of term {term}, has seen lock owner {owner} down "
                     f"since tick {first} without releasing its locks {sm.locks_of(owner)}"

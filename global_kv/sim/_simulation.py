@@ -18,7 +18,10 @@ phases:
    be released (by its holder, its TTL or its owner's death), every member must apply
    everything the leader committed, and all state machines must be equal.
 
-Replicas apply to the real `global_kv.state.StateMachine`. Raft safety and state
+Every server runs the production replica (`global_kv.replica.GlobalReplica`: the same
+batching, read rounds, forwarding, lock queues, TTL timers and owner monitors as the
+actor shell), driven here on simulated time, links and disks, and applying to the real
+`global_kv.state.StateMachine`; clients send it protocol requests. Raft safety and state
 machine determinism are checked after every step (`_monitor.py`), the lock invariants
 as lock commands commit, grants are told and protected writes land (`_lock_monitor.py`),
 and the KV history is checked for linearizability at the end. Any failure raises
@@ -38,13 +41,14 @@ from ergo_py.ids import PID
 from .._errors import NotLeader, RaftInvariantError, SimulationFailure
 from ..checker import check_operations, kv_model
 from ..raft import RaftConfig, Role
+from ..replica import Forward, ReplicaOptions, Reply
 from ._commands import barrier_command
 from ._faults import MAX_MEMBERS, MIN_VOTERS, FaultInjector
 from ._lock_clients import LockWorkload
 from ._lock_monitor import LockMonitor
 from ._monitor import SafetyMonitor
 from ._network import SimNetwork
-from ._replica import SimReplica
+from ._replica import TICK_SECONDS, SimReplica
 from ._resource import Fence, TokenFence
 from ._workload import Workload
 
@@ -143,6 +147,15 @@ class Simulation:
             snapshot_chunk_size=rng.choice((96, 256, 4096)),
         )
         self.compact_every = rng.choice((3, 6, 12, 25, 10**9))
+        # What every replica decides by (times on its clock, where a tick is 1 ms).
+        tick_max = self.raft_config.election_tick_max
+        self.replica_options = ReplicaOptions(
+            expiry_retry=2 * tick_max * TICK_SECONDS,
+            read_round_timeout=10 * tick_max * TICK_SECONDS,
+            owner_grace_period=rng.choice((0, 20, 60)) * TICK_SECONDS,
+            max_lock_waiters=rng.choice((1, 2, 1000)),
+            snapshot_interval=self.compact_every,
+        )
         self.p_ready_crash = rng.choice((0.0, 0.0005, 0.002, 0.005))
         self.p_slow_disk = rng.choice((0.0, 0.2, 0.5))
         self.faults = FaultInjector(self)
@@ -179,6 +192,8 @@ class Simulation:
         self.stats_crashes = 0
         self.stats_compactions = 0
         self.stats_snapshot_installs = 0
+        self.forwards: list[tuple[int, str, Forward]] = []  # (due tick, to, request) between members
+        self.stats_forwards = 0
         voters = tuple(f"n{i}" for i in range(n))
         for v in voters:
             r = SimReplica(self, v)
@@ -218,6 +233,34 @@ class Simulation:
         """A new replica's lock-clock rate (drawn from the seed)."""
         s = self.clock_skew
         return self.rng.uniform(1 / (1 + s), 1 + s) if s else 1.0
+
+    def deliver_reply(self, r: SimReplica, reply: Reply) -> None:
+        """A replica answers a client (which hears it only over a link that is up)."""
+        reply.caller.on_reply(r, reply.ref, reply.ok, reply.value)
+
+    def forward(self, r: SimReplica, fwd: Forward) -> None:
+        """A member hands a request to the leader it knows of (over the lossy network)."""
+        if (r.id, fwd.leader_id) in self.net.blocked:
+            # The shell answers NotLeader(None) when it has no link to the leader.
+            self.deliver_reply(r, Reply(fwd.caller, fwd.ref, False, NotLeader(None)))
+            return
+        net = self.net
+        if net.rng.random() < net.loss:
+            return  # lost: the client retries after its timeout
+        self.forwards.append((self.now + net.rng.randint(1, net.max_delay), fwd.leader_id, fwd))
+
+    def _deliver_forwards(self) -> None:
+        if not self.forwards:
+            return
+        due = [f for f in self.forwards if f[0] <= self.now]
+        self.forwards = [f for f in self.forwards if f[0] > self.now]
+        for _, to, fwd in due:
+            target = self.replicas.get(to)
+            if target is None or target.replica is None or target.retired:
+                continue
+            self.stats_forwards += 1
+            fwd.caller.forwarded_to(target, fwd.ref)
+            target.request(fwd.caller, fwd.ref, fwd.request, fwd.hops)
 
     def owner_down(self, owner: PID, replica_id: str) -> bool:
         """What a monitor of lock owner `owner` held by `replica_id` would report now."""
@@ -307,24 +350,23 @@ class Simulation:
         live = self.live_replicas()
         rng.shuffle(live)
         for r in live:
-            r.node.tick()  # type: ignore[union-attr]
+            r.replica.tick()  # type: ignore[union-attr]
             monitor.observe(r)
         replicas = self.replicas
         for m in self.net.pop_due(self.now):
             target = replicas.get(m.dst)
-            if target is None or target.node is None or target.retired:
+            if target is None or target.replica is None or target.retired:
                 continue
-            target.node.step(m)
+            target.replica.step(m)
             monitor.observe(target)
             if rng.random() < 0.25:
                 self._drain(target)
+        self._deliver_forwards()
         self.workload.tick()
         self.lock_workload.tick()
         for r in self.live_replicas():
-            service = r.locks
-            if service is not None and service.term:
-                service.check()  # the leader's lock timers and owner monitors
-                self.lock_monitor.check_leader_timers(r)
+            r.check()  # owners' DOWNs, then the lock timers, grace periods and waiters
+            self.lock_monitor.check_leader_timers(r)
             self._drain(r)
         self._retire_pending()
 
@@ -334,10 +376,9 @@ class Simulation:
                 if self.p_slow_disk and self.rng.random() < self.p_slow_disk:
                     return  # the disk is busy: persist later, keep receiving meanwhile
                 r.finish_ready()
-            node = r.node
-            if node is None or not node.has_ready():
+            replica = r.replica
+            if replica is None or not replica.has_work() or not r.begin_ready():
                 return
-            r.begin_ready()
 
     def _retire_pending(self) -> None:
         while self._to_retire:
@@ -345,7 +386,7 @@ class Simulation:
             if r is not None and not r.retired:
                 self.event(f"{r.id} retired (its removal committed)")
                 r.retired = True
-                if r.node is not None:
+                if r.replica is not None:
                     r.crash()
 
     # --- heal and drain ----------------------------------------------------------------------
@@ -381,7 +422,7 @@ class Simulation:
         net.max_delay = min(net.max_delay, max(1, self.raft_config.election_tick_min // 4))
         self.p_slow_disk = min(self.p_slow_disk, 0.2)
         for r in self.replicas.values():
-            if r.node is None and not r.retired:
+            if r.replica is None and not r.retired:
                 r.restart()
                 self.monitor.observe(r)
         start = self.now
@@ -393,20 +434,17 @@ class Simulation:
                 )
             self._tick()
         self.event(f"stable leader after {self.now - start} ticks of healing")
-        # Drain: no new operations; pending writes must resolve (no timeouts for them).
+        # Drain: no new operations; a request without an answer is retried with its session
+        # tag (so it applies at most once) until it is answered.
         wl, lw = self.workload, self.lock_workload
         wl.accepting = False
         lw.accepting = False
-        wl.write_timeout = 10**9
-        for c in wl.clients:
-            if c.state != 0 and c.op and c.op[0] != "get":
-                c.deadline = 10**9
+        wl.draining = True
         start = self.now
         barrier = None
         while True:
             leader = self._stable_leader()
             if leader is not None and leader.node is not None:
-                self._abandon_non_members(leader)
                 if barrier is None or leader.node.entry_term(barrier[0]) != barrier[1]:
                     # None yet, or overwritten by a later leader: (re)propose it.
                     barrier = self._propose_barrier(leader)
@@ -418,8 +456,8 @@ class Simulation:
                 ):
                     break
             if self.now - start >= DRAIN_TICKS:
-                pending = [(c.cid, c.op, c.state, c.index) for c in wl.clients if c.state != 0] + [
-                    (c.name, c.kind, c.state, c.index) for c in lw.clients if c.state
+                pending = [(c.cid, c.op, c.state) for c in wl.clients if c.state != 0] + [
+                    (c.name, c.kind, c.state) for c in lw.clients if c.state
                 ]
                 held = list(self.lock_monitor.holders.values())
                 self._fail(
@@ -435,37 +473,17 @@ class Simulation:
             if r.sm is not None and r.sm.locks():
                 self._fail("liveness", f"{r.id} still holds locks after the drain: {r.sm.locks()}")
 
-    def _abandon_non_members(self, leader: SimReplica) -> None:
-        """Writes pending on a server outside the configuration can never be decided there."""
-        members = {r.id for r in self._members_of(leader)}
-        for r in self.live_replicas():
-            if r.id not in members and r.pending_writes:
-                for waiting in r.pending_writes.values():
-                    for c in waiting:
-                        self.workload.give_up(c)
-                r.pending_writes = {}
-            if r.id not in members and r.pending_locks:
-                self.lock_workload.resubmit_all(r)
-
     def _propose_barrier(self, leader: SimReplica) -> tuple[int, int] | None:
-        """No-op entries up to the highest pending index, so every pending write is decided.
-
-        A write is known lost only when another entry commits at its index; if the log
-        of the new leader is shorter than that index, it takes new entries to get there.
-        """
+        """A no-op entry of the leader's term: once it is applied everywhere, everything
+        before it is decided on every member."""
         node = leader.node
         assert node is not None
-        highest = max(
-            (i for r in self.live_replicas() for pending in (r.pending_writes, r.pending_locks) for i in pending),
-            default=0,
-        )
-        count = max(1, highest - node.last_index)
         try:
-            index = node.propose_batch([barrier_command()] * count)
+            index = node.propose(barrier_command())
         except NotLeader:
             return None  # e.g. a transfer started during the chaos is still running
         self.monitor.observe(leader)
-        return index + count - 1, node.term
+        return index, node.term
 
     def _converged(self, leader: SimReplica, barrier: int) -> bool:
         node = leader.node

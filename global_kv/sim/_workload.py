@@ -1,17 +1,21 @@
-"""Simulated clients: put / get / cas / delete on a few keys, recorded as a history.
+"""Simulated KV clients: put / get / cas / delete on a few keys, recorded as a history.
 
-Writes are proposed on the replica a client believes leads; reads go through ReadIndex
-on any replica (follower reads included) and are answered once that replica applied
-up to the read index. Every completed operation is recorded with its call and return
-times; a write whose fate the client cannot know (its replica crashed, it timed out,
-a snapshot skipped over its index) is recorded with an unknown outcome, as a real
-client would have to. A write whose index committed with another term is known lost
-and is retried with the same session tag (the state machine applies it at most once).
-Reads that never complete are left out (they changed nothing).
+Each client sends protocol requests (`_commands.kv_request`) to the replica it believes
+leads, as `GlobalClient` does: writes are forwarded by a follower to the leader, reads
+are linearizable (the leader's ReadIndex round, forwarded if need be), read_index (any
+member, served once it applied that far: follower and deposed-leader reads included,
+where stale reads would show) or lease reads. Every completed operation is recorded
+with its call and return times. `NotLeader` is not an outcome: the client asks again
+(the hinted leader, or anyone), with the same session tag, so a write applies at most
+once. A write whose fate the client cannot know (its replica crashed, it timed out, its
+session expired) is recorded with an unknown outcome, as a real client would have to;
+it then continues as a new client with a new session, since it may still be "inside"
+the old operation. During the drain a write that gets no answer is retried with its
+tag until it is answered. Reads that never complete are left out (they changed nothing).
 
-Each client writes through a session of the real state machine (client_id, seq, ack =
-seq: one request at a time); after an unknown outcome it continues as a new client
-with a new session, since it may still be "inside" the old operation.
+Now and then a client sends a malformed request (an empty or oversized key, an unknown
+consistency level, a bad session tag): the replica must refuse it with the caller's
+error and go on serving (request containment); nothing is recorded.
 """
 
 from __future__ import annotations
@@ -19,10 +23,11 @@ from __future__ import annotations
 import random
 from typing import TYPE_CHECKING, Any
 
-from .._errors import NotLeader, RaftInvariantError
+from .._errors import InvalidRequest, NotLeader, RaftInvariantError, RequestTooLarge
 from ..checker import UNKNOWN, Operation
-from ..raft import Entry, ReadState, Role
-from ._commands import SESSION_GONE, kv_command, kv_output
+from ..protocol import GetRequest, PutRequest, SessionTag
+from ..raft import Role
+from ._commands import SESSION_GONE, kv_output, kv_request
 
 if TYPE_CHECKING:
     from ._replica import SimReplica
@@ -30,8 +35,17 @@ if TYPE_CHECKING:
 
 __all__ = ["Client", "Workload"]
 
-IDLE, SUBMIT, WAIT_COMMIT, WAIT_READ = range(4)
+IDLE, SUBMIT, WAIT = range(3)
 LEADER = Role.LEADER
+
+# Requests the edge must refuse (each names the field it is refused for).
+_MALFORMED: tuple[tuple[str, Any], ...] = (
+    ("key", GetRequest(b"", "")),
+    ("key", GetRequest(b"k" * 4096, "")),
+    ("consistency", GetRequest(b"k0", "eventually")),
+    ("session.client_id", PutRequest(b"k0", b"v", SessionTag("c" * 4096, 1, 1))),
+    ("session.seq", PutRequest(b"k0", b"v", SessionTag("bad", -1, 0))),
+)
 
 
 class Client:
@@ -39,34 +53,39 @@ class Client:
         "call",
         "cid",
         "client_id",
-        "ctx",
-        "data",
         "deadline",
         "hint",
-        "index",
         "op",
         "op_id",
+        "ref",
         "replica",
+        "request",
         "seq",
         "state",
-        "term",
+        "workload",
     )
 
-    def __init__(self, cid: int) -> None:
+    def __init__(self, workload: Workload, cid: int) -> None:
+        self.workload = workload
         self.cid = cid
         self.client_id = f"kv{cid}"
         self.seq = 0
         self.op: tuple[Any, ...] = ()
         self.op_id = 0
-        self.data = b""
+        self.request: Any = None
         self.call = 0.0
         self.state = IDLE
         self.replica: SimReplica | None = None
-        self.index = 0
-        self.term = 0
-        self.ctx = b""
+        self.ref = 0
         self.deadline = 0
         self.hint: str | None = None
+
+    def on_reply(self, r: SimReplica, ref: int, ok: bool, value: Any) -> None:
+        self.workload.on_reply(self, r, ref, ok, value)
+
+    def forwarded_to(self, r: SimReplica, ref: int) -> None:
+        if ref == self.ref and self.state == WAIT:
+            self.replica = r  # the leader answers; if it crashes, the client hears of it
 
 
 class Workload:
@@ -74,17 +93,23 @@ class Workload:
         self.sim = sim
         self.rng = rng
         self.keys = [f"k{i}" for i in range(keys)]
-        self.clients = [Client(i) for i in range(clients)]
+        self.clients = [Client(self, i) for i in range(clients)]
         self.next_cid = clients
         self.next_op = 0
+        self.next_ref = 0
         self.history: list[Operation] = []
         self.accepting = True
-        self.timeouts = True
+        self.draining = False
         self.write_timeout = 50
         self.read_timeout = 60
         self.last_values: dict[str, str | None] = {}
         self.lost_retries = 0
         self.unknown = 0
+        self.refused = 0
+        levels = ["read_index", "read_index", "linearizable", ""]
+        if sim.raft_config.lease_reads:
+            levels.append("lease")
+        self.read_levels = tuple(levels)
 
     # --- driving -----------------------------------------------------------------
 
@@ -96,7 +121,7 @@ class Workload:
                 if self.accepting and self.rng.random() < 0.4:
                     self._start(c)
                     self._submit(c)
-            elif self.timeouts and now >= c.deadline:
+            elif now >= c.deadline:
                 self._timeout(c)
             elif st == SUBMIT:
                 self._submit(c)
@@ -110,8 +135,12 @@ class Workload:
         n = self.next_op
         key = rng.choice(self.keys)
         roll = rng.random()
-        if roll < 0.4:
-            op: tuple[Any, ...] = ("get", key)
+        if roll < 0.03:
+            field, request = rng.choice(_MALFORMED)
+            op: tuple[Any, ...] = ("malformed", field)
+        elif roll < 0.4:
+            op = ("get", key)
+            request = kv_request(c.client_id, 0, op, rng.choice(self.read_levels))
         elif roll < 0.65:
             op = ("put", key, f"v{n}")
         elif roll < 0.9:
@@ -119,14 +148,12 @@ class Workload:
             op = ("cas", key, expected, f"v{n}")
         else:
             op = ("delete", key)
+        if op[0] not in ("get", "malformed"):
+            c.seq += 1
+            request = kv_request(c.client_id, c.seq, op)
         c.op = op
         c.op_id = n
-        if op[0] == "get":
-            c.data = b""
-        else:
-            c.seq += 1
-            c.data = kv_command(c.client_id, c.seq, op)
-        c.ctx = f"r{n}".encode()
+        c.request = request
         c.call = self.sim.clock()
         c.state = SUBMIT
         timeout = self.read_timeout if op[0] == "get" else self.write_timeout
@@ -134,8 +161,6 @@ class Workload:
 
     def _pick(self, c: Client) -> SimReplica | None:
         sim = self.sim
-        # Reads often go anywhere: follower reads, and reads on a deposed leader that
-        # does not know it yet, are where stale reads would show.
         if c.op[0] == "get" and self.rng.random() < 0.3:
             # Adversarial: ask any replica that believes it leads, deposed or not.
             leaders = [r for r in sim.live_replicas() if r.node is not None and r.node.role is LEADER]
@@ -145,53 +170,61 @@ class Workload:
                 return self.rng.choice(leaders)
         if c.hint is not None and (c.op[0] != "get" or self.rng.random() < 0.4):
             r = sim.replicas.get(c.hint)
-            if r is not None and r.node is not None:
+            if r is not None and r.replica is not None and not r.retired:
                 return r
         live = sim.live_replicas()
         return self.rng.choice(live) if live else None
 
     def _submit(self, c: Client) -> None:
         r = self._pick(c)
-        if r is None or r.node is None:
+        if r is None:
             return
-        node = r.node
-        try:
-            if c.op[0] == "get":
-                node.read_index(c.ctx)
-            else:
-                c.index = node.propose(c.data)
-                c.term = node.term
-        except NotLeader as exc:
-            c.hint = exc.leader_hint if exc.leader_hint != r.id else None
-            if c.hint is None and self.rng.random() < 0.5:
-                c.hint = self.rng.choice(self.sim.live_ids() or [r.id])
-            return
-        self.sim.monitor.observe(r)
+        self.next_ref += 1
+        c.ref = self.next_ref
         c.replica = r
-        c.hint = r.id
-        if c.op[0] == "get":
-            r.pending_reads[c.ctx] = c
-            c.state = WAIT_READ
-        else:
-            r.pending_writes.setdefault(c.index, []).append(c)
-            c.state = WAIT_COMMIT
+        c.state = WAIT
+        r.request(c, c.ref, c.request)
+        self.sim.monitor.observe(r)
 
     def _timeout(self, c: Client) -> None:
-        r = c.replica
         c.hint = None  # whoever we were talking to did not answer in time: look elsewhere
-        if c.state == WAIT_COMMIT:
-            if r is not None:
-                _forget(r.pending_writes, c)
-            self._unknown(c)
-        elif c.state == WAIT_READ:
-            if r is not None:
-                r.pending_reads.pop(c.ctx, None)
-                r.reads_waiting = [(i, x) for (i, x) in r.reads_waiting if x is not c]
-            self._idle(c)
+        if c.op[0] in ("get", "malformed"):
+            self._idle(c)  # a read changed nothing
+        elif self.draining:
+            self._again(c)
         else:
-            self._idle(c)  # never accepted anywhere: it had no effect
+            self._unknown(c)
+
+    def _again(self, c: Client) -> None:
+        c.state = SUBMIT
+        c.replica = None
+        c.deadline = self.sim.now + self.write_timeout
 
     # --- outcomes -----------------------------------------------------------------
+
+    def on_reply(self, c: Client, r: SimReplica, ref: int, ok: bool, value: Any) -> None:
+        if ref != c.ref or c.state != WAIT:
+            return  # an answer to an attempt the client gave up on
+        if c.op[0] == "malformed":
+            if ok or type(value) not in (InvalidRequest, RequestTooLarge) or value.field != c.op[1]:
+                raise RaftInvariantError(f"{r.id} answered the malformed {c.request!r} with {value!r}")
+            self.refused += 1
+            self._idle(c)
+            return
+        if not ok and isinstance(value, NotLeader):
+            hint = value.leader_hint
+            c.hint = hint if isinstance(hint, str) and hint != r.id else None
+            if c.hint is None and self.rng.random() < 0.5:
+                c.hint = self.rng.choice(self.sim.live_ids() or [r.id])
+            self.lost_retries += 1
+            c.state = SUBMIT
+            c.replica = None
+            return
+        output = kv_output(c.op, ok, value)
+        if output is SESSION_GONE:
+            self._unknown(c)
+        else:
+            self._complete(c, output)
 
     def _idle(self, c: Client) -> None:
         c.state = IDLE
@@ -210,10 +243,6 @@ class Workload:
             self.last_values[op[1]] = output
         self._idle(c)
 
-    def give_up(self, c: Client) -> None:
-        """The client stops waiting for a write whose fate it cannot learn."""
-        self._unknown(c)
-
     def _unknown(self, c: Client) -> None:
         self.history.append(Operation(c.cid, c.op, c.call, UNKNOWN, None))
         self.unknown += 1
@@ -224,65 +253,14 @@ class Workload:
         self.next_cid += 1
         self._idle(c)
 
-    def on_apply(self, r: SimReplica, e: Entry, result: Any) -> None:
-        waiting = r.pending_writes.pop(e.index, None)
-        if waiting is None:
-            return
-        for c in waiting:
-            if e.term == c.term:
-                if e.data != c.data:
-                    raise RaftInvariantError(f"entry ({e.index}, {e.term}) is not the proposal made there")
-                output = kv_output(c.op, result)
-                if output is SESSION_GONE:
-                    self._unknown(c)
-                else:
-                    self._complete(c, output)
-            else:
-                # Another entry committed at its index: it never will. Retry the same op.
-                self.lost_retries += 1
-                c.state = SUBMIT
-                c.replica = None
-
-    def on_snapshot(self, r: SimReplica, index: int) -> None:
-        for i in [i for i in r.pending_writes if i <= index]:
-            for c in r.pending_writes.pop(i):
-                self._unknown(c)
-
-    def on_read_state(self, r: SimReplica, rs: ReadState) -> None:
-        c = r.pending_reads.pop(rs.context, None)
-        if c is not None:
-            r.reads_waiting.append((rs.index, c))
-
-    def serve_reads(self, r: SimReplica) -> None:
-        sm = r.sm
-        if not r.reads_waiting or sm is None:
-            return
-        applied = sm.applied_index
-        keep = []
-        for index, c in r.reads_waiting:
-            if index <= applied:
-                value = sm.get(c.op[1].encode())
-                self._complete(c, None if value is None else value.decode())
-            else:
-                keep.append((index, c))
-        r.reads_waiting = keep
-
     def on_crash(self, r: SimReplica) -> None:
-        for waiting in r.pending_writes.values():
-            for c in waiting:
-                self._unknown(c)
-        for c in r.pending_reads.values():
-            self._idle(c)
-        for _, c in r.reads_waiting:
-            self._idle(c)
-        r.pending_writes = {}
-        r.pending_reads = {}
-        r.reads_waiting = []
-
-
-def _forget(pending: dict[int, list[Client]], c: Client) -> None:
-    waiting = pending.get(c.index)
-    if waiting is not None and c in waiting:
-        waiting.remove(c)
-        if not waiting:
-            del pending[c.index]
+        """The replica a client waits on is gone: its caller hears of it (a lost link)."""
+        for c in self.clients:
+            if c.replica is r and c.state == WAIT:
+                c.hint = None
+                if c.op[0] in ("get", "malformed"):
+                    self._idle(c)
+                elif self.draining:
+                    self._again(c)
+                else:
+                    self._unknown(c)

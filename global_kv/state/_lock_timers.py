@@ -14,8 +14,8 @@ so this book only has to be careful about what it arms and disarms:
 - a proposal that is refused (`proposed` never called) or lost (never decided) is made
   again, the latter after `retry_after`.
 
-Shared by the application's `LockService` (trio's clock, seconds) and the simulator
-(each replica's skewed clock, in TTL units), so both run exactly these rules. It reads
+Run by the replica's `LockService` (`global_kv.replica`), which the actor shell drives on
+trio's clock and the simulator on each replica's skewed clock (seconds on both). It reads
 no clock: every method is given `now`. It must never decide that a lock is free (only
 the state machine does).
 """

@@ -26,6 +26,7 @@ from ergo_py.ids import PID
 
 from .._errors import MalformedCommand, RaftInvariantError, RequestTooLarge, StorageCorrupted
 from ..raft._log_types import Entry, EntryType
+from ..raft._ready import Snapshot
 from ._commands import (
     CAS,
     BatchDelete,
@@ -201,8 +202,8 @@ class StateMachine:
             if stale:
                 return Applied(index, client_id, seq, SessionExpiredResult(client_id, seq))
         result = self._execute(cmd.op, index, batch)
-        if sessions.get(client_id) is session:  # not closed by this very command
-            sessions.record(session, seq, result, batch)
+        if sessions.get(client_id) is session and not _refused_acquire(cmd.op, result):
+            sessions.record(session, seq, result, batch)  # not closed by this very command
         return Applied(index, client_id, seq, result)
 
     # ---- operations -----------------------------------------------------------------------
@@ -401,6 +402,16 @@ class StateMachine:
         finally:
             self._recover()
 
+    def snapshot(self, chunk_size: int = 8 * 1024) -> tuple[int, SnapshotStream]:
+        """For a replica's driver (`global_kv.replica.Machine`): the applied index a
+        point-in-time view covers, and its chunks (small: read a few between messages)."""
+        stream = self.snapshot_chunks(chunk_size)
+        return stream.last_index, stream
+
+    def restore(self, snapshot: Snapshot) -> None:
+        """Replace the whole state with a Raft snapshot's (`global_kv.replica.Machine`)."""
+        self.restore_chunks((snapshot.data,), snapshot.meta.index)
+
     def state_digest(self, *, sessions: bool = False) -> str:
         """A hash over user data and the lock table (and sessions if asked), for checking
         that replicas at the same applied index hold the same state."""
@@ -453,3 +464,12 @@ def _prefix_end(prefix: bytes) -> bytes:
     # Every prefix here starts with b"k", so stripping 0xff bytes never empties it.
     stripped = prefix.rstrip(b"\xff")
     return stripped[:-1] + bytes((stripped[-1] + 1,))
+
+
+def _refused_acquire(op: Op, result: Result) -> bool:
+    """An acquire refused because the key is held changed nothing, and is not remembered:
+    its retry is decided afresh. A waiting acquire is retried with the same session tag
+    (after a leader change lost its place in line, or when it lost a race to another
+    acquire); answered from the session, it would be refused forever, and re-queued and
+    re-proposed forever, while the lock is free."""
+    return type(result) is LockHeldResult and type(op) is LockAcquire

@@ -5,34 +5,43 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 
 import ergo_py as e
 from ergo_py import ProcessID
 from global_kv.leader import LeaderActor, LeaderOptions
-from global_kv.raft import Entry, EntryType, Snapshot
+from global_kv.raft import Entry, EntryType, Snapshot, SnapshotMeta
+from global_kv.state import Applied
+from global_kv.storage import SnapshotStore
 
 NODE = "snap@localhost"
 CHUNKS = 12
 CHUNK_SECONDS = 0.004  # each chunk costs more than one step's budget (2 ms)
 
 
-class SlowSnapshots(LeaderActor):
+class SlowMachine:
     """Counts applied commands; serializing its state is slow (a chunk costs 4 ms)."""
 
-    async def init(self, options: LeaderOptions, events: list[tuple[str, int]]) -> None:
+    def __init__(self, events: list[tuple[str, int]]) -> None:
         self.events = events
-        self.applied_commands = 0
-        self.saved: list[Snapshot] = []
-        await super().init(options)
+        self.commands = 0
+        self._applied = 0
 
-    async def raft_apply(self, entries: Sequence[Entry]) -> None:
-        self.applied_commands += sum(1 for x in entries if x.type == EntryType.NORMAL and x.data)
+    @property
+    def applied_index(self) -> int:
+        return self._applied
 
-    def raft_snapshot_chunks(self) -> tuple[int, Iterable[bytes]]:
-        index = self.raft.applied_index
+    def apply(self, entries: Sequence[Entry]) -> Sequence[Applied]:
+        self.commands += sum(1 for x in entries if x.type == EntryType.NORMAL and x.data)
+        self._applied = entries[-1].index
+        return ()
+
+    def snapshot(self) -> tuple[int, Iterable[bytes]]:
+        index = self._applied
         self.events.append(("snapshot-start", index))
 
         def chunks() -> Iterator[bytes]:
@@ -43,11 +52,14 @@ class SlowSnapshots(LeaderActor):
 
         return index, chunks()
 
-    async def raft_save_snapshot(self, snapshot: Snapshot) -> None:
-        self.events.append(("saving", snapshot.meta.index))
-        await trio.sleep(0.1)  # a slow disk
-        self.saved.append(snapshot)
-        self.events.append(("saved", snapshot.meta.index))
+    def restore(self, snapshot: Snapshot) -> None:
+        self._applied = snapshot.meta.index
+
+
+class SlowSnapshots(LeaderActor):
+    async def init(self, options: LeaderOptions, events: list[tuple[str, int]]) -> None:
+        self.events = events
+        await self.start_raft(options, SlowMachine(events))
 
     async def handle_call(self, from_: Any, ref: Any, request: Any) -> Any:
         if request == "propose":
@@ -59,18 +71,33 @@ class SlowSnapshots(LeaderActor):
             self.events.append(("ping", self.raft.applied_index))
             return None
         if request == "state":
-            return (
-                self.raft.first_index,
-                self.raft.applied_index,
-                [s.meta.index for s in self.saved],
-                [s.data for s in self.saved],
-            )
+            return self.raft.first_index, self.raft.applied_index
         raise ValueError(request)
 
 
-async def test_snapshot_is_built_and_written_while_the_replica_serves_and_covers_its_own_index() -> None:
+@pytest.fixture
+def slow_disk(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, bytes]]:
+    """Snapshot files take 100 ms to write (in the replica's worker thread)."""
+    saved: list[tuple[int, bytes]] = []
+    save = SnapshotStore.save
+
+    def slow_save(self: SnapshotStore, meta: SnapshotMeta, chunks: Iterable[bytes]) -> Any:
+        data = b"".join(chunks)
+        time.sleep(0.1)
+        saved.append((meta.index, data))
+        return save(self, meta, [data])
+
+    monkeypatch.setattr(SnapshotStore, "save", slow_save)
+    return saved
+
+
+async def test_snapshot_is_built_and_written_while_the_replica_serves_and_covers_its_own_index(
+    tmp_path: Path, slow_disk: list[tuple[int, bytes]]
+) -> None:
     events: list[tuple[str, int]] = []
-    opts = LeaderOptions(cluster_id="snap", bootstrap=(ProcessID("solo", NODE),), snapshot_interval=20)
+    opts = LeaderOptions(
+        cluster_id="snap", bootstrap=(ProcessID("solo", NODE),), snapshot_interval=20, data_dir=str(tmp_path)
+    )
     with trio.fail_after(20):
         async with e.start_node(NODE) as node:
             await node.spawn(SlowSnapshots, opts, events, name="solo")
@@ -80,11 +107,13 @@ async def test_snapshot_is_built_and_written_while_the_replica_serves_and_covers
             for _ in range(2000):
                 await node.call("solo", "propose")
                 await node.call("solo", "ping")
-                if any(kind == "saved" for kind, _ in events):
+                if slow_disk:
                     break
             else:
                 raise AssertionError(f"no snapshot was saved: {events[-10:]}")
-            first_index, applied, saved_at, saved_data = await node.call("solo", "state")
+            first_index, applied = await node.call("solo", "state")
+            saved_at = [index for index, _ in slow_disk]
+            saved_data = [data for _, data in slow_disk]
 
     start = next(i for i, (kind, _) in enumerate(events) if kind == "snapshot-start")
     end = next(i for i, (kind, _) in enumerate(events) if kind == "chunk" and events[i][1] == CHUNKS - 1)
@@ -93,10 +122,9 @@ async def test_snapshot_is_built_and_written_while_the_replica_serves_and_covers
     during = [at for kind, at in events[start:end] if kind == "ping"]
     assert len(during) >= 2, events[start : end + 1]
     assert max(during) > index
-    # ... and while it was written to disk.
-    saving = next(i for i, (kind, _) in enumerate(events) if kind == "saving")
-    saved = next(i for i, (kind, _) in enumerate(events) if kind == "saved")
-    assert sum(1 for kind, _ in events[saving:saved] if kind == "ping") >= 2, events[saving : saved + 1]
+    # ... and while it was written to disk (the file took 100 ms; pings went on after the
+    # last chunk, and the save was seen only after several of them).
+    assert sum(1 for kind, _ in events[end:] if kind == "ping") >= 2, events[end:]
     # The snapshot covers the index it was started at, not the later applied index, and
     # holds every chunk in order; the log now starts right after it.
     assert saved_at == [index]

@@ -14,7 +14,8 @@ from ergo_py.ids import PID
 from global_kv._errors import RaftInvariantError, StaleToken
 from global_kv.client import FencedResource
 from global_kv.raft import Entry, EntryType, Role
-from global_kv.sim import FencedStore, Simulation, TokenFence, _lock_clients, _lock_service
+from global_kv.replica._locks import LockService
+from global_kv.sim import FencedStore, Simulation, TokenFence, _lock_clients
 from global_kv.sim._lock_monitor import LockMonitor
 from global_kv.sim._replica import SimReplica
 from global_kv.state import (
@@ -151,7 +152,9 @@ def _calm_cluster(seed: int = 1) -> Simulation:
     for _ in range(300):
         sim._tick()
         leader = sim._stable_leader()
-        if leader is not None and leader.locks is not None and leader.locks.term:
+        if leader is not None and leader.replica is not None and leader.replica.locks.term:
+            for c in sim.lock_workload.clients:
+                c.dial_only = False  # a replica may dial every owner: no grace periods here
             return sim
     raise AssertionError("no stable leader in a calm cluster")
 
@@ -203,9 +206,8 @@ def test_a_new_leader_re_arms_from_its_own_now() -> None:
     new = next(r for r in sim.live_replicas() if r is not old)
     new.rate = 0.8
     old.node.transfer_leadership(new.id)
-    _tick_until(sim, lambda: new.locks is not None and new.locks.term > 0)
-    assert new.locks is not None
-    started = new.locks.since
+    _tick_until(sim, lambda: new.replica is not None and new.replica.locks.term > 0)
+    started = new.service_since
     proposed = _tick_until(sim, _expiry_attempted_by(sim, new))
     assert proposed - started in (50, 51)  # 40 on a 0.8x clock, from when it led
     assert proposed - applied > 40  # the holder kept it longer than its TTL, never less
@@ -292,13 +294,14 @@ def _fence_that_does_not_check(patch: Patch) -> dict[str, object]:
 
 
 def _tell_grant_on_propose(patch: Patch) -> None:
-    """A leader that answers an acquire as soon as it proposed it, not once committed."""
+    """A leader that answers an acquire as soon as it is sent, not once committed."""
     submit = _lock_clients.LockWorkload._submit
 
     def eager(self: _lock_clients.LockWorkload, c: _lock_clients.LockClient) -> None:
         submit(self, c)
-        if c.state == _lock_clients.WAIT and c.kind == _lock_clients.ACQUIRE:
-            c.inbox = Granted(c.key, c.index, c.ttl)
+        r = c.replica
+        if c.state == _lock_clients.WAIT and c.kind == _lock_clients.ACQUIRE and r is not None and r.node:
+            c.inbox = (True, r.node.last_index + 1)
 
     patch(_lock_clients.LockWorkload, "_submit", eager)
 
@@ -315,33 +318,28 @@ def _half_ttl(patch: Patch) -> None:
 def _keep_follower_deadlines(patch: Patch) -> None:
     """Deadlines armed when a follower applied the grant, not re-armed on becoming leader."""
 
-    def become_leader(self: _lock_service.SimLockService, term: int) -> None:
-        self.term, self.since = term, self.replica.sim.now
+    def become_leader(self: LockService, term: int, now: float) -> None:
+        self.term, self.lead_since = term, now
 
-    def on_result(self: _lock_service.SimLockService, result: Result, index: int) -> None:
-        term, self.term = self.term, 1  # track deadlines even while following
-        try:
-            on_result_ok(self, result, index)
-        finally:
-            self.term = term
+    def become_follower(self: LockService, leader_hint: object) -> None:
+        self.term = 0
 
-    on_result_ok = _lock_service.SimLockService.on_result
-    patch(_lock_service.SimLockService, "become_leader", become_leader)
-    patch(_lock_service.SimLockService, "on_result", on_result)
+    patch(LockService, "active", property(lambda self: True))  # track deadlines while following
+    patch(LockService, "become_leader", become_leader)
+    patch(LockService, "become_follower", become_follower)
 
 
 def _no_rearm_on_refresh(patch: Patch) -> None:
-    on_result = _lock_service.SimLockService.on_result
+    on_result = LockService.on_result
 
-    def keep_old_deadline(self: _lock_service.SimLockService, result: Result, index: int) -> None:
-        sm = self.replica.sm
-        if type(result) is Granted and sm is not None:
-            lock = sm.lock(result.key)
+    def keep_old_deadline(self: LockService, index: int, result: Result, *args: object) -> bool:
+        if type(result) is Granted:
+            lock = self.replica.sm.lock(result.key)
             if lock is not None and lock.refreshed_index != lock.token:
-                return
-        on_result(self, result, index)
+                return False
+        return on_result(self, index, result, *args)  # type: ignore[arg-type]
 
-    patch(_lock_service.SimLockService, "on_result", keep_old_deadline)
+    patch(LockService, "on_result", keep_old_deadline)
 
 
 def _never_expire(patch: Patch) -> None:
@@ -350,21 +348,29 @@ def _never_expire(patch: Patch) -> None:
 
 def _suspect_everyone(patch: Patch) -> None:
     """A failure detector that reports every owner down (a paused one, a connected one)."""
-    patch(_lock_service.SimLockService, "owner_down", lambda self, owner: True)
+    check = LockService.check
+
+    def suspicious(self: LockService, now: float) -> None:
+        check(self, now)
+        if self.active:
+            for owner in self.replica.sm.owners():
+                self._owner_gone(owner)
+
+    patch(LockService, "check", suspicious)
 
 
 def _disarm_on_cached_release(patch: Patch) -> None:
     """Every `Released` pair disarms its key, even a retry's cached
     answer naming an old token (which then disarms the key's next holder)."""
-    on_result = _lock_service.SimLockService.on_result
+    on_result = LockService.on_result
 
-    def disarm(self: _lock_service.SimLockService, result: Result, index: int) -> None:
+    def disarm(self: LockService, index: int, result: Result, *args: object) -> bool:
         if self.term and type(result) is Released:
             for key, _ in result.locks:
                 self.timers.deadlines.pop(key, None)
-        on_result(self, result, index)
+        return on_result(self, index, result, *args)  # type: ignore[arg-type]
 
-    patch(_lock_service.SimLockService, "on_result", disarm)
+    patch(LockService, "on_result", disarm)
 
 
 def _expiring_per_token(patch: Patch) -> None:
@@ -450,5 +456,5 @@ def test_lock_roles_follow_the_core() -> None:
     """The lock service is active exactly on the replica whose core leads its term."""
     sim = _calm_cluster()
     for r in sim.live_replicas():
-        assert r.locks is not None and r.node is not None
-        assert bool(r.locks.term) == (r.node.role is Role.LEADER)
+        assert r.replica is not None
+        assert bool(r.replica.locks.term) == (r.replica.raft.role is Role.LEADER)

@@ -9,6 +9,7 @@ import pytest
 
 from global_kv._errors import RaftInvariantError
 from global_kv.checker import UNKNOWN
+from global_kv.protocol import command_for
 from global_kv.raft import (
     Entry,
     EntryType,
@@ -23,9 +24,9 @@ from global_kv.raft import (
 )
 from global_kv.sim import SimNetwork, Simulation, replay_command, run_seed
 from global_kv.sim.__main__ import main
-from global_kv.sim._commands import SESSION_GONE, barrier_command, kv_command, kv_output
+from global_kv.sim._commands import SESSION_GONE, barrier_command, kv_output, kv_request
 from global_kv.sim._replica import SimDisk
-from global_kv.state import StateMachine
+from global_kv.state import Applied, StateMachine, encode_command
 from global_kv.storage import MemoryStorage
 from tests.sim.sim_support import first_failure
 
@@ -52,7 +53,18 @@ def test_network_delays_reorders_drops_and_partitions() -> None:
     assert 600 < delivered < 800 and lossy.duplicated > 30
 
 
-def test_kv_operations_become_real_commands_and_their_results_history_outputs() -> None:
+def _kv_command(client_id: str, seq: int, op: tuple[str, ...]) -> bytes:
+    """The entry a replica proposes for the workload's request (as GlobalReplica does)."""
+    return encode_command(command_for(kv_request(client_id, seq, op), compress=False, threshold=1024))
+
+
+def _answer(op: tuple[str, ...], applied: Applied) -> object:
+    """What the client is told (a reply or an error), as the history records it."""
+    result = applied.result
+    return kv_output(op, True, None) if result.ok else kv_output(op, False, result.to_exception())
+
+
+def test_kv_operations_become_requests_and_their_answers_history_outputs() -> None:
     sm = StateMachine(MemoryStorage(), session_expiry_entries=3)
     ops = [
         ("put", "k", "1"),
@@ -61,24 +73,25 @@ def test_kv_operations_become_real_commands_and_their_results_history_outputs() 
         ("delete", "k"),
         ("cas", "k", None, "4"),
     ]
-    entries = [Entry(i + 1, 1, EntryType.NORMAL, kv_command("kv0", i + 1, op)) for i, op in enumerate(ops)]
+    entries = [Entry(i + 1, 1, EntryType.NORMAL, _kv_command("kv0", i + 1, op)) for i, op in enumerate(ops)]
     applied = sm.apply(entries)
-    assert [kv_output(op, a.result) for op, a in zip(ops, applied, strict=True)] == [None, True, False, None, True]
+    assert [_answer(op, a) for op, a in zip(ops, applied, strict=True)] == [None, True, False, None, True]
     assert sm.get(b"k") == b"4"
+    assert kv_output(("get", "k"), True, sm.get(b"k")) == "4" and kv_output(("get", "x"), True, None) is None
     # A retried write (same session and seq) is answered with its first result and
     # changes nothing (the workload retries only its latest request: ack = seq).
-    sm.apply([Entry(6, 1, EntryType.NORMAL, kv_command("kv1", 1, ("put", "k", "9")))])
+    sm.apply([Entry(6, 1, EntryType.NORMAL, _kv_command("kv1", 1, ("put", "k", "9")))])
     (again,) = sm.apply([Entry(7, 1, EntryType.NORMAL, entries[4].data)])
-    assert kv_output(ops[4], again.result) is True and sm.get(b"k") == b"9"
+    assert _answer(ops[4], again) is True and sm.get(b"k") == b"9"
     before = sm.state_digest()
     sm.apply([Entry(8, 1, EntryType.NORMAL, barrier_command())])
     assert sm.state_digest() == before
     # Idle for more than 3 entries: the session is gone, the outcome unknown.
     sm.apply([Entry(i, 1, EntryType.NOOP) for i in (9, 10, 11, 12)])
-    (late,) = sm.apply([Entry(13, 1, EntryType.NORMAL, kv_command("kv0", 6, ("put", "k", "5")))])
-    assert kv_output(("put", "k", "5"), late.result) is SESSION_GONE and sm.get(b"k") == b"9"
+    (late,) = sm.apply([Entry(13, 1, EntryType.NORMAL, _kv_command("kv0", 6, ("put", "k", "5")))])
+    assert _answer(("put", "k", "5"), late) is SESSION_GONE and sm.get(b"k") == b"9"
     with pytest.raises(RaftInvariantError, match="no rule allows"):
-        kv_output(("put", "k", "1"), applied[2].result)
+        _answer(("put", "k", "1"), applied[2])
 
 
 def _ready(

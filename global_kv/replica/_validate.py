@@ -44,9 +44,10 @@ from ..protocol import (
     UnlockRequest,
 )
 from ..state import MAX_CLIENT_ID_BYTES, MAX_SEQ, MAX_USER_KEY
-from ._config import READ_CONSISTENCIES
 
-__all__ = ["Limits", "check_request", "check_forwarded"]
+__all__ = ["READ_CONSISTENCIES", "Limits", "check_request", "check_forwarded"]
+
+READ_CONSISTENCIES = ("linearizable", "read_index", "follower", "lease")
 
 # Seconds a lock may be asked to live or wait for: a year. Longer is a mistake, not a plan.
 MAX_LOCK_SECONDS = 365 * 24 * 3600.0
