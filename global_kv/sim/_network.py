@@ -63,9 +63,6 @@ class SimNetwork:
             out.append(m)
         return out
 
-    def in_flight(self) -> int:
-        return len(self._heap)
-
     # --- partitions ------------------------------------------------------------------
 
     def heal(self) -> None:

@@ -127,7 +127,6 @@ class SimReplica:
         self.retired = False
         self.incarnation = 0
         self.seen_commit = 0
-        self.snapshot_installs = 0
         self.inflight: Ready | None = None  # taken from the core, not yet persisted
         self.monitored: set[PID] = set()  # lock owners the replica asked to monitor
         self.host = SimHost(sim, node_id)
@@ -149,10 +148,6 @@ class SimReplica:
     @property
     def sm(self) -> StateMachine | None:
         return self.replica.sm if self.replica is not None else None
-
-    @property
-    def alive(self) -> bool:
-        return self.replica is not None
 
     def clock(self) -> float:
         """This replica's own (skewed) clock, in seconds."""
@@ -295,7 +290,6 @@ class SimReplica:
         replica.persisted(rd, self.clock())
         if rd.snapshot is not None:
             self._locks_restored()
-            self.snapshot_installs += 1
             sim.stats_snapshot_installs += 1
         if crash_at == 2:
             sim.event(f"{self.id} crashes after applying, before its replies went out")
