@@ -26,7 +26,6 @@ from ergo_py.ids import PID
 
 from .._errors import MalformedCommand, RaftInvariantError, RequestTooLarge, StorageCorrupted
 from ..raft._log_types import Entry, EntryType
-from ..raft._ready import Snapshot
 from ._commands import (
     CAS,
     BatchDelete,
@@ -67,6 +66,7 @@ from ._sessions import SessionInfo, SessionTable
 from ._values import decode_value
 
 if TYPE_CHECKING:
+    from ..raft._ready import Snapshot
     from ..storage._engine import SnapshotStream, StorageEngine
 
 __all__ = ["StateMachine", "StateStatistics"]
