@@ -15,11 +15,20 @@ import global_kv
 ROOT = Path(global_kv.__file__).resolve().parent
 
 
-def imports_of(path: Path) -> list[tuple[str, int]]:
-    """(absolute module, line) for each import in `path`, resolving relative ones."""
+def imports_of(path: Path, *, type_checking: bool = True) -> list[tuple[str, int]]:
+    """(absolute module, line) for each import in `path`, resolving relative ones; with
+    `type_checking=False`, not those under `if TYPE_CHECKING:` (they never run)."""
     package = ".".join(path.relative_to(ROOT.parent).with_suffix("").parts[:-1])
+    tree = ast.parse(path.read_text())
+    skipped: set[int] = set()
+    if not type_checking:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+                skipped.update(id(n) for n in ast.walk(node))
     out = []
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
         if isinstance(node, ast.Import):
             out += [(a.name, node.lineno) for a in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -32,17 +41,18 @@ def imports_of(path: Path) -> list[tuple[str, int]]:
     return out
 
 
-def global_kv_closure(start: list[Path]) -> dict[Path, list[tuple[str, int]]]:
+def global_kv_closure(start: list[Path], *, type_checking: bool = True) -> dict[Path, list[tuple[str, int]]]:
     """Every global_kv module reachable from `start` by its own import statements, with its
     imports; not into the linearizability checker, whose history-file parsers (which use os)
-    are for tests and tools while the simulator calls only its in-memory search."""
+    are for tests and tools while the simulator calls only its in-memory search.
+    `type_checking=False` follows only the imports that run (see imports_of)."""
     seen: dict[Path, list[tuple[str, int]]] = {}
     todo = list(start)
     while todo:
         path = todo.pop()
         if path in seen:
             continue
-        seen[path] = imports_of(path)
+        seen[path] = imports_of(path, type_checking=type_checking)
         for mod, _ in seen[path]:
             if mod.startswith("global_kv.") and not mod.startswith("global_kv.checker"):
                 rel = Path(*mod.split(".")[1:])

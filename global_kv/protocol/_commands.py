@@ -27,6 +27,7 @@ from ..state import (
     encode_value,
 )
 from ._requests import (
+    BatchDeleteRequest,
     BatchPutRequest,
     CASRequest,
     DeleteRequest,
@@ -66,8 +67,10 @@ def command_for(request: KVWriteRequest, *, compress: bool, threshold: int) -> C
         op = CAS(request.key, old, new)
     elif isinstance(request, BatchPutRequest):
         op = BatchPut(tuple((k, encode_value(v, compress, threshold)) for k, v in request.items))
-    else:
+    elif isinstance(request, BatchDeleteRequest):
         op = BatchDelete(tuple(request.keys))
+    else:
+        raise TypeError(f"command_for takes a KV write request, got {type(request).__name__}")
     return tagged_command(request.session, op)
 
 
@@ -79,6 +82,8 @@ def lock_command_for(request: LockRequest | UnlockRequest | RefreshRequest, *, d
         op = LockAcquire(request.key, request.owner, ttl_ms(request.ttl if request.ttl > 0 else default_ttl))
     elif isinstance(request, UnlockRequest):
         op = LockRelease(request.key, request.token)
-    else:
+    elif isinstance(request, RefreshRequest):
         op = LockRefresh(request.key, request.token, ttl_ms(request.ttl))
+    else:
+        raise TypeError(f"lock_command_for takes a lock request, got {type(request).__name__}")
     return tagged_command(request.session, op)

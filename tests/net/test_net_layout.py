@@ -36,8 +36,9 @@ def module_path(name: str) -> Path | None:
     return ROOT.joinpath(*name.split(".")).with_suffix(".py")
 
 
-def test_sans_io_modules_import_no_io_even_indirectly() -> None:
-    todo = [f"ergo_py.net.{m}" for m in SANS_IO]
+def assert_sans_io_closure(start: list[str]) -> set[str]:
+    """Walk what `start` imports, however deep: no I/O, and within ergo_py only sans-IO modules."""
+    todo = list(start)
     seen: set[str] = set()
     while todo:
         name = todo.pop()
@@ -55,7 +56,17 @@ def test_sans_io_modules_import_no_io_even_indirectly() -> None:
                     "ergo_py._errors",
                 }, f"{name} imports {imported}, which is not sans-IO"
                 todo.append(imported)
-    assert "ergo_py.ids" in seen
+    return seen
+
+
+def test_sans_io_modules_import_no_io_even_indirectly() -> None:
+    assert "ergo_py.ids" in assert_sans_io_closure([f"ergo_py.net.{m}" for m in SANS_IO])
+
+
+def test_the_public_ids_and_wire_modules_import_no_io_even_indirectly() -> None:
+    """What a client protocol imports from ergo_py: identifiers, registration, the codec."""
+    seen = assert_sans_io_closure(["ergo_py.ids", "ergo_py.wire"])
+    assert {"ergo_py.net._registry", "ergo_py.net._codec"} <= seen
 
 
 def test_public_api_is_exported_from_private_modules() -> None:
@@ -88,13 +99,14 @@ def test_public_api_is_exported_from_private_modules() -> None:
         "resolve_cookie",
         "DEFAULT_MAX_MESSAGE_SIZE",
     }
-    exported = {name for name in vars(net) if not name.startswith("_")}
-    assert expected <= exported
+    exported = set(net.__all__)  # imported on first use (PEP 562), so not in vars(net) yet
+    assert expected <= exported <= set(dir(net))
+    assert all(getattr(net, name) is not None for name in exported)
     for path in PACKAGE.glob("*.py"):
         assert path.name == "__init__.py" or path.name.startswith("_"), f"{path.name} should be private"
     init = ast.parse((PACKAGE / "__init__.py").read_text())
-    for node in init.body:
-        if isinstance(node, ast.ImportFrom):
+    for node in ast.walk(init):
+        if isinstance(node, ast.ImportFrom) and node.level:
             assert all(alias.asname == alias.name for alias in node.names)  # `Name as Name` only
 
 
