@@ -118,6 +118,15 @@ class LockService:
     def _enqueue(self, waiter: _Waiter, front: bool = False) -> None:
         key = waiter.request.key
         queue = self.waiters.setdefault(key, deque())
+        session = waiter.request.session
+        if session.client_id is not None:
+            for queued in queue:
+                if queued.request.session == session and queued.request.owner == waiter.request.owner:
+                    # A retry of a request already in line keeps its place; the answer goes to
+                    # the attempt its client is waiting on now (one place per request).
+                    queued.caller, queued.ref = waiter.caller, waiter.ref
+                    queued.deadline = max(queued.deadline, waiter.deadline)
+                    return
         if len(queue) >= self.options.max_lock_waiters:
             raise TooManyWaiters(key, self.options.max_lock_waiters)
         if front:

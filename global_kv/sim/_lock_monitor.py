@@ -8,7 +8,9 @@ apply the same entry with the same result). Against it:
     strictly increase, per key and across keys (a token is its granting entry's index);
     every release, expiry, refresh and refusal agrees with the model; a retried request
     (same client_id and seq) is answered with its first result and changes nothing,
-    but for an acquire refused as held (that changed nothing: a retry is decided afresh);
+    but for an acquire refused as held (that changed nothing: a retry is decided afresh)
+    and a session's first request retried after the session expired (indistinguishable
+    from a new session's: decided afresh, its effect checked like any other);
 (b) a protected resource never accepts a token lower than one it already accepted, and
     only accepts tokens that were granted, for that key, to the writer;
 (c) every grant a client was told about was committed (the model holds it when the
@@ -107,9 +109,13 @@ class LockMonitor:
             request = (cmd.client_id, cmd.seq)
             first = self.first_results.get(request)
             if first is not None:
-                if result != first:
+                if result == first:
+                    return  # exactly once: a retry changes nothing
+                if not (cmd.seq == 1 and cmd.ack <= 1):
                     self._fail(f"(a) request {request} retried at {e.index} answered {result}, first answered {first}")
-                return  # exactly once: a retry changes nothing
+                # A session's first request, retried after its session expired: a session
+                # that never answered cannot be told from a new one (see `SessionTable`), so
+                # it is decided afresh. Its effect is checked as any other's below.
             if not (type(op) is LockAcquire and type(result) is LockHeldResult):
                 # (An acquire refused as held changed nothing and is decided afresh on retry.)
                 self.first_results[request] = result

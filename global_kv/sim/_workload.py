@@ -11,7 +11,8 @@ once. A write whose fate the client cannot know (its replica crashed, it timed o
 session expired) is recorded with an unknown outcome, as a real client would have to;
 it then continues as a new client with a new session, since it may still be "inside"
 the old operation. During the drain a write that gets no answer is retried with its
-tag until it is answered. Reads that never complete are left out (they changed nothing).
+tag until it is answered (unless it is its session's first request: see `_may_retry`).
+Reads that never complete are left out (they changed nothing).
 
 Now and then a client sends a malformed request (an empty or oversized key, an unknown
 consistency level, a bad session tag): the replica must refuse it with the caller's
@@ -190,10 +191,17 @@ class Workload:
         c.hint = None  # whoever we were talking to did not answer in time: look elsewhere
         if c.op[0] in ("get", "malformed"):
             self._idle(c)  # a read changed nothing
-        elif self.draining:
+        elif self._may_retry(c):
             self._again(c)
         else:
             self._unknown(c)
+
+    def _may_retry(self, c: Client) -> bool:
+        """During the drain a write is retried with its tag, once its session is known to
+        the cluster (an earlier request was answered): then a retry after the session
+        expired is refused (SessionExpired), never applied twice. A session's first request
+        cannot be told from a new session's, so it is given up instead."""
+        return self.draining and c.seq > 1
 
     def _again(self, c: Client) -> None:
         c.state = SUBMIT
@@ -260,7 +268,7 @@ class Workload:
                 c.hint = None
                 if c.op[0] in ("get", "malformed"):
                     self._idle(c)
-                elif self.draining:
+                elif self._may_retry(c):
                     self._again(c)
                 else:
                     self._unknown(c)

@@ -172,7 +172,8 @@ class Model:
             if seq < s["ack"]:
                 return SessionExpiredResult(cid, seq)
         result = self.execute(cmd.op, i)
-        if self.sessions.get(cid) is s:
+        refused_acquire = isinstance(cmd.op, LockAcquire) and isinstance(result, LockHeldResult)
+        if self.sessions.get(cid) is s and not refused_acquire:  # a refused acquire is decided afresh
             s["res"][seq] = result
         return result
 

@@ -1,0 +1,142 @@
+"""The pure replica, driven by hand: one member that leads alone, inputs in, effects out.
+
+The simulator drives the same code under faults (tests/sim); these pin down single
+rules where a failure names the rule."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+
+from ergo_py.ids import PID
+from global_kv._errors import InvalidRequest, LockHeld, NotLeader
+from global_kv.protocol import GetRequest, LockRequest, PutRequest, SessionTag, UnlockRequest
+from global_kv.raft import RaftConfig, RaftNode, Role
+from global_kv.replica import AppliedEntries, Forward, GlobalReplica, Monitor, ReplicaOptions, Reply, RoleChanged
+from global_kv.state import StateMachine
+from global_kv.storage import MemoryStorage
+
+A, B = PID("a", 1, 1), PID("b", 1, 1)
+
+
+class Host:
+    def is_connected(self, node: str) -> bool:
+        return True
+
+    def can_reach(self, node: str) -> bool:
+        return True
+
+    def is_gone(self, owner: Any) -> bool:
+        return False
+
+    def leader_hint(self, raft_id: str | None) -> str | None:
+        return raft_id
+
+
+def _replica(voters: tuple[str, ...] = ("n0",)) -> GlobalReplica:
+    raft = RaftNode.bootstrap("n0", voters, RaftConfig(), random.Random(7))
+    return GlobalReplica(raft, StateMachine(MemoryStorage()), ReplicaOptions(), Host())
+
+
+def _drive(replica: GlobalReplica, now: float = 0.0) -> list[Any]:
+    """Every Ready persisted at once (a single member sends nothing); the effects."""
+    while (rd := replica.ready(now)) is not None:
+        replica.persisted(rd, now)
+    return replica.take_effects()
+
+
+def _leading() -> GlobalReplica:
+    replica = _replica()
+    for _ in range(100):
+        replica.tick()
+        effects = _drive(replica)
+        if replica.role is Role.LEADER:
+            assert any(type(e) is RoleChanged for e in effects)
+            return replica
+    raise AssertionError("a lone member did not become leader")
+
+
+def _replies(effects: list[Any]) -> dict[Any, tuple[bool, Any]]:
+    return {e.ref: (e.ok, e.value) for e in effects if type(e) is Reply}
+
+
+def _tag(client: str, seq: int) -> SessionTag:
+    return SessionTag(client, seq, seq)
+
+
+def test_a_write_is_answered_once_applied_after_the_apply_is_reported() -> None:
+    replica = _leading()
+    replica.request("c", 1, PutRequest(b"k", b"v", _tag("c", 1)), 0.0)
+    assert replica.take_effects() == []  # batched until the next Ready
+    effects = _drive(replica)
+    kinds = [type(e) for e in effects]
+    assert kinds.index(AppliedEntries) < kinds.index(Reply)
+    assert _replies(effects) == {1: (True, None)}
+    replica.request("c", 2, GetRequest(b"k"), 0.0)
+    assert _replies(_drive(replica)) == {2: (True, b"v")}
+
+
+@pytest.mark.parametrize(
+    ("request_", "field"),
+    [
+        (GetRequest(b"", ""), "key"),
+        (GetRequest(b"k", "sometimes"), "consistency"),
+        (PutRequest(b"k", b"v", SessionTag("c", 0, 0)), "session.seq"),
+        ("not a request", "request"),
+    ],
+)
+def test_a_malformed_request_is_the_callers_error_and_proposes_nothing(request_: Any, field: str) -> None:
+    replica = _leading()
+    last = replica.raft.last_index
+    assert replica.request("c", 9, request_, 0.0) is True
+    ((ok, error),) = _replies(replica.take_effects()).values()
+    assert not ok and isinstance(error, InvalidRequest) and error.field == field
+    _drive(replica)
+    assert replica.raft.last_index == last
+    assert replica.counters.rejected["invalid"] == 1
+
+
+def test_without_a_leader_a_write_is_told_not_leader_and_with_one_it_is_forwarded() -> None:
+    replica = _replica(("n0", "n1", "n2"))
+    replica.request("c", 1, PutRequest(b"k", b"v", _tag("c", 1)), 0.0)
+    ((ok, error),) = _replies(replica.take_effects()).values()
+    assert not ok and type(error) is NotLeader and error.leader_hint is None
+    replica.leader_id = "n1"  # as a soft state naming the leader would set it
+    replica.request("c", 2, PutRequest(b"k", b"v", _tag("c", 2)), 0.0)
+    (forward,) = replica.take_effects()
+    assert forward == Forward("c", 2, PutRequest(b"k", b"v", _tag("c", 2)), 1, "n1")
+
+
+def test_a_retried_waiting_acquire_keeps_one_place_in_line_and_is_granted_once() -> None:
+    replica = _leading()
+    replica.request("a", 1, LockRequest(b"L", A, 30.0, 0.0, _tag("a", 1)), 0.0)
+    assert _replies(_drive(replica)) == {1: (True, replica.sm.lock(b"L").token)}  # type: ignore[union-attr]
+    wait = LockRequest(b"L", B, 30.0, 10.0, _tag("b", 1))
+    replica.request("b", 2, wait, 0.0)
+    replica.request("b", 3, wait, 1.0)  # its client retried: same session tag
+    effects = _drive(replica, 1.0)
+    assert replica.locks.waiter_count() == 1 and _replies(effects) == {}
+    assert Monitor(B) in effects
+    token = replica.sm.lock(b"L").token  # type: ignore[union-attr]
+    replica.request("a", 4, UnlockRequest(b"L", token, _tag("a", 2)), 2.0)
+    replies = _replies(_drive(replica, 2.0))
+    granted = replica.sm.lock(b"L")
+    assert granted is not None and granted.owner == B
+    assert replies == {4: (True, None), 3: (True, granted.token)}  # the latest attempt hears it
+
+
+def test_an_acquire_refused_as_held_is_decided_afresh_when_retried() -> None:
+    replica = _leading()
+    replica.request("a", 1, LockRequest(b"L", A, 30.0, 0.0, _tag("a", 1)), 0.0)
+    _drive(replica)
+    token = replica.sm.lock(b"L").token  # type: ignore[union-attr]
+    try_b = LockRequest(b"L", B, 30.0, 0.0, _tag("b", 1))
+    replica.request("b", 2, try_b, 0.0)
+    ((ok, error),) = _replies(_drive(replica)).values()
+    assert not ok and isinstance(error, LockHeld)
+    replica.request("a", 3, UnlockRequest(b"L", token, _tag("a", 2)), 0.0)
+    _drive(replica)
+    replica.request("b", 4, try_b, 0.0)  # the same request again (its answer was lost)
+    assert _replies(_drive(replica)) == {4: (True, replica.sm.lock(b"L").token)}  # type: ignore[union-attr]
