@@ -10,8 +10,9 @@ the runtime, while `from ergo_py import Node` and `ergo_py.net.X` work as before
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ergo_py.lazy import lazy_namespace
 
 if TYPE_CHECKING:
     from . import net as net
@@ -102,21 +103,4 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
 }
 _SUBMODULES: tuple[str, ...] = ("net",)
 
-_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
-__all__ = [*_SUBMODULES, *_WHERE]
-
-
-def __getattr__(name: str) -> Any:
-    """Import `name` from its module on first use, and keep it (PEP 562)."""
-    if name in _SUBMODULES:
-        value = import_module(f".{name}", __name__)
-    elif name in _WHERE:
-        value = getattr(import_module(_WHERE[name], __name__), name)
-    else:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__all__, __getattr__, __dir__ = lazy_namespace(__name__, _EXPORTS, _SUBMODULES)

@@ -11,8 +11,9 @@ use (PEP 562), so `import global_kv.client` loads no server (`global_kv.app`,
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ergo_py.lazy import lazy_namespace
 
 if TYPE_CHECKING:
     from ._errors import CASFailed as CASFailed
@@ -77,21 +78,4 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
 }
 _SUBMODULES: tuple[str, ...] = ()
 
-_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
-__all__ = [*_SUBMODULES, *_WHERE]
-
-
-def __getattr__(name: str) -> Any:
-    """Import `name` from its module on first use, and keep it (PEP 562)."""
-    if name in _SUBMODULES:
-        value = import_module(f".{name}", __name__)
-    elif name in _WHERE:
-        value = getattr(import_module(_WHERE[name], __name__), name)
-    else:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__all__, __getattr__, __dir__ = lazy_namespace(__name__, _EXPORTS, _SUBMODULES)
