@@ -59,6 +59,7 @@ LEADER = Role.LEADER
 CHAOS_TICKS = 250
 HEAL_LEADER_TICKS = 400
 DRAIN_TICKS = 500
+STRAY_TICKS = 100  # how long a server may be in no leader's configuration in the drain
 
 
 def replay_command(seed: int, nodes: int | None = None, lock_heavy: bool = False) -> str:
@@ -188,6 +189,7 @@ class Simulation:
         self.replicas: dict[str, SimReplica] = {}
         self.next_id = n
         self._to_retire: list[str] = []
+        self._absent_since: dict[str, int] = {}  # server -> since when no leader has it (drain)
         self.events: deque[str] = deque(maxlen=40)
         self.stats_crashes = 0
         self.stats_compactions = 0
@@ -455,6 +457,7 @@ class Simulation:
                     and not self.lock_monitor.holders
                 ):
                     break
+            self._stop_strays()
             if self.now - start >= DRAIN_TICKS:
                 pending = [(c.cid, c.op, c.state) for c in wl.clients if c.state != 0] + [
                     (c.name, c.kind, c.state) for c in lw.clients if c.state
@@ -472,6 +475,28 @@ class Simulation:
         for r in self._members_of(leader):
             if r.sm is not None and r.sm.locks():
                 self._fail("liveness", f"{r.id} still holds locks after the drain: {r.sm.locks()}")
+
+    def _stop_strays(self) -> None:
+        """A server in no configuration the leader knows (its addition was lost with the
+        leader that proposed it) is stopped, as an operator stops a node whose add-peer
+        failed. Left running, it campaigns in ever higher terms; with neither PreVote nor
+        CheckQuorum (both on by default, off in some seeds) that deposes every leader
+        before a lagging member's InstallSnapshot completes (Raft thesis 4.2.3)."""
+        leader = self.leader()
+        if leader is None or leader.node is None:
+            return
+        conf = leader.node.conf
+        members = set(conf.voters) | set(conf.learners) | {leader.id}
+        absent = self._absent_since
+        for r in self.live_replicas():
+            if r.id in members:
+                absent.pop(r.id, None)
+            elif self.now - absent.setdefault(r.id, self.now) >= STRAY_TICKS:
+                # (Not at once: a member being removed is absent from the leader's latest
+                # configuration until the removal commits, and then it is retired anyway.)
+                self.event(f"{r.id} stopped: in no leader's configuration for {STRAY_TICKS} ticks")
+                r.retired = True
+                r.crash()
 
     def _propose_barrier(self, leader: SimReplica) -> tuple[int, int] | None:
         """A no-op entry of the leader's term: once it is applied everywhere, everything
