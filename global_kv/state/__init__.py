@@ -29,6 +29,7 @@ from ._lock_timers import LockTimers as LockTimers
 from ._locks import Lock as Lock
 from ._machine import StateMachine as StateMachine
 from ._machine import StateStatistics as StateStatistics
+from ._mvcc import KeyValue as KeyValue
 from ._results import RESULT_TYPES as RESULT_TYPES
 from ._results import Applied as Applied
 from ._results import CASFailedResult as CASFailedResult

@@ -50,6 +50,7 @@ from ._keys import (
     user_key,
 )
 from ._locks import Lock, LockTable
+from ._mvcc import DEAD_PREFIX, HISTORY_PREFIX, INDEX_PREFIX, KeyValue, Revisions, RevisionWriter, decode_live
 from ._results import (
     Applied,
     CASFailedResult,
@@ -129,6 +130,7 @@ class StateMachine:
         self._session_expiry = session_expiry_entries
         self._locks = LockTable()
         self._sessions = SessionTable()
+        self._revisions = Revisions()
         self._applied = 0
         self._broken: BaseException | None = None
         self._load()
@@ -212,20 +214,28 @@ class StateMachine:
         """The effect of `op` applied by the entry at `index` (a failure changes nothing)."""
         match op:
             case Put():
-                batch.put(user_key(op.key), op.value)
+                writer = RevisionWriter(self._revisions, batch)
+                writer.put(op.key, op.value)
+                writer.finish()
                 return _OK
             case Delete():
-                batch.delete(user_key(op.key))
+                writer = RevisionWriter(self._revisions, batch)
+                writer.delete(op.key)
+                writer.finish()
                 return _OK
             case CAS():
                 return self._cas(op, index, batch)
             case BatchPut():
-                for key, value in op.items:
-                    batch.put(user_key(key), value)
+                writer = RevisionWriter(self._revisions, batch)
+                for key, value in dict(op.items).items():  # a later duplicate wins
+                    writer.put(key, value)
+                writer.finish()
                 return _OK
             case BatchDelete():
-                for key in op.keys:
-                    batch.delete(user_key(key))
+                writer = RevisionWriter(self._revisions, batch)
+                for key in dict.fromkeys(op.keys):
+                    writer.delete(key)
+                writer.finish()
                 return _OK
             case LockAcquire():
                 held = self._locks.get(op.key)
@@ -261,9 +271,9 @@ class StateMachine:
         raise RaftInvariantError(f"no rule to apply {type(op).__name__}")  # Command validates op
 
     def _cas(self, op: CAS, index: int, batch: _Batch) -> Result:
-        full = user_key(op.key)
-        stored = batch.read(full)
-        current = None if stored is None else decode_value(stored)
+        writer = RevisionWriter(self._revisions, batch)
+        record = writer.current(op.key)
+        current = None if record is None else decode_value(record.stored)
         try:
             expected = None if op.expected is None else decode_value(op.expected)
         except StorageCorrupted as exc:  # only a proposer bypassing encode_command gets here
@@ -271,9 +281,10 @@ class StateMachine:
         if current != expected:  # decoded: compressed and raw forms of a value are equal
             return CASFailedResult(op.key, current)
         if op.new is not None:
-            batch.put(full, op.new)
-        elif stored is not None:
-            batch.delete(full)
+            writer.put(op.key, op.new)
+        elif record is not None:
+            writer.delete(op.key)
+        writer.finish()
         return _OK
 
     def _holding(self, key: bytes, token: int) -> Lock | Result:
@@ -287,11 +298,30 @@ class StateMachine:
 
     # ---- reads ----------------------------------------------------------------------------
 
+    @property
+    def revision(self) -> int:
+        """The store's revision: the number of the last change (1 before any)."""
+        return self._revisions.revision
+
+    @property
+    def compact_revision(self) -> int:
+        """History at or below this revision is compacted (0: none)."""
+        return self._revisions.compact_revision
+
     def get(self, key: bytes) -> bytes | None:
         """The (decoded) value of `key`, or None."""
         self._check_usable()
-        stored = self._engine.get(user_key(check_user_key(key)))
-        return None if stored is None else decode_value(stored)
+        raw = self._engine.get(user_key(check_user_key(key)))
+        return None if raw is None else decode_value(decode_live(raw).stored)
+
+    def get_kv(self, key: bytes) -> KeyValue | None:
+        """`key` with its revisions and version, or None if it does not exist now."""
+        self._check_usable()
+        raw = self._engine.get(user_key(check_user_key(key)))
+        if raw is None:
+            return None
+        r = decode_live(raw)
+        return KeyValue(key, r.create_revision, r.mod_revision, r.version, decode_value(r.stored), r.lease)
 
     def range(
         self,
@@ -326,11 +356,11 @@ class StateMachine:
         skip = len(USER_PREFIX)
         with self._engine.range(low, high, limit) as pairs:
             if max_bytes is None:
-                return [(k[skip:], decode_value(v)) for k, v in pairs]
+                return [(k[skip:], decode_value(decode_live(v).stored)) for k, v in pairs]
             out = []
             left = max_bytes
             for k, v in pairs:
-                value = decode_value(v)
+                value = decode_value(decode_live(v).stored)
                 left -= len(k) - skip + len(value)
                 if left < 0:
                     raise RequestTooLarge(
@@ -413,11 +443,13 @@ class StateMachine:
         self.restore_chunks((snapshot.data,), snapshot.meta.index)
 
     def state_digest(self, *, sessions: bool = False) -> str:
-        """A hash over user data and the lock table (and sessions if asked), for checking
-        that replicas at the same applied index hold the same state."""
+        """A hash over user data with its history and revisions, and the lock table (and
+        sessions if asked), for checking that replicas at the same applied index hold the
+        same state."""
         self._check_usable()
         h = hashlib.blake2b(digest_size=32)
-        prefixes = [USER_PREFIX, LOCK_PREFIX] + ([SESSION_PREFIX] if sessions else [])
+        prefixes = [DEAD_PREFIX, INDEX_PREFIX, USER_PREFIX, LOCK_PREFIX, b"m", HISTORY_PREFIX]
+        prefixes += [SESSION_PREFIX] if sessions else []
         for prefix in prefixes:
             with self._engine.prefix_scan(prefix) as pairs:
                 for k, v in pairs:
@@ -432,9 +464,10 @@ class StateMachine:
     def _load(self) -> None:
         engine = self._engine
         applied = engine.applied_index()
+        revisions = Revisions.load(engine)
         locks = LockTable.load(engine)
         sessions = SessionTable.load(engine)
-        self._applied, self._locks, self._sessions = applied, locks, sessions
+        self._applied, self._revisions, self._locks, self._sessions = applied, revisions, locks, sessions
 
     def _recover(self) -> None:
         """Make memory match the engine again after a failed batch or a restore; if even

@@ -182,7 +182,9 @@ def test_it_notices_acknowledging_before_persisting(
     patch: Callable[[object, str, object], None],
 ) -> None:
     patch(_core.NodeCore, "_send", lambda self, m: self._msgs.append(m))
-    assert first_failure(range(100)).kind == "safety"
+    # It shows only when a crash lands between the early send and the persist: about one
+    # seed in seventy (seeds 101, 212, 216, 288 of the first 300 today).
+    assert first_failure(range(300)).kind == "safety"
 
 
 def test_it_notices_reads_served_without_confirming_leadership(

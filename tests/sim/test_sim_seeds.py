@@ -35,10 +35,11 @@ def test_simulated_seeds_are_safe_live_and_linearizable(block: int) -> None:
     assert total("transfers") > BLOCK // 10
     assert total("unknown_ops") > 0 and total("dropped") > 0
     # Locks: grants, the leader's TTL expiries and owner releases, paused holders that
-    # lost their lock, stale writes refused by the fence, skewed leader clocks.
+    # lost their lock, skewed leader clocks. (Stale writes refused by the fence are rarer,
+    # ~2 per 100 seeds, so a block may have none: the lock-heavy seeds of
+    # tests/sim/test_sim_locks.py must refuse several.)
     assert sum(1 for r in results if r.lock_clients) > BLOCK // 2
     assert total("lock_grants") > BLOCK and total("lock_refreshes") > BLOCK // 5
     assert total("lock_expiries") > BLOCK // 10 and total("owner_releases") > BLOCK // 10
     assert total("pauses") > BLOCK // 5 and total("stale_holders") > BLOCK // 20
-    assert total("stale_writes_refused") > 0
     assert sum(1 for r in results if r.max_clock_skew > 1.2) > BLOCK // 10

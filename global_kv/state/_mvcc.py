@@ -1,0 +1,214 @@
+"""Revisions and key history (etcd v3's MVCC), in the state machine's engine.
+
+The store has one `revision` that grows by exactly one per committed entry that changed
+a key (a put, a delete that deleted something, a batch or a swap that wrote anything:
+one revision for the whole entry, its changes numbered by `sub`). Every key carries
+`create_revision`, `mod_revision`, `version` (1 on create, +1 per put, reset by a
+delete) and `lease`, and every change is kept as a history record until compacted.
+The layout works on every engine through get / range / write_batch:
+
+- b"k" + key  -> live record: key_id, create, mod, version, lease, then the stored value
+                 (current reads are one scan of these, as before revisions);
+- b"d" + key  -> dead record: key_id and the revision that deleted it, kept while the
+                 key has history (so a re-created key keeps its key_id);
+- b"r" + main (8) + sub (4) -> history record of that change: tombstone flag, key_id,
+                 create, version, lease, the key and its stored value;
+- b"i" + key_id + inv(main) -> sub: each key's changes, newest first, so "the latest
+                 change at or before R" is one forward seek (`inv(m) = 2**64 - 1 - m`);
+- b"m" + b"vcc" -> format, revision, compact_revision.
+
+A key_id is the (main, sub) of the change that first gave the key a record: 12 bytes,
+so history keys stay short whatever the user key's length (a user key already takes
+510 of the engines' 511 bytes).
+
+This module never decides what an operation means (that is `_machine`); it only writes
+the records of a change and reads them back. It must never write to the engine except
+through the batch it is given.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from .._errors import RaftInvariantError, StorageCorrupted
+from ._keys import USER_PREFIX
+
+if TYPE_CHECKING:
+    from ..storage._engine import StorageEngine
+
+__all__ = [
+    "DEAD_PREFIX",
+    "HISTORY_PREFIX",
+    "INDEX_PREFIX",
+    "META_KEY",
+    "KeyValue",
+    "LiveRecord",
+    "Revisions",
+    "RevisionWriter",
+    "decode_live",
+]
+
+DEAD_PREFIX = b"d"
+INDEX_PREFIX = b"i"
+HISTORY_PREFIX = b"r"
+META_KEY = b"mvcc"  # under b"m": after every lock record (b"l"), before the history (b"r")
+FORMAT = 1
+_TOMBSTONE = 0x01
+_MAX = (1 << 64) - 1
+
+_LIVE = struct.Struct(">B12sQQQQ")  # format, key_id, create, mod, version, lease
+_DEAD = struct.Struct(">B12sQ")  # format, key_id, mod (the deleting revision)
+_HISTORY = struct.Struct(">B12sQQQH")  # flags, key_id, create, version, lease, key length
+_SUB = struct.Struct(">I")
+_META = struct.Struct(">BQQ")  # format, revision, compact_revision
+_REVISION = struct.Struct(">QI")  # main, sub
+
+
+@dataclass(frozen=True, slots=True)
+class KeyValue:
+    """A key as etcd's `mvccpb.KeyValue` has it (`value` decoded)."""
+
+    key: bytes
+    create_revision: int
+    mod_revision: int
+    version: int
+    value: bytes
+    lease: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class LiveRecord:
+    key_id: bytes
+    create_revision: int
+    mod_revision: int
+    version: int
+    lease: int
+    stored: bytes  # the stored form of the value (see `_values`)
+
+
+def decode_live(raw: bytes) -> LiveRecord:
+    """The live record `raw` (the value under b"k" + key); StorageCorrupted if it is not one."""
+    if type(raw) is not bytes or len(raw) <= _LIVE.size or raw[0] != FORMAT:
+        raise StorageCorrupted("state key record", None, f"not a live key record (format {FORMAT}): {raw!r:.40}")
+    _, key_id, create, mod, version, lease = _LIVE.unpack_from(raw)
+    return LiveRecord(key_id, create, mod, version, lease, raw[_LIVE.size :])
+
+
+def _dead_key_id(raw: bytes) -> bytes:
+    if type(raw) is not bytes or len(raw) != _DEAD.size or raw[0] != FORMAT:
+        raise StorageCorrupted("state dead-key record", None, f"not a dead-key record: {raw!r:.40}")
+    return bytes(_DEAD.unpack(raw)[1])
+
+
+def inv(main: int) -> bytes:
+    """`main` inverted and big-endian: the newest change of a key sorts first."""
+    return (_MAX - main).to_bytes(8, "big")
+
+
+class Revisions:
+    """The store's replicated counters: the current revision and the compacted one."""
+
+    __slots__ = ("compact_revision", "revision")
+
+    def __init__(self, revision: int = 1, compact_revision: int = 0) -> None:
+        self.revision = revision  # etcd's store starts at 1: the first change is revision 2
+        self.compact_revision = compact_revision
+
+    @classmethod
+    def load(cls, engine: StorageEngine) -> Revisions:
+        raw = engine.get(b"m" + META_KEY)
+        if raw is None:
+            with engine.prefix_scan(USER_PREFIX, 1) as found:
+                if any(True for _ in found):
+                    raise StorageCorrupted(
+                        "state",
+                        None,
+                        "the data dir holds keys written before revisions existed (no MVCC record); "
+                        "this version cannot read it: start on an empty data dir and load the data again",
+                    )
+            return cls()
+        if len(raw) != _META.size or raw[0] != FORMAT:
+            raise StorageCorrupted("state MVCC record", None, f"unknown format: {raw!r:.40}")
+        _, revision, compact = _META.unpack(raw)
+        return cls(revision, compact)
+
+    def encoded(self) -> bytes:
+        return _META.pack(FORMAT, self.revision, self.compact_revision)
+
+
+class _Batch(Protocol):  # what this module uses of `_machine._Batch`
+    def read(self, key: bytes) -> bytes | None: ...
+    def put(self, key: bytes, value: bytes) -> None: ...
+    def delete(self, key: bytes) -> None: ...
+
+
+class RevisionWriter:
+    """The changes of one entry, under one revision (`revision + 1`), numbered by sub.
+
+    Call `put` / `delete` for each key the entry changes (each key at most once), then
+    `finish`, which moves the store's revision if anything changed."""
+
+    __slots__ = ("_batch", "_changed", "_revisions", "main", "sub")
+
+    def __init__(self, revisions: Revisions, batch: _Batch) -> None:
+        self._revisions = revisions
+        self._batch = batch
+        self.main = revisions.revision + 1
+        self.sub = 0
+        self._changed: set[bytes] = set()
+
+    def _touch(self, key: bytes) -> None:
+        if key in self._changed:
+            raise RaftInvariantError(f"key {key!r:.60} changed twice in revision {self.main}")
+        self._changed.add(key)
+
+    def _record(self, key_id: bytes, history: bytes) -> None:
+        batch, main, sub = self._batch, self.main, self.sub
+        batch.put(HISTORY_PREFIX + _REVISION.pack(main, sub), history)
+        batch.put(INDEX_PREFIX + key_id + inv(main), _SUB.pack(sub))
+        self.sub = sub + 1
+
+    def current(self, key: bytes) -> LiveRecord | None:
+        raw = self._batch.read(USER_PREFIX + key)
+        return None if raw is None else decode_live(raw)
+
+    def put(self, key: bytes, stored: bytes, lease: int = 0) -> LiveRecord | None:
+        """Set `key` to the stored value `stored`; returns the record it replaced (None: new)."""
+        self._touch(key)
+        batch, main = self._batch, self.main
+        prev = self.current(key)
+        if prev is not None:
+            key_id, create, version = prev.key_id, prev.create_revision, prev.version + 1
+        else:
+            dead = batch.read(DEAD_PREFIX + key)
+            if dead is not None:
+                key_id = _dead_key_id(dead)
+                batch.delete(DEAD_PREFIX + key)
+            else:
+                key_id = _REVISION.pack(main, self.sub)
+            create, version = main, 1
+        batch.put(USER_PREFIX + key, _LIVE.pack(FORMAT, key_id, create, main, version, lease) + stored)
+        self._record(key_id, _HISTORY.pack(0, key_id, create, version, lease, len(key)) + key + stored)
+        return prev
+
+    def delete(self, key: bytes) -> LiveRecord | None:
+        """Delete `key` if it exists; returns the record deleted (None: nothing changed)."""
+        prev = self.current(key)
+        if prev is None:
+            return None
+        self._touch(key)
+        batch = self._batch
+        batch.delete(USER_PREFIX + key)
+        batch.put(DEAD_PREFIX + key, _DEAD.pack(FORMAT, prev.key_id, self.main))
+        self._record(prev.key_id, _HISTORY.pack(_TOMBSTONE, prev.key_id, 0, 0, 0, len(key)) + key)
+        return prev
+
+    def finish(self) -> int | None:
+        """The entry is done: its revision if it changed anything (then the store's revision)."""
+        if not self.sub:
+            return None
+        self._revisions.revision = self.main
+        self._batch.put(b"m" + META_KEY, self._revisions.encoded())
+        return self.main

@@ -1,0 +1,125 @@
+"""Revisions and key metadata (etcd v3's MVCC): what counts as a change, what a key
+carries, and that both survive restarts and snapshots on every engine."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from global_kv._errors import StorageCorrupted
+from global_kv.state import (
+    CAS,
+    BatchDelete,
+    BatchPut,
+    Delete,
+    KeyValue,
+    LockAcquire,
+    Put,
+    SessionClose,
+    StateMachine,
+)
+from global_kv.storage import StorageEngine
+from tests.state.state_support import A, Log, v
+
+DURABLE = ["leveldb", "lmdb", "hybrid"]
+
+
+def _revision_after(sm: StateMachine, log: Log, op: object, *session: object) -> int:
+    sm.apply([log.cmd(op, *session)])  # type: ignore[arg-type]
+    return sm.revision
+
+
+def test_a_revision_per_entry_that_changed_a_key(sm: StateMachine, log: Log) -> None:
+    assert sm.revision == 1 and sm.compact_revision == 0  # etcd's store starts at 1
+    steps = [
+        (Put(b"a", v(b"1")), 2),
+        (Put(b"a", v(b"1")), 3),  # the same value again is a change
+        (Delete(b"a"), 4),
+        (Delete(b"a"), 4),  # nothing to delete: no revision
+        (BatchPut({b"a": v(b"1"), b"b": v(b"2"), b"c": v(b"3")}), 5),  # one entry, one revision
+        (BatchDelete((b"a", b"zz")), 6),
+        (BatchDelete((b"zz",)), 6),
+        (CAS(b"b", v(b"wrong"), v(b"x")), 6),  # failed: no change
+        (CAS(b"b", v(b"2"), v(b"x")), 7),
+        (CAS(b"b", v(b"x"), None), 8),  # a swap that deletes
+        (CAS(b"b", None, None), 8),  # absent and stays absent: nothing changed
+        (LockAcquire(b"L", A, 0), 8),  # locks and sessions are not keys
+        (SessionClose("nobody"), 8),
+    ]
+    for op, expected in steps:
+        assert _revision_after(sm, log, op) == expected, op
+
+
+def test_a_key_carries_create_and_mod_revisions_and_a_version(sm: StateMachine, log: Log) -> None:
+    sm.apply([log.cmd(Put(b"k", v(b"1")))])
+    assert sm.get_kv(b"k") == KeyValue(b"k", 2, 2, 1, b"1", 0)
+    sm.apply([log.cmd(Put(b"other", v(b"x"))), log.cmd(Put(b"k", v(b"2")))])
+    assert sm.get_kv(b"k") == KeyValue(b"k", 2, 4, 2, b"2", 0)
+    sm.apply([log.cmd(Delete(b"k"))])
+    assert sm.get_kv(b"k") is None and sm.get(b"k") is None
+    sm.apply([log.cmd(Put(b"k", v(b"3", compress=True)))])  # re-created: a new life
+    assert sm.get_kv(b"k") == KeyValue(b"k", 6, 6, 1, b"3", 0)
+    assert sm.range() == [(b"k", b"3"), (b"other", b"x")]
+
+
+def test_a_batch_with_a_key_twice_changes_it_once_with_the_last_value(sm: StateMachine, log: Log) -> None:
+    sm.apply([log.cmd(BatchPut(((b"k", v(b"1")), (b"j", v(b"j")), (b"k", v(b"2")))))])
+    assert sm.revision == 2 and sm.get_kv(b"k") == KeyValue(b"k", 2, 2, 1, b"2", 0)
+    sm.apply([log.cmd(BatchDelete((b"k", b"k")))])
+    assert sm.revision == 3 and sm.get(b"k") is None
+
+
+@pytest.mark.parametrize("name", DURABLE)
+def test_revisions_and_metadata_survive_a_restart(
+    engines: Callable[..., StorageEngine], tmp_path: Path, name: str
+) -> None:
+    where = tmp_path / name
+    engine = engines(name, where)
+    sm, log = StateMachine(engine), Log()
+    sm.apply([log.cmd(Put(b"k", v(b"1"))), log.cmd(Put(b"k", v(b"2"))), log.cmd(Delete(b"gone"))])
+    before = (sm.revision, sm.get_kv(b"k"), sm.state_digest())
+    engine.close()
+    again = StateMachine(engines(name, where))
+    assert (
+        (again.revision, again.get_kv(b"k"), again.state_digest())
+        == before
+        == (3, KeyValue(b"k", 2, 3, 2, b"2"), before[2])
+    )
+    again.apply([log.cmd(Put(b"k", v(b"3")))])
+    assert again.get_kv(b"k") == KeyValue(b"k", 2, 4, 3, b"3")
+
+
+@pytest.mark.parametrize("name", ["memory", *DURABLE])
+def test_a_snapshot_carries_revisions_and_history_into_any_engine(
+    engines: Callable[..., StorageEngine], name: str
+) -> None:
+    source, log = StateMachine(engines("memory")), Log()
+    source.apply([log.cmd(Put(b"a", v(b"1"))), log.cmd(Delete(b"a")), log.cmd(Put(b"b", v(b"2")))])
+    target = StateMachine(engines(name))
+    with source.snapshot_chunks() as stream:
+        target.restore_chunks(stream, stream.last_index)
+    assert target.revision == source.revision == 4
+    assert target.state_digest() == source.state_digest()
+    target.apply([Log(start=4).cmd(Put(b"a", v(b"3")))])  # the key_id of `a` survives its death
+    assert target.get_kv(b"a") == KeyValue(b"a", 5, 5, 1, b"3")
+
+
+def test_keys_written_before_revisions_are_refused_with_a_clear_error(engine: StorageEngine) -> None:
+    engine.write_batch({b"kold": b"\x00value"}, [], applied_index=7)  # the format before revisions
+    with pytest.raises(StorageCorrupted, match="written before revisions"):
+        StateMachine(engine)
+
+
+def test_every_change_is_kept_as_history(sm: StateMachine, log: Log, engine: StorageEngine) -> None:
+    sm.apply([log.cmd(Put(b"k", v(b"1"))), log.cmd(Put(b"k", v(b"2"))), log.cmd(Delete(b"k"))])
+    with engine.prefix_scan(b"r") as history:
+        records = list(history)
+    assert [int.from_bytes(k[1:9], "big") for k, _ in records] == [2, 3, 4]  # by revision
+    assert records[0][1].endswith(b"k\x00" + b"1") and records[2][1].endswith(b"k")  # the last: a tombstone
+    with engine.prefix_scan(b"i") as index:
+        newest_first = [(1 << 64) - 1 - int.from_bytes(k[13:21], "big") for k, _ in index]
+    assert newest_first == [4, 3, 2]
+    with engine.prefix_scan(b"d") as dead:
+        assert [k for k, _ in dead] == [b"dk"]  # deleted, with history: its key_id is kept
