@@ -17,8 +17,10 @@ from ergo_py.lazy import lazy_namespace
 
 if TYPE_CHECKING:
     from ._errors import CASFailed as CASFailed
+    from ._errors import Compacted as Compacted
     from ._errors import ConfChangeRejected as ConfChangeRejected
     from ._errors import DataDirMismatch as DataDirMismatch
+    from ._errors import FutureRevision as FutureRevision
     from ._errors import GlobalKVError as GlobalKVError
     from ._errors import InvalidRequest as InvalidRequest
     from ._errors import LockHeld as LockHeld
@@ -64,6 +66,8 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "RequestFailed",
         "RequestTooLarge",
         "SessionExpired",
+        "Compacted",
+        "FutureRevision",
         "StaleToken",
         "StorageCorrupted",
         "StorageError",

@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "Compacted",
+    "FutureRevision",
     "GlobalKVError",
     "NotLeader",
     "RaftInvariantError",
@@ -262,6 +264,29 @@ class StaleToken(GlobalKVError):
                 f"{current_token}. Your hold has ended; stop using the resource and acquire again"
             )
         super().__init__(message)
+
+
+class Compacted(GlobalKVError):
+    """A read at a revision whose history was compacted away (etcd's ErrCompacted)."""
+
+    def __init__(self, compact_revision: int) -> None:
+        self.compact_revision = compact_revision
+        super().__init__(
+            f"the required revision has been compacted: history at or below {compact_revision} is gone; "
+            f"read at a revision above {compact_revision}, or at the current one (revision 0)"
+        )
+
+
+class FutureRevision(GlobalKVError):
+    """A read at a revision the store has not reached (etcd's ErrFutureRev)."""
+
+    def __init__(self, revision: int, current_revision: int) -> None:
+        self.revision = revision
+        self.current_revision = current_revision
+        super().__init__(
+            f"revision {revision} is a future revision: this member is at {current_revision} "
+            "(0 reads the current revision)"
+        )
 
 
 class SessionExpired(GlobalKVError):

@@ -32,6 +32,8 @@ WIRE_ERRORS: tuple[tuple[type[Exception], tuple[str, ...]], ...] = (
     (_errors.InvalidRequest, ("field", "reason")),
     (_errors.RequestTooLarge, ("field", "reason")),
     (_errors.RequestFailed, ("detail",)),
+    (_errors.Compacted, ("compact_revision",)),
+    (_errors.FutureRevision, ("revision", "current_revision")),
 )
 
 for _error, _fields in WIRE_ERRORS:

@@ -30,6 +30,7 @@ from ._locks import Lock as Lock
 from ._machine import StateMachine as StateMachine
 from ._machine import StateStatistics as StateStatistics
 from ._mvcc import KeyValue as KeyValue
+from ._mvcc import RangeResult as RangeResult
 from ._results import RESULT_TYPES as RESULT_TYPES
 from ._results import Applied as Applied
 from ._results import CASFailedResult as CASFailedResult

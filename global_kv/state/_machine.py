@@ -18,13 +18,14 @@ the engine it is given, or apply an entry it cannot fully decode.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+import heapq
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ergo_py.ids import PID
 
-from .._errors import MalformedCommand, RaftInvariantError, RequestTooLarge, StorageCorrupted
+from .._errors import Compacted, FutureRevision, MalformedCommand, RaftInvariantError, RequestTooLarge, StorageCorrupted
 from ..raft._log_types import Entry, EntryType
 from ._commands import (
     CAS,
@@ -50,7 +51,17 @@ from ._keys import (
     user_key,
 )
 from ._locks import Lock, LockTable
-from ._mvcc import DEAD_PREFIX, HISTORY_PREFIX, INDEX_PREFIX, KeyValue, Revisions, RevisionWriter, decode_live
+from ._mvcc import (
+    DEAD_PREFIX,
+    HISTORY_PREFIX,
+    INDEX_PREFIX,
+    KeyValue,
+    RangeResult,
+    Revisions,
+    RevisionWriter,
+    decode_live,
+    key_at,
+)
 from ._results import (
     Applied,
     CASFailedResult,
@@ -73,6 +84,7 @@ if TYPE_CHECKING:
 __all__ = ["StateMachine", "StateStatistics"]
 
 _NORMAL = EntryType.NORMAL
+_DEAD_END = bytes((DEAD_PREFIX[0] + 1,))  # after every dead-key record
 _NO_EFFECT = (EntryType.NOOP, EntryType.CONF_CHANGE)
 _OK = Ok()
 
@@ -314,14 +326,93 @@ class StateMachine:
         raw = self._engine.get(user_key(check_user_key(key)))
         return None if raw is None else decode_value(decode_live(raw).stored)
 
-    def get_kv(self, key: bytes) -> KeyValue | None:
-        """`key` with its revisions and version, or None if it does not exist now."""
+    def get_kv(self, key: bytes, revision: int = 0) -> KeyValue | None:
+        """`key` with its revisions and version at `revision` (0: now), or None if it did
+        not exist then. Compacted / FutureRevision for a revision outside the history."""
         self._check_usable()
-        raw = self._engine.get(user_key(check_user_key(key)))
-        if raw is None:
-            return None
-        r = decode_live(raw)
-        return KeyValue(key, r.create_revision, r.mod_revision, r.version, decode_value(r.stored), r.lease)
+        at = self._read_revision(revision)
+        engine = self._engine
+        live = engine.get(user_key(check_user_key(key)))
+        dead = engine.get(DEAD_PREFIX + key) if live is None and at < self._revisions.revision else None
+        return key_at(engine, key, live, dead, at)
+
+    def range_kv(
+        self,
+        key: bytes,
+        range_end: bytes = b"",
+        *,
+        revision: int = 0,
+        limit: int = 0,
+        max_bytes: int | None = None,
+    ) -> RangeResult:
+        """The keys in [key, range_end) at `revision` (0: now), etcd's way: an empty
+        `range_end` means `key` alone, b"\\x00" every key from `key` on; at most `limit` keys
+        (0: all), `more` if the range held more, `count` all it held. With `max_bytes`,
+        RequestTooLarge as soon as the keys and values returned add up to more."""
+        self._check_usable()
+        at = self._read_revision(revision)
+        if type(limit) is not int or limit < 0:
+            raise ValueError(f"limit must be a non-negative int, got {limit!r}")
+        low = user_key(check_user_key(key))
+        if range_end == b"":
+            high = low + b"\x00"
+        elif range_end == b"\x00":
+            high = USER_END
+        else:
+            high = user_key(_bound(range_end, "range_end"))
+        kvs: list[KeyValue] = []
+        count = 0
+        left = max_bytes
+        for name, live, dead in self._keys_between(low, high, at):
+            kv = key_at(self._engine, name, live, dead, at)
+            if kv is None:
+                continue
+            count += 1
+            if limit and len(kvs) >= limit:
+                continue
+            if left is not None:
+                left -= len(kv.key) + len(kv.value)
+                if left < 0:
+                    raise RequestTooLarge(
+                        "limit",
+                        f"the result is over the {max_bytes:,}-byte reply limit (max_response_bytes); "
+                        "ask for fewer keys with a limit and continue after the last key you got",
+                    )
+            kvs.append(kv)
+        return RangeResult(tuple(kvs), count > len(kvs), count)
+
+    def _keys_between(self, low: bytes, high: bytes, at: int) -> Iterator[tuple[bytes, bytes | None, bytes | None]]:
+        """(key, live record, dead record) of every key in [low, high) that has a record,
+        in key order; dead ones only if `at` is a past revision (they may have lived then)."""
+        if high <= low:
+            return
+        skip = len(USER_PREFIX)
+        with self._engine.range(low, high) as live:
+            if at == self._revisions.revision:
+                for k, v in live:
+                    yield k[skip:], v, None
+                return
+            dead_low = DEAD_PREFIX + low[skip:]
+            dead_high = DEAD_PREFIX + high[skip:] if high != USER_END else _DEAD_END
+            with self._engine.range(dead_low, dead_high) as dead:
+                merged = heapq.merge(
+                    ((k[skip:], v, None) for k, v in live),
+                    ((k[len(DEAD_PREFIX) :], None, v) for k, v in dead),
+                    key=lambda item: item[0],
+                )
+                yield from merged
+
+    def _read_revision(self, revision: int) -> int:
+        if type(revision) is not int or revision < 0:
+            raise ValueError(f"revision must be a non-negative int, got {revision!r}")
+        current = self._revisions.revision
+        if revision == 0:
+            return current
+        if revision < self._revisions.compact_revision:
+            raise Compacted(self._revisions.compact_revision)
+        if revision > current:
+            raise FutureRevision(revision, current)
+        return revision
 
     def range(
         self,

@@ -34,11 +34,13 @@ from typing import TYPE_CHECKING, Protocol
 
 from .._errors import RaftInvariantError, StorageCorrupted
 from ._keys import USER_PREFIX
+from ._values import decode_value
 
 if TYPE_CHECKING:
     from ..storage._engine import StorageEngine
 
 __all__ = [
+    "RangeResult",
     "DEAD_PREFIX",
     "HISTORY_PREFIX",
     "INDEX_PREFIX",
@@ -79,6 +81,16 @@ class KeyValue:
 
 
 @dataclass(frozen=True, slots=True)
+class RangeResult:
+    """A range's answer, as etcd's RangeResponse: the keys (at most `limit`), whether more
+    were in range, and how many keys the whole range holds."""
+
+    kvs: tuple[KeyValue, ...]
+    more: bool
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
 class LiveRecord:
     key_id: bytes
     create_revision: int
@@ -100,6 +112,52 @@ def _dead_key_id(raw: bytes) -> bytes:
     if type(raw) is not bytes or len(raw) != _DEAD.size or raw[0] != FORMAT:
         raise StorageCorrupted("state dead-key record", None, f"not a dead-key record: {raw!r:.40}")
     return bytes(_DEAD.unpack(raw)[1])
+
+
+def dead_record(raw: bytes) -> tuple[bytes, int]:
+    """(key_id, deleting revision) of a dead-key record."""
+    _dead_key_id(raw)
+    _, key_id, mod = _DEAD.unpack(raw)
+    return bytes(key_id), mod
+
+
+def key_at(engine: StorageEngine, key: bytes, live: bytes | None, dead: bytes | None, revision: int) -> KeyValue | None:
+    """`key` as it was at `revision`, given its live (b"k") or dead (b"d") record now."""
+    if live is not None:
+        now = decode_live(live)
+        if now.mod_revision <= revision:
+            return KeyValue(
+                key, now.create_revision, now.mod_revision, now.version, decode_value(now.stored), now.lease
+            )
+        key_id = now.key_id
+    elif dead is not None:
+        key_id, deleted = dead_record(dead)
+        if deleted <= revision:
+            return None
+    else:
+        return None
+    # The key's changes, newest first: the first at or after inv(revision) is the latest
+    # change at or before `revision`.
+    index = INDEX_PREFIX + key_id
+    with engine.range(index + inv(revision), _after(index), 1) as found:
+        first = next(iter(found), None)
+    if first is None:
+        return None  # created after `revision`
+    main = _MAX - int.from_bytes(first[0][len(index) :], "big")
+    (sub,) = _SUB.unpack(first[1])
+    raw = engine.get(HISTORY_PREFIX + _REVISION.pack(main, sub))
+    if raw is None or len(raw) < _HISTORY.size:
+        raise StorageCorrupted("state history", None, f"the change ({main}, {sub}) of key {key!r:.60} is missing")
+    flags, _, create, version, lease, size = _HISTORY.unpack_from(raw)
+    if flags & _TOMBSTONE:
+        return None
+    return KeyValue(key, create, main, version, decode_value(raw[_HISTORY.size + size :]), lease)
+
+
+def _after(prefix: bytes) -> bytes:
+    """The first key after every key that starts with `prefix` (which does not end in 0xff*)."""
+    stripped = prefix.rstrip(b"\xff")
+    return stripped[:-1] + bytes((stripped[-1] + 1,))
 
 
 def inv(main: int) -> bytes:

@@ -3,12 +3,13 @@ carries, and that both survive restarts and snapshots on every engine."""
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from global_kv._errors import StorageCorrupted
+from global_kv._errors import FutureRevision, RequestTooLarge, StorageCorrupted
 from global_kv.state import (
     CAS,
     BatchDelete,
@@ -17,6 +18,7 @@ from global_kv.state import (
     KeyValue,
     LockAcquire,
     Put,
+    RangeResult,
     SessionClose,
     StateMachine,
 )
@@ -123,3 +125,78 @@ def test_every_change_is_kept_as_history(sm: StateMachine, log: Log, engine: Sto
     assert newest_first == [4, 3, 2]
     with engine.prefix_scan(b"d") as dead:
         assert [k for k, _ in dead] == [b"dk"]  # deleted, with history: its key_id is kept
+
+
+# --- reads at a past revision, against a model that keeps every revision -------------------
+
+
+class _Model:
+    """The store at every revision: {revision: {key: KeyValue}} (etcd's semantics)."""
+
+    def __init__(self) -> None:
+        self.revision = 1
+        self.now: dict[bytes, KeyValue] = {}
+        self.at: dict[int, dict[bytes, KeyValue]] = {1: {}}
+
+    def entry(self, puts: dict[bytes, bytes], deletes: list[bytes]) -> None:
+        changed = dict(self.now)
+        main = self.revision + 1
+        touched = False
+        for key, value in puts.items():
+            old = changed.get(key)
+            create, version = (old.create_revision, old.version + 1) if old else (main, 1)
+            changed[key] = KeyValue(key, create, main, version, value)
+            touched = True
+        for key in deletes:
+            if key in changed:
+                del changed[key]
+                touched = True
+        if touched:
+            self.revision = main
+            self.now = changed
+            self.at[main] = dict(changed)
+
+
+@pytest.mark.parametrize("name", ["memory", *DURABLE])
+@pytest.mark.parametrize("seed", range(3))
+def test_every_past_revision_reads_as_it_was(engines: Callable[..., StorageEngine], name: str, seed: int) -> None:
+    rng = random.Random(seed)
+    sm, log, model = StateMachine(engines(name)), Log(), _Model()
+    keys = [b"a", b"b", b"b\x00", b"c", b"\xff"]
+    for _ in range(60):
+        roll = rng.random()
+        if roll < 0.5:
+            key, value = rng.choice(keys), b"%d" % rng.randrange(1000)
+            sm.apply([log.cmd(Put(key, v(value, compress=rng.random() < 0.3)))])
+            model.entry({key: value}, [])
+        elif roll < 0.75:
+            key = rng.choice(keys)
+            sm.apply([log.cmd(Delete(key))])
+            model.entry({}, [key])
+        else:
+            chosen = rng.sample(keys, 2)
+            values = {k: b"b%d" % rng.randrange(1000) for k in chosen}
+            sm.apply([log.cmd(BatchPut({k: v(x) for k, x in values.items()}))])
+            model.entry(values, [])
+    assert sm.revision == model.revision
+    for revision in range(1, model.revision + 1):
+        state = model.at[max(r for r in model.at if r <= revision)]
+        for key in keys:
+            assert sm.get_kv(key, revision) == state.get(key), (revision, key)
+        everything = sm.range_kv(b"\x00", b"\x00", revision=revision)
+        assert everything == RangeResult(tuple(state[k] for k in sorted(state)), False, len(state))
+        first_two = sm.range_kv(b"a", b"c", revision=revision, limit=2)
+        inside = [state[k] for k in sorted(state) if b"a" <= k < b"c"]
+        assert first_two == RangeResult(tuple(inside[:2]), len(inside) > 2, len(inside)), revision
+    assert sm.range_kv(b"b", revision=model.revision).kvs == tuple(kv for kv in [model.now.get(b"b")] if kv)
+
+
+def test_a_revision_outside_the_history_is_refused_clearly(sm: StateMachine, log: Log) -> None:
+    sm.apply([log.cmd(Put(b"k", v(b"1")))])
+    with pytest.raises(FutureRevision, match="revision 3 is a future revision: this member is at 2"):
+        sm.get_kv(b"k", 3)
+    with pytest.raises(ValueError, match="non-negative"):
+        sm.range_kv(b"k", revision=-1)
+    assert sm.get_kv(b"k", 1) is None and sm.get_kv(b"k", 0) == sm.get_kv(b"k", 2)
+    with pytest.raises(RequestTooLarge):
+        sm.range_kv(b"\x00", b"\x00", max_bytes=1)
