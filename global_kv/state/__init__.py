@@ -11,6 +11,7 @@ from ._commands import OP_TYPES as OP_TYPES
 from ._commands import BatchDelete as BatchDelete
 from ._commands import BatchPut as BatchPut
 from ._commands import Command as Command
+from ._commands import CompactHistory as CompactHistory
 from ._commands import Delete as Delete
 from ._commands import LockAcquire as LockAcquire
 from ._commands import LockExpire as LockExpire
@@ -34,6 +35,8 @@ from ._mvcc import RangeResult as RangeResult
 from ._results import RESULT_TYPES as RESULT_TYPES
 from ._results import Applied as Applied
 from ._results import CASFailedResult as CASFailedResult
+from ._results import CompactedResult as CompactedResult
+from ._results import FutureRevisionResult as FutureRevisionResult
 from ._results import Granted as Granted
 from ._results import LockHeldResult as LockHeldResult
 from ._results import LockNotHeldResult as LockNotHeldResult

@@ -29,6 +29,7 @@ from ._values import check_stored_value
 
 __all__ = [
     "CAS",
+    "CompactHistory",
     "OP_TYPES",
     "BatchDelete",
     "BatchPut",
@@ -233,6 +234,17 @@ class SessionClose:
         check_client_id(self.client_id)
 
 
+@dataclass(frozen=True, slots=True)
+class CompactHistory:
+    """Drop the history at or below `revision` (etcd's Compact): reads below it fail with
+    Compacted from then on; each key keeps its latest change at or below it."""
+
+    revision: int
+
+    def __post_init__(self) -> None:
+        _check_int(self.revision, "revision", 1)
+
+
 Op: TypeAlias = (
     Put
     | Delete
@@ -245,6 +257,7 @@ Op: TypeAlias = (
     | LockReleaseOwner
     | LockExpire
     | SessionClose
+    | CompactHistory
 )
 
 OP_TYPES: tuple[type, ...] = (
@@ -259,6 +272,7 @@ OP_TYPES: tuple[type, ...] = (
     LockReleaseOwner,
     LockExpire,
     SessionClose,
+    CompactHistory,
 )
 
 
@@ -294,6 +308,7 @@ class Command:
 _PUT, _DELETE, _CAS, _BATCH_PUT, _BATCH_DELETE = 1, 2, 3, 4, 5
 _LOCK_ACQUIRE, _LOCK_RELEASE, _LOCK_REFRESH, _LOCK_RELEASE_OWNER, _LOCK_EXPIRE = 6, 7, 8, 9, 10
 _SESSION_CLOSE = 11
+_COMPACT_HISTORY = 12
 
 _OPCODES: dict[type, int] = {
     Put: _PUT,
@@ -307,6 +322,7 @@ _OPCODES: dict[type, int] = {
     LockReleaseOwner: _LOCK_RELEASE_OWNER,
     LockExpire: _LOCK_EXPIRE,
     SessionClose: _SESSION_CLOSE,
+    CompactHistory: _COMPACT_HISTORY,
 }
 
 
@@ -335,6 +351,8 @@ def _op_fields(op: Op) -> list[Any]:
         return [op.key, op.token, op.ttl_ms]
     if isinstance(op, LockReleaseOwner):
         return [_pid_fields(op.owner)]
+    if isinstance(op, CompactHistory):
+        return [op.revision]
     return [op.client_id]  # SessionClose
 
 
@@ -407,6 +425,9 @@ def _build_op(code: Any, fields: list[Any]) -> Op:
     if code == _SESSION_CLOSE:
         arity(1)
         return SessionClose(fields[0])
+    if code == _COMPACT_HISTORY:
+        arity(1)
+        return CompactHistory(fields[0])
     raise ValueError(f"unknown opcode {code!r}")
 
 

@@ -31,6 +31,7 @@ from ._commands import (
     CAS,
     BatchDelete,
     BatchPut,
+    CompactHistory,
     Delete,
     LockAcquire,
     LockExpire,
@@ -59,12 +60,15 @@ from ._mvcc import (
     RangeResult,
     Revisions,
     RevisionWriter,
+    compact_history,
     decode_live,
     key_at,
 )
 from ._results import (
     Applied,
     CASFailedResult,
+    CompactedResult,
+    FutureRevisionResult,
     Granted,
     LockHeldResult,
     LockNotHeldResult,
@@ -119,6 +123,15 @@ class _Batch:
 
     def delete(self, key: bytes) -> None:
         self.changes[key] = None
+
+    def scan(self, low: bytes, high: bytes) -> Iterator[tuple[bytes, bytes]]:
+        """Pairs with low <= key < high as they are with this batch's writes, in key order."""
+        changes = self.changes
+        mine = sorted((k, v) for k, v in changes.items() if low <= k < high)
+        with self._engine.range(low, high) as stored:
+            for key, value in heapq.merge(mine, ((k, v) for k, v in stored if k not in changes)):
+                if value is not None:
+                    yield key, value
 
     def split(self) -> tuple[dict[bytes, bytes], list[bytes]]:
         puts = {k: v for k, v in self.changes.items() if v is not None}
@@ -279,6 +292,14 @@ class StateMachine:
                 return Released(tuple(released))
             case SessionClose():
                 self._sessions.close(op.client_id, batch)
+                return _OK
+            case CompactHistory():
+                revisions = self._revisions
+                if op.revision <= revisions.compact_revision:
+                    return CompactedResult(revisions.compact_revision)
+                if op.revision > revisions.revision:
+                    return FutureRevisionResult(op.revision, revisions.revision)
+                compact_history(revisions, batch, op.revision)
                 return _OK
         raise RaftInvariantError(f"no rule to apply {type(op).__name__}")  # Command validates op
 

@@ -29,6 +29,7 @@ through the batch it is given.
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -49,6 +50,7 @@ __all__ = [
     "LiveRecord",
     "Revisions",
     "RevisionWriter",
+    "compact_history",
     "decode_live",
 ]
 
@@ -198,8 +200,40 @@ class Revisions:
 
 class _Batch(Protocol):  # what this module uses of `_machine._Batch`
     def read(self, key: bytes) -> bytes | None: ...
+    def scan(self, low: bytes, high: bytes) -> Iterator[tuple[bytes, bytes]]: ...
     def put(self, key: bytes, value: bytes) -> None: ...
     def delete(self, key: bytes) -> None: ...
+
+
+def compact_history(revisions: Revisions, batch: _Batch, target: int) -> None:
+    """Forget every change superseded at or before `target`, and every deletion at or
+    before it: each key keeps its latest change at or before `target` if that is a put.
+
+    Walks the changes above the last compaction up to `target` in revision order (through
+    the batch, so changes applied just before in the same batch count): each one makes
+    its key's previous change superseded, and a deletion is itself forgotten, with the
+    key's dead record if that deletion was its last change."""
+    low = HISTORY_PREFIX + _REVISION.pack(revisions.compact_revision + 1, 0)
+    high = HISTORY_PREFIX + _REVISION.pack(target + 1, 0)
+    for hkey, raw in list(batch.scan(low, high)):
+        main = _REVISION.unpack(hkey[1:])[0]
+        flags, key_id, _, _, _, size = _HISTORY.unpack_from(raw)
+        index = INDEX_PREFIX + bytes(key_id)
+        before = next(batch.scan(index + inv(main - 1), _after(index)), None)
+        if before is not None:
+            pmain = _MAX - int.from_bytes(before[0][len(index) :], "big")
+            (psub,) = _SUB.unpack(before[1])
+            batch.delete(HISTORY_PREFIX + _REVISION.pack(pmain, psub))
+            batch.delete(before[0])
+        if flags & _TOMBSTONE:
+            batch.delete(hkey)
+            batch.delete(index + inv(main))
+            key = raw[_HISTORY.size : _HISTORY.size + size]
+            dead = batch.read(DEAD_PREFIX + key)
+            if dead is not None and dead_record(dead) == (bytes(key_id), main):
+                batch.delete(DEAD_PREFIX + key)
+    revisions.compact_revision = target
+    batch.put(b"m" + META_KEY, revisions.encoded())
 
 
 class RevisionWriter:

@@ -21,6 +21,8 @@ from ergo_py.ids import PID
 
 from .._errors import (
     CASFailed,
+    Compacted,
+    FutureRevision,
     GlobalKVError,
     LockHeld,
     LockNotHeld,
@@ -41,6 +43,8 @@ __all__ = [
     "Result",
     "SessionExpiredResult",
     "StaleTokenResult",
+    "CompactedResult",
+    "FutureRevisionResult",
     "decode_result",
     "encode_result",
     "raise_for_result",
@@ -138,6 +142,29 @@ class SessionExpiredResult:
         return SessionExpired(self.client_id, self.seq)
 
 
+@dataclass(frozen=True, slots=True)
+class CompactedResult:
+    """The revision asked for is at or below the compacted one (`compact_revision`)."""
+
+    compact_revision: int
+    ok: ClassVar[bool] = False
+
+    def to_exception(self) -> GlobalKVError:
+        return Compacted(self.compact_revision)
+
+
+@dataclass(frozen=True, slots=True)
+class FutureRevisionResult:
+    """The revision asked for is above the store's (`current_revision`)."""
+
+    revision: int
+    current_revision: int
+    ok: ClassVar[bool] = False
+
+    def to_exception(self) -> GlobalKVError:
+        return FutureRevision(self.revision, self.current_revision)
+
+
 Result: TypeAlias = (
     Ok
     | Granted
@@ -147,6 +174,8 @@ Result: TypeAlias = (
     | LockNotHeldResult
     | StaleTokenResult
     | SessionExpiredResult
+    | CompactedResult
+    | FutureRevisionResult
 )
 
 
@@ -169,6 +198,8 @@ RESULT_TYPES: tuple[type, ...] = (
     LockNotHeldResult,
     StaleTokenResult,
     SessionExpiredResult,
+    CompactedResult,
+    FutureRevisionResult,
     Applied,
 )
 
@@ -191,6 +222,8 @@ _CODES: dict[type, int] = {
     LockNotHeldResult: 5,
     StaleTokenResult: 6,
     SessionExpiredResult: 7,
+    CompactedResult: 8,
+    FutureRevisionResult: 9,
 }
 
 
@@ -212,6 +245,10 @@ def encode_result(result: Result) -> bytes:
         fields = [result.key]
     elif isinstance(result, StaleTokenResult):
         fields = [result.key, result.token, result.current_token]
+    elif isinstance(result, CompactedResult):
+        fields = [result.compact_revision]
+    elif isinstance(result, FutureRevisionResult):
+        fields = [result.revision, result.current_revision]
     else:
         fields = [result.client_id, result.seq]
     return cbor2.dumps([code, *fields])
@@ -241,6 +278,10 @@ def decode_result(data: bytes) -> Result:
             result = StaleTokenResult(*f)
         elif code == 7:
             result = SessionExpiredResult(*f)
+        elif code == 8:
+            result = CompactedResult(*f)
+        elif code == 9:
+            result = FutureRevisionResult(*f)
         else:
             raise ValueError(f"unknown result code {code!r}")
     except Exception as exc:

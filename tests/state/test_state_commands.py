@@ -18,6 +18,7 @@ from global_kv.state import (
     BatchDelete,
     BatchPut,
     Command,
+    CompactHistory,
     Delete,
     LockAcquire,
     LockExpire,
@@ -53,6 +54,8 @@ ALL_OPS: list[Op] = [
     LockExpire(b"lock", 17),
     LockExpire(b"lock", 17, 19),
     SessionClose("client-1"),
+    CompactHistory(1),
+    CompactHistory(2**63),
 ]
 
 

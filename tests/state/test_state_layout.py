@@ -95,7 +95,8 @@ def test_public_api_is_reexported_from_private_modules() -> None:
         "decode_value", "Applied", "Result", "RESULT_TYPES", "Ok", "Granted", "Released",
         "CASFailedResult", "LockHeldResult", "LockNotHeldResult", "StaleTokenResult",
         "SessionExpiredResult", "raise_for_result", "Lock", "LockTimers", "SessionInfo", "MAX_USER_KEY", "MAX_SEQ",
-        "MAX_CLIENT_ID_BYTES", "KeyValue", "RangeResult",
+        "MAX_CLIENT_ID_BYTES", "KeyValue", "RangeResult", "CompactHistory", "CompactedResult",
+        "FutureRevisionResult",
     }  # fmt: skip
     assert {n for n in vars(state) if not n.startswith("_")} == expected
     for path in PACKAGE.glob("*.py"):

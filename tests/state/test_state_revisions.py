@@ -9,12 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from global_kv._errors import FutureRevision, RequestTooLarge, StorageCorrupted
+from global_kv._errors import Compacted, FutureRevision, RequestTooLarge, StorageCorrupted
 from global_kv.state import (
     CAS,
     BatchDelete,
     BatchPut,
+    CompactedResult,
+    CompactHistory,
     Delete,
+    FutureRevisionResult,
     KeyValue,
     LockAcquire,
     Put,
@@ -200,3 +203,76 @@ def test_a_revision_outside_the_history_is_refused_clearly(sm: StateMachine, log
     assert sm.get_kv(b"k", 1) is None and sm.get_kv(b"k", 0) == sm.get_kv(b"k", 2)
     with pytest.raises(RequestTooLarge):
         sm.range_kv(b"\x00", b"\x00", max_bytes=1)
+
+
+# --- compaction ---------------------------------------------------------------------------
+
+
+def _history(engine: StorageEngine) -> list[int]:
+    """The revisions of the change records kept (one per change)."""
+    with engine.prefix_scan(b"r") as records:
+        return [int.from_bytes(k[1:9], "big") for k, _ in records]
+
+
+@pytest.mark.parametrize("name", ["memory", *DURABLE])
+@pytest.mark.parametrize("seed", range(3))
+def test_compaction_forgets_only_what_no_later_read_needs(
+    engines: Callable[..., StorageEngine], name: str, seed: int
+) -> None:
+    rng = random.Random(seed)
+    engine = engines(name)
+    sm, log, model = StateMachine(engine), Log(), _Model()
+    keys = [b"a", b"b", b"c"]
+    compacted = 0
+    for step in range(80):
+        key = rng.choice(keys)
+        entries = []
+        if rng.random() < 0.7:
+            value = b"%d" % step
+            entries.append(log.cmd(Put(key, v(value))))
+            model.entry({key: value}, [])
+        else:
+            entries.append(log.cmd(Delete(key)))
+            model.entry({}, [key])
+        if rng.random() < 0.15 and model.revision > compacted + 1:
+            # In the same apply call as the change before it: the compaction sees it.
+            compacted = rng.randint(compacted + 1, model.revision)
+            entries.append(log.cmd(CompactHistory(compacted)))
+        sm.apply(entries)
+    assert compacted and sm.compact_revision == compacted
+    for revision in range(1, model.revision + 1):
+        if revision < compacted:
+            with pytest.raises(Compacted, match=f"at or below {compacted} is gone"):
+                sm.range_kv(b"\x00", b"\x00", revision=revision)
+            continue
+        state = model.at[max(r for r in model.at if r <= revision)]
+        assert sm.range_kv(b"\x00", b"\x00", revision=revision).kvs == tuple(state[k] for k in sorted(state))
+        for key in keys:
+            assert sm.get_kv(key, revision) == state.get(key)
+    # At most one change per key at or below the compacted revision, and it is a put.
+    kept = [r for r in _history(engine) if r <= compacted]
+    at_compaction = model.at[max(r for r in model.at if r <= compacted)]
+    assert len(kept) == len({k for k, kv in at_compaction.items() if kv.mod_revision <= compacted})
+
+
+def test_compaction_refuses_what_it_cannot_do_and_survives_a_restart(
+    engines: Callable[..., StorageEngine], tmp_path: Path
+) -> None:
+    engine = engines("leveldb", tmp_path / "db")
+    sm, log = StateMachine(engine), Log()
+    sm.apply([log.cmd(Put(b"k", v(b"%d" % i))) for i in range(5)])  # revisions 2..6
+    (too_far,) = sm.apply([log.cmd(CompactHistory(7), "c", 1, 1)])
+    assert too_far.result == FutureRevisionResult(7, 6)
+    sm.apply([log.cmd(CompactHistory(4))])
+    assert _history(engine) == [4, 5, 6] and sm.compact_revision == 4
+    (again,) = sm.apply([log.cmd(CompactHistory(3), "c", 2, 2)])
+    assert again.result == CompactedResult(4)
+    with pytest.raises(Compacted):
+        sm.get_kv(b"k", 3)
+    digest = sm.state_digest()
+    engine.close()
+    reopened = StateMachine(engines("leveldb", tmp_path / "db"))
+    assert reopened.compact_revision == 4 and reopened.state_digest() == digest
+    assert reopened.get_kv(b"k", 4) == KeyValue(b"k", 2, 4, 3, b"2")
+    reopened.apply([log.cmd(Delete(b"k")), log.cmd(CompactHistory(7))])  # revision 7: the deletion
+    assert _history(reopened._engine) == [] and reopened.get_kv(b"k", 7) is None  # a deletion leaves nothing
