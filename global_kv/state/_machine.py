@@ -56,6 +56,7 @@ from ._mvcc import (
     DEAD_PREFIX,
     HISTORY_PREFIX,
     INDEX_PREFIX,
+    KeyIndex,
     KeyValue,
     RangeResult,
     Revisions,
@@ -156,6 +157,7 @@ class StateMachine:
         self._locks = LockTable()
         self._sessions = SessionTable()
         self._revisions = Revisions()
+        self._keys = KeyIndex()
         self._applied = 0
         self._broken: BaseException | None = None
         self._load()
@@ -239,25 +241,25 @@ class StateMachine:
         """The effect of `op` applied by the entry at `index` (a failure changes nothing)."""
         match op:
             case Put():
-                writer = RevisionWriter(self._revisions, batch)
+                writer = RevisionWriter(self._revisions, self._keys, batch)
                 writer.put(op.key, op.value)
                 writer.finish()
                 return _OK
             case Delete():
-                writer = RevisionWriter(self._revisions, batch)
+                writer = RevisionWriter(self._revisions, self._keys, batch)
                 writer.delete(op.key)
                 writer.finish()
                 return _OK
             case CAS():
                 return self._cas(op, index, batch)
             case BatchPut():
-                writer = RevisionWriter(self._revisions, batch)
+                writer = RevisionWriter(self._revisions, self._keys, batch)
                 for key, value in dict(op.items).items():  # a later duplicate wins
                     writer.put(key, value)
                 writer.finish()
                 return _OK
             case BatchDelete():
-                writer = RevisionWriter(self._revisions, batch)
+                writer = RevisionWriter(self._revisions, self._keys, batch)
                 for key in dict.fromkeys(op.keys):
                     writer.delete(key)
                 writer.finish()
@@ -299,12 +301,12 @@ class StateMachine:
                     return CompactedResult(revisions.compact_revision)
                 if op.revision > revisions.revision:
                     return FutureRevisionResult(op.revision, revisions.revision)
-                compact_history(revisions, batch, op.revision)
+                compact_history(revisions, self._keys, batch, op.revision)
                 return _OK
         raise RaftInvariantError(f"no rule to apply {type(op).__name__}")  # Command validates op
 
     def _cas(self, op: CAS, index: int, batch: _Batch) -> Result:
-        writer = RevisionWriter(self._revisions, batch)
+        writer = RevisionWriter(self._revisions, self._keys, batch)
         record = writer.current(op.key)
         current = None if record is None else decode_value(record.stored)
         try:
@@ -577,9 +579,11 @@ class StateMachine:
         engine = self._engine
         applied = engine.applied_index()
         revisions = Revisions.load(engine)
+        keys = KeyIndex.load(engine)
         locks = LockTable.load(engine)
         sessions = SessionTable.load(engine)
-        self._applied, self._revisions, self._locks, self._sessions = applied, revisions, locks, sessions
+        self._applied, self._revisions, self._keys = applied, revisions, keys
+        self._locks, self._sessions = locks, sessions
 
     def _recover(self) -> None:
         """Make memory match the engine again after a failed batch or a restore; if even

@@ -44,6 +44,7 @@ __all__ = [
     "RangeResult",
     "DEAD_PREFIX",
     "HISTORY_PREFIX",
+    "KeyIndex",
     "INDEX_PREFIX",
     "META_KEY",
     "KeyValue",
@@ -205,7 +206,7 @@ class _Batch(Protocol):  # what this module uses of `_machine._Batch`
     def delete(self, key: bytes) -> None: ...
 
 
-def compact_history(revisions: Revisions, batch: _Batch, target: int) -> None:
+def compact_history(revisions: Revisions, key_index: KeyIndex, batch: _Batch, target: int) -> None:
     """Forget every change superseded at or before `target`, and every deletion at or
     before it: each key keeps its latest change at or before `target` if that is a put.
 
@@ -229,11 +230,43 @@ def compact_history(revisions: Revisions, batch: _Batch, target: int) -> None:
             batch.delete(hkey)
             batch.delete(index + inv(main))
             key = raw[_HISTORY.size : _HISTORY.size + size]
-            dead = batch.read(DEAD_PREFIX + key)
-            if dead is not None and dead_record(dead) == (bytes(key_id), main):
-                batch.delete(DEAD_PREFIX + key)
+            known = key_index.keys.get(key)
+            if known is not None and known[3] == 0 and known[2] == main:
+                batch.delete(DEAD_PREFIX + key)  # its last change: nothing of it is left
+                del key_index.keys[key]
     revisions.compact_revision = target
     batch.put(b"m" + META_KEY, revisions.encoded())
+
+
+class KeyIndex:
+    """Every key that has records, with its metadata: key -> (key_id, create, mod,
+    version, lease); a deleted key that still has history has version 0 and the deleting
+    revision as mod.
+
+    In memory (as etcd's key index), so a write needs no read of the engine: rebuilt from
+    the live and dead records at start, and kept in step with every change."""
+
+    __slots__ = ("keys",)
+
+    def __init__(self) -> None:
+        self.keys: dict[bytes, tuple[bytes, int, int, int, int]] = {}
+
+    @classmethod
+    def load(cls, engine: StorageEngine) -> KeyIndex:
+        index = cls()
+        keys = index.keys
+        skip = len(USER_PREFIX)
+        with engine.prefix_scan(USER_PREFIX) as live:
+            for k, raw in live:
+                if len(raw) <= _LIVE.size or raw[0] != FORMAT:
+                    decode_live(raw)  # raises StorageCorrupted, saying what it found
+                _, key_id, create, mod, version, lease = _LIVE.unpack_from(raw)
+                keys[k[skip:]] = (bytes(key_id), create, mod, version, lease)
+        with engine.prefix_scan(DEAD_PREFIX) as dead:
+            for k, raw in dead:
+                key_id, mod = dead_record(raw)
+                keys[k[len(DEAD_PREFIX) :]] = (key_id, 0, mod, 0, 0)
+        return index
 
 
 class RevisionWriter:
@@ -242,10 +275,11 @@ class RevisionWriter:
     Call `put` / `delete` for each key the entry changes (each key at most once), then
     `finish`, which moves the store's revision if anything changed."""
 
-    __slots__ = ("_batch", "_changed", "_revisions", "main", "sub")
+    __slots__ = ("_batch", "_changed", "_index", "_revisions", "main", "sub")
 
-    def __init__(self, revisions: Revisions, batch: _Batch) -> None:
+    def __init__(self, revisions: Revisions, index: KeyIndex, batch: _Batch) -> None:
         self._revisions = revisions
+        self._index = index
         self._batch = batch
         self.main = revisions.revision + 1
         self.sub = 0
@@ -266,36 +300,39 @@ class RevisionWriter:
         raw = self._batch.read(USER_PREFIX + key)
         return None if raw is None else decode_live(raw)
 
-    def put(self, key: bytes, stored: bytes, lease: int = 0) -> LiveRecord | None:
-        """Set `key` to the stored value `stored`; returns the record it replaced (None: new)."""
+    def put(self, key: bytes, stored: bytes, lease: int = 0) -> bool:
+        """Set `key` to the stored value `stored`; True if it existed."""
         self._touch(key)
-        batch, main = self._batch, self.main
-        prev = self.current(key)
-        if prev is not None:
-            key_id, create, version = prev.key_id, prev.create_revision, prev.version + 1
+        batch, main, keys = self._batch, self.main, self._index.keys
+        known = keys.get(key)
+        existed = known is not None and known[3] > 0
+        if known is not None and existed:
+            key_id, create, version = known[0], known[1], known[3] + 1
         else:
-            dead = batch.read(DEAD_PREFIX + key)
-            if dead is not None:
-                key_id = _dead_key_id(dead)
+            if known is not None:  # deleted, with history: it keeps its key_id
+                key_id = known[0]
                 batch.delete(DEAD_PREFIX + key)
             else:
                 key_id = _REVISION.pack(main, self.sub)
             create, version = main, 1
         batch.put(USER_PREFIX + key, _LIVE.pack(FORMAT, key_id, create, main, version, lease) + stored)
         self._record(key_id, _HISTORY.pack(0, key_id, create, version, lease, len(key)) + key + stored)
-        return prev
+        keys[key] = (key_id, create, main, version, lease)
+        return existed
 
-    def delete(self, key: bytes) -> LiveRecord | None:
-        """Delete `key` if it exists; returns the record deleted (None: nothing changed)."""
-        prev = self.current(key)
-        if prev is None:
-            return None
+    def delete(self, key: bytes) -> bool:
+        """Delete `key` if it exists; True if it did (else nothing changed)."""
+        keys = self._index.keys
+        known = keys.get(key)
+        if known is None or known[3] == 0:
+            return False
         self._touch(key)
-        batch = self._batch
+        batch, key_id, main = self._batch, known[0], self.main
         batch.delete(USER_PREFIX + key)
-        batch.put(DEAD_PREFIX + key, _DEAD.pack(FORMAT, prev.key_id, self.main))
-        self._record(prev.key_id, _HISTORY.pack(_TOMBSTONE, prev.key_id, 0, 0, 0, len(key)) + key)
-        return prev
+        batch.put(DEAD_PREFIX + key, _DEAD.pack(FORMAT, key_id, main))
+        self._record(key_id, _HISTORY.pack(_TOMBSTONE, key_id, 0, 0, 0, len(key)) + key)
+        keys[key] = (key_id, 0, main, 0, 0)
+        return True
 
     def finish(self) -> int | None:
         """The entry is done: its revision if it changed anything (then the store's revision)."""
