@@ -13,6 +13,7 @@ __all__ = [
     "Compacted",
     "FutureRevision",
     "GlobalKVError",
+    "KeyNotFound",
     "NotLeader",
     "RaftInvariantError",
     "LogLost",
@@ -274,6 +275,16 @@ class Compacted(GlobalKVError):
         super().__init__(
             f"the required revision has been compacted: history at or below {compact_revision} is gone; "
             f"read at a revision above {compact_revision}, or at the current one (revision 0)"
+        )
+
+
+class KeyNotFound(GlobalKVError):
+    """A put that keeps the current value (`ignore_value`) of a key that does not exist."""
+
+    def __init__(self, key: bytes) -> None:
+        self.key = key
+        super().__init__(
+            f"key not found: {key.decode('utf-8', 'backslashreplace')!r} (a put with ignore_value needs it)"
         )
 
 

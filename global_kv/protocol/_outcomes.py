@@ -34,6 +34,7 @@ WIRE_ERRORS: tuple[tuple[type[Exception], tuple[str, ...]], ...] = (
     (_errors.RequestFailed, ("detail",)),
     (_errors.Compacted, ("compact_revision",)),
     (_errors.FutureRevision, ("revision", "current_revision")),
+    (_errors.KeyNotFound, ("key",)),
 )
 
 for _error, _fields in WIRE_ERRORS:

@@ -13,6 +13,8 @@ from ._commands import BatchPut as BatchPut
 from ._commands import Command as Command
 from ._commands import CompactHistory as CompactHistory
 from ._commands import Delete as Delete
+from ._commands import DeleteRange as DeleteRange
+from ._commands import KVPut as KVPut
 from ._commands import LockAcquire as LockAcquire
 from ._commands import LockExpire as LockExpire
 from ._commands import LockRefresh as LockRefresh
@@ -36,11 +38,14 @@ from ._results import RESULT_TYPES as RESULT_TYPES
 from ._results import Applied as Applied
 from ._results import CASFailedResult as CASFailedResult
 from ._results import CompactedResult as CompactedResult
+from ._results import DeleteResult as DeleteResult
 from ._results import FutureRevisionResult as FutureRevisionResult
 from ._results import Granted as Granted
+from ._results import KeyNotFoundResult as KeyNotFoundResult
 from ._results import LockHeldResult as LockHeldResult
 from ._results import LockNotHeldResult as LockNotHeldResult
 from ._results import Ok as Ok
+from ._results import PutResult as PutResult
 from ._results import Released as Released
 from ._results import Result as Result
 from ._results import SessionExpiredResult as SessionExpiredResult

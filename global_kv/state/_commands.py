@@ -30,6 +30,8 @@ from ._values import check_stored_value
 __all__ = [
     "CAS",
     "CompactHistory",
+    "DeleteRange",
+    "KVPut",
     "OP_TYPES",
     "BatchDelete",
     "BatchPut",
@@ -234,6 +236,61 @@ class SessionClose:
         check_client_id(self.client_id)
 
 
+def _check_flag(value: object, what: str) -> bool:
+    if type(value) is not bool:
+        raise TypeError(f"{what} must be a bool, got {type(value).__name__}")
+    return value
+
+
+def _check_range_end(value: object) -> bytes:
+    """etcd's range_end: b"" (the key alone), b"\\x00" (every key from it on) or a key."""
+    if type(value) is not bytes:
+        raise TypeError(f"range_end must be bytes, got {type(value).__name__}")
+    if value not in (b"", b"\x00"):
+        check_user_key(value, "range_end")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class KVPut:
+    """etcd's Put: set `key` to `value` (a stored value), answering with the revision, and
+    the previous key-value if `prev_kv`. `ignore_value` keeps the current value (the key
+    must exist), `ignore_lease` the current lease. `lease` must be 0 until leases exist."""
+
+    key: bytes
+    value: bytes
+    lease: int = 0
+    prev_kv: bool = False
+    ignore_value: bool = False
+    ignore_lease: bool = False
+
+    def __post_init__(self) -> None:
+        check_user_key(self.key)
+        if self.ignore_value:
+            if self.value != b"":
+                raise ValueError("ignore_value takes no value")
+        else:
+            check_stored_value(self.value)
+        _check_int(self.lease, "lease", 0, 0)
+        for name in ("prev_kv", "ignore_value", "ignore_lease"):
+            _check_flag(getattr(self, name), name)
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteRange:
+    """etcd's DeleteRange: delete every key in [key, range_end) (see `_check_range_end`), in
+    one revision if any existed; with `prev_kv`, answer the deleted key-values."""
+
+    key: bytes
+    range_end: bytes = b""
+    prev_kv: bool = False
+
+    def __post_init__(self) -> None:
+        check_user_key(self.key)
+        _check_range_end(self.range_end)
+        _check_flag(self.prev_kv, "prev_kv")
+
+
 @dataclass(frozen=True, slots=True)
 class CompactHistory:
     """Drop the history at or below `revision` (etcd's Compact): reads below it fail with
@@ -258,6 +315,8 @@ Op: TypeAlias = (
     | LockExpire
     | SessionClose
     | CompactHistory
+    | KVPut
+    | DeleteRange
 )
 
 OP_TYPES: tuple[type, ...] = (
@@ -273,6 +332,8 @@ OP_TYPES: tuple[type, ...] = (
     LockExpire,
     SessionClose,
     CompactHistory,
+    KVPut,
+    DeleteRange,
 )
 
 
@@ -309,6 +370,7 @@ _PUT, _DELETE, _CAS, _BATCH_PUT, _BATCH_DELETE = 1, 2, 3, 4, 5
 _LOCK_ACQUIRE, _LOCK_RELEASE, _LOCK_REFRESH, _LOCK_RELEASE_OWNER, _LOCK_EXPIRE = 6, 7, 8, 9, 10
 _SESSION_CLOSE = 11
 _COMPACT_HISTORY = 12
+_KV_PUT, _DELETE_RANGE = 13, 14
 
 _OPCODES: dict[type, int] = {
     Put: _PUT,
@@ -323,6 +385,8 @@ _OPCODES: dict[type, int] = {
     LockExpire: _LOCK_EXPIRE,
     SessionClose: _SESSION_CLOSE,
     CompactHistory: _COMPACT_HISTORY,
+    KVPut: _KV_PUT,
+    DeleteRange: _DELETE_RANGE,
 }
 
 
@@ -353,6 +417,10 @@ def _op_fields(op: Op) -> list[Any]:
         return [_pid_fields(op.owner)]
     if isinstance(op, CompactHistory):
         return [op.revision]
+    if isinstance(op, KVPut):
+        return [op.key, op.value, op.lease, op.prev_kv, op.ignore_value, op.ignore_lease]
+    if isinstance(op, DeleteRange):
+        return [op.key, op.range_end, op.prev_kv]
     return [op.client_id]  # SessionClose
 
 
@@ -368,7 +436,7 @@ def encode_command(cmd: Command) -> bytes:
 
 
 def _values_of(op: Op) -> list[tuple[str, bytes]]:
-    if isinstance(op, Put):
+    if isinstance(op, Put) or isinstance(op, KVPut) and not op.ignore_value:
         return [("value", op.value)]
     if isinstance(op, CAS):
         return [(w, v) for w, v in (("expected", op.expected), ("new", op.new)) if v is not None]
@@ -428,6 +496,12 @@ def _build_op(code: Any, fields: list[Any]) -> Op:
     if code == _COMPACT_HISTORY:
         arity(1)
         return CompactHistory(fields[0])
+    if code == _KV_PUT:
+        arity(6)
+        return KVPut(*fields)
+    if code == _DELETE_RANGE:
+        arity(3)
+        return DeleteRange(*fields)
     raise ValueError(f"unknown opcode {code!r}")
 
 

@@ -33,6 +33,8 @@ from ._commands import (
     BatchPut,
     CompactHistory,
     Delete,
+    DeleteRange,
+    KVPut,
     LockAcquire,
     LockExpire,
     LockRefresh,
@@ -58,6 +60,7 @@ from ._mvcc import (
     INDEX_PREFIX,
     KeyIndex,
     KeyValue,
+    LiveRecord,
     RangeResult,
     Revisions,
     RevisionWriter,
@@ -69,11 +72,14 @@ from ._results import (
     Applied,
     CASFailedResult,
     CompactedResult,
+    DeleteResult,
     FutureRevisionResult,
     Granted,
+    KeyNotFoundResult,
     LockHeldResult,
     LockNotHeldResult,
     Ok,
+    PutResult,
     Released,
     Result,
     SessionExpiredResult,
@@ -295,6 +301,10 @@ class StateMachine:
             case SessionClose():
                 self._sessions.close(op.client_id, batch)
                 return _OK
+            case KVPut():
+                return self._kv_put(op, batch)
+            case DeleteRange():
+                return self._delete_range(op, batch)
             case CompactHistory():
                 revisions = self._revisions
                 if op.revision <= revisions.compact_revision:
@@ -321,6 +331,34 @@ class StateMachine:
             writer.delete(op.key)
         writer.finish()
         return _OK
+
+    def _kv_put(self, op: KVPut, batch: _Batch) -> Result:
+        writer = RevisionWriter(self._revisions, self._keys, batch)
+        record = writer.current(op.key) if op.prev_kv or op.ignore_value or op.ignore_lease else None
+        if op.ignore_value and record is None:
+            return KeyNotFoundResult(op.key)
+        stored = record.stored if op.ignore_value and record is not None else op.value
+        lease = record.lease if op.ignore_lease and record is not None else op.lease
+        writer.put(op.key, stored, lease)
+        revision = writer.finish()
+        assert revision is not None
+        return PutResult(revision, _key_value(op.key, record) if op.prev_kv and record is not None else None)
+
+    def _delete_range(self, op: DeleteRange, batch: _Batch) -> Result:
+        low = user_key(op.key)
+        high = _range_high(low, op.range_end)
+        writer = RevisionWriter(self._revisions, self._keys, batch)
+        deleted: list[KeyValue] = []
+        count = 0
+        skip = len(USER_PREFIX)
+        for k, raw in list(batch.scan(low, high)):
+            key = k[skip:]
+            if op.prev_kv:
+                deleted.append(_key_value(key, decode_live(raw)))
+            writer.delete(key)
+            count += 1
+        revision = writer.finish()
+        return DeleteResult(revision if revision is not None else self._revisions.revision, count, tuple(deleted))
 
     def _holding(self, key: bytes, token: int) -> Lock | Result:
         """The lock if `token` holds `key`, else the failure to report."""
@@ -377,12 +415,7 @@ class StateMachine:
         if type(limit) is not int or limit < 0:
             raise ValueError(f"limit must be a non-negative int, got {limit!r}")
         low = user_key(check_user_key(key))
-        if range_end == b"":
-            high = low + b"\x00"
-        elif range_end == b"\x00":
-            high = USER_END
-        else:
-            high = user_key(_bound(range_end, "range_end"))
+        high = _range_high(low, _bound(range_end, "range_end"))
         kvs: list[KeyValue] = []
         count = 0
         left = max_bytes
@@ -601,6 +634,20 @@ class StateMachine:
                 "the state machine could not rebuild its tables from storage after a failure "
                 f"({self._broken!r}); restart the replica"
             ) from self._broken
+
+
+def _range_high(low: bytes, range_end: bytes) -> bytes:
+    """The engine key after a range in etcd's terms (`low` is the engine key of its start)."""
+    if range_end == b"":
+        return low + b"\x00"  # the key alone
+    if range_end == b"\x00":
+        return USER_END  # every key from `low` on
+    return user_key(range_end)
+
+
+def _key_value(key: bytes, record: LiveRecord) -> KeyValue:
+    value = decode_value(record.stored)
+    return KeyValue(key, record.create_revision, record.mod_revision, record.version, value, record.lease)
 
 
 def _bound(key: object, what: str) -> bytes:

@@ -24,12 +24,14 @@ from .._errors import (
     Compacted,
     FutureRevision,
     GlobalKVError,
+    KeyNotFound,
     LockHeld,
     LockNotHeld,
     SessionExpired,
     StaleToken,
     StorageCorrupted,
 )
+from ._mvcc import KeyValue
 
 __all__ = [
     "RESULT_TYPES",
@@ -45,6 +47,9 @@ __all__ = [
     "StaleTokenResult",
     "CompactedResult",
     "FutureRevisionResult",
+    "PutResult",
+    "DeleteResult",
+    "KeyNotFoundResult",
     "decode_result",
     "encode_result",
     "raise_for_result",
@@ -143,6 +148,36 @@ class SessionExpiredResult:
 
 
 @dataclass(frozen=True, slots=True)
+class PutResult:
+    """A KVPut applied at `revision`; `prev_kv` the key before it, if asked and it existed."""
+
+    revision: int
+    prev_kv: KeyValue | None = None
+    ok: ClassVar[bool] = True
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteResult:
+    """A DeleteRange: `deleted` keys, at `revision` (the store's, if none); `prev_kvs` them, if asked."""
+
+    revision: int
+    deleted: int
+    prev_kvs: tuple[KeyValue, ...] = ()
+    ok: ClassVar[bool] = True
+
+
+@dataclass(frozen=True, slots=True)
+class KeyNotFoundResult:
+    """A KVPut with ignore_value of a key that does not exist."""
+
+    key: bytes
+    ok: ClassVar[bool] = False
+
+    def to_exception(self) -> GlobalKVError:
+        return KeyNotFound(self.key)
+
+
+@dataclass(frozen=True, slots=True)
 class CompactedResult:
     """The revision asked for is at or below the compacted one (`compact_revision`)."""
 
@@ -176,6 +211,9 @@ Result: TypeAlias = (
     | SessionExpiredResult
     | CompactedResult
     | FutureRevisionResult
+    | PutResult
+    | DeleteResult
+    | KeyNotFoundResult
 )
 
 
@@ -190,6 +228,7 @@ class Applied:
 
 
 RESULT_TYPES: tuple[type, ...] = (
+    KeyValue,  # first: the results below carry it
     Ok,
     Granted,
     Released,
@@ -200,6 +239,9 @@ RESULT_TYPES: tuple[type, ...] = (
     SessionExpiredResult,
     CompactedResult,
     FutureRevisionResult,
+    PutResult,
+    DeleteResult,
+    KeyNotFoundResult,
     Applied,
 )
 
@@ -224,7 +266,20 @@ _CODES: dict[type, int] = {
     SessionExpiredResult: 7,
     CompactedResult: 8,
     FutureRevisionResult: 9,
+    PutResult: 10,
+    DeleteResult: 11,
+    KeyNotFoundResult: 12,
 }
+
+
+def _kv_fields(kv: KeyValue | None) -> list[Any] | None:
+    if kv is None:
+        return None
+    return [kv.key, kv.create_revision, kv.mod_revision, kv.version, kv.value, kv.lease]
+
+
+def _kv(fields: list[Any] | None) -> KeyValue | None:
+    return None if fields is None else KeyValue(*fields)
 
 
 def encode_result(result: Result) -> bytes:
@@ -249,6 +304,12 @@ def encode_result(result: Result) -> bytes:
         fields = [result.compact_revision]
     elif isinstance(result, FutureRevisionResult):
         fields = [result.revision, result.current_revision]
+    elif isinstance(result, PutResult):
+        fields = [result.revision, _kv_fields(result.prev_kv)]
+    elif isinstance(result, DeleteResult):
+        fields = [result.revision, result.deleted, [_kv_fields(kv) for kv in result.prev_kvs]]
+    elif isinstance(result, KeyNotFoundResult):
+        fields = [result.key]
     else:
         fields = [result.client_id, result.seq]
     return cbor2.dumps([code, *fields])
@@ -282,6 +343,14 @@ def decode_result(data: bytes) -> Result:
             result = CompactedResult(*f)
         elif code == 9:
             result = FutureRevisionResult(*f)
+        elif code == 10:
+            revision, prev = f
+            result = PutResult(revision, _kv(prev))
+        elif code == 11:
+            revision, deleted, prevs = f
+            result = DeleteResult(revision, deleted, tuple(_kv(kv) for kv in prevs))  # type: ignore[misc]
+        elif code == 12:
+            result = KeyNotFoundResult(*f)
         else:
             raise ValueError(f"unknown result code {code!r}")
     except Exception as exc:

@@ -20,6 +20,8 @@ from global_kv.state import (
     Command,
     CompactHistory,
     Delete,
+    DeleteRange,
+    KVPut,
     LockAcquire,
     LockExpire,
     LockRefresh,
@@ -56,6 +58,11 @@ ALL_OPS: list[Op] = [
     SessionClose("client-1"),
     CompactHistory(1),
     CompactHistory(2**63),
+    KVPut(b"k", v(b"value")),
+    KVPut(b"k", b"", 0, True, True, True),
+    DeleteRange(b"a"),
+    DeleteRange(b"a", b"\x00", True),
+    DeleteRange(b"a", b"m"),
 ]
 
 

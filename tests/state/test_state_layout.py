@@ -96,7 +96,7 @@ def test_public_api_is_reexported_from_private_modules() -> None:
         "CASFailedResult", "LockHeldResult", "LockNotHeldResult", "StaleTokenResult",
         "SessionExpiredResult", "raise_for_result", "Lock", "LockTimers", "SessionInfo", "MAX_USER_KEY", "MAX_SEQ",
         "MAX_CLIENT_ID_BYTES", "KeyValue", "RangeResult", "CompactHistory", "CompactedResult",
-        "FutureRevisionResult",
+        "FutureRevisionResult", "KVPut", "DeleteRange", "PutResult", "DeleteResult", "KeyNotFoundResult",
     }  # fmt: skip
     assert {n for n in vars(state) if not n.startswith("_")} == expected
     for path in PACKAGE.glob("*.py"):

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from global_kv._errors import Compacted, FutureRevision, RequestTooLarge, StorageCorrupted
+from global_kv._errors import Compacted, FutureRevision, KeyNotFound, RequestTooLarge, StorageCorrupted
+from global_kv.raft import Entry
 from global_kv.state import (
     CAS,
     BatchDelete,
@@ -17,10 +18,15 @@ from global_kv.state import (
     CompactedResult,
     CompactHistory,
     Delete,
+    DeleteRange,
+    DeleteResult,
     FutureRevisionResult,
+    KeyNotFoundResult,
     KeyValue,
+    KVPut,
     LockAcquire,
     Put,
+    PutResult,
     RangeResult,
     SessionClose,
     StateMachine,
@@ -276,3 +282,42 @@ def test_compaction_refuses_what_it_cannot_do_and_survives_a_restart(
     assert reopened.get_kv(b"k", 4) == KeyValue(b"k", 2, 4, 3, b"2")
     reopened.apply([log.cmd(Delete(b"k")), log.cmd(CompactHistory(7))])  # revision 7: the deletion
     assert _history(reopened._engine) == [] and reopened.get_kv(b"k", 7) is None  # a deletion leaves nothing
+
+
+# --- etcd's put and delete-range ------------------------------------------------------------
+
+
+def test_a_kv_put_answers_its_revision_and_the_previous_key_value(sm: StateMachine, log: Log) -> None:
+    (first,) = sm.apply([log.cmd(KVPut(b"k", v(b"1"), prev_kv=True))])
+    assert first.result == PutResult(2, None)
+    (second,) = sm.apply([log.cmd(KVPut(b"k", v(b"2"), prev_kv=True))])
+    assert second.result == PutResult(3, KeyValue(b"k", 2, 2, 1, b"1"))
+    (kept,) = sm.apply([log.cmd(KVPut(b"k", b"", ignore_value=True))])  # the value stays
+    assert kept.result == PutResult(4, None) and sm.get_kv(b"k") == KeyValue(b"k", 2, 4, 3, b"2")
+    (missing,) = sm.apply([log.cmd(KVPut(b"nope", b"", ignore_value=True))])
+    assert missing.result == KeyNotFoundResult(b"nope") and sm.revision == 4
+    assert isinstance(missing.result.to_exception(), KeyNotFound)
+    with pytest.raises(ValueError, match="lease"):
+        KVPut(b"k", v(b"1"), lease=7)  # until leases exist
+
+
+def test_delete_range_deletes_every_key_in_one_revision(sm: StateMachine, log: Log) -> None:
+    sm.apply([log.cmd(BatchPut({b"a": v(b"1"), b"b": v(b"2"), b"c": v(b"3"), b"d": v(b"4")}))])  # revision 2
+    (none,) = sm.apply([log.cmd(DeleteRange(b"x", b"z"))])
+    assert none.result == DeleteResult(2, 0) and sm.revision == 2
+    (two,) = sm.apply([log.cmd(DeleteRange(b"a", b"c", prev_kv=True))])
+    assert two.result == DeleteResult(3, 2, (KeyValue(b"a", 2, 2, 1, b"1"), KeyValue(b"b", 2, 2, 1, b"2")))
+    (one,) = sm.apply([log.cmd(DeleteRange(b"c"))])  # the key alone
+    assert one.result == DeleteResult(4, 1) and sm.range() == [(b"d", b"4")]
+    # A put in the same apply call is seen; everything from b"a" on goes in one revision.
+    results = sm.apply([log.cmd(Put(b"e", v(b"5"))), log.cmd(DeleteRange(b"a", b"\x00"))])
+    assert results[1].result == DeleteResult(6, 2) and sm.range() == []
+    assert sm.get_kv(b"d", 5) == KeyValue(b"d", 2, 2, 1, b"4") and sm.get_kv(b"d", 6) is None
+
+
+def test_a_retried_kv_put_is_answered_with_its_first_revision(sm: StateMachine, log: Log) -> None:
+    entry = log.cmd(KVPut(b"k", v(b"1"), prev_kv=True), "c", 1, 1)
+    (first,) = sm.apply([entry])
+    sm.apply([log.cmd(Put(b"k", v(b"2")))])
+    (again,) = sm.apply([Entry(log.next, 1, entry.type, entry.data)])
+    assert again.result == first.result == PutResult(2, None) and sm.get(b"k") == b"2"
