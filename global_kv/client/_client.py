@@ -30,12 +30,14 @@ from ..protocol import (
     CASRequest,
     DeleteRequest,
     GetRequest,
+    KVRangeRequest,
     ListLocksRequest,
     LockInfo,
     LockRequest,
     PrefixRequest,
     PutRequest,
     RangeRequest,
+    RangeResponse,
     RefreshRequest,
     SessionTag,
     StatusRequest,
@@ -110,6 +112,21 @@ class GlobalClient:
     # -- KV ------------------------------------------------------------------------------
     async def get(self, key: Key, *, consistency: str | None = None) -> bytes | None:
         return await self._request(GetRequest(_key(key), consistency or self.consistency))  # type: ignore[no-any-return]
+
+    async def range_kv(
+        self,
+        key: Key,
+        range_end: Key = b"",
+        *,
+        revision: int = 0,
+        limit: int = 0,
+        consistency: str | None = None,
+    ) -> RangeResponse:
+        """etcd's Range: the keys in [key, range_end) (b"": `key` alone; b"\\x00": every key
+        from it on) with their revisions and versions, as they were at `revision` (0: now);
+        `Compacted` below the compacted revision, `FutureRevision` above the member's."""
+        request = KVRangeRequest(_key(key), _key(range_end), revision, limit, consistency or self.consistency)
+        return await self._request(request)  # type: ignore[no-any-return]
 
     async def range(
         self, start: Key | None, end: Key | None, limit: int = 0, *, consistency: str | None = None

@@ -32,6 +32,7 @@ from ._requests import BatchPutRequest as BatchPutRequest
 from ._requests import CASRequest as CASRequest
 from ._requests import DeleteRequest as DeleteRequest
 from ._requests import GetRequest as GetRequest
+from ._requests import KVRangeRequest as KVRangeRequest
 from ._requests import KVWriteRequest as KVWriteRequest
 from ._requests import LockRequest as LockRequest
 from ._requests import PrefixRequest as PrefixRequest
@@ -39,5 +40,7 @@ from ._requests import PutRequest as PutRequest
 from ._requests import RangeRequest as RangeRequest
 from ._requests import RefreshRequest as RefreshRequest
 from ._requests import UnlockRequest as UnlockRequest
+from ._responses import RangeResponse as RangeResponse
+from ._responses import ResponseHeader as ResponseHeader
 from ._session import NO_SESSION as NO_SESSION
 from ._session import SessionTag as SessionTag

@@ -26,6 +26,7 @@ __all__ = [
     "CASRequest",
     "DeleteRequest",
     "GetRequest",
+    "KVRangeRequest",
     "KVWriteRequest",
     "LockRequest",
     "PrefixRequest",
@@ -51,6 +52,19 @@ class RangeRequest:
 
     start: bytes | None
     end: bytes | None
+    limit: int = 0
+    consistency: str = ""
+
+
+@wire_type
+@dataclass(frozen=True, slots=True)
+class KVRangeRequest:
+    """etcd's Range: keys in [key, range_end) (b"": `key` alone; b"\\x00": every key from
+    it on) as they were at `revision` (0: now), at most `limit` (0: all)."""
+
+    key: bytes
+    range_end: bytes = b""
+    revision: int = 0
     limit: int = 0
     consistency: str = ""
 
@@ -136,7 +150,7 @@ class RefreshRequest:
 
 KVWriteRequest = PutRequest | DeleteRequest | CASRequest | BatchPutRequest | BatchDeleteRequest
 
-READ_REQUESTS = (GetRequest, RangeRequest, PrefixRequest)
+READ_REQUESTS = (GetRequest, RangeRequest, PrefixRequest, KVRangeRequest)
 KV_WRITE_REQUESTS = (PutRequest, DeleteRequest, CASRequest, BatchPutRequest, BatchDeleteRequest)
 LOCK_REQUESTS = (LockRequest, UnlockRequest, RefreshRequest)
 WRITE_REQUESTS = KV_WRITE_REQUESTS + LOCK_REQUESTS

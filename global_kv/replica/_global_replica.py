@@ -47,9 +47,12 @@ from ..protocol import (
     LOCK_REQUESTS,
     READ_REQUESTS,
     GetRequest,
+    KVRangeRequest,
     ListLocksRequest,
     LockRequest,
     RangeRequest,
+    RangeResponse,
+    ResponseHeader,
     UnlockRequest,
     command_for,
 )
@@ -244,6 +247,12 @@ class GlobalReplica(RaftReplica):
         if isinstance(request, GetRequest):
             return sm.get(request.key)
         budget = self.options.max_response_bytes
+        if isinstance(request, KVRangeRequest):
+            found = sm.range_kv(
+                request.key, request.range_end, revision=request.revision, limit=request.limit, max_bytes=budget
+            )
+            header = ResponseHeader(sm.revision, self.term, self.id)
+            return RangeResponse(header, found.kvs, found.more, found.count)
         if isinstance(request, RangeRequest):
             return sm.range(request.start, request.end, request.limit or None, max_bytes=budget)
         return sm.prefix_scan(request.prefix, request.limit or None, max_bytes=budget)

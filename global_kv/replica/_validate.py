@@ -30,6 +30,7 @@ from ..protocol import (
     DeleteRequest,
     Forwarded,
     GetRequest,
+    KVRangeRequest,
     ListLocksRequest,
     LockRequest,
     MetricsRequest,
@@ -179,6 +180,15 @@ def _check_range(r: RangeRequest, limits: Limits) -> None:
     _consistency(r.consistency)
 
 
+def _check_kv_range(r: KVRangeRequest, limits: Limits) -> None:
+    _bytes(r.key, "key")
+    if r.range_end not in (b"", b"\x00"):
+        _bytes(r.range_end, "range_end")
+    _int(r.revision, "revision", 0)
+    _int(r.limit, "limit", 0)
+    _consistency(r.consistency)
+
+
 def _check_prefix(r: PrefixRequest, limits: Limits) -> None:
     _bytes(r.prefix, "prefix", low=0)
     _int(r.limit, "limit", 0)
@@ -232,6 +242,7 @@ _CHECKS: dict[type, Any] = {
     GetRequest: _check_get,
     RangeRequest: _check_range,
     PrefixRequest: _check_prefix,
+    KVRangeRequest: _check_kv_range,
     PutRequest: _check_put,
     DeleteRequest: _check_delete,
     CASRequest: _check_cas,

@@ -99,6 +99,25 @@ async def test_read_index_and_linearizable_reads_see_the_latest_write() -> None:
                         assert await reader.get("x", consistency="linearizable") == str(i).encode()
 
 
+async def test_any_member_reads_a_key_as_it_was_at_a_past_revision() -> None:
+    with trio.fail_after(30):
+        async with cluster() as nodes:
+            async with open_client(nodes[NAMES[0]], NAMES) as client:
+                await client.put("cfg/a", b"1")
+                first = await client.range_kv("cfg/a")
+                await client.put("cfg/a", b"2")
+                await client.put("cfg/b", b"3")
+                then = first.kvs[0].mod_revision
+                for level in ("linearizable", "read_index"):
+                    old = await client.range_kv("cfg/", b"cfg0", revision=then, consistency=level)
+                    assert [(kv.key, kv.value, kv.version) for kv in old.kvs] == [(b"cfg/a", b"1", 1)]
+                    now = await client.range_kv("cfg/", b"cfg0", limit=1, consistency=level)
+                    assert now.header.revision == then + 2 and (now.more, now.count) == (True, 2)
+                    assert [(kv.key, kv.value, kv.version, kv.create_revision) for kv in now.kvs] == [
+                        (b"cfg/a", b"2", 2, then)
+                    ]
+
+
 async def test_leader_killed_new_leader_serves_writes_and_nothing_acknowledged_is_lost() -> None:
     with trio.fail_after(30):
         async with cluster() as nodes:

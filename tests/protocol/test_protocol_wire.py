@@ -21,6 +21,7 @@ from global_kv.protocol import (
     DeleteRequest,
     Forwarded,
     GetRequest,
+    KVRangeRequest,
     ListLocksRequest,
     LockInfo,
     LockRequest,
@@ -28,15 +29,18 @@ from global_kv.protocol import (
     PrefixRequest,
     PutRequest,
     RangeRequest,
+    RangeResponse,
     RefreshRequest,
     Relayed,
     RemovePeerRequest,
+    ResponseHeader,
     SessionTag,
     SnapshotRequest,
     StatusRequest,
     StatusResponse,
     UnlockRequest,
 )
+from global_kv.state import KeyValue
 
 TAG = SessionTag("c", 2, 1)
 A = PID("a@host", 1, 1)
@@ -64,6 +68,9 @@ MESSAGES = [
     Forwarded(A, Ref("a@host", 1, 9), PutRequest(b"k", b"v", TAG), 1),
     Relayed(A, Ref("a@host", 1, 9), True, b"v"),
     TAG,
+    KVRangeRequest(b"a", b"\x00", 7, 10, "read_index"),
+    ResponseHeader(9, 2, "global@n1"),
+    RangeResponse(ResponseHeader(9, 2, "global@n1"), (KeyValue(b"a", 3, 9, 2, b"v"),), True, 4),
 ]
 
 

@@ -11,11 +11,20 @@ from typing import Any
 import pytest
 
 from ergo_py.ids import PID
-from global_kv._errors import InvalidRequest, LockHeld, NotLeader
-from global_kv.protocol import GetRequest, LockRequest, PutRequest, SessionTag, UnlockRequest
+from global_kv._errors import Compacted, FutureRevision, InvalidRequest, LockHeld, NotLeader
+from global_kv.protocol import (
+    GetRequest,
+    KVRangeRequest,
+    LockRequest,
+    PutRequest,
+    RangeResponse,
+    ResponseHeader,
+    SessionTag,
+    UnlockRequest,
+)
 from global_kv.raft import RaftConfig, RaftNode, Role
 from global_kv.replica import AppliedEntries, Forward, GlobalReplica, Monitor, ReplicaOptions, Reply, RoleChanged
-from global_kv.state import StateMachine
+from global_kv.state import Command, CompactHistory, KeyValue, StateMachine
 from global_kv.storage import MemoryStorage
 
 A, B = PID("a", 1, 1), PID("b", 1, 1)
@@ -140,3 +149,28 @@ def test_an_acquire_refused_as_held_is_decided_afresh_when_retried() -> None:
     _drive(replica)
     replica.request("b", 4, try_b, 0.0)  # the same request again (its answer was lost)
     assert _replies(_drive(replica)) == {4: (True, replica.sm.lock(b"L").token)}  # type: ignore[union-attr]
+
+
+def test_a_range_is_served_at_a_past_revision_with_a_header() -> None:
+    replica = _leading()
+    for seq, value in enumerate((b"1", b"2"), start=1):
+        replica.request("c", seq, PutRequest(b"k", value, _tag("c", seq)), 0.0)
+        _drive(replica)
+    now = replica.sm.revision
+    replica.request("c", 10, KVRangeRequest(b"k", b"", now - 1), 0.0)
+    replica.request("c", 11, KVRangeRequest(b"\x00", b"\x00"), 0.0)
+    replies = _replies(_drive(replica))
+    old, everything = replies[10][1], replies[11][1]
+    assert old == RangeResponse(
+        ResponseHeader(now, replica.term, "n0"), (KeyValue(b"k", now - 1, now - 1, 1, b"1"),), False, 1
+    )
+    assert everything.kvs == (KeyValue(b"k", now - 1, now, 2, b"2"),) and everything.header.revision == now
+    replica.propose(Command(None, 0, 0, CompactHistory(now)), None, None, None)
+    _drive(replica)
+    replica.request("c", 12, KVRangeRequest(b"k", b"", now - 1), 0.0)
+    replica.request("c", 13, KVRangeRequest(b"k", b"", now + 5), 0.0)
+    replica.request("c", 14, KVRangeRequest(b"k", b"", -1), 0.0)
+    replies = _replies(_drive(replica))
+    assert type(replies[12][1]) is Compacted and replies[12][1].compact_revision == now
+    assert type(replies[13][1]) is FutureRevision
+    assert type(replies[14][1]) is InvalidRequest and replies[14][1].field == "revision"
