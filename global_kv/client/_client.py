@@ -28,14 +28,20 @@ from ..protocol import (
     BatchDeleteRequest,
     BatchPutRequest,
     CASRequest,
+    CompactRequest,
+    CompactResponse,
+    DeleteRangeResponse,
     DeleteRequest,
     GetRequest,
+    KVDeleteRangeRequest,
+    KVPutRequest,
     KVRangeRequest,
     ListLocksRequest,
     LockInfo,
     LockRequest,
     PrefixRequest,
     PutRequest,
+    PutResponse,
     RangeRequest,
     RangeResponse,
     RefreshRequest,
@@ -150,6 +156,24 @@ class GlobalClient:
 
     async def delete(self, key: Key) -> None:
         await self._write(lambda tag: DeleteRequest(_key(key), tag))
+
+    async def put_kv(
+        self, key: Key, value: bytes = b"", *, prev_kv: bool = False, ignore_value: bool = False
+    ) -> PutResponse:
+        """etcd's Put: `PutResponse(header, prev_kv)`, `header.revision` the put's own.
+        `ignore_value` keeps the current value (`KeyNotFound` if there is none)."""
+        data = b"" if ignore_value else _value(value)
+        k = _key(key)
+        return await self._write(lambda tag: KVPutRequest(k, data, 0, prev_kv, ignore_value, False, tag))  # type: ignore[no-any-return]
+
+    async def delete_range(self, key: Key, range_end: Key = b"", *, prev_kv: bool = False) -> DeleteRangeResponse:
+        """etcd's DeleteRange over [key, range_end) (as `range_kv`), in one revision."""
+        k, end = _key(key), _key(range_end)
+        return await self._write(lambda tag: KVDeleteRangeRequest(k, end, prev_kv, tag))  # type: ignore[no-any-return]
+
+    async def compact(self, revision: int) -> CompactResponse:
+        """etcd's Compact: reads below `revision` fail with `Compacted` from now on."""
+        return await self._write(lambda tag: CompactRequest(revision, tag))  # type: ignore[no-any-return]
 
     async def cas(self, key: Key, old: bytes | None, new: bytes | None) -> None:
         """Set `key` to `new` (None: delete) if it is `old` (None: absent); else raise CASFailed."""

@@ -30,8 +30,11 @@ from ._requests import WRITE_REQUESTS as WRITE_REQUESTS
 from ._requests import BatchDeleteRequest as BatchDeleteRequest
 from ._requests import BatchPutRequest as BatchPutRequest
 from ._requests import CASRequest as CASRequest
+from ._requests import CompactRequest as CompactRequest
 from ._requests import DeleteRequest as DeleteRequest
 from ._requests import GetRequest as GetRequest
+from ._requests import KVDeleteRangeRequest as KVDeleteRangeRequest
+from ._requests import KVPutRequest as KVPutRequest
 from ._requests import KVRangeRequest as KVRangeRequest
 from ._requests import KVWriteRequest as KVWriteRequest
 from ._requests import LockRequest as LockRequest
@@ -40,6 +43,9 @@ from ._requests import PutRequest as PutRequest
 from ._requests import RangeRequest as RangeRequest
 from ._requests import RefreshRequest as RefreshRequest
 from ._requests import UnlockRequest as UnlockRequest
+from ._responses import CompactResponse as CompactResponse
+from ._responses import DeleteRangeResponse as DeleteRangeResponse
+from ._responses import PutResponse as PutResponse
 from ._responses import RangeResponse as RangeResponse
 from ._responses import ResponseHeader as ResponseHeader
 from ._session import NO_SESSION as NO_SESSION

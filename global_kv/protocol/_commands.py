@@ -18,7 +18,10 @@ from ..state import (
     BatchDelete,
     BatchPut,
     Command,
+    CompactHistory,
     Delete,
+    DeleteRange,
+    KVPut,
     LockAcquire,
     LockRefresh,
     LockRelease,
@@ -30,7 +33,10 @@ from ._requests import (
     BatchDeleteRequest,
     BatchPutRequest,
     CASRequest,
+    CompactRequest,
     DeleteRequest,
+    KVDeleteRangeRequest,
+    KVPutRequest,
     KVWriteRequest,
     LockRequest,
     PutRequest,
@@ -69,6 +75,13 @@ def command_for(request: KVWriteRequest, *, compress: bool, threshold: int) -> C
         op = BatchPut(tuple((k, encode_value(v, compress, threshold)) for k, v in request.items))
     elif isinstance(request, BatchDeleteRequest):
         op = BatchDelete(tuple(request.keys))
+    elif isinstance(request, KVPutRequest):
+        value = b"" if request.ignore_value else encode_value(request.value, compress, threshold)
+        op = KVPut(request.key, value, request.lease, request.prev_kv, request.ignore_value, request.ignore_lease)
+    elif isinstance(request, KVDeleteRangeRequest):
+        op = DeleteRange(request.key, request.range_end, request.prev_kv)
+    elif isinstance(request, CompactRequest):
+        op = CompactHistory(request.revision)
     else:
         raise TypeError(f"command_for takes a KV write request, got {type(request).__name__}")
     return tagged_command(request.session, op)

@@ -26,6 +26,9 @@ __all__ = [
     "CASRequest",
     "DeleteRequest",
     "GetRequest",
+    "CompactRequest",
+    "KVDeleteRangeRequest",
+    "KVPutRequest",
     "KVRangeRequest",
     "KVWriteRequest",
     "LockRequest",
@@ -118,6 +121,42 @@ class BatchDeleteRequest:
     session: SessionTag = NO_SESSION
 
 
+@wire_type
+@dataclass(frozen=True, slots=True)
+class KVPutRequest:
+    """etcd's Put: answered with a `PutResponse` (the revision, and the previous key-value
+    if `prev_kv`). `ignore_value` keeps the current value (send b""), `ignore_lease` the
+    current lease; `lease` is 0 until leases exist."""
+
+    key: bytes
+    value: bytes
+    lease: int = 0
+    prev_kv: bool = False
+    ignore_value: bool = False
+    ignore_lease: bool = False
+    session: SessionTag = NO_SESSION
+
+
+@wire_type
+@dataclass(frozen=True, slots=True)
+class KVDeleteRangeRequest:
+    """etcd's DeleteRange over [key, range_end) (as `KVRangeRequest`), in one revision."""
+
+    key: bytes
+    range_end: bytes = b""
+    prev_kv: bool = False
+    session: SessionTag = NO_SESSION
+
+
+@wire_type
+@dataclass(frozen=True, slots=True)
+class CompactRequest:
+    """etcd's Compact: forget the history at or below `revision` (through the log)."""
+
+    revision: int
+    session: SessionTag = NO_SESSION
+
+
 # -- lock writes -------------------------------------------------------------------------------
 @wire_type
 @dataclass(frozen=True, slots=True)
@@ -148,9 +187,27 @@ class RefreshRequest:
     session: SessionTag = NO_SESSION
 
 
-KVWriteRequest = PutRequest | DeleteRequest | CASRequest | BatchPutRequest | BatchDeleteRequest
+KVWriteRequest = (
+    PutRequest
+    | DeleteRequest
+    | CASRequest
+    | BatchPutRequest
+    | BatchDeleteRequest
+    | KVPutRequest
+    | KVDeleteRangeRequest
+    | CompactRequest
+)
 
 READ_REQUESTS = (GetRequest, RangeRequest, PrefixRequest, KVRangeRequest)
-KV_WRITE_REQUESTS = (PutRequest, DeleteRequest, CASRequest, BatchPutRequest, BatchDeleteRequest)
+KV_WRITE_REQUESTS = (
+    PutRequest,
+    DeleteRequest,
+    CASRequest,
+    BatchPutRequest,
+    BatchDeleteRequest,
+    KVPutRequest,
+    KVDeleteRangeRequest,
+    CompactRequest,
+)
 LOCK_REQUESTS = (LockRequest, UnlockRequest, RefreshRequest)
 WRITE_REQUESTS = KV_WRITE_REQUESTS + LOCK_REQUESTS

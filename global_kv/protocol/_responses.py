@@ -1,10 +1,12 @@
 """etcd-shaped answers: a header naming the revision they were served at, and the keys.
 
-A `RangeResponse` is what a `KVRangeRequest` is answered with: the member's applied
-revision when it served the read (`header.revision`; a linearizable or read_index read
-waited until it had applied everything committed before it), the Raft term and the
-member, then the key-values with their revisions and versions, `more` if the range held
-more than the limit, and `count`, how many keys the whole range held.
+Writes are answered with their own revision (`PutResponse`, `DeleteRangeResponse`;
+`CompactResponse` with the store's revision when the compaction applied). A
+`RangeResponse` answers a `KVRangeRequest`: the member's applied revision when it
+served the read (`header.revision`; a linearizable or read_index read waited until it
+had applied everything committed before it), the Raft term and the member, then the
+key-values with their revisions and versions, `more` if the range held more than the
+limit, and `count`, how many keys the whole range held.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from ..state import KeyValue
 from ._outcomes import WIRE_ERRORS as _REGISTERED  # KeyValue crosses the wire from here on
 from ._wire import wire_type
 
-__all__ = ["RangeResponse", "ResponseHeader"]
+__all__ = ["CompactResponse", "DeleteRangeResponse", "PutResponse", "RangeResponse", "ResponseHeader"]
 
 assert _REGISTERED
 
@@ -35,3 +37,26 @@ class RangeResponse:
     kvs: tuple[KeyValue, ...]
     more: bool
     count: int
+
+
+@wire_type
+@dataclass(frozen=True, slots=True)
+class PutResponse:
+    """`header.revision` is the put's own revision (also when a retry is answered again)."""
+
+    header: ResponseHeader
+    prev_kv: KeyValue | None = None
+
+
+@wire_type
+@dataclass(frozen=True, slots=True)
+class DeleteRangeResponse:
+    header: ResponseHeader
+    deleted: int
+    prev_kvs: tuple[KeyValue, ...] = ()
+
+
+@wire_type
+@dataclass(frozen=True, slots=True)
+class CompactResponse:
+    header: ResponseHeader

@@ -46,10 +46,14 @@ from ..protocol import (
     KV_WRITE_REQUESTS,
     LOCK_REQUESTS,
     READ_REQUESTS,
+    CompactRequest,
+    CompactResponse,
+    DeleteRangeResponse,
     GetRequest,
     KVRangeRequest,
     ListLocksRequest,
     LockRequest,
+    PutResponse,
     RangeRequest,
     RangeResponse,
     ResponseHeader,
@@ -57,7 +61,7 @@ from ..protocol import (
     command_for,
 )
 from ..raft import Entry, RaftNode, ReadState, Role, Snapshot, SoftState
-from ..state import Command, StateMachine, encode_command
+from ..state import Command, DeleteResult, PutResult, StateMachine, encode_command
 from ._effects import Forward, Reply
 from ._host import Host
 from ._locks import LockService
@@ -251,8 +255,7 @@ class GlobalReplica(RaftReplica):
             found = sm.range_kv(
                 request.key, request.range_end, revision=request.revision, limit=request.limit, max_bytes=budget
             )
-            header = ResponseHeader(sm.revision, self.term, self.id)
-            return RangeResponse(header, found.kvs, found.more, found.count)
+            return RangeResponse(self._header(sm.revision), found.kvs, found.more, found.count)
         if isinstance(request, RangeRequest):
             return sm.range(request.start, request.end, request.limit or None, max_bytes=budget)
         return sm.prefix_scan(request.prefix, request.limit or None, max_bytes=budget)
@@ -330,7 +333,7 @@ class GlobalReplica(RaftReplica):
             self.commit_latency.append(now - pending.since)
             result: Any = item.result
             if result.ok:
-                self.reply(caller, ref, getattr(result, "token", None))
+                self.reply(caller, ref, self._answer_of(request, result))
             else:
                 self.reply_error(caller, ref, result.to_exception())
         if pending_of:
@@ -340,6 +343,22 @@ class GlobalReplica(RaftReplica):
                 if lost is not None:
                     self._fail_lost(lost, now)
         self._serve_ready_reads()
+
+    def _answer_of(self, request: Any, result: Any) -> Any:
+        """What a client is told of a write that succeeded: etcd's responses for etcd's
+        requests (their revision is the write's own, so a retry hears the same), else None
+        or a lock's token."""
+        kind = type(result)
+        if kind is PutResult:
+            return PutResponse(self._header(result.revision), result.prev_kv)
+        if kind is DeleteResult:
+            return DeleteRangeResponse(self._header(result.revision), result.deleted, result.prev_kvs)
+        if isinstance(request, CompactRequest):
+            return CompactResponse(self._header(self.sm.revision))
+        return getattr(result, "token", None)
+
+    def _header(self, revision: int) -> ResponseHeader:
+        return ResponseHeader(revision, self.term, self.id)
 
     def _fail_lost(self, pending: _Pending, now: float) -> None:
         """Our entry at that index was replaced by another leader's (or covered by a snapshot

@@ -27,9 +27,12 @@ from ..protocol import (
     BatchDeleteRequest,
     BatchPutRequest,
     CASRequest,
+    CompactRequest,
     DeleteRequest,
     Forwarded,
     GetRequest,
+    KVDeleteRangeRequest,
+    KVPutRequest,
     KVRangeRequest,
     ListLocksRequest,
     LockRequest,
@@ -182,11 +185,45 @@ def _check_range(r: RangeRequest, limits: Limits) -> None:
 
 def _check_kv_range(r: KVRangeRequest, limits: Limits) -> None:
     _bytes(r.key, "key")
-    if r.range_end not in (b"", b"\x00"):
-        _bytes(r.range_end, "range_end")
+    _range_end(r.range_end)
     _int(r.revision, "revision", 0)
     _int(r.limit, "limit", 0)
     _consistency(r.consistency)
+
+
+def _flag(value: Any, field: str) -> None:
+    if type(value) is not bool:
+        raise InvalidRequest(field, f"must be a bool, got {type(value).__name__}")
+
+
+def _range_end(value: Any) -> None:
+    if value not in (b"", b"\x00"):
+        _bytes(value, "range_end")
+
+
+def _check_kv_put(r: KVPutRequest, limits: Limits) -> None:
+    _bytes(r.key, "key")
+    size = _bytes(r.value, "value", low=0, high=_ANY)
+    for name in ("prev_kv", "ignore_value", "ignore_lease"):
+        _flag(getattr(r, name), name)
+    if r.ignore_value and size:
+        raise InvalidRequest("value", "must be empty with ignore_value (the current value is kept)")
+    if type(r.lease) is not int or r.lease != 0:
+        raise InvalidRequest("lease", f"is {r.lease!r}; leases are not supported yet, so it must be 0")
+    _size("value", len(r.key) + size, limits)
+    _session(r)
+
+
+def _check_kv_delete_range(r: KVDeleteRangeRequest, limits: Limits) -> None:
+    _bytes(r.key, "key")
+    _range_end(r.range_end)
+    _flag(r.prev_kv, "prev_kv")
+    _session(r)
+
+
+def _check_compact(r: CompactRequest, limits: Limits) -> None:
+    _int(r.revision, "revision", 1)
+    _session(r)
 
 
 def _check_prefix(r: PrefixRequest, limits: Limits) -> None:
@@ -243,6 +280,9 @@ _CHECKS: dict[type, Any] = {
     RangeRequest: _check_range,
     PrefixRequest: _check_prefix,
     KVRangeRequest: _check_kv_range,
+    KVPutRequest: _check_kv_put,
+    KVDeleteRangeRequest: _check_kv_delete_range,
+    CompactRequest: _check_compact,
     PutRequest: _check_put,
     DeleteRequest: _check_delete,
     CASRequest: _check_cas,

@@ -11,7 +11,7 @@ import trio
 
 import ergo_py as e
 from ergo_py import ProcessID
-from global_kv import CASFailed, ConfChangeRejected, NotLeader, Unavailable
+from global_kv import CASFailed, Compacted, ConfChangeRejected, NotLeader, Unavailable
 from global_kv.app import Application, GlobalConfig, GlobalConfigError
 from global_kv.client import GlobalClient, open_client
 from global_kv.protocol import AddPeerRequest, MetricsRequest, PutRequest, SessionTag
@@ -116,6 +116,27 @@ async def test_any_member_reads_a_key_as_it_was_at_a_past_revision() -> None:
                     assert [(kv.key, kv.value, kv.version, kv.create_revision) for kv in now.kvs] == [
                         (b"cfg/a", b"2", 2, then)
                     ]
+
+
+async def test_etcds_put_delete_range_and_compact_through_a_follower() -> None:
+    with trio.fail_after(30):
+        async with cluster() as nodes:
+            async with open_client(nodes[NAMES[0]], NAMES) as writer:
+                leader = await leader_of(writer)
+                follower = next(n for n in NAMES if n != leader)
+                async with open_client(nodes[follower], [follower]) as client:  # writes are forwarded
+                    one = await client.put_kv("job/1", b"a")
+                    two = await client.put_kv("job/1", b"b", prev_kv=True)
+                    assert two.header.revision == one.header.revision + 1
+                    assert two.prev_kv is not None and (two.prev_kv.value, two.prev_kv.version) == (b"a", 1)
+                    gone = await client.delete_range("job/", b"job0", prev_kv=True)
+                    assert gone.deleted == 1 and [kv.value for kv in gone.prev_kvs] == [b"b"]
+                    await client.compact(gone.header.revision)
+                    with pytest.raises(Compacted) as compacted:
+                        await client.range_kv("job/1", revision=one.header.revision)
+                    assert compacted.value.compact_revision == gone.header.revision
+                    latest = await client.range_kv("job/", b"job0", revision=gone.header.revision)
+                    assert latest.kvs == () and latest.count == 0
 
 
 async def test_leader_killed_new_leader_serves_writes_and_nothing_acknowledged_is_lost() -> None:

@@ -18,8 +18,11 @@ from global_kv.protocol import (
     BatchDeleteRequest,
     BatchPutRequest,
     CASRequest,
+    CompactRequest,
     DeleteRequest,
     GetRequest,
+    KVDeleteRangeRequest,
+    KVPutRequest,
     LockRequest,
     PutRequest,
     RefreshRequest,
@@ -33,7 +36,10 @@ from global_kv.state import (
     BatchDelete,
     BatchPut,
     Command,
+    CompactHistory,
     Delete,
+    DeleteRange,
+    KVPut,
     LockAcquire,
     LockRefresh,
     LockRelease,
@@ -62,6 +68,10 @@ KV_CASES = [
     (CASRequest(b"k", b"old", None, TAG), CAS(b"k", raw(b"old"), None)),
     (BatchPutRequest(((b"a", b"1"), (b"b", b"2")), TAG), BatchPut(((b"a", raw(b"1")), (b"b", raw(b"2"))))),
     (BatchDeleteRequest((b"a", b"b"), TAG), BatchDelete((b"a", b"b"))),
+    (KVPutRequest(b"k", SMALL, 0, True, False, True, TAG), KVPut(b"k", raw(SMALL), 0, True, False, True)),
+    (KVPutRequest(b"k", b"", ignore_value=True, session=TAG), KVPut(b"k", b"", ignore_value=True)),
+    (KVDeleteRangeRequest(b"a", b"\x00", True, TAG), DeleteRange(b"a", b"\x00", True)),
+    (CompactRequest(9, TAG), CompactHistory(9)),
 ]
 
 

@@ -102,12 +102,13 @@ def test_the_protocol_exports_the_request_vocabulary() -> None:
     requests = (
         "GetRequest RangeRequest PrefixRequest PutRequest DeleteRequest CASRequest BatchPutRequest "
         "BatchDeleteRequest LockRequest UnlockRequest RefreshRequest StatusRequest AddPeerRequest "
-        "RemovePeerRequest SnapshotRequest ListLocksRequest MetricsRequest KVRangeRequest"
+        "RemovePeerRequest SnapshotRequest ListLocksRequest MetricsRequest KVRangeRequest KVPutRequest "
+        "KVDeleteRangeRequest CompactRequest"
     ).split()
     others = (
         "StatusResponse LockInfo Forwarded Relayed SessionTag NO_SESSION KVWriteRequest READ_REQUESTS "
         "KV_WRITE_REQUESTS LOCK_REQUESTS WRITE_REQUESTS WIRE_ERRORS command_for lock_command_for "
-        "tagged_command ttl_ms RangeResponse ResponseHeader"
+        "tagged_command ttl_ms RangeResponse ResponseHeader PutResponse DeleteRangeResponse CompactResponse"
     ).split()
     public = {n for n in vars(global_kv.protocol) if not n.startswith("_")}
     assert public == set(requests) | set(others)

@@ -11,12 +11,18 @@ from typing import Any
 import pytest
 
 from ergo_py.ids import PID
-from global_kv._errors import Compacted, FutureRevision, InvalidRequest, LockHeld, NotLeader
+from global_kv._errors import Compacted, FutureRevision, InvalidRequest, KeyNotFound, LockHeld, NotLeader
 from global_kv.protocol import (
+    CompactRequest,
+    CompactResponse,
+    DeleteRangeResponse,
     GetRequest,
+    KVDeleteRangeRequest,
+    KVPutRequest,
     KVRangeRequest,
     LockRequest,
     PutRequest,
+    PutResponse,
     RangeResponse,
     ResponseHeader,
     SessionTag,
@@ -174,3 +180,30 @@ def test_a_range_is_served_at_a_past_revision_with_a_header() -> None:
     assert type(replies[12][1]) is Compacted and replies[12][1].compact_revision == now
     assert type(replies[13][1]) is FutureRevision
     assert type(replies[14][1]) is InvalidRequest and replies[14][1].field == "revision"
+
+
+def test_etcds_writes_are_answered_with_their_own_revision() -> None:
+    replica = _leading()
+    replica.request("c", 1, KVPutRequest(b"k", b"1", session=_tag("c", 1)), 0.0)
+    replica.request("c", 2, KVPutRequest(b"k", b"2", prev_kv=True, session=_tag("c", 2)), 0.0)
+    replies = _replies(_drive(replica))
+    first, second = replies[1][1], replies[2][1]
+    assert type(first) is PutResponse and first.prev_kv is None
+    assert second.header.revision == first.header.revision + 1 == replica.sm.revision
+    assert second.prev_kv == KeyValue(b"k", first.header.revision, first.header.revision, 1, b"1")
+    assert second.header.raft_term == replica.term and second.header.member_id == "n0"
+    # Retried (its answer was lost): the session answers it again, with its own revision.
+    replica.request("c", 3, KVPutRequest(b"k", b"2", prev_kv=True, session=_tag("c", 2)), 0.0)
+    replica.request("c", 4, KVDeleteRangeRequest(b"a", b"\x00", True, _tag("c", 3)), 0.0)
+    replies = _replies(_drive(replica))
+    assert replies[3] == (True, second)
+    deleted = replies[4][1]
+    assert type(deleted) is DeleteRangeResponse and deleted.deleted == 1 and deleted.prev_kvs[0].value == b"2"
+    replica.request("c", 5, CompactRequest(deleted.header.revision, _tag("c", 4)), 0.0)
+    replica.request("c", 6, KVPutRequest(b"k", b"", ignore_value=True, session=_tag("c", 5)), 0.0)
+    replica.request("c", 7, KVPutRequest(b"k", b"x", lease=3, session=_tag("c", 6)), 0.0)
+    replies = _replies(_drive(replica))
+    assert replies[5] == (True, CompactResponse(ResponseHeader(deleted.header.revision, replica.term, "n0")))
+    assert not replies[6][0] and type(replies[6][1]) is KeyNotFound
+    assert not replies[7][0] and type(replies[7][1]) is InvalidRequest and replies[7][1].field == "lease"
+    assert replica.sm.compact_revision == deleted.header.revision
