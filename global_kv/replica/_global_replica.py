@@ -61,7 +61,7 @@ from ..protocol import (
     command_for,
 )
 from ..raft import Entry, RaftNode, ReadState, Role, Snapshot, SoftState
-from ..state import Command, DeleteResult, PutResult, StateMachine, encode_command
+from ..state import Applied, Command, DeleteResult, PutResult, StateMachine, encode_command
 from ._effects import Forward, Reply
 from ._host import Host
 from ._locks import LockService
@@ -304,13 +304,12 @@ class GlobalReplica(RaftReplica):
                 self._read_rounds[ctx] = (now, reads)
 
     # -- the state machine -----------------------------------------------------------------------
-    def apply(self, entries: Sequence[Entry], now: float) -> None:
+    def apply(self, entries: Sequence[Entry], now: float) -> Sequence[Applied]:
         try:
-            super().apply(entries, now)
+            applied = super().apply(entries, now)
         except StorageError:
             self.storage_ok = False
             raise
-        applied = self.effects[-1].results  # type: ignore[union-attr]
         pending_of = self._pending
         terms = {e.index: e.term for e in entries} if pending_of else {}
         locks = self.locks
@@ -343,6 +342,7 @@ class GlobalReplica(RaftReplica):
                 if lost is not None:
                     self._fail_lost(lost, now)
         self._serve_ready_reads()
+        return applied
 
     def _answer_of(self, request: Any, result: Any) -> Any:
         """What a client is told of a write that succeeded: etcd's responses for etcd's

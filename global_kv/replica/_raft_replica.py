@@ -37,6 +37,7 @@ from ..raft import (
     SoftState,
     decode_conf_entry,
 )
+from ..state import Applied
 from ._effects import AppliedEntries, Effect, MembershipChanged, RoleChanged
 from ._machine import Machine
 
@@ -111,9 +112,11 @@ class RaftReplica:
     def flush(self, now: float) -> None:
         """Propose what queued since the last Ready (nothing here)."""
 
-    def apply(self, entries: Sequence[Entry], now: float) -> None:
-        results = self.machine.apply(entries)
-        self.effects.append(AppliedEntries(tuple(entries), tuple(results)))
+    def apply(self, entries: Sequence[Entry], now: float) -> Sequence[Applied]:
+        """Apply committed entries; their results (also reported as `AppliedEntries`)."""
+        results = tuple(self.machine.apply(entries))
+        self.effects.append(AppliedEntries(tuple(entries), results))
+        return results
 
     def restore(self, snapshot: Snapshot, now: float) -> None:
         if snapshot.meta.index > self.machine.applied_index:

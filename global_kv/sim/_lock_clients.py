@@ -191,8 +191,7 @@ class LockWorkload:
 
     def linked(self, name: str, replica_id: str) -> bool:
         """Is a link between client node `name` and the replica up now?"""
-        blocked = self.sim.net.blocked
-        if blocked and ((name, replica_id) in blocked or (replica_id, name) in blocked):
+        if self._cut(name, replica_id):
             self.dialled.pop((name, replica_id), None)  # a cut link must be dialled again
             return False
         c = self.by_node.get(name)

@@ -27,6 +27,7 @@ __all__ = [
     "check_user_key",
     "lock_key",
     "parse_session_key",
+    "prefix_end",
     "session_meta_key",
     "session_prefix",
     "session_result_key",
@@ -66,6 +67,13 @@ def check_client_id(client_id: object) -> str:
     if not 0 < size <= MAX_CLIENT_ID_BYTES:
         raise ValueError(f"client_id is {size} bytes in UTF-8; it must be 1..{MAX_CLIENT_ID_BYTES}")
     return client_id
+
+
+def prefix_end(prefix: bytes) -> bytes:
+    """The first key after every key that starts with `prefix`. Every prefix here starts
+    with a table's prefix byte (never 0xff), so stripping 0xff bytes never empties it."""
+    stripped = prefix.rstrip(b"\xff")
+    return stripped[:-1] + bytes((stripped[-1] + 1,))
 
 
 def user_key(key: bytes) -> bytes:

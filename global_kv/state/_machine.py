@@ -51,6 +51,7 @@ from ._keys import (
     USER_END,
     USER_PREFIX,
     check_user_key,
+    prefix_end,
     user_key,
 )
 from ._locks import Lock, LockTable
@@ -60,7 +61,6 @@ from ._mvcc import (
     INDEX_PREFIX,
     KeyIndex,
     KeyValue,
-    LiveRecord,
     RangeResult,
     Revisions,
     RevisionWriter,
@@ -342,7 +342,7 @@ class StateMachine:
         writer.put(op.key, stored, lease)
         revision = writer.finish()
         assert revision is not None
-        return PutResult(revision, _key_value(op.key, record) if op.prev_kv and record is not None else None)
+        return PutResult(revision, record.key_value(op.key) if op.prev_kv and record is not None else None)
 
     def _delete_range(self, op: DeleteRange, batch: _Batch) -> Result:
         low = user_key(op.key)
@@ -354,7 +354,7 @@ class StateMachine:
         for k, raw in list(batch.scan(low, high)):
             key = k[skip:]
             if op.prev_kv:
-                deleted.append(_key_value(key, decode_live(raw)))
+                deleted.append(decode_live(raw).key_value(key))
             writer.delete(key)
             count += 1
         revision = writer.finish()
@@ -495,7 +495,7 @@ class StateMachine:
         """(key, value) pairs whose key starts with `prefix`, in key order (`max_bytes`: as range)."""
         self._check_usable()
         low = user_key(_bound(prefix, "prefix"))
-        return self._scan(low, _prefix_end(low), limit, max_bytes)
+        return self._scan(low, prefix_end(low), limit, max_bytes)
 
     def _scan(self, low: bytes, high: bytes, limit: int | None, max_bytes: int | None) -> list[tuple[bytes, bytes]]:
         if limit is not None and (type(limit) is not int or limit < 0):
@@ -645,21 +645,10 @@ def _range_high(low: bytes, range_end: bytes) -> bytes:
     return user_key(range_end)
 
 
-def _key_value(key: bytes, record: LiveRecord) -> KeyValue:
-    value = decode_value(record.stored)
-    return KeyValue(key, record.create_revision, record.mod_revision, record.version, value, record.lease)
-
-
 def _bound(key: object, what: str) -> bytes:
     if type(key) is not bytes:
         raise TypeError(f"{what} must be bytes, got {type(key).__name__}")
     return key
-
-
-def _prefix_end(prefix: bytes) -> bytes:
-    # Every prefix here starts with b"k", so stripping 0xff bytes never empties it.
-    stripped = prefix.rstrip(b"\xff")
-    return stripped[:-1] + bytes((stripped[-1] + 1,))
 
 
 def _refused_acquire(op: Op, result: Result) -> bool:

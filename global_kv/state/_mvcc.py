@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from .._errors import RaftInvariantError, StorageCorrupted
-from ._keys import USER_PREFIX
+from ._keys import USER_PREFIX, prefix_end
 from ._values import decode_value
 
 if TYPE_CHECKING:
@@ -102,6 +102,11 @@ class LiveRecord:
     lease: int
     stored: bytes  # the stored form of the value (see `_values`)
 
+    def key_value(self, key: bytes) -> KeyValue:
+        """The key as etcd shows it (its value decoded)."""
+        value = decode_value(self.stored)
+        return KeyValue(key, self.create_revision, self.mod_revision, self.version, value, self.lease)
+
 
 def decode_live(raw: bytes) -> LiveRecord:
     """The live record `raw` (the value under b"k" + key); StorageCorrupted if it is not one."""
@@ -111,15 +116,10 @@ def decode_live(raw: bytes) -> LiveRecord:
     return LiveRecord(key_id, create, mod, version, lease, raw[_LIVE.size :])
 
 
-def _dead_key_id(raw: bytes) -> bytes:
+def dead_record(raw: bytes) -> tuple[bytes, int]:
+    """(key_id, deleting revision) of a dead-key record; StorageCorrupted if it is not one."""
     if type(raw) is not bytes or len(raw) != _DEAD.size or raw[0] != FORMAT:
         raise StorageCorrupted("state dead-key record", None, f"not a dead-key record: {raw!r:.40}")
-    return bytes(_DEAD.unpack(raw)[1])
-
-
-def dead_record(raw: bytes) -> tuple[bytes, int]:
-    """(key_id, deleting revision) of a dead-key record."""
-    _dead_key_id(raw)
     _, key_id, mod = _DEAD.unpack(raw)
     return bytes(key_id), mod
 
@@ -129,9 +129,7 @@ def key_at(engine: StorageEngine, key: bytes, live: bytes | None, dead: bytes | 
     if live is not None:
         now = decode_live(live)
         if now.mod_revision <= revision:
-            return KeyValue(
-                key, now.create_revision, now.mod_revision, now.version, decode_value(now.stored), now.lease
-            )
+            return now.key_value(key)
         key_id = now.key_id
     elif dead is not None:
         key_id, deleted = dead_record(dead)
@@ -142,7 +140,7 @@ def key_at(engine: StorageEngine, key: bytes, live: bytes | None, dead: bytes | 
     # The key's changes, newest first: the first at or after inv(revision) is the latest
     # change at or before `revision`.
     index = INDEX_PREFIX + key_id
-    with engine.range(index + inv(revision), _after(index), 1) as found:
+    with engine.range(index + inv(revision), prefix_end(index), 1) as found:
         first = next(iter(found), None)
     if first is None:
         return None  # created after `revision`
@@ -155,12 +153,6 @@ def key_at(engine: StorageEngine, key: bytes, live: bytes | None, dead: bytes | 
     if flags & _TOMBSTONE:
         return None
     return KeyValue(key, create, main, version, decode_value(raw[_HISTORY.size + size :]), lease)
-
-
-def _after(prefix: bytes) -> bytes:
-    """The first key after every key that starts with `prefix` (which does not end in 0xff*)."""
-    stripped = prefix.rstrip(b"\xff")
-    return stripped[:-1] + bytes((stripped[-1] + 1,))
 
 
 def inv(main: int) -> bytes:
@@ -220,7 +212,7 @@ def compact_history(revisions: Revisions, key_index: KeyIndex, batch: _Batch, ta
         main = _REVISION.unpack(hkey[1:])[0]
         flags, key_id, _, _, _, size = _HISTORY.unpack_from(raw)
         index = INDEX_PREFIX + bytes(key_id)
-        before = next(batch.scan(index + inv(main - 1), _after(index)), None)
+        before = next(batch.scan(index + inv(main - 1), prefix_end(index)), None)
         if before is not None:
             pmain = _MAX - int.from_bytes(before[0][len(index) :], "big")
             (psub,) = _SUB.unpack(before[1])
