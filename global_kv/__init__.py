@@ -23,6 +23,9 @@ if TYPE_CHECKING:
     from ._errors import FutureRevision as FutureRevision
     from ._errors import GlobalKVError as GlobalKVError
     from ._errors import InvalidRequest as InvalidRequest
+    from ._errors import KeyNotFound as KeyNotFound
+    from ._errors import LeaseExists as LeaseExists
+    from ._errors import LeaseNotFound as LeaseNotFound
     from ._errors import LockHeld as LockHeld
     from ._errors import LockNotHeld as LockNotHeld
     from ._errors import LockTimeout as LockTimeout
@@ -57,6 +60,9 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "DataDirMismatch",
         "GlobalKVError",
         "InvalidRequest",
+        "KeyNotFound",
+        "LeaseExists",
+        "LeaseNotFound",
         "LockHeld",
         "LockNotHeld",
         "LockTimeout",

@@ -14,6 +14,8 @@ __all__ = [
     "FutureRevision",
     "GlobalKVError",
     "KeyNotFound",
+    "LeaseExists",
+    "LeaseNotFound",
     "NotLeader",
     "RaftInvariantError",
     "LogLost",
@@ -286,6 +288,23 @@ class KeyNotFound(GlobalKVError):
         super().__init__(
             f"key not found: {key.decode('utf-8', 'backslashreplace')!r} (a put with ignore_value needs it)"
         )
+
+
+class LeaseNotFound(GlobalKVError):
+    """No lease has this id (never granted, revoked, or expired): etcd's "requested lease
+    not found". Keys put with it were not written."""
+
+    def __init__(self, lease_id: int) -> None:
+        self.lease_id = lease_id
+        super().__init__(f"requested lease not found: {lease_id} (revoked, expired, or never granted)")
+
+
+class LeaseExists(GlobalKVError):
+    """A grant asked for an id a live lease already has (etcd's "lease already exists")."""
+
+    def __init__(self, lease_id: int) -> None:
+        self.lease_id = lease_id
+        super().__init__(f"lease already exists: {lease_id}; ask for another id, or 0 for one chosen for you")
 
 
 class FutureRevision(GlobalKVError):

@@ -1,5 +1,7 @@
-"""GlobalClient: the cluster as an application actor sees it; locks and fencing."""
+"""GlobalClient: the cluster as an application actor sees it; locks and fencing; `ops`,
+the compares and operations of a transaction."""
 
+from . import ops as ops
 from ._bootstrap import DEFAULT_PORT as DEFAULT_PORT
 from ._bootstrap import parse_bootstrap as parse_bootstrap
 from ._client import GlobalClient as GlobalClient

@@ -16,6 +16,7 @@ import secrets
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any, AsyncIterator
 
 import trio
@@ -23,13 +24,11 @@ import trio
 import ergo_py
 from ergo_py import Actor, ProcessID
 
-from .._errors import GlobalKVError, LockNotHeld, LockTimeout, NotLeader, Unavailable
+from .._errors import CASFailed, GlobalKVError, LockNotHeld, LockTimeout, NotLeader, Unavailable
 from ..protocol import (
-    BatchDeleteRequest,
-    BatchPutRequest,
-    CASRequest,
     CompactRequest,
     CompactResponse,
+    Compare,
     DeleteRangeResponse,
     DeleteRequest,
     GetRequest,
@@ -48,8 +47,12 @@ from ..protocol import (
     SessionTag,
     StatusRequest,
     StatusResponse,
+    TxnRequest,
+    TxnRequestOp,
+    TxnResponse,
     UnlockRequest,
 )
+from . import ops
 from ._bootstrap import parse_bootstrap
 from ._links import LinkKeeper
 from ._locks import LockHandle
@@ -127,11 +130,39 @@ class GlobalClient:
         revision: int = 0,
         limit: int = 0,
         consistency: str | None = None,
+        sort_order: str = "none",
+        sort_target: str = "key",
+        keys_only: bool = False,
+        count_only: bool = False,
+        min_mod_revision: int = 0,
+        max_mod_revision: int = 0,
+        min_create_revision: int = 0,
+        max_create_revision: int = 0,
     ) -> RangeResponse:
         """etcd's Range: the keys in [key, range_end) (b"": `key` alone; b"\\x00": every key
         from it on) with their revisions and versions, as they were at `revision` (0: now);
-        `Compacted` below the compacted revision, `FutureRevision` above the member's."""
-        request = KVRangeRequest(_key(key), _key(range_end), revision, limit, consistency or self.consistency)
+        `Compacted` below the compacted revision, `FutureRevision` above the member's.
+
+        As etcd: `count` is every key in the range, `more` says `limit` left some out;
+        `sort_order` "ascend" / "descend" by `sort_target` "key", "version", "create",
+        "mod" or "value" (a target other than the key sorts ascending by default); the
+        `min/max_*_revision` filters (0: no bound); `keys_only` returns empty values,
+        `count_only` no keys."""
+        request = KVRangeRequest(
+            _key(key),
+            _key(range_end),
+            revision,
+            limit,
+            consistency or self.consistency,
+            sort_order,
+            sort_target,
+            keys_only,
+            count_only,
+            min_mod_revision,
+            max_mod_revision,
+            min_create_revision,
+            max_create_revision,
+        )
         return await self._request(request)  # type: ignore[no-any-return]
 
     async def range(
@@ -175,20 +206,38 @@ class GlobalClient:
         """etcd's Compact: reads below `revision` fail with `Compacted` from now on."""
         return await self._write(lambda tag: CompactRequest(revision, tag))  # type: ignore[no-any-return]
 
+    async def txn(
+        self,
+        compare: Iterable[Compare] = (),
+        success: Iterable[TxnRequestOp] = (),
+        failure: Iterable[TxnRequestOp] = (),
+    ) -> TxnResponse:
+        """etcd's Txn, in one revision: if every compare holds, the `success` operations,
+        else the `failure` ones (build both with `global_kv.client.ops`). Answered with
+        `TxnResponse(header, succeeded, responses)`, one response per operation of the
+        branch that ran; a branch that writes a key twice is refused (`InvalidRequest`)."""
+        request = TxnRequest(tuple(compare), tuple(success), tuple(failure))
+        return await self._write(lambda tag: replace(request, session=tag))  # type: ignore[no-any-return]
+
     async def cas(self, key: Key, old: bytes | None, new: bytes | None) -> None:
-        """Set `key` to `new` (None: delete) if it is `old` (None: absent); else raise CASFailed."""
+        """Set `key` to `new` (None: delete) if it is `old` (None: absent); else raise
+        CASFailed with the value found. A transaction: compare, then put / delete or get."""
         k = _key(key)
-        old_v = None if old is None else _value(old)
-        new_v = None if new is None else _value(new)
-        await self._write(lambda tag: CASRequest(k, old_v, new_v, tag))
+        compare = ops.version(k) == 0 if old is None else ops.value(k) == _value(old)
+        change = ops.delete(k) if new is None else ops.put(k, _value(new))
+        answer = await self.txn([compare], [change], [ops.get(k)])
+        if not answer.succeeded:
+            (found,) = answer.responses
+            raise CASFailed(k, found.kvs[0].value if found.kvs else None)  # type: ignore[union-attr]
 
     async def batch_put(self, items: Mapping[Key, bytes]) -> None:
-        pairs = tuple((_key(k), _value(v)) for k, v in items.items())
-        await self._write(lambda tag: BatchPutRequest(pairs, tag))
+        """Set every key, in one revision (a later duplicate key wins)."""
+        pairs = {_key(k): _value(v) for k, v in items.items()}
+        await self.txn(success=[ops.put(k, v) for k, v in pairs.items()])
 
     async def batch_delete(self, keys: Iterable[Key]) -> None:
-        ks = tuple(_key(k) for k in keys)
-        await self._write(lambda tag: BatchDeleteRequest(ks, tag))
+        """Delete every key, in one revision."""
+        await self.txn(success=[ops.delete(k) for k in dict.fromkeys(_key(k) for k in keys)])
 
     # -- locks ---------------------------------------------------------------------------------
     async def lock(self, key: Key) -> LockHandle:

@@ -12,6 +12,7 @@ from ._commands import command_for as command_for
 from ._commands import lock_command_for as lock_command_for
 from ._commands import tagged_command as tagged_command
 from ._commands import ttl_ms as ttl_ms
+from ._commands import txn_op_for as txn_op_for
 from ._envelopes import Forwarded as Forwarded
 from ._envelopes import Relayed as Relayed
 from ._operations import AddPeerRequest as AddPeerRequest
@@ -27,10 +28,8 @@ from ._requests import KV_WRITE_REQUESTS as KV_WRITE_REQUESTS
 from ._requests import LOCK_REQUESTS as LOCK_REQUESTS
 from ._requests import READ_REQUESTS as READ_REQUESTS
 from ._requests import WRITE_REQUESTS as WRITE_REQUESTS
-from ._requests import BatchDeleteRequest as BatchDeleteRequest
-from ._requests import BatchPutRequest as BatchPutRequest
-from ._requests import CASRequest as CASRequest
 from ._requests import CompactRequest as CompactRequest
+from ._requests import Compare as Compare
 from ._requests import DeleteRequest as DeleteRequest
 from ._requests import GetRequest as GetRequest
 from ._requests import KVDeleteRangeRequest as KVDeleteRangeRequest
@@ -42,11 +41,15 @@ from ._requests import PrefixRequest as PrefixRequest
 from ._requests import PutRequest as PutRequest
 from ._requests import RangeRequest as RangeRequest
 from ._requests import RefreshRequest as RefreshRequest
+from ._requests import TxnRequest as TxnRequest
+from ._requests import TxnRequestOp as TxnRequestOp
 from ._requests import UnlockRequest as UnlockRequest
+from ._requests import prefix_range_end as prefix_range_end
 from ._responses import CompactResponse as CompactResponse
 from ._responses import DeleteRangeResponse as DeleteRangeResponse
 from ._responses import PutResponse as PutResponse
 from ._responses import RangeResponse as RangeResponse
 from ._responses import ResponseHeader as ResponseHeader
+from ._responses import TxnResponse as TxnResponse
 from ._session import NO_SESSION as NO_SESSION
 from ._session import SessionTag as SessionTag

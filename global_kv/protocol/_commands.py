@@ -14,9 +14,6 @@ from __future__ import annotations
 import math
 
 from ..state import (
-    CAS,
-    BatchDelete,
-    BatchPut,
     Command,
     CompactHistory,
     Delete,
@@ -27,25 +24,30 @@ from ..state import (
     LockRelease,
     Op,
     Put,
+    RangeOptions,
+    Txn,
+    TxnOp,
+    TxnRange,
     encode_value,
 )
+from ..state import Compare as StateCompare
 from ._requests import (
-    BatchDeleteRequest,
-    BatchPutRequest,
-    CASRequest,
     CompactRequest,
     DeleteRequest,
     KVDeleteRangeRequest,
     KVPutRequest,
+    KVRangeRequest,
     KVWriteRequest,
     LockRequest,
     PutRequest,
     RefreshRequest,
+    TxnRequest,
+    TxnRequestOp,
     UnlockRequest,
 )
 from ._session import SessionTag
 
-__all__ = ["command_for", "lock_command_for", "tagged_command", "ttl_ms"]
+__all__ = ["command_for", "lock_command_for", "tagged_command", "ttl_ms", "txn_op_for"]
 
 
 def tagged_command(session: SessionTag, op: Op) -> Command:
@@ -66,25 +68,53 @@ def command_for(request: KVWriteRequest, *, compress: bool, threshold: int) -> C
         op = Put(request.key, encode_value(request.value, compress, threshold))
     elif isinstance(request, DeleteRequest):
         op = Delete(request.key)
-    elif isinstance(request, CASRequest):
-        # `old` is stored-encoded too: the state machine compares decoded values.
-        old = None if request.old is None else encode_value(request.old, compress, threshold)
-        new = None if request.new is None else encode_value(request.new, compress, threshold)
-        op = CAS(request.key, old, new)
-    elif isinstance(request, BatchPutRequest):
-        op = BatchPut(tuple((k, encode_value(v, compress, threshold)) for k, v in request.items))
-    elif isinstance(request, BatchDeleteRequest):
-        op = BatchDelete(tuple(request.keys))
-    elif isinstance(request, KVPutRequest):
-        value = b"" if request.ignore_value else encode_value(request.value, compress, threshold)
-        op = KVPut(request.key, value, request.lease, request.prev_kv, request.ignore_value, request.ignore_lease)
-    elif isinstance(request, KVDeleteRangeRequest):
-        op = DeleteRange(request.key, request.range_end, request.prev_kv)
+    elif isinstance(request, (KVPutRequest, KVDeleteRangeRequest, TxnRequest)):
+        op = txn_op_for(request, compress=compress, threshold=threshold)  # type: ignore[assignment]
     elif isinstance(request, CompactRequest):
         op = CompactHistory(request.revision)
     else:
         raise TypeError(f"command_for takes a KV write request, got {type(request).__name__}")
     return tagged_command(request.session, op)
+
+
+def txn_op_for(request: TxnRequestOp, *, compress: bool, threshold: int) -> TxnOp:
+    """The state-machine operation of etcd's Put, DeleteRange, Range or Txn (the last
+    two only inside a transaction), values encoded as `command_for` encodes them."""
+    if isinstance(request, KVPutRequest):
+        value = b"" if request.ignore_value else encode_value(request.value, compress, threshold)
+        return KVPut(request.key, value, request.lease, request.prev_kv, request.ignore_value, request.ignore_lease)
+    if isinstance(request, KVDeleteRangeRequest):
+        return DeleteRange(request.key, request.range_end, request.prev_kv)
+    if isinstance(request, KVRangeRequest):
+        r = request
+        options = RangeOptions(
+            r.sort_order,
+            r.sort_target,
+            r.keys_only,
+            r.count_only,
+            r.min_mod_revision,
+            r.max_mod_revision,
+            r.min_create_revision,
+            r.max_create_revision,
+        )
+        return TxnRange(r.key, r.range_end, r.revision, r.limit, options)
+    if isinstance(request, TxnRequest):
+        compares = (
+            StateCompare(
+                c.key,
+                c.target,
+                c.result,
+                encode_value(c.value, compress, threshold) if type(c.value) is bytes else c.value,
+                c.range_end,
+            )
+            for c in request.compare
+        )
+        return Txn(
+            tuple(compares),
+            tuple(txn_op_for(op, compress=compress, threshold=threshold) for op in request.success),
+            tuple(txn_op_for(op, compress=compress, threshold=threshold) for op in request.failure),
+        )
+    raise TypeError(f"not a transaction operation: {type(request).__name__}")
 
 
 def lock_command_for(request: LockRequest | UnlockRequest | RefreshRequest, *, default_ttl: float) -> Command:

@@ -35,6 +35,8 @@ WIRE_ERRORS: tuple[tuple[type[Exception], tuple[str, ...]], ...] = (
     (_errors.Compacted, ("compact_revision",)),
     (_errors.FutureRevision, ("revision", "current_revision")),
     (_errors.KeyNotFound, ("key",)),
+    (_errors.LeaseNotFound, ("lease_id",)),
+    (_errors.LeaseExists, ("lease_id",)),
 )
 
 for _error, _fields in WIRE_ERRORS:

@@ -16,14 +16,20 @@ from ergo_py.ids import PID
 from ._session import NO_SESSION, SessionTag
 from ._wire import wire_type
 
+
+def prefix_range_end(prefix: bytes) -> bytes:
+    """etcd's range_end for every key that starts with `prefix` (b"\\x00": every key)."""
+    end = prefix.rstrip(b"\xff")
+    return end[:-1] + bytes((end[-1] + 1,)) if end else b"\x00"
+
+
 __all__ = [
     "KV_WRITE_REQUESTS",
     "LOCK_REQUESTS",
     "READ_REQUESTS",
     "WRITE_REQUESTS",
-    "BatchDeleteRequest",
-    "BatchPutRequest",
-    "CASRequest",
+    "Compare",
+    "prefix_range_end",
     "DeleteRequest",
     "GetRequest",
     "CompactRequest",
@@ -36,6 +42,8 @@ __all__ = [
     "PutRequest",
     "RangeRequest",
     "RefreshRequest",
+    "TxnRequest",
+    "TxnRequestOp",
     "UnlockRequest",
 ]
 
@@ -63,13 +71,23 @@ class RangeRequest:
 @dataclass(frozen=True, slots=True)
 class KVRangeRequest:
     """etcd's Range: keys in [key, range_end) (b"": `key` alone; b"\\x00": every key from
-    it on) as they were at `revision` (0: now), at most `limit` (0: all)."""
+    it on) as they were at `revision` (0: now), at most `limit` (0: all); sorted ("none",
+    "ascend", "descend" by "key", "version", "create", "mod", "value"), filtered by
+    revisions (0: no bound) and trimmed (`keys_only`, `count_only`) as etcd does."""
 
     key: bytes
     range_end: bytes = b""
     revision: int = 0
     limit: int = 0
     consistency: str = ""
+    sort_order: str = "none"
+    sort_target: str = "key"
+    keys_only: bool = False
+    count_only: bool = False
+    min_mod_revision: int = 0
+    max_mod_revision: int = 0
+    min_create_revision: int = 0
+    max_create_revision: int = 0
 
 
 @wire_type
@@ -93,31 +111,6 @@ class PutRequest:
 @dataclass(frozen=True, slots=True)
 class DeleteRequest:
     key: bytes
-    session: SessionTag = NO_SESSION
-
-
-@wire_type
-@dataclass(frozen=True, slots=True)
-class CASRequest:
-    """Set `key` to `new` (None: delete) if it is `old` (None: absent)."""
-
-    key: bytes
-    old: bytes | None
-    new: bytes | None
-    session: SessionTag = NO_SESSION
-
-
-@wire_type
-@dataclass(frozen=True, slots=True)
-class BatchPutRequest:
-    items: tuple[tuple[bytes, bytes], ...]
-    session: SessionTag = NO_SESSION
-
-
-@wire_type
-@dataclass(frozen=True, slots=True)
-class BatchDeleteRequest:
-    keys: tuple[bytes, ...]
     session: SessionTag = NO_SESSION
 
 
@@ -187,27 +180,46 @@ class RefreshRequest:
     session: SessionTag = NO_SESSION
 
 
-KVWriteRequest = (
-    PutRequest
-    | DeleteRequest
-    | CASRequest
-    | BatchPutRequest
-    | BatchDeleteRequest
-    | KVPutRequest
-    | KVDeleteRangeRequest
-    | CompactRequest
-)
+@wire_type
+@dataclass(frozen=True, slots=True)
+class Compare:
+    """etcd's Compare: `target` ("version", "create", "mod", "value", "lease") of `key`
+    (or of every key in [key, range_end)) `result` ("=", "!=", "<", ">") `value` (bytes
+    for a value compare, else an int)."""
+
+    key: bytes
+    target: str
+    result: str
+    value: int | bytes
+    range_end: bytes = b""
+
+
+@wire_type
+@dataclass(frozen=True, slots=True)
+class TxnRequest:
+    """etcd's Txn: if every `compare` holds, the `success`
+    operations, else the `failure` ones, in one revision; each a KVRangeRequest,
+    KVPutRequest, KVDeleteRangeRequest or a nested TxnRequest (their own sessions and
+    consistency levels unused). Answered with a `TxnResponse`."""
+
+    compare: tuple[Compare, ...] = ()
+    success: tuple[KVRangeRequest | KVPutRequest | KVDeleteRangeRequest | TxnRequest, ...] = ()
+    failure: tuple[KVRangeRequest | KVPutRequest | KVDeleteRangeRequest | TxnRequest, ...] = ()
+    session: SessionTag = NO_SESSION
+
+
+TxnRequestOp = KVRangeRequest | KVPutRequest | KVDeleteRangeRequest | TxnRequest
+
+KVWriteRequest = PutRequest | DeleteRequest | KVPutRequest | KVDeleteRangeRequest | CompactRequest | TxnRequest
 
 READ_REQUESTS = (GetRequest, RangeRequest, PrefixRequest, KVRangeRequest)
 KV_WRITE_REQUESTS = (
     PutRequest,
     DeleteRequest,
-    CASRequest,
-    BatchPutRequest,
-    BatchDeleteRequest,
     KVPutRequest,
     KVDeleteRangeRequest,
     CompactRequest,
+    TxnRequest,
 )
 LOCK_REQUESTS = (LockRequest, UnlockRequest, RefreshRequest)
 WRITE_REQUESTS = KV_WRITE_REQUESTS + LOCK_REQUESTS

@@ -17,7 +17,7 @@ from ..state import KeyValue
 from ._outcomes import WIRE_ERRORS as _REGISTERED  # KeyValue crosses the wire from here on
 from ._wire import wire_type
 
-__all__ = ["CompactResponse", "DeleteRangeResponse", "PutResponse", "RangeResponse", "ResponseHeader"]
+__all__ = ["CompactResponse", "DeleteRangeResponse", "PutResponse", "RangeResponse", "ResponseHeader", "TxnResponse"]
 
 assert _REGISTERED
 
@@ -60,3 +60,15 @@ class DeleteRangeResponse:
 @dataclass(frozen=True, slots=True)
 class CompactResponse:
     header: ResponseHeader
+
+
+@wire_type
+@dataclass(frozen=True, slots=True)
+class TxnResponse:
+    """`header.revision` is the transaction's own revision (the store's, if it changed
+    nothing); `succeeded` whether the compares held; one response per operation of the
+    branch that ran (the nested ones with the same header)."""
+
+    header: ResponseHeader
+    succeeded: bool
+    responses: tuple[RangeResponse | PutResponse | DeleteRangeResponse | TxnResponse, ...]

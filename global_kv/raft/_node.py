@@ -187,6 +187,11 @@ class RaftNode(ReplicationMixin, ElectionMixin):
         return self._log.snapshot.meta
 
     @property
+    def snapshot_size(self) -> int:
+        """Bytes of the snapshot's data (0: none yet)."""
+        return len(self._log.snapshot.data)
+
+    @property
     def transferee(self) -> str | None:
         """The peer leadership is being transferred to, if a transfer is in progress."""
         return self._transferee

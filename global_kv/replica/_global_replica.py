@@ -57,11 +57,12 @@ from ..protocol import (
     RangeRequest,
     RangeResponse,
     ResponseHeader,
+    TxnResponse,
     UnlockRequest,
     command_for,
 )
 from ..raft import Entry, RaftNode, ReadState, Role, Snapshot, SoftState
-from ..state import Applied, Command, DeleteResult, PutResult, StateMachine, encode_command
+from ..state import Applied, Command, DeleteResult, PutResult, RangeOptions, StateMachine, TxnResult, encode_command
 from ._effects import Forward, Reply
 from ._host import Host
 from ._locks import LockService
@@ -113,7 +114,13 @@ class GlobalReplica(RaftReplica):
         counters: ReplicaCounters | None = None,
         replay_upto: int = 0,
     ) -> None:
-        super().__init__(raft, sm, snapshot_interval=options.snapshot_interval, replay_upto=replay_upto)
+        super().__init__(
+            raft,
+            sm,
+            snapshot_interval=options.snapshot_interval,
+            snapshot_log_fraction=options.snapshot_log_fraction,
+            replay_upto=replay_upto,
+        )
         self.sm = sm
         self.options = options
         self.host = host
@@ -253,7 +260,21 @@ class GlobalReplica(RaftReplica):
         budget = self.options.max_response_bytes
         if isinstance(request, KVRangeRequest):
             found = sm.range_kv(
-                request.key, request.range_end, revision=request.revision, limit=request.limit, max_bytes=budget
+                request.key,
+                request.range_end,
+                revision=request.revision,
+                limit=request.limit,
+                max_bytes=budget,
+                options=RangeOptions(
+                    request.sort_order,
+                    request.sort_target,
+                    request.keys_only,
+                    request.count_only,
+                    request.min_mod_revision,
+                    request.max_mod_revision,
+                    request.min_create_revision,
+                    request.max_create_revision,
+                ),
             )
             return RangeResponse(self._header(sm.revision), found.kvs, found.more, found.count)
         if isinstance(request, RangeRequest):
@@ -353,12 +374,28 @@ class GlobalReplica(RaftReplica):
             return PutResponse(self._header(result.revision), result.prev_kv)
         if kind is DeleteResult:
             return DeleteRangeResponse(self._header(result.revision), result.deleted, result.prev_kvs)
+        if kind is TxnResult:
+            return self._txn_response(result)
         if isinstance(request, CompactRequest):
             return CompactResponse(self._header(self.sm.revision))
         return getattr(result, "token", None)
 
     def _header(self, revision: int) -> ResponseHeader:
         return ResponseHeader(revision, self.term, self.id)
+
+    def _txn_response(self, result: TxnResult) -> TxnResponse:
+        header = self._header(result.revision)
+        responses: list[Any] = []
+        for r in result.responses:
+            if type(r) is TxnResult:
+                responses.append(self._txn_response(r))
+            elif type(r) is PutResult:
+                responses.append(PutResponse(header, r.prev_kv))
+            elif type(r) is DeleteResult:
+                responses.append(DeleteRangeResponse(header, r.deleted, r.prev_kvs))
+            else:
+                responses.append(RangeResponse(header, r.kvs, r.more, r.count))  # type: ignore[union-attr]
+        return TxnResponse(header, result.succeeded, tuple(responses))
 
     def _fail_lost(self, pending: _Pending, now: float) -> None:
         """Our entry at that index was replaced by another leader's (or covered by a snapshot

@@ -31,6 +31,9 @@ class ReplicaOptions:
     owner_grace_period: float = 10.0
     # A ReadIndex round that has not come back in this long is failed (its readers retry).
     read_round_timeout: float = 5.0
-    # Every this many applied entries, the driver snapshots and compacts the log.
+    # Every this many applied entries, the driver snapshots and compacts the log, once the
+    # entries since the last snapshot add up to this fraction of its size (so snapshots
+    # of a big state, with its history, cost each entry a bounded amount).
     snapshot_interval: int = 10_000
+    snapshot_log_fraction: float = 0.5
     limits: Limits = field(default_factory=lambda: Limits(max_request_bytes=1 << 20, max_batch_items=1000))

@@ -43,6 +43,10 @@ from ._machine import Machine
 
 __all__ = ["RaftReplica", "needs_sync"]
 
+# However big the last snapshot, the log since it is compacted at this many bytes (it is
+# held in memory); see `snapshot_due`.
+LOG_BYTES_CAP = 64 << 20
+
 
 def needs_sync(rd: Ready, on_disk: HardState) -> bool:
     """Entries, a snapshot, or a new term or vote must be durable before what depends on
@@ -58,13 +62,23 @@ def needs_sync(rd: Ready, on_disk: HardState) -> bool:
 class RaftReplica:
     """A Raft member and its state machine. See the module docstring for the driving loop."""
 
-    def __init__(self, raft: RaftNode, machine: Machine, *, snapshot_interval: int, replay_upto: int = 0) -> None:
+    def __init__(
+        self,
+        raft: RaftNode,
+        machine: Machine,
+        *,
+        snapshot_interval: int,
+        snapshot_log_fraction: float = 0.5,
+        replay_upto: int = 0,
+    ) -> None:
         """`replay_upto`: the commit index found on disk at start; conf changes up to it are
-        history, not news (no `MembershipChanged` for them)."""
+        history, not news (no `MembershipChanged` for them). `snapshot_log_fraction`: see
+        `snapshot_due`."""
         self.raft = raft
         self.machine = machine
         self.id = raft.id
         self.snapshot_interval = snapshot_interval
+        self.snapshot_log_fraction = snapshot_log_fraction
         self.role = Role.FOLLOWER
         self.leader_id: str | None = None
         self.term = 0
@@ -72,6 +86,7 @@ class RaftReplica:
         self.effects: list[Effect] = []
         self._replay_upto = replay_upto
         self._snapshot_requested = False
+        self._log_bytes = 0  # entry data applied since the last snapshot
 
     # -- inputs ------------------------------------------------------------------------------
     def tick(self) -> None:
@@ -115,10 +130,12 @@ class RaftReplica:
     def apply(self, entries: Sequence[Entry], now: float) -> Sequence[Applied]:
         """Apply committed entries; their results (also reported as `AppliedEntries`)."""
         results = tuple(self.machine.apply(entries))
+        self._log_bytes += sum(len(entry.data) for entry in entries)
         self.effects.append(AppliedEntries(tuple(entries), results))
         return results
 
     def restore(self, snapshot: Snapshot, now: float) -> None:
+        self._log_bytes = 0
         if snapshot.meta.index > self.machine.applied_index:
             self.machine.restore(snapshot)
 
@@ -161,15 +178,20 @@ class RaftReplica:
 
     def snapshot_due(self) -> bool:
         """Time to start a snapshot: every Ready is handled (so what compaction writes agrees
-        with the log on disk) and `snapshot_interval` entries were applied since the last,
-        or one was asked for. Clears the request."""
+        with the log on disk), or one was asked for, or `snapshot_interval` entries were
+        applied since the last and they add up to at least `snapshot_log_fraction` of the
+        last snapshot's size (or `LOG_BYTES_CAP`). The size rule keeps what snapshots cost
+        per entry bounded however big the state (with its history) grows: a snapshot of S
+        bytes is taken at most once per S/2 bytes of log by default. Clears the request."""
         raft = self.raft
         if raft.has_ready():
             return False
         applied = raft.applied_index
         if applied < raft.first_index:
             return False
-        due = applied - raft.first_index + 1 >= self.snapshot_interval
+        due = applied - raft.first_index + 1 >= self.snapshot_interval and self._log_bytes >= min(
+            raft.snapshot_size * self.snapshot_log_fraction, LOG_BYTES_CAP
+        )
         if not (due or self._snapshot_requested):
             return False
         self._snapshot_requested = False
@@ -180,7 +202,9 @@ class RaftReplica:
         None if a newer snapshot (from the leader) already covers it."""
         if index < self.raft.first_index:
             return None
-        return self.raft.compact(index, data)
+        raft = self.raft
+        self._log_bytes = sum(len(entry.data) for entry in raft.entries(index + 1, raft.applied_index + 1))
+        return raft.compact(index, data)
 
     def superseded(self, index: int) -> bool:
         """A snapshot at `index` was replaced meanwhile by a newer one (from the leader)."""

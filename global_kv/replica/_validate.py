@@ -24,10 +24,8 @@ from ergo_py.ids import PID, ProcessID, Ref
 from .._errors import InvalidRequest, RequestTooLarge
 from ..protocol import (
     AddPeerRequest,
-    BatchDeleteRequest,
-    BatchPutRequest,
-    CASRequest,
     CompactRequest,
+    Compare,
     DeleteRequest,
     Forwarded,
     GetRequest,
@@ -45,9 +43,25 @@ from ..protocol import (
     SessionTag,
     SnapshotRequest,
     StatusRequest,
+    TxnRequest,
     UnlockRequest,
 )
-from ..state import MAX_CLIENT_ID_BYTES, MAX_SEQ, MAX_USER_KEY
+from ..state import (
+    COMPARE_RESULTS,
+    COMPARE_TARGETS,
+    MAX_CLIENT_ID_BYTES,
+    MAX_SEQ,
+    MAX_TXN_DEPTH,
+    MAX_USER_KEY,
+    SORT_ORDERS,
+    SORT_TARGETS,
+    DeleteRange,
+    KVPut,
+    Txn,
+    TxnOp,
+    TxnRange,
+    txn_conflict,
+)
 
 __all__ = ["READ_CONSISTENCIES", "Limits", "check_request", "check_forwarded"]
 
@@ -125,52 +139,9 @@ def _size(field: str, size: int, limits: Limits) -> None:
         )
 
 
-def _items(value: Any, field: str, limits: Limits) -> tuple[Any, ...]:
-    if type(value) not in (tuple, list):
-        raise InvalidRequest(field, f"must be a sequence, got {type(value).__name__}")
-    if not value:
-        raise InvalidRequest(field, f"is empty; a batch takes 1..{limits.max_batch_items:,} items")
-    if len(value) > limits.max_batch_items:
-        raise RequestTooLarge(field, f"has {len(value):,} items; a batch takes 1..{limits.max_batch_items:,}")
-    return tuple(value)
-
-
-def _distinct(keys: list[bytes], field: str) -> None:
-    if len(set(keys)) != len(keys):
-        raise InvalidRequest(field, "names a key twice; a batch changes each key at most once")
-
-
 def _check_put(r: PutRequest, limits: Limits) -> None:
     size = _bytes(r.key, "key") + _bytes(r.value, "value", low=0, high=_ANY)
     _size("value", size, limits)
-    _session(r)
-
-
-def _check_cas(r: CASRequest, limits: Limits) -> None:
-    size = _bytes(r.key, "key")
-    for field, value in (("old", r.old), ("new", r.new)):
-        if value is not None:
-            size += _bytes(value, field, low=0, high=_ANY)
-    _size("new", size, limits)
-    _session(r)
-
-
-def _check_batch_put(r: BatchPutRequest, limits: Limits) -> None:
-    size = 0
-    keys = []
-    for pair in _items(r.items, "items", limits):
-        if type(pair) not in (tuple, list) or len(pair) != 2:
-            raise InvalidRequest("items", "each item must be a (key, value) pair")
-        size += _bytes(pair[0], "items.key") + _bytes(pair[1], "items.value", low=0, high=_ANY)
-        keys.append(pair[0])
-    _size("items", size, limits)
-    _distinct(keys, "items")
-    _session(r)
-
-
-def _check_batch_delete(r: BatchDeleteRequest, limits: Limits) -> None:
-    keys = list(_items(r.keys, "keys", limits))
-    _size("keys", sum(_bytes(k, "keys") for k in keys), limits)
     _session(r)
 
 
@@ -189,6 +160,17 @@ def _check_kv_range(r: KVRangeRequest, limits: Limits) -> None:
     _int(r.revision, "revision", 0)
     _int(r.limit, "limit", 0)
     _consistency(r.consistency)
+    _choice(r.sort_order, "sort_order", SORT_ORDERS)
+    _choice(r.sort_target, "sort_target", SORT_TARGETS)
+    _flag(r.keys_only, "keys_only")
+    _flag(r.count_only, "count_only")
+    for name in ("min_mod_revision", "max_mod_revision", "min_create_revision", "max_create_revision"):
+        _int(getattr(r, name), name, 0)
+
+
+def _choice(value: Any, field: str, choices: tuple[str, ...]) -> None:
+    if type(value) is not str or value not in choices:
+        raise InvalidRequest(field, f"must be one of {', '.join(choices)}; got {value!r:.40}")
 
 
 def _flag(value: Any, field: str) -> None:
@@ -219,6 +201,77 @@ def _check_kv_delete_range(r: KVDeleteRangeRequest, limits: Limits) -> None:
     _range_end(r.range_end)
     _flag(r.prev_kv, "prev_kv")
     _session(r)
+
+
+def _check_txn(r: TxnRequest, limits: Limits) -> None:
+    """Each part as a request of its own (nested sessions and consistency levels unused),
+    at most `MAX_TXN_DEPTH` deep and `max_batch_items` compares and operations in all, the
+    keys and values within `max_request_bytes`, and no key written twice by one branch."""
+    parts = [0]
+    size = _txn_size(r, limits, 1, parts)
+    if parts[0] > limits.max_batch_items:
+        raise RequestTooLarge(
+            "txn", f"has {parts[0]:,} compares and operations; a transaction takes at most {limits.max_batch_items:,}"
+        )
+    _size("txn", size, limits)
+    reason = txn_conflict(_txn_shape(r))
+    if reason is not None:
+        raise InvalidRequest(reason.split(":", 1)[0], reason)
+    _session(r)
+
+
+def _check_compare(c: Any) -> int:
+    """The compare's size in bytes."""
+    if type(c) is not Compare:
+        raise InvalidRequest("compare", f"takes Compare, got {type(c).__name__}")
+    size = _bytes(c.key, "compare.key")
+    _range_end(c.range_end)
+    _choice(c.target, "compare.target", COMPARE_TARGETS)
+    _choice(c.result, "compare.result", COMPARE_RESULTS)
+    if c.target == "value":
+        return size + _bytes(c.value, "compare.value", low=0, high=_ANY)
+    _int(c.value, "compare.value", 0)
+    return size
+
+
+def _txn_size(r: TxnRequest, limits: Limits, depth: int, parts: list[int]) -> int:
+    if depth > MAX_TXN_DEPTH:
+        raise InvalidRequest("txn", f"transactions nest at most {MAX_TXN_DEPTH} deep")
+    size = 0
+    for field in ("compare", "success", "failure"):
+        items = getattr(r, field)
+        if type(items) not in (tuple, list):
+            raise InvalidRequest(field, f"must be a sequence, got {type(items).__name__}")
+        parts[0] += len(items)
+    for c in r.compare:
+        size += _check_compare(c)
+    for op in (*r.success, *r.failure):
+        check = _TXN_CHECKS.get(type(op))
+        if check is None:
+            names = "KVRangeRequest, KVPutRequest, KVDeleteRangeRequest or TxnRequest"
+            raise InvalidRequest("success", f"an operation is a {names}, got {type(op).__name__}")
+        if isinstance(op, TxnRequest):
+            size += _txn_size(op, limits, depth + 1, parts)
+            continue
+        check(op, limits)
+        size += len(op.key) + len(getattr(op, "value", b""))
+    return size
+
+
+def _txn_shape(r: TxnRequest) -> Txn:
+    """The writes of `r` as the state machine sees them (values left out): for the
+    duplicate-key rule, which is the state machine's own."""
+
+    def shape(op: Any) -> TxnOp:
+        if type(op) is KVPutRequest:
+            return KVPut(op.key, b"", ignore_value=True)
+        if type(op) is KVDeleteRangeRequest:
+            return DeleteRange(op.key, op.range_end)
+        if type(op) is TxnRequest:
+            return _txn_shape(op)
+        return TxnRange(op.key, op.range_end)
+
+    return Txn((), tuple(shape(op) for op in r.success), tuple(shape(op) for op in r.failure))
 
 
 def _check_compact(r: CompactRequest, limits: Limits) -> None:
@@ -283,11 +336,9 @@ _CHECKS: dict[type, Any] = {
     KVPutRequest: _check_kv_put,
     KVDeleteRangeRequest: _check_kv_delete_range,
     CompactRequest: _check_compact,
+    TxnRequest: _check_txn,
     PutRequest: _check_put,
     DeleteRequest: _check_delete,
-    CASRequest: _check_cas,
-    BatchPutRequest: _check_batch_put,
-    BatchDeleteRequest: _check_batch_delete,
     LockRequest: _check_lock,
     UnlockRequest: _check_unlock,
     RefreshRequest: _check_refresh,
@@ -297,6 +348,14 @@ _CHECKS: dict[type, Any] = {
     SnapshotRequest: _nothing,
     ListLocksRequest: _nothing,
     MetricsRequest: _nothing,
+}
+
+
+_TXN_CHECKS: dict[type, Any] = {
+    KVRangeRequest: _check_kv_range,
+    KVPutRequest: _check_kv_put,
+    KVDeleteRangeRequest: _check_kv_delete_range,
+    TxnRequest: _check_txn,
 }
 
 

@@ -33,7 +33,10 @@ def _summary(results: list[SimResult], failures: int, seconds: float) -> str:
             f"InstallSnapshot applied: in {with_snap} seeds ({100 * with_snap / len(results):.1f}%), "
             f"{sum(r.snapshot_installs for r in results)} installs"
         ),
-        f"client operations:       {ops} checked linearizable ({unknown} with unknown outcome)",
+        (
+            f"client operations:       {ops} checked linearizable ({unknown} with unknown outcome; "
+            f"{sum(r.transactions for r in results)} two-key transactions)"
+        ),
         f"leaders elected:         {sum(r.leaders for r in results)}",
         f"crashes:                 {sum(r.crashes for r in results)}",
         f"membership changes:      {sum(r.conf_changes for r in results)}",

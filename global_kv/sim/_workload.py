@@ -1,4 +1,4 @@
-"""Simulated KV clients: put / get / cas / delete on a few keys, recorded as a history.
+"""Simulated KV clients: put / get / cas / delete / txn on a few keys, recorded as a history.
 
 Each client sends protocol requests (`_commands.kv_request`) to the replica it believes
 leads, as `GlobalClient` does: writes are forwarded by a follower to the leader, reads
@@ -144,9 +144,10 @@ class Workload:
             request = kv_request(c.client_id, 0, op, rng.choice(self.read_levels))
         elif roll < 0.65:
             op = ("put", key, f"v{n}")
-        elif roll < 0.9:
-            expected = self.last_values.get(key) if rng.random() < 0.7 else f"v{rng.randint(1, n)}"
-            op = ("cas", key, expected, f"v{n}")
+        elif roll < 0.8:
+            op = ("cas", key, self._guess(key, n), f"v{n}")
+        elif roll < 0.92:
+            op = self._txn(key, n)
         else:
             op = ("delete", key)
         if op[0] not in ("get", "malformed"):
@@ -159,6 +160,31 @@ class Workload:
         c.state = SUBMIT
         timeout = self.read_timeout if op[0] == "get" else self.write_timeout
         c.deadline = self.sim.now + rng.randint(timeout // 4, timeout)
+
+    def _guess(self, key: str, n: int) -> str | None:
+        """An expected value: mostly the last one seen, else an old one."""
+        return self.last_values.get(key) if self.rng.random() < 0.7 else f"v{self.rng.randint(1, n)}"
+
+    def _txn(self, key: str, n: int) -> tuple[Any, ...]:
+        """A transaction over `key` and its pair (k0 with k1, k2 with k3, ...): compares on
+        one or both, a success branch writing each at most once, reads in either branch.
+        The checker checks each pair's keys together."""
+        rng = self.rng
+        i = self.keys.index(key)
+        pair = self.keys[i ^ 1] if (i ^ 1) < len(self.keys) else key
+        keys = tuple(sorted({key, pair}))
+        compares = tuple((k, self._guess(k, n)) for k in keys if rng.random() < 0.6)
+        success: list[tuple[Any, ...]] = []
+        for k in rng.sample(keys, len(keys)):
+            roll = rng.random()
+            if roll < 0.5:
+                success.append(("put", k, f"v{n}"))
+            elif roll < 0.65:
+                success.append(("delete", k))
+            if rng.random() < 0.4:
+                success.append(("get", k))
+        failure = tuple(("get", k) for k in keys if rng.random() < 0.5)
+        return ("txn", keys, compares, tuple(success), failure)
 
     def _pick(self, c: Client) -> SimReplica | None:
         sim = self.sim
@@ -247,6 +273,10 @@ class Workload:
             self.last_values[op[1]] = None
         elif op[0] == "cas" and output is True:
             self.last_values[op[1]] = op[3]
+        elif op[0] == "txn" and output[0]:
+            for step in op[3]:
+                if step[0] != "get":
+                    self.last_values[step[1]] = step[2] if step[0] == "put" else None
         elif op[0] == "get":
             self.last_values[op[1]] = output
         self._idle(c)

@@ -25,11 +25,21 @@ from ergo_py.ids import PID
 
 from .._errors import MalformedCommand
 from ._keys import MAX_SEQ, check_client_id, check_user_key
+from ._range import RangeOptions
 from ._values import check_stored_value
 
 __all__ = [
     "CAS",
+    "COMPARE_RESULTS",
+    "COMPARE_TARGETS",
+    "Compare",
     "CompactHistory",
+    "LeaseExpire",
+    "LeaseGrant",
+    "LeaseRefresh",
+    "LeaseRevoke",
+    "Txn",
+    "TxnRange",
     "DeleteRange",
     "KVPut",
     "OP_TYPES",
@@ -50,6 +60,7 @@ __all__ = [
 ]
 
 _MAX_TTL_MS = (1 << 63) - 1
+_MAX_LEASE_ID = (1 << 63) - 1  # etcd's lease ids are int64
 
 
 def _check_int(value: object, what: str, low: int, high: int = MAX_SEQ) -> int:
@@ -255,7 +266,8 @@ def _check_range_end(value: object) -> bytes:
 class KVPut:
     """etcd's Put: set `key` to `value` (a stored value), answering with the revision, and
     the previous key-value if `prev_kv`. `ignore_value` keeps the current value (the key
-    must exist), `ignore_lease` the current lease. `lease` must be 0 until leases exist."""
+    must exist), `ignore_lease` the current lease; `lease` (0: none) attaches the key to
+    that lease, which must exist."""
 
     key: bytes
     value: bytes
@@ -271,7 +283,7 @@ class KVPut:
                 raise ValueError("ignore_value takes no value")
         else:
             check_stored_value(self.value)
-        _check_int(self.lease, "lease", 0, 0)
+        _check_int(self.lease, "lease", 0, _MAX_LEASE_ID)
         for name in ("prev_kv", "ignore_value", "ignore_lease"):
             _check_flag(getattr(self, name), name)
 
@@ -302,6 +314,141 @@ class CompactHistory:
         _check_int(self.revision, "revision", 1)
 
 
+@dataclass(frozen=True, slots=True)
+class LeaseGrant:
+    """Grant a lease of `ttl_ms` (etcd's LeaseGrant): id `lease_id`, or 0 for one chosen
+    from this entry's index; with an `owner`, the lease also ends when that process dies
+    (its monitor, as for locks)."""
+
+    lease_id: int
+    ttl_ms: int
+    owner: PID | None = None
+
+    def __post_init__(self) -> None:
+        _check_int(self.lease_id, "lease_id", 0, _MAX_LEASE_ID)
+        _check_int(self.ttl_ms, "ttl_ms", 1, _MAX_TTL_MS)
+        if self.owner is not None:
+            _check_pid(self.owner)
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseRevoke:
+    """End the lease now and delete its keys, in one revision (etcd's LeaseRevoke)."""
+
+    lease_id: int
+
+    def __post_init__(self) -> None:
+        _check_int(self.lease_id, "lease_id", 1, _MAX_LEASE_ID)
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseRefresh:
+    """A keep-alive: the lease's TTL starts again from this entry (on every replica)."""
+
+    lease_id: int
+
+    def __post_init__(self) -> None:
+        _check_int(self.lease_id, "lease_id", 1, _MAX_LEASE_ID)
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseExpire:
+    """The leader's deadline for the lease passed: revoke it, unless it was refreshed
+    after `refreshed_index` (a keep-alive racing the expiry through the log wins)."""
+
+    lease_id: int
+    refreshed_index: int
+
+    def __post_init__(self) -> None:
+        _check_int(self.lease_id, "lease_id", 1, _MAX_LEASE_ID)
+        _check_int(self.refreshed_index, "refreshed_index", 1)
+
+
+COMPARE_TARGETS = ("version", "create", "mod", "value", "lease")
+COMPARE_RESULTS = ("=", "!=", "<", ">")
+MAX_TXN_DEPTH = 8  # nested transactions, the outermost one included
+
+
+@dataclass(frozen=True, slots=True)
+class Compare:
+    """etcd's Compare: `target` of the key (or of every key in [key, range_end), see
+    `_check_range_end`) `result` `value`; an int for version / create / mod / lease, a
+    stored value (see encode_value) for value, compared decoded, as bytes (as etcd)."""
+
+    key: bytes
+    target: str
+    result: str
+    value: int | bytes
+    range_end: bytes = b""
+
+    def __post_init__(self) -> None:
+        check_user_key(self.key)
+        _check_range_end(self.range_end)
+        if self.target not in COMPARE_TARGETS:
+            raise ValueError(f"compare target must be one of {', '.join(COMPARE_TARGETS)}, got {self.target!r:.40}")
+        if self.result not in COMPARE_RESULTS:
+            raise ValueError(f"compare result must be one of {' '.join(COMPARE_RESULTS)}, got {self.result!r:.40}")
+        if self.target == "value":
+            if type(self.value) is not bytes:
+                raise TypeError(f"a value compare takes a stored value, got {type(self.value).__name__}")
+            check_stored_value(self.value, "compare value")
+        else:
+            _check_int(self.value, f"compare {self.target}", 0)
+
+
+@dataclass(frozen=True, slots=True)
+class TxnRange:
+    """etcd's Range inside a transaction: it sees the transaction's earlier writes."""
+
+    key: bytes
+    range_end: bytes = b""
+    revision: int = 0
+    limit: int = 0
+    options: RangeOptions = RangeOptions()
+
+    def __post_init__(self) -> None:
+        check_user_key(self.key)
+        _check_range_end(self.range_end)
+        _check_int(self.revision, "revision", 0)
+        _check_int(self.limit, "limit", 0)
+        if type(self.options) is not RangeOptions:
+            raise TypeError(f"options must be RangeOptions, got {type(self.options).__name__}")
+
+
+@dataclass(frozen=True, slots=True)
+class Txn:
+    """etcd's Txn: if every compare holds, the `success` operations, else the `failure`
+    ones (each a KVPut, DeleteRange, TxnRange or nested Txn), in one revision. Which
+    keys a branch may write twice is decided when it is applied (`_txn.conflict`)."""
+
+    compare: tuple[Compare, ...] = ()
+    success: tuple[TxnOp, ...] = ()
+    failure: tuple[TxnOp, ...] = ()
+
+    def __post_init__(self) -> None:
+        for name in ("compare", "success", "failure"):
+            items = getattr(self, name)
+            if isinstance(items, (str, bytes)) or not isinstance(items, Iterable):
+                raise TypeError(f"txn {name} must be a sequence, got {type(items).__name__}")
+            object.__setattr__(self, name, tuple(items))
+        for c in self.compare:
+            if type(c) is not Compare:
+                raise TypeError(f"txn compare takes Compare, got {type(c).__name__}")
+        for op in self.success + self.failure:
+            if type(op) not in _TXN_OPS:
+                raise TypeError(f"a txn operation is a KVPut, DeleteRange, TxnRange or Txn, got {type(op).__name__}")
+        if self.depth() > MAX_TXN_DEPTH:
+            raise ValueError(f"transactions nest at most {MAX_TXN_DEPTH} deep")
+
+    def depth(self) -> int:
+        nested = [op.depth() for op in self.success + self.failure if type(op) is Txn]
+        return 1 + max(nested, default=0)
+
+    def size(self) -> int:
+        """Compares and operations, nested ones included."""
+        return len(self.compare) + sum(op.size() if type(op) is Txn else 1 for op in self.success + self.failure)
+
+
 Op: TypeAlias = (
     Put
     | Delete
@@ -317,6 +464,11 @@ Op: TypeAlias = (
     | CompactHistory
     | KVPut
     | DeleteRange
+    | Txn
+    | LeaseGrant
+    | LeaseRevoke
+    | LeaseRefresh
+    | LeaseExpire
 )
 
 OP_TYPES: tuple[type, ...] = (
@@ -334,7 +486,14 @@ OP_TYPES: tuple[type, ...] = (
     CompactHistory,
     KVPut,
     DeleteRange,
+    Txn,
+    LeaseGrant,
+    LeaseRevoke,
+    LeaseRefresh,
+    LeaseExpire,
 )
+TxnOp: TypeAlias = "KVPut | DeleteRange | TxnRange | Txn"
+_TXN_OPS = (KVPut, DeleteRange, TxnRange, Txn)
 
 
 @dataclass(frozen=True, slots=True)
@@ -371,6 +530,8 @@ _LOCK_ACQUIRE, _LOCK_RELEASE, _LOCK_REFRESH, _LOCK_RELEASE_OWNER, _LOCK_EXPIRE =
 _SESSION_CLOSE = 11
 _COMPACT_HISTORY = 12
 _KV_PUT, _DELETE_RANGE = 13, 14
+_TXN, _TXN_RANGE = 15, 16
+_LEASE_GRANT, _LEASE_REVOKE, _LEASE_REFRESH, _LEASE_EXPIRE = 17, 18, 19, 20
 
 _OPCODES: dict[type, int] = {
     Put: _PUT,
@@ -387,7 +548,13 @@ _OPCODES: dict[type, int] = {
     CompactHistory: _COMPACT_HISTORY,
     KVPut: _KV_PUT,
     DeleteRange: _DELETE_RANGE,
+    Txn: _TXN,
+    LeaseGrant: _LEASE_GRANT,
+    LeaseRevoke: _LEASE_REVOKE,
+    LeaseRefresh: _LEASE_REFRESH,
+    LeaseExpire: _LEASE_EXPIRE,
 }
+_TXN_OPCODES: dict[type, int] = {KVPut: _KV_PUT, DeleteRange: _DELETE_RANGE, TxnRange: _TXN_RANGE, Txn: _TXN}
 
 
 def _pid_fields(pid: PID) -> list[Any]:
@@ -421,7 +588,28 @@ def _op_fields(op: Op) -> list[Any]:
         return [op.key, op.value, op.lease, op.prev_kv, op.ignore_value, op.ignore_lease]
     if isinstance(op, DeleteRange):
         return [op.key, op.range_end, op.prev_kv]
+    if isinstance(op, LeaseGrant):
+        return [op.lease_id, op.ttl_ms, None if op.owner is None else _pid_fields(op.owner)]
+    if isinstance(op, (LeaseRevoke, LeaseRefresh)):
+        return [op.lease_id]
+    if isinstance(op, LeaseExpire):
+        return [op.lease_id, op.refreshed_index]
+    if isinstance(op, Txn):
+        return [
+            [[c.key, c.range_end, c.target, c.result, c.value] for c in op.compare],
+            [_txn_op_fields(o) for o in op.success],
+            [_txn_op_fields(o) for o in op.failure],
+        ]
     return [op.client_id]  # SessionClose
+
+
+def _txn_op_fields(op: TxnOp) -> list[Any]:
+    if isinstance(op, TxnRange):
+        o = op.options
+        bounds = [o.min_mod_revision, o.max_mod_revision, o.min_create_revision, o.max_create_revision]
+        fields = [op.key, op.range_end, op.revision, op.limit, o.sort_order, o.sort_target, o.keys_only, o.count_only]
+        return [_TXN_RANGE, *fields, *bounds]
+    return [_TXN_OPCODES[type(op)], *_op_fields(op)]
 
 
 def encode_command(cmd: Command) -> bytes:
@@ -442,6 +630,10 @@ def _values_of(op: Op) -> list[tuple[str, bytes]]:
         return [(w, v) for w, v in (("expected", op.expected), ("new", op.new)) if v is not None]
     if isinstance(op, BatchPut):
         return [("value", v) for _, v in op.items]
+    if isinstance(op, Txn):
+        compares = [("compare value", c.value) for c in op.compare if type(c.value) is bytes]
+        ops = [pair for o in op.success + op.failure if type(o) is not TxnRange for pair in _values_of(o)]  # type: ignore[arg-type]
+        return compares + ops
     return []
 
 
@@ -502,7 +694,58 @@ def _build_op(code: Any, fields: list[Any]) -> Op:
     if code == _DELETE_RANGE:
         arity(3)
         return DeleteRange(*fields)
+    if code == _TXN:
+        arity(3)
+        return _build_txn(fields, 1)
+    if code == _LEASE_GRANT:
+        arity(3)
+        return LeaseGrant(fields[0], fields[1], None if fields[2] is None else _pid(fields[2]))
+    if code == _LEASE_REVOKE:
+        arity(1)
+        return LeaseRevoke(fields[0])
+    if code == _LEASE_REFRESH:
+        arity(1)
+        return LeaseRefresh(fields[0])
+    if code == _LEASE_EXPIRE:
+        arity(2)
+        return LeaseExpire(fields[0], fields[1])
     raise ValueError(f"unknown opcode {code!r}")
+
+
+def _build_txn(fields: list[Any], depth: int) -> Txn:
+    if depth > MAX_TXN_DEPTH:
+        raise ValueError(f"transactions nest at most {MAX_TXN_DEPTH} deep")
+    compares, success, failure = fields
+    if not all(type(part) is list for part in fields):
+        raise ValueError("a txn is [compares, success, failure] arrays")
+    for c in compares:
+        if type(c) is not list or len(c) != 5:
+            raise ValueError("a compare is [key, range_end, target, result, value]")
+    return Txn(
+        tuple(Compare(c[0], c[2], c[3], c[4], c[1]) for c in compares),
+        tuple(_build_txn_op(o, depth) for o in success),
+        tuple(_build_txn_op(o, depth) for o in failure),
+    )
+
+
+def _build_txn_op(raw: Any, depth: int) -> TxnOp:
+    if type(raw) is not list or not raw:
+        raise ValueError("a txn operation is [opcode, *fields]")
+    code, *fields = raw
+    if code == _TXN_RANGE:
+        if len(fields) != 12:
+            raise ValueError(f"a txn range takes 12 fields, got {len(fields)}")
+        key, range_end, revision, limit, *options = fields
+        return TxnRange(key, range_end, revision, limit, RangeOptions(*options))
+    if code == _TXN:
+        if len(fields) != 3:
+            raise ValueError(f"a txn takes 3 fields, got {len(fields)}")
+        return _build_txn(fields, depth + 1)
+    if code not in (_KV_PUT, _DELETE_RANGE):
+        raise ValueError(f"opcode {code!r} is not a txn operation")
+    op = _build_op(code, fields)
+    assert isinstance(op, (KVPut, DeleteRange))
+    return op
 
 
 def decode_command(data: bytes) -> Command:

@@ -5,6 +5,7 @@ user keys never meets a lock or a session record and a snapshot of the engine is
 snapshot of the whole state machine:
 
 - b"k" + user key                      -> stored value (see `_values`)
+- b"e" + lease id (8 bytes, big-endian) -> lease record (see `_leases`)
 - b"l" + lock key                      -> lock record (see `_locks`)
 - b"s" + len(id) + client id + b"m"     -> session meta record (see `_sessions`)
 - b"s" + len(id) + client id + b"r" + seq (8 bytes, big-endian) -> cached result
@@ -16,6 +17,7 @@ prefix-match of another's. This module must never touch the engine itself.
 from __future__ import annotations
 
 __all__ = [
+    "LEASE_PREFIX",
     "LOCK_PREFIX",
     "MAX_CLIENT_ID_BYTES",
     "MAX_SEQ",
@@ -37,6 +39,7 @@ __all__ = [
 USER_PREFIX = b"k"
 USER_END = b"l"  # the first key after every user key
 LOCK_PREFIX = b"l"
+LEASE_PREFIX = b"e"
 SESSION_PREFIX = b"s"
 
 # The engines accept keys up to 511 bytes (storage.MAX_KEY_SIZE); one byte goes to the

@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from ergo_py.ids import PID
@@ -35,6 +35,10 @@ from ._commands import (
     Delete,
     DeleteRange,
     KVPut,
+    LeaseExpire,
+    LeaseGrant,
+    LeaseRefresh,
+    LeaseRevoke,
     LockAcquire,
     LockExpire,
     LockRefresh,
@@ -43,9 +47,13 @@ from ._commands import (
     Op,
     Put,
     SessionClose,
+    Txn,
+    TxnOp,
+    TxnRange,
 )
 from ._commands import decode_command as _decode_command
 from ._keys import (
+    LEASE_PREFIX,
     LOCK_PREFIX,
     SESSION_PREFIX,
     USER_END,
@@ -54,11 +62,11 @@ from ._keys import (
     prefix_end,
     user_key,
 )
+from ._leases import Lease, LeaseTable
 from ._locks import Lock, LockTable
 from ._mvcc import (
     DEAD_PREFIX,
     HISTORY_PREFIX,
-    INDEX_PREFIX,
     KeyIndex,
     KeyValue,
     RangeResult,
@@ -68,6 +76,9 @@ from ._mvcc import (
     decode_live,
     key_at,
 )
+from ._range import PLAIN as PLAIN_RANGE
+from ._range import RangeOptions
+from ._range import select as select_range
 from ._results import (
     Applied,
     CASFailedResult,
@@ -76,6 +87,10 @@ from ._results import (
     FutureRevisionResult,
     Granted,
     KeyNotFoundResult,
+    LeaseExistsResult,
+    LeaseGrantedResult,
+    LeaseNotFoundResult,
+    LeaseRevokedResult,
     LockHeldResult,
     LockNotHeldResult,
     Ok,
@@ -84,8 +99,12 @@ from ._results import (
     Result,
     SessionExpiredResult,
     StaleTokenResult,
+    TxnOpResult,
+    TxnRefusedResult,
+    TxnResult,
 )
 from ._sessions import SessionInfo, SessionTable
+from ._txn import compare_holds, txn_conflict
 from ._values import decode_value
 
 if TYPE_CHECKING:
@@ -98,6 +117,9 @@ _NORMAL = EntryType.NORMAL
 _DEAD_END = bytes((DEAD_PREFIX[0] + 1,))  # after every dead-key record
 _NO_EFFECT = (EntryType.NOOP, EntryType.CONF_CHANGE)
 _OK = Ok()
+# What the ranges of one transaction may answer, in keys and values: the same on every
+# replica (results are cached by sessions), so a constant rather than a replica option.
+MAX_TXN_RESPONSE_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +168,23 @@ class _Batch:
         return puts, deletes
 
 
+class _EngineView:
+    """The engine as committed, read the way a `_Batch` is (reads between applies)."""
+
+    __slots__ = ("read", "_engine")
+
+    def __init__(self, engine: StorageEngine) -> None:
+        self._engine = engine
+        self.read = engine.get
+
+    def scan(self, low: bytes, high: bytes) -> Iterator[tuple[bytes, bytes]]:
+        with self._engine.range(low, high) as pairs:
+            yield from pairs
+
+
+_View = _Batch | _EngineView
+
+
 class StateMachine:
     """The replicated KV + lock + session state, stored in one StorageEngine it owns.
 
@@ -161,6 +200,7 @@ class StateMachine:
         self._engine = engine
         self._session_expiry = session_expiry_entries
         self._locks = LockTable()
+        self._leases = LeaseTable()
         self._sessions = SessionTable()
         self._revisions = Revisions()
         self._keys = KeyIndex()
@@ -247,25 +287,25 @@ class StateMachine:
         """The effect of `op` applied by the entry at `index` (a failure changes nothing)."""
         match op:
             case Put():
-                writer = RevisionWriter(self._revisions, self._keys, batch)
+                writer = self._writer(batch)
                 writer.put(op.key, op.value)
                 writer.finish()
                 return _OK
             case Delete():
-                writer = RevisionWriter(self._revisions, self._keys, batch)
+                writer = self._writer(batch)
                 writer.delete(op.key)
                 writer.finish()
                 return _OK
             case CAS():
                 return self._cas(op, index, batch)
             case BatchPut():
-                writer = RevisionWriter(self._revisions, self._keys, batch)
+                writer = self._writer(batch)
                 for key, value in dict(op.items).items():  # a later duplicate wins
                     writer.put(key, value)
                 writer.finish()
                 return _OK
             case BatchDelete():
-                writer = RevisionWriter(self._revisions, self._keys, batch)
+                writer = self._writer(batch)
                 for key in dict.fromkeys(op.keys):
                     writer.delete(key)
                 writer.finish()
@@ -293,18 +333,55 @@ class StateMachine:
                 lock = self._locks.refresh(found, op.ttl_ms, index, batch)
                 return Granted(lock.key, lock.token, lock.ttl_ms)
             case LockReleaseOwner():
+                # The owner is gone: its locks are released and its leases revoked.
                 released = []
                 for lock in self._locks.of(op.owner):
                     self._locks.remove(lock, batch)
                     released.append((lock.key, lock.token))
+                for lease in self._leases.of(op.owner):
+                    self._end_lease(lease, batch)
                 return Released(tuple(released))
             case SessionClose():
                 self._sessions.close(op.client_id, batch)
                 return _OK
             case KVPut():
-                return self._kv_put(op, batch)
+                if op.ignore_value and batch.read(user_key(op.key)) is None:
+                    return KeyNotFoundResult(op.key)
+                if op.lease and not op.ignore_lease and self._leases.get(op.lease) is None:
+                    return LeaseNotFoundResult(op.lease)
+                writer = self._writer(batch)
+                result = self._kv_put(op, writer)
+                writer.finish()
+                return result
             case DeleteRange():
-                return self._delete_range(op, batch)
+                writer = self._writer(batch)
+                deleted = self._delete_range(op, writer, batch)
+                revision = writer.finish()
+                return replace(deleted, revision=revision or self._revisions.revision)
+            case Txn():
+                return self._txn(op, batch)
+            case LeaseGrant():
+                lease_id = op.lease_id or self._leases.new_id(index)
+                if self._leases.get(lease_id) is not None:
+                    return LeaseExistsResult(lease_id)
+                lease = self._leases.grant(lease_id, op.ttl_ms, op.owner, index, batch)
+                return LeaseGrantedResult(lease.id, lease.ttl_ms)
+            case LeaseRefresh():
+                live = self._leases.get(op.lease_id)
+                if live is None:
+                    return LeaseNotFoundResult(op.lease_id)
+                lease = self._leases.refresh(live, index, batch)
+                return LeaseGrantedResult(lease.id, lease.ttl_ms)
+            case LeaseRevoke():
+                live = self._leases.get(op.lease_id)
+                return LeaseNotFoundResult(op.lease_id) if live is None else self._end_lease(live, batch)
+            case LeaseExpire():
+                live = self._leases.get(op.lease_id)
+                if live is None:
+                    return LeaseNotFoundResult(op.lease_id)
+                if live.refreshed_index != op.refreshed_index:
+                    return LeaseGrantedResult(live.id, live.ttl_ms)  # kept alive since
+                return self._end_lease(live, batch)
             case CompactHistory():
                 revisions = self._revisions
                 if op.revision <= revisions.compact_revision:
@@ -316,7 +393,7 @@ class StateMachine:
         raise RaftInvariantError(f"no rule to apply {type(op).__name__}")  # Command validates op
 
     def _cas(self, op: CAS, index: int, batch: _Batch) -> Result:
-        writer = RevisionWriter(self._revisions, self._keys, batch)
+        writer = self._writer(batch)
         record = writer.current(op.key)
         current = None if record is None else decode_value(record.stored)
         try:
@@ -332,22 +409,31 @@ class StateMachine:
         writer.finish()
         return _OK
 
-    def _kv_put(self, op: KVPut, batch: _Batch) -> Result:
-        writer = RevisionWriter(self._revisions, self._keys, batch)
+    def _writer(self, batch: _Batch) -> RevisionWriter:
+        return RevisionWriter(self._revisions, self._keys, batch, self._leases.keys)
+
+    def _end_lease(self, lease: Lease, batch: _Batch) -> LeaseRevokedResult:
+        """Delete the lease's keys, in one revision, and the lease."""
+        writer = self._writer(batch)
+        keys = sorted(self._leases.keys.get(lease.id, ()))
+        for key in keys:
+            writer.delete(key)
+        self._leases.remove(lease, batch)
+        revision = writer.finish()
+        return LeaseRevokedResult(lease.id, revision or self._revisions.revision, len(keys))
+
+    def _kv_put(self, op: KVPut, writer: RevisionWriter) -> PutResult:
+        """Put, in the revision `writer` writes (an ignore_value key must exist)."""
         record = writer.current(op.key) if op.prev_kv or op.ignore_value or op.ignore_lease else None
-        if op.ignore_value and record is None:
-            return KeyNotFoundResult(op.key)
         stored = record.stored if op.ignore_value and record is not None else op.value
         lease = record.lease if op.ignore_lease and record is not None else op.lease
         writer.put(op.key, stored, lease)
-        revision = writer.finish()
-        assert revision is not None
-        return PutResult(revision, record.key_value(op.key) if op.prev_kv and record is not None else None)
+        return PutResult(writer.main, record.key_value(op.key) if op.prev_kv and record is not None else None)
 
-    def _delete_range(self, op: DeleteRange, batch: _Batch) -> Result:
+    def _delete_range(self, op: DeleteRange, writer: RevisionWriter, batch: _Batch) -> DeleteResult:
+        """Delete the range, in the revision `writer` writes (0: the caller's to fill in)."""
         low = user_key(op.key)
         high = _range_high(low, op.range_end)
-        writer = RevisionWriter(self._revisions, self._keys, batch)
         deleted: list[KeyValue] = []
         count = 0
         skip = len(USER_PREFIX)
@@ -357,8 +443,93 @@ class StateMachine:
                 deleted.append(decode_live(raw).key_value(key))
             writer.delete(key)
             count += 1
+        return DeleteResult(0, count, tuple(deleted))
+
+    # ---- transactions ----------------------------------------------------------------------
+
+    def _txn(self, op: Txn, batch: _Batch) -> Result:
+        """etcd's Txn, in one revision: as etcd, every compare (nested ones too) is decided
+        on the state before the transaction, then the operations on that path are checked
+        (ranges inside the history and under the byte budget, ignore_value keys present),
+        and only then applied; a refusal changes nothing."""
+        reason = txn_conflict(op)
+        if reason is not None:
+            return TxnRefusedResult(reason.split(":", 1)[0], reason)
+        path: dict[int, bool] = {}
+        self._txn_path(op, batch, path)
+        refusal = self._txn_check(op, batch, path)
+        if refusal is not None:
+            return refusal
+        writer = self._writer(batch)
+        result = self._txn_run(op, batch, path, writer)
         revision = writer.finish()
-        return DeleteResult(revision if revision is not None else self._revisions.revision, count, tuple(deleted))
+        return _txn_revision(result, revision or self._revisions.revision)
+
+    def _txn_path(self, txn: Txn, batch: _Batch, path: dict[int, bool]) -> None:
+        """Which branch each transaction on the way runs (by id), decided on the state now."""
+        now = self._revisions.revision
+        succeeded = True
+        for c in txn.compare:
+            low = user_key(c.key)
+            if not compare_holds(c, list(self._found(batch, low, _range_high(low, c.range_end), now))):
+                succeeded = False
+                break
+        path[id(txn)] = succeeded
+        for op in txn.success if succeeded else txn.failure:
+            if type(op) is Txn:
+                self._txn_path(op, batch, path)
+
+    def _txn_check(self, txn: Txn, batch: _Batch, path: dict[int, bool]) -> Result | None:
+        revisions = self._revisions
+        budget = MAX_TXN_RESPONSE_BYTES
+        pending = [txn]
+        while pending:
+            node = pending.pop()
+            for op in node.success if path[id(node)] else node.failure:
+                if type(op) is Txn:
+                    pending.append(op)
+                elif type(op) is KVPut and op.ignore_value and batch.read(user_key(op.key)) is None:
+                    return KeyNotFoundResult(op.key)
+                elif type(op) is KVPut and op.lease and not op.ignore_lease and self._leases.get(op.lease) is None:
+                    return LeaseNotFoundResult(op.lease)
+                elif type(op) is TxnRange:
+                    if op.revision and op.revision < revisions.compact_revision:
+                        return CompactedResult(revisions.compact_revision)
+                    if op.revision > revisions.revision:
+                        return FutureRevisionResult(op.revision, revisions.revision)
+                    found = self._txn_range(op, batch, None)
+                    budget -= sum(len(kv.key) + len(kv.value) for kv in found.kvs)
+                    if budget < 0:
+                        reason = (
+                            f"the ranges of this txn answer over {MAX_TXN_RESPONSE_BYTES:,} bytes; "
+                            "give them a limit, or range outside the txn"
+                        )
+                        return TxnRefusedResult("range", reason, too_large=True)
+        return None
+
+    def _txn_run(self, txn: Txn, batch: _Batch, path: dict[int, bool], writer: RevisionWriter) -> TxnResult:
+        succeeded = path[id(txn)]
+        responses: list[TxnOpResult] = []
+        for op in txn.success if succeeded else txn.failure:
+            responses.append(self._txn_op(op, batch, path, writer))
+        return TxnResult(0, succeeded, tuple(responses))
+
+    def _txn_op(self, op: TxnOp, batch: _Batch, path: dict[int, bool], writer: RevisionWriter) -> TxnOpResult:
+        if type(op) is KVPut:
+            return self._kv_put(op, writer)
+        if type(op) is DeleteRange:
+            return self._delete_range(op, writer, batch)
+        if type(op) is TxnRange:
+            return self._txn_range(op, batch, writer)
+        assert type(op) is Txn
+        return self._txn_run(op, batch, path, writer)
+
+    def _txn_range(self, op: TxnRange, batch: _Batch, writer: RevisionWriter | None) -> RangeResult:
+        """A range inside a transaction: it sees the writes before it in the transaction."""
+        now = self._revisions.revision if writer is None or not writer.sub else writer.main
+        low = user_key(op.key)
+        found = self._found(batch, low, _range_high(low, op.range_end), op.revision or now, now)
+        return select_range(found, op.options, op.limit, None)
 
     def _holding(self, key: bytes, token: int) -> Lock | Result:
         """The lock if `token` holds `key`, else the failure to report."""
@@ -393,9 +564,7 @@ class StateMachine:
         self._check_usable()
         at = self._read_revision(revision)
         engine = self._engine
-        live = engine.get(user_key(check_user_key(key)))
-        dead = engine.get(DEAD_PREFIX + key) if live is None and at < self._revisions.revision else None
-        return key_at(engine, key, live, dead, at)
+        return key_at(engine.get, self._keys, key, engine.get(user_key(check_user_key(key))), at)
 
     def range_kv(
         self,
@@ -405,58 +574,43 @@ class StateMachine:
         revision: int = 0,
         limit: int = 0,
         max_bytes: int | None = None,
+        options: RangeOptions = PLAIN_RANGE,
     ) -> RangeResult:
         """The keys in [key, range_end) at `revision` (0: now), etcd's way: an empty
         `range_end` means `key` alone, b"\\x00" every key from `key` on; at most `limit` keys
-        (0: all), `more` if the range held more, `count` all it held. With `max_bytes`,
-        RequestTooLarge as soon as the keys and values returned add up to more."""
+        (0: all), `more` if the range held more, `count` all it held; sorted, filtered
+        and trimmed by `options` as etcd does (see `_range`). With `max_bytes`,
+        RequestTooLarge if the keys and values returned add up to more."""
         self._check_usable()
         at = self._read_revision(revision)
         if type(limit) is not int or limit < 0:
             raise ValueError(f"limit must be a non-negative int, got {limit!r}")
         low = user_key(check_user_key(key))
         high = _range_high(low, _bound(range_end, "range_end"))
-        kvs: list[KeyValue] = []
-        count = 0
-        left = max_bytes
-        for name, live, dead in self._keys_between(low, high, at):
-            kv = key_at(self._engine, name, live, dead, at)
-            if kv is None:
-                continue
-            count += 1
-            if limit and len(kvs) >= limit:
-                continue
-            if left is not None:
-                left -= len(kv.key) + len(kv.value)
-                if left < 0:
-                    raise RequestTooLarge(
-                        "limit",
-                        f"the result is over the {max_bytes:,}-byte reply limit (max_response_bytes); "
-                        "ask for fewer keys with a limit and continue after the last key you got",
-                    )
-            kvs.append(kv)
-        return RangeResult(tuple(kvs), count > len(kvs), count)
+        return select_range(self._found(_EngineView(self._engine), low, high, at), options, limit, max_bytes)
 
-    def _keys_between(self, low: bytes, high: bytes, at: int) -> Iterator[tuple[bytes, bytes | None, bytes | None]]:
-        """(key, live record, dead record) of every key in [low, high) that has a record,
-        in key order; dead ones only if `at` is a past revision (they may have lived then)."""
+    def _found(self, view: _View, low: bytes, high: bytes, at: int, live_at: int = 0) -> Iterator[KeyValue]:
+        """The keys in [low, high) as they were at `at`, in key order, read through `view`
+        (the engine, or an apply batch with the changes before it), whose live records
+        show revision `live_at` (0: the store's)."""
         if high <= low:
             return
         skip = len(USER_PREFIX)
-        with self._engine.range(low, high) as live:
-            if at == self._revisions.revision:
-                for k, v in live:
-                    yield k[skip:], v, None
-                return
-            dead_low = DEAD_PREFIX + low[skip:]
-            dead_high = DEAD_PREFIX + high[skip:] if high != USER_END else _DEAD_END
-            with self._engine.range(dead_low, dead_high) as dead:
-                merged = heapq.merge(
-                    ((k[skip:], v, None) for k, v in live),
-                    ((k[len(DEAD_PREFIX) :], None, v) for k, v in dead),
-                    key=lambda item: item[0],
-                )
-                yield from merged
+        if at >= (live_at or self._revisions.revision):
+            for k, v in view.scan(low, high):
+                yield decode_live(v).key_value(k[skip:])
+            return
+        dead_low = DEAD_PREFIX + low[skip:]
+        dead_high = DEAD_PREFIX + high[skip:] if high != USER_END else _DEAD_END
+        merged = heapq.merge(
+            ((k[skip:], v) for k, v in view.scan(low, high)),
+            ((k[len(DEAD_PREFIX) :], None) for k, _ in view.scan(dead_low, dead_high)),
+            key=lambda item: item[0],
+        )
+        for name, record in merged:
+            kv = key_at(view.read, self._keys, name, record, at)
+            if kv is not None:
+                yield kv
 
     def _read_revision(self, revision: int) -> int:
         if type(revision) is not int or revision < 0:
@@ -534,9 +688,26 @@ class StateMachine:
         return self._locks.of(owner)
 
     def owners(self) -> list[PID]:
-        """Every process holding a lock (sorted): a new leader monitors each of them."""
+        """Every process holding a lock or owning a lease (sorted): a new leader monitors each."""
         self._check_usable()
-        return self._locks.owners()
+        return sorted(set(self._locks.owners()) | set(self._leases.owners()))
+
+    def lease(self, lease_id: int) -> Lease | None:
+        self._check_usable()
+        return self._leases.get(lease_id)
+
+    def leases(self) -> list[Lease]:
+        self._check_usable()
+        return self._leases.all()
+
+    def leases_of(self, owner: PID) -> list[Lease]:
+        self._check_usable()
+        return self._leases.of(owner)
+
+    def lease_keys(self, lease_id: int) -> list[bytes]:
+        """The keys put with the lease, in key order."""
+        self._check_usable()
+        return sorted(self._leases.keys.get(lease_id, ()))
 
     def session(self, client_id: str) -> SessionInfo | None:
         """The live session of `client_id`, or None."""
@@ -595,7 +766,7 @@ class StateMachine:
         same state."""
         self._check_usable()
         h = hashlib.blake2b(digest_size=32)
-        prefixes = [DEAD_PREFIX, INDEX_PREFIX, USER_PREFIX, LOCK_PREFIX, b"m", HISTORY_PREFIX]
+        prefixes = [DEAD_PREFIX, LEASE_PREFIX, USER_PREFIX, LOCK_PREFIX, b"m", HISTORY_PREFIX]
         prefixes += [SESSION_PREFIX] if sessions else []
         for prefix in prefixes:
             with self._engine.prefix_scan(prefix) as pairs:
@@ -613,10 +784,11 @@ class StateMachine:
         applied = engine.applied_index()
         revisions = Revisions.load(engine)
         keys = KeyIndex.load(engine)
+        leases = LeaseTable.load(engine, {k: e.lease for k, e in keys.keys.items() if e.version and e.lease})
         locks = LockTable.load(engine)
         sessions = SessionTable.load(engine)
         self._applied, self._revisions, self._keys = applied, revisions, keys
-        self._locks, self._sessions = locks, sessions
+        self._locks, self._leases, self._sessions = locks, leases, sessions
 
     def _recover(self) -> None:
         """Make memory match the engine again after a failed batch or a restore; if even
@@ -634,6 +806,18 @@ class StateMachine:
                 "the state machine could not rebuild its tables from storage after a failure "
                 f"({self._broken!r}); restart the replica"
             ) from self._broken
+
+
+def _txn_revision(result: TxnResult, revision: int) -> TxnResult:
+    """`result` with the transaction's revision in it and in every response within."""
+    responses: list[TxnOpResult] = []
+    for r in result.responses:
+        if type(r) is TxnResult:
+            r = _txn_revision(r, revision)
+        elif isinstance(r, (PutResult, DeleteResult)):
+            r = replace(r, revision=revision)
+        responses.append(r)
+    return TxnResult(revision, result.succeeded, tuple(responses))
 
 
 def _range_high(low: bytes, range_end: bytes) -> bytes:

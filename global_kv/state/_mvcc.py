@@ -7,19 +7,19 @@ one revision for the whole entry, its changes numbered by `sub`). Every key carr
 delete) and `lease`, and every change is kept as a history record until compacted.
 The layout works on every engine through get / range / write_batch:
 
-- b"k" + key  -> live record: key_id, create, mod, version, lease, then the stored value
+- b"k" + key  -> live record: create, mod, version, lease, then the stored value
                  (current reads are one scan of these, as before revisions);
-- b"d" + key  -> dead record: key_id and the revision that deleted it, kept while the
-                 key has history (so a re-created key keeps its key_id);
-- b"r" + main (8) + sub (4) -> history record of that change: tombstone flag, key_id,
-                 create, version, lease, the key and its stored value;
-- b"i" + key_id + inv(main) -> sub: each key's changes, newest first, so "the latest
-                 change at or before R" is one forward seek (`inv(m) = 2**64 - 1 - m`);
+- b"d" + key  -> dead record: the revision that deleted it, kept while the key has
+                 history (so a read at a past revision finds deleted keys in key order);
+- b"r" + main (8) + sub (4) -> history record of that change: tombstone flag, create,
+                 version, lease, the key and its stored value (a watch or a compaction
+                 walks these in revision order);
 - b"m" + b"vcc" -> format, revision, compact_revision.
 
-A key_id is the (main, sub) of the change that first gave the key a record: 12 bytes,
-so history keys stay short whatever the user key's length (a user key already takes
-510 of the engines' 511 bytes).
+A put thus writes two records (live and history), as etcd's backend writes one and its
+index keeps the rest. Which changes each key has is kept in memory (`KeyIndex`, as etcd's
+treeIndex: a few integers per change, rebuilt from the records at start), so neither a
+write nor a read at a past revision searches the engine for it.
 
 This module never decides what an operation means (that is `_machine`); it only writes
 the records of a change and reads them back. It must never write to the engine except
@@ -29,44 +29,44 @@ through the batch it is given.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from .._errors import RaftInvariantError, StorageCorrupted
-from ._keys import USER_PREFIX, prefix_end
+from ._keys import USER_PREFIX
 from ._values import decode_value
 
 if TYPE_CHECKING:
     from ..storage._engine import StorageEngine
 
 __all__ = [
-    "RangeResult",
     "DEAD_PREFIX",
     "HISTORY_PREFIX",
-    "KeyIndex",
-    "INDEX_PREFIX",
     "META_KEY",
+    "KeyIndex",
     "KeyValue",
     "LiveRecord",
+    "RangeResult",
     "Revisions",
     "RevisionWriter",
     "compact_history",
     "decode_live",
+    "key_at",
 ]
 
 DEAD_PREFIX = b"d"
-INDEX_PREFIX = b"i"
 HISTORY_PREFIX = b"r"
 META_KEY = b"mvcc"  # under b"m": after every lock record (b"l"), before the history (b"r")
-FORMAT = 1
+FORMAT = 2  # 1: the first development layout (with per-key index records), refused
 _TOMBSTONE = 0x01
-_MAX = (1 << 64) - 1
+_SUB_BITS = 32  # a change is numbered main << 32 | sub in memory
+_SUB_MASK = (1 << _SUB_BITS) - 1
 
-_LIVE = struct.Struct(">B12sQQQQ")  # format, key_id, create, mod, version, lease
-_DEAD = struct.Struct(">B12sQ")  # format, key_id, mod (the deleting revision)
-_HISTORY = struct.Struct(">B12sQQQH")  # flags, key_id, create, version, lease, key length
-_SUB = struct.Struct(">I")
+_LIVE = struct.Struct(">BQQQQ")  # format, create, mod, version, lease
+_DEAD = struct.Struct(">BQ")  # format, mod (the deleting revision)
+_HISTORY = struct.Struct(">BQQQH")  # flags, create, version, lease, key length
 _META = struct.Struct(">BQQ")  # format, revision, compact_revision
 _REVISION = struct.Struct(">QI")  # main, sub
 
@@ -95,7 +95,6 @@ class RangeResult:
 
 @dataclass(frozen=True, slots=True)
 class LiveRecord:
-    key_id: bytes
     create_revision: int
     mod_revision: int
     version: int
@@ -112,52 +111,107 @@ def decode_live(raw: bytes) -> LiveRecord:
     """The live record `raw` (the value under b"k" + key); StorageCorrupted if it is not one."""
     if type(raw) is not bytes or len(raw) <= _LIVE.size or raw[0] != FORMAT:
         raise StorageCorrupted("state key record", None, f"not a live key record (format {FORMAT}): {raw!r:.40}")
-    _, key_id, create, mod, version, lease = _LIVE.unpack_from(raw)
-    return LiveRecord(key_id, create, mod, version, lease, raw[_LIVE.size :])
+    _, create, mod, version, lease = _LIVE.unpack_from(raw)
+    return LiveRecord(create, mod, version, lease, raw[_LIVE.size :])
 
 
-def dead_record(raw: bytes) -> tuple[bytes, int]:
-    """(key_id, deleting revision) of a dead-key record; StorageCorrupted if it is not one."""
+def _dead_mod(raw: bytes) -> int:
+    """The deleting revision in a dead-key record; StorageCorrupted if it is not one."""
     if type(raw) is not bytes or len(raw) != _DEAD.size or raw[0] != FORMAT:
         raise StorageCorrupted("state dead-key record", None, f"not a dead-key record: {raw!r:.40}")
-    _, key_id, mod = _DEAD.unpack(raw)
-    return bytes(key_id), mod
+    return int(_DEAD.unpack(raw)[1])
 
 
-def key_at(engine: StorageEngine, key: bytes, live: bytes | None, dead: bytes | None, revision: int) -> KeyValue | None:
-    """`key` as it was at `revision`, given its live (b"k") or dead (b"d") record now."""
-    if live is not None:
-        now = decode_live(live)
-        if now.mod_revision <= revision:
-            return now.key_value(key)
-        key_id = now.key_id
-    elif dead is not None:
-        key_id, deleted = dead_record(dead)
-        if deleted <= revision:
-            return None
-    else:
+def _history_key(change: int) -> bytes:
+    return HISTORY_PREFIX + _REVISION.pack(change >> _SUB_BITS, change & _SUB_MASK)
+
+
+class _KeyEntry:
+    """One key in the index: its metadata now (version 0: deleted, mod the deleting
+    revision) and its changes still in history, oldest first (main << 32 | sub)."""
+
+    __slots__ = ("changes", "create", "lease", "mod", "version")
+
+    def __init__(self, create: int, mod: int, version: int, lease: int) -> None:
+        self.create = create
+        self.mod = mod
+        self.version = version
+        self.lease = lease
+        self.changes: list[int] = []
+
+
+class KeyIndex:
+    """Every key that has records: key -> its metadata and its changes in history.
+
+    In memory, as etcd's treeIndex, so a write reads nothing from the engine and a read
+    at a past revision finds the change to read by bisection: rebuilt at start from the
+    live and dead records and one scan of the history, and kept in step with every
+    change. Costs a few integers per change kept, bounded by compaction as the history."""
+
+    __slots__ = ("keys",)
+
+    def __init__(self) -> None:
+        self.keys: dict[bytes, _KeyEntry] = {}
+
+    @classmethod
+    def load(cls, engine: StorageEngine) -> KeyIndex:
+        index = cls()
+        keys = index.keys
+        skip = len(USER_PREFIX)
+        with engine.prefix_scan(USER_PREFIX) as live:
+            for k, raw in live:
+                record = decode_live(raw)
+                keys[k[skip:]] = _KeyEntry(record.create_revision, record.mod_revision, record.version, record.lease)
+        with engine.prefix_scan(DEAD_PREFIX) as dead:
+            for k, raw in dead:
+                keys[k[len(DEAD_PREFIX) :]] = _KeyEntry(0, _dead_mod(raw), 0, 0)
+        with engine.prefix_scan(HISTORY_PREFIX) as history:
+            for hkey, raw in history:
+                key, _ = _history_fields(hkey, raw)
+                entry = keys.get(key)
+                if entry is None:
+                    raise StorageCorrupted("state history", None, f"a change of key {key!r:.60} that has no record")
+                main, sub = _REVISION.unpack(hkey[1:])
+                entry.changes.append(main << _SUB_BITS | sub)
+        return index
+
+
+def _history_fields(hkey: bytes, raw: bytes) -> tuple[bytes, int]:
+    """(key, flags) of the history record `raw` under `hkey`."""
+    if len(hkey) != 1 + _REVISION.size or len(raw) < _HISTORY.size:
+        raise StorageCorrupted("state history", None, f"not a history record: {hkey!r:.40}")
+    flags, _, _, _, size = _HISTORY.unpack_from(raw)
+    key = raw[_HISTORY.size : _HISTORY.size + size]
+    if len(key) != size:
+        raise StorageCorrupted("state history", None, f"a truncated history record: {hkey!r:.40}")
+    return key, flags
+
+
+def key_at(
+    read: Callable[[bytes], bytes | None], index: KeyIndex, key: bytes, live: bytes | None, revision: int
+) -> KeyValue | None:
+    """`key` as it was at `revision` (at or above the compacted one), given its live record
+    now (None: it has none); `read` gets a history record (the engine's get, or an apply
+    batch's read, which sees the changes before it)."""
+    entry = index.keys.get(key)
+    if entry is None:
         return None
-    # The key's changes, newest first: the first at or after inv(revision) is the latest
-    # change at or before `revision`.
-    index = INDEX_PREFIX + key_id
-    with engine.range(index + inv(revision), prefix_end(index), 1) as found:
-        first = next(iter(found), None)
-    if first is None:
+    if entry.mod <= revision:  # its latest change is the one to show
+        if not entry.version or live is None:
+            return None
+        return decode_live(live).key_value(key)
+    changes = entry.changes
+    at = bisect_right(changes, revision << _SUB_BITS | _SUB_MASK)
+    if not at:
         return None  # created after `revision`
-    main = _MAX - int.from_bytes(first[0][len(index) :], "big")
-    (sub,) = _SUB.unpack(first[1])
-    raw = engine.get(HISTORY_PREFIX + _REVISION.pack(main, sub))
+    change = changes[at - 1]
+    raw = read(_history_key(change))
     if raw is None or len(raw) < _HISTORY.size:
-        raise StorageCorrupted("state history", None, f"the change ({main}, {sub}) of key {key!r:.60} is missing")
-    flags, _, create, version, lease, size = _HISTORY.unpack_from(raw)
+        raise StorageCorrupted("state history", None, f"the change {change >> _SUB_BITS} of key {key!r:.60} is missing")
+    flags, create, version, lease, size = _HISTORY.unpack_from(raw)
     if flags & _TOMBSTONE:
         return None
-    return KeyValue(key, create, main, version, decode_value(raw[_HISTORY.size + size :]), lease)
-
-
-def inv(main: int) -> bytes:
-    """`main` inverted and big-endian: the newest change of a key sorts first."""
-    return (_MAX - main).to_bytes(8, "big")
+    return KeyValue(key, create, change >> _SUB_BITS, version, decode_value(raw[_HISTORY.size + size :]), lease)
 
 
 class Revisions:
@@ -183,7 +237,12 @@ class Revisions:
                     )
             return cls()
         if len(raw) != _META.size or raw[0] != FORMAT:
-            raise StorageCorrupted("state MVCC record", None, f"unknown format: {raw!r:.40}")
+            raise StorageCorrupted(
+                "state MVCC record",
+                None,
+                f"the data dir was written in another key layout (format {raw[:1].hex() or '?'}, this version "
+                f"reads {FORMAT}): start on an empty data dir and load the data again",
+            )
         _, revision, compact = _META.unpack(raw)
         return cls(revision, compact)
 
@@ -204,61 +263,28 @@ def compact_history(revisions: Revisions, key_index: KeyIndex, batch: _Batch, ta
 
     Walks the changes above the last compaction up to `target` in revision order (through
     the batch, so changes applied just before in the same batch count): each one makes
-    its key's previous change superseded, and a deletion is itself forgotten, with the
+    its key's earlier changes superseded, and a deletion is itself forgotten, with the
     key's dead record if that deletion was its last change."""
     low = HISTORY_PREFIX + _REVISION.pack(revisions.compact_revision + 1, 0)
     high = HISTORY_PREFIX + _REVISION.pack(target + 1, 0)
+    keys = key_index.keys
     for hkey, raw in list(batch.scan(low, high)):
-        main = _REVISION.unpack(hkey[1:])[0]
-        flags, key_id, _, _, _, size = _HISTORY.unpack_from(raw)
-        index = INDEX_PREFIX + bytes(key_id)
-        before = next(batch.scan(index + inv(main - 1), prefix_end(index)), None)
-        if before is not None:
-            pmain = _MAX - int.from_bytes(before[0][len(index) :], "big")
-            (psub,) = _SUB.unpack(before[1])
-            batch.delete(HISTORY_PREFIX + _REVISION.pack(pmain, psub))
-            batch.delete(before[0])
+        key, flags = _history_fields(hkey, raw)
+        entry = keys[key]
+        changes = entry.changes
+        main, sub = _REVISION.unpack(hkey[1:])
+        at = bisect_left(changes, main << _SUB_BITS | sub)
+        for superseded in changes[:at]:
+            batch.delete(_history_key(superseded))
+        del changes[:at]
         if flags & _TOMBSTONE:
             batch.delete(hkey)
-            batch.delete(index + inv(main))
-            key = raw[_HISTORY.size : _HISTORY.size + size]
-            known = key_index.keys.get(key)
-            if known is not None and known[3] == 0 and known[2] == main:
+            del changes[0]
+            if not changes and not entry.version:
                 batch.delete(DEAD_PREFIX + key)  # its last change: nothing of it is left
-                del key_index.keys[key]
+                del keys[key]
     revisions.compact_revision = target
     batch.put(b"m" + META_KEY, revisions.encoded())
-
-
-class KeyIndex:
-    """Every key that has records, with its metadata: key -> (key_id, create, mod,
-    version, lease); a deleted key that still has history has version 0 and the deleting
-    revision as mod.
-
-    In memory (as etcd's key index), so a write needs no read of the engine: rebuilt from
-    the live and dead records at start, and kept in step with every change."""
-
-    __slots__ = ("keys",)
-
-    def __init__(self) -> None:
-        self.keys: dict[bytes, tuple[bytes, int, int, int, int]] = {}
-
-    @classmethod
-    def load(cls, engine: StorageEngine) -> KeyIndex:
-        index = cls()
-        keys = index.keys
-        skip = len(USER_PREFIX)
-        with engine.prefix_scan(USER_PREFIX) as live:
-            for k, raw in live:
-                if len(raw) <= _LIVE.size or raw[0] != FORMAT:
-                    decode_live(raw)  # raises StorageCorrupted, saying what it found
-                _, key_id, create, mod, version, lease = _LIVE.unpack_from(raw)
-                keys[k[skip:]] = (bytes(key_id), create, mod, version, lease)
-        with engine.prefix_scan(DEAD_PREFIX) as dead:
-            for k, raw in dead:
-                key_id, mod = dead_record(raw)
-                keys[k[len(DEAD_PREFIX) :]] = (key_id, 0, mod, 0, 0)
-        return index
 
 
 class RevisionWriter:
@@ -267,26 +293,17 @@ class RevisionWriter:
     Call `put` / `delete` for each key the entry changes (each key at most once), then
     `finish`, which moves the store's revision if anything changed."""
 
-    __slots__ = ("_batch", "_changed", "_index", "_revisions", "main", "sub")
+    __slots__ = ("_batch", "_keys", "_lease_keys", "_revisions", "main", "sub")
 
-    def __init__(self, revisions: Revisions, index: KeyIndex, batch: _Batch) -> None:
+    def __init__(
+        self, revisions: Revisions, index: KeyIndex, batch: _Batch, lease_keys: dict[int, set[bytes]] | None = None
+    ) -> None:
         self._revisions = revisions
-        self._index = index
+        self._keys = index.keys
         self._batch = batch
+        self._lease_keys = lease_keys  # lease id -> its keys, kept in step (the lease must exist)
         self.main = revisions.revision + 1
         self.sub = 0
-        self._changed: set[bytes] = set()
-
-    def _touch(self, key: bytes) -> None:
-        if key in self._changed:
-            raise RaftInvariantError(f"key {key!r:.60} changed twice in revision {self.main}")
-        self._changed.add(key)
-
-    def _record(self, key_id: bytes, history: bytes) -> None:
-        batch, main, sub = self._batch, self.main, self.sub
-        batch.put(HISTORY_PREFIX + _REVISION.pack(main, sub), history)
-        batch.put(INDEX_PREFIX + key_id + inv(main), _SUB.pack(sub))
-        self.sub = sub + 1
 
     def current(self, key: bytes) -> LiveRecord | None:
         raw = self._batch.read(USER_PREFIX + key)
@@ -294,37 +311,59 @@ class RevisionWriter:
 
     def put(self, key: bytes, stored: bytes, lease: int = 0) -> bool:
         """Set `key` to the stored value `stored`; True if it existed."""
-        self._touch(key)
-        batch, main, keys = self._batch, self.main, self._index.keys
-        known = keys.get(key)
-        existed = known is not None and known[3] > 0
-        if known is not None and existed:
-            key_id, create, version = known[0], known[1], known[3] + 1
+        batch, main, sub = self._batch, self.main, self.sub
+        entry = self._keys.get(key)
+        if entry is None:
+            entry = self._keys[key] = _KeyEntry(main, main, 1, lease)
+            existed = False
+            self._lease_moved(key, 0, lease)
         else:
-            if known is not None:  # deleted, with history: it keeps its key_id
-                key_id = known[0]
+            if entry.mod == main:
+                raise RaftInvariantError(f"key {key!r:.60} changed twice in revision {main}")
+            existed = entry.version > 0
+            if existed:
+                entry.version += 1
+            else:  # deleted, with history
                 batch.delete(DEAD_PREFIX + key)
-            else:
-                key_id = _REVISION.pack(main, self.sub)
-            create, version = main, 1
-        batch.put(USER_PREFIX + key, _LIVE.pack(FORMAT, key_id, create, main, version, lease) + stored)
-        self._record(key_id, _HISTORY.pack(0, key_id, create, version, lease, len(key)) + key + stored)
-        keys[key] = (key_id, create, main, version, lease)
+                entry.create, entry.version = main, 1
+            self._lease_moved(key, entry.lease, lease)
+            entry.mod, entry.lease = main, lease
+        create, version = entry.create, entry.version
+        batch.put(USER_PREFIX + key, _LIVE.pack(FORMAT, create, main, version, lease) + stored)
+        batch.put(
+            HISTORY_PREFIX + _REVISION.pack(main, sub),
+            _HISTORY.pack(0, create, version, lease, len(key)) + key + stored,
+        )
+        entry.changes.append(main << _SUB_BITS | sub)
+        self.sub = sub + 1
         return existed
 
     def delete(self, key: bytes) -> bool:
         """Delete `key` if it exists; True if it did (else nothing changed)."""
-        keys = self._index.keys
-        known = keys.get(key)
-        if known is None or known[3] == 0:
+        entry = self._keys.get(key)
+        if entry is None or not entry.version:
             return False
-        self._touch(key)
-        batch, key_id, main = self._batch, known[0], self.main
+        batch, main, sub = self._batch, self.main, self.sub
+        if entry.mod == main:
+            raise RaftInvariantError(f"key {key!r:.60} changed twice in revision {main}")
+        self._lease_moved(key, entry.lease, 0)
         batch.delete(USER_PREFIX + key)
-        batch.put(DEAD_PREFIX + key, _DEAD.pack(FORMAT, key_id, main))
-        self._record(key_id, _HISTORY.pack(_TOMBSTONE, key_id, 0, 0, 0, len(key)) + key)
-        keys[key] = (key_id, 0, main, 0, 0)
+        batch.put(DEAD_PREFIX + key, _DEAD.pack(FORMAT, main))
+        batch.put(HISTORY_PREFIX + _REVISION.pack(main, sub), _HISTORY.pack(_TOMBSTONE, 0, 0, 0, len(key)) + key)
+        entry.create = entry.version = entry.lease = 0
+        entry.mod = main
+        entry.changes.append(main << _SUB_BITS | sub)
+        self.sub = sub + 1
         return True
+
+    def _lease_moved(self, key: bytes, old: int, new: int) -> None:
+        leases = self._lease_keys
+        if old == new or leases is None:
+            return
+        if old:
+            leases[old].discard(key)
+        if new:
+            leases[new].add(key)
 
     def finish(self) -> int | None:
         """The entry is done: its revision if it changed anything (then the store's revision)."""

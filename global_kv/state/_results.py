@@ -24,14 +24,18 @@ from .._errors import (
     Compacted,
     FutureRevision,
     GlobalKVError,
+    InvalidRequest,
     KeyNotFound,
+    LeaseExists,
+    LeaseNotFound,
     LockHeld,
     LockNotHeld,
+    RequestTooLarge,
     SessionExpired,
     StaleToken,
     StorageCorrupted,
 )
-from ._mvcc import KeyValue
+from ._mvcc import KeyValue, RangeResult
 
 __all__ = [
     "RESULT_TYPES",
@@ -50,6 +54,12 @@ __all__ = [
     "PutResult",
     "DeleteResult",
     "KeyNotFoundResult",
+    "LeaseExistsResult",
+    "LeaseGrantedResult",
+    "LeaseNotFoundResult",
+    "LeaseRevokedResult",
+    "TxnRefusedResult",
+    "TxnResult",
     "decode_result",
     "encode_result",
     "raise_for_result",
@@ -200,6 +210,74 @@ class FutureRevisionResult:
         return FutureRevision(self.revision, self.current_revision)
 
 
+@dataclass(frozen=True, slots=True)
+class TxnResult:
+    """A Txn applied at `revision` (the store's, if it changed nothing): whether every
+    compare held, and one response per operation of the branch that ran (RangeResult,
+    PutResult, DeleteResult or a nested TxnResult), in order."""
+
+    revision: int
+    succeeded: bool
+    responses: tuple[TxnOpResult, ...]
+    ok: ClassVar[bool] = True
+
+
+@dataclass(frozen=True, slots=True)
+class TxnRefusedResult:
+    """A Txn refused whole, nothing applied: a branch writes a key twice (etcd's
+    "duplicate key given in txn request"), or its ranges would answer more than
+    `MAX_TXN_RESPONSE_BYTES` (`too_large`). `field` is the part at fault."""
+
+    field: str
+    reason: str
+    too_large: bool = False
+    ok: ClassVar[bool] = False
+
+    def to_exception(self) -> GlobalKVError:
+        return (RequestTooLarge if self.too_large else InvalidRequest)(self.field, self.reason)
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseGrantedResult:
+    """Lease `lease_id` lives with `ttl_ms` from this entry (a grant or a keep-alive)."""
+
+    lease_id: int
+    ttl_ms: int
+    ok: ClassVar[bool] = True
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseRevokedResult:
+    """The lease ended (revoked, expired, or its owner died), its `deleted` keys deleted at
+    `revision` (the store's, if it had none)."""
+
+    lease_id: int
+    revision: int
+    deleted: int
+    ok: ClassVar[bool] = True
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseNotFoundResult:
+    lease_id: int
+    ok: ClassVar[bool] = False
+
+    def to_exception(self) -> GlobalKVError:
+        return LeaseNotFound(self.lease_id)
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseExistsResult:
+    lease_id: int
+    ok: ClassVar[bool] = False
+
+    def to_exception(self) -> GlobalKVError:
+        return LeaseExists(self.lease_id)
+
+
+TxnOpResult: TypeAlias = "RangeResult | PutResult | DeleteResult | TxnResult"
+
+
 Result: TypeAlias = (
     Ok
     | Granted
@@ -214,6 +292,12 @@ Result: TypeAlias = (
     | PutResult
     | DeleteResult
     | KeyNotFoundResult
+    | TxnResult
+    | TxnRefusedResult
+    | LeaseGrantedResult
+    | LeaseRevokedResult
+    | LeaseNotFoundResult
+    | LeaseExistsResult
 )
 
 
@@ -229,6 +313,7 @@ class Applied:
 
 RESULT_TYPES: tuple[type, ...] = (
     KeyValue,  # first: the results below carry it
+    RangeResult,
     Ok,
     Granted,
     Released,
@@ -242,6 +327,12 @@ RESULT_TYPES: tuple[type, ...] = (
     PutResult,
     DeleteResult,
     KeyNotFoundResult,
+    TxnResult,
+    TxnRefusedResult,
+    LeaseGrantedResult,
+    LeaseRevokedResult,
+    LeaseNotFoundResult,
+    LeaseExistsResult,
     Applied,
 )
 
@@ -269,7 +360,14 @@ _CODES: dict[type, int] = {
     PutResult: 10,
     DeleteResult: 11,
     KeyNotFoundResult: 12,
+    TxnResult: 13,
+    TxnRefusedResult: 14,
+    LeaseGrantedResult: 16,
+    LeaseRevokedResult: 17,
+    LeaseNotFoundResult: 18,
+    LeaseExistsResult: 19,
 }
+_RANGE = 15  # a RangeResult, inside a TxnResult only
 
 
 def _kv_fields(kv: KeyValue | None) -> list[Any] | None:
@@ -284,6 +382,12 @@ def _kv(fields: list[Any] | None) -> KeyValue | None:
 
 def encode_result(result: Result) -> bytes:
     """The stored form of `result` (compact CBOR)."""
+    return cbor2.dumps(_result_fields(result))
+
+
+def _result_fields(result: Result | RangeResult) -> list[Any]:
+    if isinstance(result, RangeResult):
+        return [_RANGE, [_kv_fields(kv) for kv in result.kvs], result.more, result.count]
     code = _CODES[type(result)]
     if isinstance(result, Ok):
         fields: list[Any] = []
@@ -310,49 +414,81 @@ def encode_result(result: Result) -> bytes:
         fields = [result.revision, result.deleted, [_kv_fields(kv) for kv in result.prev_kvs]]
     elif isinstance(result, KeyNotFoundResult):
         fields = [result.key]
+    elif isinstance(result, TxnResult):
+        fields = [result.revision, result.succeeded, [_result_fields(r) for r in result.responses]]
+    elif isinstance(result, TxnRefusedResult):
+        fields = [result.field, result.reason, result.too_large]
+    elif isinstance(result, LeaseGrantedResult):
+        fields = [result.lease_id, result.ttl_ms]
+    elif isinstance(result, LeaseRevokedResult):
+        fields = [result.lease_id, result.revision, result.deleted]
+    elif isinstance(result, (LeaseNotFoundResult, LeaseExistsResult)):
+        fields = [result.lease_id]
     else:
         fields = [result.client_id, result.seq]
-    return cbor2.dumps([code, *fields])
+    return [code, *fields]
 
 
 def decode_result(data: bytes) -> Result:
     """The result in a stored form; StorageCorrupted if it is not one."""
     try:
-        raw = cbor2.loads(data)
-        code, *f = raw
-        result: Result
-        if code == 0 and not f:
-            result = Ok()
-        elif code == 1:
-            result = Granted(*f)
-        elif code == 2:
-            (pairs,) = f
-            result = Released(tuple((k, t) for k, t in pairs))
-        elif code == 3:
-            result = CASFailedResult(*f)
-        elif code == 4:
-            key, (node, pid_id, creation), token = f
-            result = LockHeldResult(key, PID(node, pid_id, creation), token)
-        elif code == 5:
-            result = LockNotHeldResult(*f)
-        elif code == 6:
-            result = StaleTokenResult(*f)
-        elif code == 7:
-            result = SessionExpiredResult(*f)
-        elif code == 8:
-            result = CompactedResult(*f)
-        elif code == 9:
-            result = FutureRevisionResult(*f)
-        elif code == 10:
-            revision, prev = f
-            result = PutResult(revision, _kv(prev))
-        elif code == 11:
-            revision, deleted, prevs = f
-            result = DeleteResult(revision, deleted, tuple(_kv(kv) for kv in prevs))  # type: ignore[misc]
-        elif code == 12:
-            result = KeyNotFoundResult(*f)
-        else:
-            raise ValueError(f"unknown result code {code!r}")
+        result = _decoded(cbor2.loads(data))
+        if isinstance(result, RangeResult):
+            raise ValueError("a range result outside a txn result")
     except Exception as exc:
         raise StorageCorrupted("state session", None, f"undecodable cached result: {exc}") from exc
+    return result
+
+
+def _decoded(raw: Any) -> Any:
+    code, *f = raw
+    result: Any
+    if code == 0 and not f:
+        result = Ok()
+    elif code == 1:
+        result = Granted(*f)
+    elif code == 2:
+        (pairs,) = f
+        result = Released(tuple((k, t) for k, t in pairs))
+    elif code == 3:
+        result = CASFailedResult(*f)
+    elif code == 4:
+        key, (node, pid_id, creation), token = f
+        result = LockHeldResult(key, PID(node, pid_id, creation), token)
+    elif code == 5:
+        result = LockNotHeldResult(*f)
+    elif code == 6:
+        result = StaleTokenResult(*f)
+    elif code == 7:
+        result = SessionExpiredResult(*f)
+    elif code == 8:
+        result = CompactedResult(*f)
+    elif code == 9:
+        result = FutureRevisionResult(*f)
+    elif code == 10:
+        revision, prev = f
+        result = PutResult(revision, _kv(prev))
+    elif code == 11:
+        revision, deleted, prevs = f
+        result = DeleteResult(revision, deleted, tuple(_kv(kv) for kv in prevs))  # type: ignore[misc]
+    elif code == 12:
+        result = KeyNotFoundResult(*f)
+    elif code == 13:
+        revision, succeeded, responses = f
+        result = TxnResult(revision, succeeded, tuple(_decoded(r) for r in responses))
+    elif code == 14:
+        result = TxnRefusedResult(*f)
+    elif code == 16:
+        result = LeaseGrantedResult(*f)
+    elif code == 17:
+        result = LeaseRevokedResult(*f)
+    elif code == 18:
+        result = LeaseNotFoundResult(*f)
+    elif code == 19:
+        result = LeaseExistsResult(*f)
+    elif code == _RANGE:
+        kvs, more, count = f
+        result = RangeResult(tuple(_kv(kv) for kv in kvs), more, count)  # type: ignore[misc]
+    else:
+        raise ValueError(f"unknown result code {code!r}")
     return result

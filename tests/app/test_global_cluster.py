@@ -11,9 +11,9 @@ import trio
 
 import ergo_py as e
 from ergo_py import ProcessID
-from global_kv import CASFailed, Compacted, ConfChangeRejected, NotLeader, Unavailable
+from global_kv import CASFailed, Compacted, ConfChangeRejected, InvalidRequest, NotLeader, Unavailable
 from global_kv.app import Application, GlobalConfig, GlobalConfigError
-from global_kv.client import GlobalClient, open_client
+from global_kv.client import GlobalClient, open_client, ops
 from global_kv.protocol import AddPeerRequest, MetricsRequest, PutRequest, SessionTag
 
 NAMES = ("g1@localhost", "g2@localhost", "g3@localhost")
@@ -116,6 +116,10 @@ async def test_any_member_reads_a_key_as_it_was_at_a_past_revision() -> None:
                     assert [(kv.key, kv.value, kv.version, kv.create_revision) for kv in now.kvs] == [
                         (b"cfg/a", b"2", 2, then)
                     ]
+                    newest = await client.range_kv(
+                        "cfg/", b"cfg0", limit=1, sort_target="mod", sort_order="descend", keys_only=True
+                    )
+                    assert [(kv.key, kv.value) for kv in newest.kvs] == [(b"cfg/b", b"")] and newest.more
 
 
 async def test_etcds_put_delete_range_and_compact_through_a_follower() -> None:
@@ -137,6 +141,34 @@ async def test_etcds_put_delete_range_and_compact_through_a_follower() -> None:
                     assert compacted.value.compact_revision == gone.header.revision
                     latest = await client.range_kv("job/", b"job0", revision=gone.header.revision)
                     assert latest.kvs == () and latest.count == 0
+
+
+async def test_a_transaction_through_a_follower_and_cas_and_batches_built_on_it() -> None:
+    with trio.fail_after(30):
+        async with cluster() as nodes:
+            async with open_client(nodes[NAMES[0]], NAMES) as writer:
+                leader = await leader_of(writer)
+                follower = next(n for n in NAMES if n != leader)
+                async with open_client(nodes[follower], [follower]) as client:
+                    await client.batch_put({"svc/a": b"1", "svc/b": b"2"})
+                    answer = await client.txn(
+                        [ops.value("svc/a") == b"1", ops.version("svc/", prefix=True) > 0],
+                        [ops.put("svc/a", b"10"), ops.delete("svc/b"), ops.get("svc/", prefix=True)],
+                        [ops.get("svc/a")],
+                    )
+                    assert answer.succeeded and len(answer.responses) == 3
+                    listed = answer.responses[2]
+                    assert [(kv.key, kv.value) for kv in listed.kvs] == [(b"svc/a", b"10")]  # type: ignore[union-attr]
+                    assert await writer.get("svc/b") is None
+                    with pytest.raises(InvalidRequest, match="written twice"):
+                        await client.txn(success=[ops.put("x", b"1"), ops.put("x", b"2")])
+                    await client.cas("svc/a", b"10", b"11")
+                    with pytest.raises(CASFailed) as failed:
+                        await client.cas("svc/a", b"10", b"12")
+                    assert failed.value.current == b"11"
+                    await client.cas("svc/new", None, b"n")
+                    await client.batch_delete(["svc/a", "svc/new", "svc/a"])
+                    assert await writer.range("svc/", "svc0") == []
 
 
 async def test_leader_killed_new_leader_serves_writes_and_nothing_acknowledged_is_lost() -> None:

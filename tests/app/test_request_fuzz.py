@@ -28,12 +28,13 @@ from global_kv import InvalidRequest, RequestTooLarge, StaleToken
 from global_kv.cli import LocalCluster
 from global_kv.protocol import (
     AddPeerRequest,
-    BatchDeleteRequest,
-    BatchPutRequest,
-    CASRequest,
+    Compare,
     DeleteRequest,
     Forwarded,
     GetRequest,
+    KVDeleteRangeRequest,
+    KVPutRequest,
+    KVRangeRequest,
     LockInfo,
     LockRequest,
     MetricsRequest,
@@ -44,8 +45,10 @@ from global_kv.protocol import (
     RemovePeerRequest,
     SessionTag,
     StatusRequest,
+    TxnRequest,
     UnlockRequest,
 )
+from global_kv.state import COMPARE_RESULTS, COMPARE_TARGETS
 
 EXAMPLES = int(os.environ.get("GLOBAL_KV_FUZZ_EXAMPLES", "150"))
 MAX_REQUEST = 64 * 1024
@@ -106,6 +109,13 @@ key = st.binary(min_size=1, max_size=20)
 big_value = st.integers(min_value=MAX_REQUEST + 1, max_value=MAX_REQUEST * 3).map(lambda n: b"v" * n)
 
 
+def _nested(depth: int) -> TxnRequest:
+    txn = TxnRequest()
+    for _ in range(depth - 1):
+        txn = TxnRequest((), (txn,))
+    return txn
+
+
 def with_session(make: Callable[[Any], Any]) -> st.SearchStrategy[Any]:
     """`make(tag)` with a session tag that has one part wrong, or that is no SessionTag at all."""
     return st.one_of(bad_session.map(lambda parts: make(SessionTag(*parts))), not_bytes.map(make))
@@ -145,37 +155,50 @@ invalid_requests = st.one_of(
     one_bad(DeleteRequest, key=(key, bad_key)),
     with_session(lambda tag: DeleteRequest(b"k", tag)),
     one_bad(
-        CASRequest,
-        key=(key, bad_key),
-        old=(st.none(), st.one_of(not_bytes.filter(lambda v: v is not None), big_value)),
-        new=(st.just(b"n"), st.one_of(not_bytes.filter(lambda v: v is not None), big_value)),
-    ),
-    one_bad(
-        BatchPutRequest,
-        items=(
-            st.just(((b"a", b"1"),)),
+        TxnRequest,
+        compare=(
+            st.just((Compare(b"a", "value", "=", b"1"),)),
             st.one_of(
-                st.just(()),
-                not_bytes,
-                st.lists(st.tuples(bad_key, st.just(b"v")), min_size=1, max_size=3),
-                st.lists(st.just((b"a", b"v", b"extra")), min_size=1, max_size=2),
-                st.just(((b"same", b"1"), (b"same", b"2"))),
-                st.just(tuple((b"k%d" % i, b"v") for i in range(MAX_BATCH + 1))),
+                not_bytes.filter(lambda v: type(v) not in (list, str)),
+                st.lists(not_bytes, min_size=1, max_size=2),
+                st.builds(Compare, bad_key, st.just("value"), st.just("="), st.just(b"1")),
+                st.builds(
+                    Compare,
+                    key,
+                    st.text(max_size=8).filter(lambda t: t not in COMPARE_TARGETS),
+                    st.just("="),
+                    st.just(0),
+                ),
+                st.builds(
+                    Compare,
+                    key,
+                    st.just("version"),
+                    st.text(max_size=3).filter(lambda t: t not in COMPARE_RESULTS),
+                    st.just(0),
+                ),
+                st.builds(
+                    Compare, key, st.just("version"), st.just("<"), not_bytes.filter(lambda v: type(v) is not int)
+                ),
+                st.builds(Compare, key, st.just("mod"), st.just(">"), st.integers(max_value=-1)),
+                st.builds(Compare, key, st.just("value"), st.just("!="), big_value),
             ),
         ),
-    ),
-    one_bad(
-        BatchDeleteRequest,
-        keys=(
-            st.just((b"a",)),
+        success=(
+            st.just((KVPutRequest(b"a", b"2"), KVRangeRequest(b"a"))),
             st.one_of(
-                st.just(()),
-                st.integers(),
-                st.lists(bad_key, min_size=1, max_size=3),
-                st.just(tuple(b"k%d" % i for i in range(MAX_BATCH + 1))),
-            ),  # fmt: skip
+                st.lists(not_bytes, min_size=1, max_size=2),
+                st.just((KVPutRequest(b"same", b"1"), KVPutRequest(b"same", b"2"))),
+                st.just((KVDeleteRangeRequest(b"a", b"z"), KVPutRequest(b"m", b"1"))),
+                st.builds(lambda k: (KVPutRequest(k, b"1"),), bad_key),
+                st.builds(lambda v: (KVPutRequest(b"k", v),), big_value),
+                st.builds(lambda n: (KVRangeRequest(b"k", limit=n),), bad_limit),
+                st.just(tuple(KVPutRequest(b"k%d" % i, b"v") for i in range(MAX_BATCH + 1))),
+                st.just((_nested(9),)),
+            ),
         ),
+        failure=(st.just(()), st.one_of(not_bytes.filter(lambda v: type(v) not in (list, str)), st.just(("get",)))),
     ),
+    with_session(lambda tag: TxnRequest((), (KVPutRequest(b"k", b"v"),), (), tag)),
     one_bad(
         LockRequest,
         key=(key, bad_key),
@@ -210,8 +233,8 @@ async def test_invalid_requests_get_typed_errors_and_no_replica_restarts_or_chan
 
                 # A state a range can overflow: 80 values of 1 KiB, more than the 64 KiB reply limit.
                 for i in range(8):
-                    batch = tuple((b"big/%03d" % (i * 10 + j), b"x" * 1024) for j in range(10))
-                    await call(members[0], BatchPutRequest(batch, SessionTag("fuzz-setup", i + 1, i + 1)), 10.0)
+                    batch = tuple(KVPutRequest(b"big/%03d" % (i * 10 + j), b"x" * 1024) for j in range(10))
+                    await call(members[0], TxnRequest((), batch, (), SessionTag("fuzz-setup", i + 1, i + 1)), 10.0)
                 before = {m.node: await call(m, MetricsRequest()) for m in members}
                 oversized = PutRequest(b"big/over", b"x" * (MAX_REQUEST + 1), SessionTag("fuzz-over", 1, 1))
                 seen: dict[str, int] = {}

@@ -15,26 +15,23 @@ import pytest
 from ergo_py.ids import PID
 from global_kv.protocol import (
     NO_SESSION,
-    BatchDeleteRequest,
-    BatchPutRequest,
-    CASRequest,
     CompactRequest,
+    Compare,
     DeleteRequest,
     GetRequest,
     KVDeleteRangeRequest,
     KVPutRequest,
+    KVRangeRequest,
     LockRequest,
     PutRequest,
     RefreshRequest,
     SessionTag,
+    TxnRequest,
     UnlockRequest,
     command_for,
     lock_command_for,
 )
 from global_kv.state import (
-    CAS,
-    BatchDelete,
-    BatchPut,
     Command,
     CompactHistory,
     Delete,
@@ -44,11 +41,15 @@ from global_kv.state import (
     LockRefresh,
     LockRelease,
     Put,
+    RangeOptions,
+    Txn,
+    TxnRange,
     decode_command,
     decode_value,
     encode_command,
     encode_value,
 )
+from global_kv.state import Compare as StateCompare
 
 TAG = SessionTag("client-1", 7, 5)
 OWNER = PID("app@host", 3, 1)
@@ -63,11 +64,19 @@ def raw(value: bytes) -> bytes:
 KV_CASES = [
     (PutRequest(b"k", SMALL, TAG), Put(b"k", raw(SMALL))),
     (DeleteRequest(b"k", TAG), Delete(b"k")),
-    (CASRequest(b"k", b"old", b"new", TAG), CAS(b"k", raw(b"old"), raw(b"new"))),
-    (CASRequest(b"k", None, b"new", TAG), CAS(b"k", None, raw(b"new"))),
-    (CASRequest(b"k", b"old", None, TAG), CAS(b"k", raw(b"old"), None)),
-    (BatchPutRequest(((b"a", b"1"), (b"b", b"2")), TAG), BatchPut(((b"a", raw(b"1")), (b"b", raw(b"2"))))),
-    (BatchDeleteRequest((b"a", b"b"), TAG), BatchDelete((b"a", b"b"))),
+    (
+        TxnRequest(
+            (Compare(b"k", "value", "=", b"old"), Compare(b"a", "mod", "<", 3, b"b")),
+            (KVPutRequest(b"k", b"new"), KVRangeRequest(b"a", b"b", 2, 1, "", "descend", "mod", True)),
+            (TxnRequest((), (KVDeleteRangeRequest(b"k"),)),),
+            TAG,
+        ),
+        Txn(
+            (StateCompare(b"k", "value", "=", raw(b"old")), StateCompare(b"a", "mod", "<", 3, b"b")),
+            (KVPut(b"k", raw(b"new")), TxnRange(b"a", b"b", 2, 1, RangeOptions("descend", "mod", True))),
+            (Txn((), (DeleteRange(b"k"),)),),
+        ),
+    ),
     (KVPutRequest(b"k", SMALL, 0, True, False, True, TAG), KVPut(b"k", raw(SMALL), 0, True, False, True)),
     (KVPutRequest(b"k", b"", ignore_value=True, session=TAG), KVPut(b"k", b"", ignore_value=True)),
     (KVDeleteRangeRequest(b"a", b"\x00", True, TAG), DeleteRange(b"a", b"\x00", True)),
@@ -88,19 +97,12 @@ def test_a_write_without_a_session_gets_none() -> None:
     assert (command.client_id, command.seq, command.ack) == (None, 0, 0)
 
 
-def test_a_batch_given_as_lists_becomes_tuples() -> None:
-    put = command_for(BatchPutRequest([(b"a", b"1")], TAG), compress=False, threshold=1024)  # type: ignore[arg-type]
-    delete = command_for(BatchDeleteRequest([b"a"], TAG), compress=False, threshold=1024)  # type: ignore[arg-type]
-    assert put.op == BatchPut(((b"a", raw(b"1")),)) and delete.op == BatchDelete((b"a",))
-
-
 def stored_values(op: object) -> list[bytes]:
-    if isinstance(op, Put):
+    if isinstance(op, (Put, KVPut)):
         return [op.value]
-    if isinstance(op, CAS):
-        return [v for v in (op.expected, op.new) if v is not None]
-    assert isinstance(op, BatchPut)
-    return [v for _, v in op.items]
+    assert isinstance(op, Txn)
+    compares = [c.value for c in op.compare if type(c.value) is bytes]
+    return compares + [v for o in op.success + op.failure for v in stored_values(o)]
 
 
 @pytest.mark.parametrize(
@@ -108,7 +110,11 @@ def stored_values(op: object) -> list[bytes]:
     [(True, len(BIG), True), (True, len(BIG) + 1, False), (True, 0, True), (False, 0, False)],
 )
 def test_values_are_compressed_from_the_threshold_on(compress: bool, threshold: int, compressed: bool) -> None:
-    requests = [PutRequest(b"k", BIG, TAG), CASRequest(b"k", BIG, BIG, TAG), BatchPutRequest(((b"k", BIG),), TAG)]
+    requests = [
+        PutRequest(b"k", BIG, TAG),
+        KVPutRequest(b"k", BIG, session=TAG),
+        TxnRequest((Compare(b"k", "value", "=", BIG),), (KVPutRequest(b"k", BIG),), (), TAG),
+    ]
     for request in requests:
         values = stored_values(command_for(request, compress=compress, threshold=threshold).op)
         assert values, type(request).__name__

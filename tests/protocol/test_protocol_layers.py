@@ -100,15 +100,16 @@ def test_the_protocol_package_only_reexports() -> None:
 
 def test_the_protocol_exports_the_request_vocabulary() -> None:
     requests = (
-        "GetRequest RangeRequest PrefixRequest PutRequest DeleteRequest CASRequest BatchPutRequest "
-        "BatchDeleteRequest LockRequest UnlockRequest RefreshRequest StatusRequest AddPeerRequest "
+        "GetRequest RangeRequest PrefixRequest PutRequest DeleteRequest "
+        "LockRequest UnlockRequest RefreshRequest StatusRequest AddPeerRequest "
         "RemovePeerRequest SnapshotRequest ListLocksRequest MetricsRequest KVRangeRequest KVPutRequest "
-        "KVDeleteRangeRequest CompactRequest"
+        "KVDeleteRangeRequest CompactRequest TxnRequest"
     ).split()
     others = (
         "StatusResponse LockInfo Forwarded Relayed SessionTag NO_SESSION KVWriteRequest READ_REQUESTS "
         "KV_WRITE_REQUESTS LOCK_REQUESTS WRITE_REQUESTS WIRE_ERRORS command_for lock_command_for "
-        "tagged_command ttl_ms RangeResponse ResponseHeader PutResponse DeleteRangeResponse CompactResponse"
+        "tagged_command ttl_ms RangeResponse ResponseHeader PutResponse DeleteRangeResponse CompactResponse "
+        "TxnResponse TxnRequestOp txn_op_for Compare prefix_range_end"
     ).split()
     public = {n for n in vars(global_kv.protocol) if not n.startswith("_")}
     assert public == set(requests) | set(others)

@@ -15,11 +15,9 @@ from global_kv import CASFailed, LockHeld, NotLeader
 from global_kv.protocol import (
     WIRE_ERRORS,
     AddPeerRequest,
-    BatchDeleteRequest,
-    BatchPutRequest,
-    CASRequest,
     CompactRequest,
     CompactResponse,
+    Compare,
     DeleteRangeResponse,
     DeleteRequest,
     Forwarded,
@@ -44,6 +42,8 @@ from global_kv.protocol import (
     SnapshotRequest,
     StatusRequest,
     StatusResponse,
+    TxnRequest,
+    TxnResponse,
     UnlockRequest,
 )
 from global_kv.state import KeyValue
@@ -57,9 +57,6 @@ MESSAGES = [
     PrefixRequest(b"p/", 0),
     PutRequest(b"k", b"v", TAG),
     DeleteRequest(b"k", TAG),
-    CASRequest(b"k", None, b"v", TAG),
-    BatchPutRequest(((b"a", b"1"),), TAG),
-    BatchDeleteRequest((b"a",), TAG),
     LockRequest(b"k", A, 1.0, 2.0, TAG),
     UnlockRequest(b"k", 3, TAG),
     RefreshRequest(b"k", 3, 1.0, TAG),
@@ -75,6 +72,7 @@ MESSAGES = [
     Relayed(A, Ref("a@host", 1, 9), True, b"v"),
     TAG,
     KVRangeRequest(b"a", b"\x00", 7, 10, "read_index"),
+    KVRangeRequest(b"a", b"b", 0, 1, "", "descend", "mod", True, False, 1, 2, 3, 4),
     ResponseHeader(9, 2, "global@n1"),
     RangeResponse(ResponseHeader(9, 2, "global@n1"), (KeyValue(b"a", 3, 9, 2, b"v"),), True, 4),
     KVPutRequest(b"k", b"v", 0, True, False, False, TAG),
@@ -83,6 +81,18 @@ MESSAGES = [
     PutResponse(ResponseHeader(9, 2, "global@n1"), KeyValue(b"k", 3, 8, 2, b"old")),
     DeleteRangeResponse(ResponseHeader(9, 2, "global@n1"), 1, (KeyValue(b"a", 3, 8, 2, b"x"),)),
     CompactResponse(ResponseHeader(9, 2, "global@n1")),
+    Compare(b"k", "value", "=", b"v", b"\x00"),
+    TxnRequest(
+        (Compare(b"k", "version", ">", 2),),
+        (KVPutRequest(b"k", b"v"), TxnRequest((), (KVRangeRequest(b"a", b"b", sort_order="descend"),))),
+        (KVDeleteRangeRequest(b"k"),),
+        TAG,
+    ),
+    TxnResponse(
+        ResponseHeader(9, 2, "global@n1"),
+        True,
+        (PutResponse(ResponseHeader(9, 2, "global@n1")), TxnResponse(ResponseHeader(9, 2, "global@n1"), False, ())),
+    ),
 ]
 
 

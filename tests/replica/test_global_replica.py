@@ -6,6 +6,7 @@ rules where a failure names the rule."""
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from global_kv._errors import Compacted, FutureRevision, InvalidRequest, KeyNotF
 from global_kv.protocol import (
     CompactRequest,
     CompactResponse,
+    Compare,
     DeleteRangeResponse,
     GetRequest,
     KVDeleteRangeRequest,
@@ -26,6 +28,8 @@ from global_kv.protocol import (
     RangeResponse,
     ResponseHeader,
     SessionTag,
+    TxnRequest,
+    TxnResponse,
     UnlockRequest,
 )
 from global_kv.raft import RaftConfig, RaftNode, Role
@@ -81,6 +85,13 @@ def _tag(client: str, seq: int) -> SessionTag:
     return SessionTag(client, seq, seq)
 
 
+def _nested(depth: int) -> TxnRequest:
+    txn = TxnRequest()
+    for _ in range(depth - 1):
+        txn = TxnRequest((), (txn,))
+    return txn
+
+
 def test_a_write_is_answered_once_applied_after_the_apply_is_reported() -> None:
     replica = _leading()
     replica.request("c", 1, PutRequest(b"k", b"v", _tag("c", 1)), 0.0)
@@ -99,6 +110,16 @@ def test_a_write_is_answered_once_applied_after_the_apply_is_reported() -> None:
         (GetRequest(b"", ""), "key"),
         (GetRequest(b"k", "sometimes"), "consistency"),
         (PutRequest(b"k", b"v", SessionTag("c", 0, 0)), "session.seq"),
+        (KVRangeRequest(b"k", sort_order="sideways"), "sort_order"),
+        (KVRangeRequest(b"k", sort_target="size"), "sort_target"),
+        (KVRangeRequest(b"k", keys_only=1), "keys_only"),  # type: ignore[arg-type]
+        (KVRangeRequest(b"k", max_mod_revision=-2), "max_mod_revision"),
+        (TxnRequest((), (KVPutRequest(b"k", b"1"), KVPutRequest(b"k", b"2"))), "success"),
+        (TxnRequest((), (), (KVDeleteRangeRequest(b"a", b"z"), KVPutRequest(b"k", b"2"))), "failure"),
+        (TxnRequest((), ("put k",)), "success"),  # type: ignore[arg-type]
+        (TxnRequest(("k == 1",)), "compare"),  # type: ignore[arg-type]
+        (TxnRequest((), (KVPutRequest(b"", b"1"),)), "key"),
+        (_nested(9), "txn"),
         ("not a request", "request"),
     ],
 )
@@ -180,6 +201,9 @@ def test_a_range_is_served_at_a_past_revision_with_a_header() -> None:
     assert type(replies[12][1]) is Compacted and replies[12][1].compact_revision == now
     assert type(replies[13][1]) is FutureRevision
     assert type(replies[14][1]) is InvalidRequest and replies[14][1].field == "revision"
+    replica.request("c", 15, KVRangeRequest(b"\x00", b"\x00", sort_order="descend", keys_only=True, limit=1), 0.0)
+    (newest,) = _replies(_drive(replica))[15][1].kvs
+    assert newest == KeyValue(b"k", now - 1, now, 2, b"")
 
 
 def test_etcds_writes_are_answered_with_their_own_revision() -> None:
@@ -207,3 +231,68 @@ def test_etcds_writes_are_answered_with_their_own_revision() -> None:
     assert not replies[6][0] and type(replies[6][1]) is KeyNotFound
     assert not replies[7][0] and type(replies[7][1]) is InvalidRequest and replies[7][1].field == "lease"
     assert replica.sm.compact_revision == deleted.header.revision
+
+
+def _snapshot_now(replica: GlobalReplica) -> None:
+    index, chunks = replica.sm.snapshot()
+    replica.compact(index, b"".join(chunks))
+
+
+def test_a_snapshot_is_due_after_interval_entries_that_add_up_to_half_the_last_one() -> None:
+    raft = RaftNode.bootstrap("n0", ("n0",), RaftConfig(), random.Random(7))
+    replica = GlobalReplica(raft, StateMachine(MemoryStorage()), ReplicaOptions(snapshot_interval=5), Host())
+    for _ in range(100):
+        replica.tick()
+        _drive(replica)
+    value = b"v" * 1000
+    seq = 0
+
+    def write(n: int) -> None:
+        nonlocal seq
+        for _ in range(n):
+            seq += 1
+            replica.request("c", seq, PutRequest(b"k%d" % seq, value, _tag("c", seq)), 0.0)
+            _drive(replica)
+
+    write(5)
+    assert replica.snapshot_due()  # the interval: the first snapshot is empty
+    _snapshot_now(replica)
+    size = replica.raft.snapshot_size
+    assert size > 5 * 1000  # five keys, each with its history
+    write(5)  # 5 entries, but ~5 KB of log: less than half of the snapshot's size
+    assert not replica.snapshot_due()
+    write(int(size / 2 / 1000) - 4)
+    assert replica.snapshot_due()
+    _snapshot_now(replica)
+    write(1)
+    assert not replica.snapshot_due()
+    replica.request_snapshot()  # an operator's request is honoured whatever the sizes
+    assert replica.snapshot_due()
+
+
+def test_a_transaction_is_answered_with_one_header_for_all_its_responses() -> None:
+    replica = _leading()
+    replica.request("c", 1, KVPutRequest(b"k", b"1", session=_tag("c", 1)), 0.0)
+    _drive(replica)
+    txn = TxnRequest(
+        (Compare(b"k", "value", "=", b"1"),),
+        (KVPutRequest(b"k", b"2", prev_kv=True), KVRangeRequest(b"k"), TxnRequest((), (KVDeleteRangeRequest(b"x"),))),
+        (),
+        _tag("c", 2),
+    )
+    replica.request("c", 2, txn, 0.0)
+    replica.request("c", 3, replace(txn, session=_tag("c", 3)), 0.0)  # the compare now fails
+    replies = _replies(_drive(replica))
+    ok, answer = replies[2]
+    rev = replica.sm.revision
+    header = ResponseHeader(rev, replica.term, "n0")
+    assert ok and answer == TxnResponse(
+        header,
+        True,
+        (
+            PutResponse(header, KeyValue(b"k", rev - 1, rev - 1, 1, b"1")),
+            RangeResponse(header, (KeyValue(b"k", rev - 1, rev, 2, b"2"),), False, 1),
+            TxnResponse(header, True, (DeleteRangeResponse(header, 0),)),
+        ),
+    )
+    assert replies[3] == (True, TxnResponse(header, False, ()))

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
 from global_kv._errors import RaftInvariantError
 from global_kv.checker import UNKNOWN
-from global_kv.protocol import command_for
+from global_kv.protocol import PutResponse, RangeResponse, ResponseHeader, TxnResponse, command_for
 from global_kv.raft import (
     Entry,
     EntryType,
@@ -26,7 +27,8 @@ from global_kv.sim import SimNetwork, Simulation, replay_command, run_seed
 from global_kv.sim.__main__ import main
 from global_kv.sim._commands import SESSION_GONE, barrier_command, kv_output, kv_request
 from global_kv.sim._replica import SimDisk
-from global_kv.state import Applied, StateMachine, encode_command
+from global_kv.state import Applied, RangeResult, StateMachine, TxnResult, _machine, encode_command
+from global_kv.state._keys import user_key
 from global_kv.storage import MemoryStorage
 from tests.sim.sim_support import first_failure
 
@@ -61,7 +63,16 @@ def _kv_command(client_id: str, seq: int, op: tuple[str, ...]) -> bytes:
 def _answer(op: tuple[str, ...], applied: Applied) -> object:
     """What the client is told (a reply or an error), as the history records it."""
     result = applied.result
-    return kv_output(op, True, None) if result.ok else kv_output(op, False, result.to_exception())
+    if not result.ok:
+        return kv_output(op, False, result.to_exception())
+    if type(result) is TxnResult:  # as the replica answers one
+        header = ResponseHeader(result.revision, 1, "n0")
+        responses = tuple(
+            RangeResponse(header, r.kvs, r.more, r.count) if type(r) is RangeResult else PutResponse(header)
+            for r in result.responses
+        )
+        return kv_output(op, True, TxnResponse(header, result.succeeded, responses))
+    return kv_output(op, True, None)
 
 
 def test_kv_operations_become_requests_and_their_answers_history_outputs() -> None:
@@ -131,7 +142,7 @@ def test_history_records_completed_and_unknown_operations() -> None:
         sim.run()
     ops = [op for sim in sims for op in sim.workload.history]
     kinds = {op.input[0] for op in ops}
-    assert kinds == {"get", "put", "cas", "delete"}
+    assert kinds == {"get", "put", "cas", "delete", "txn"}
     for op in ops:
         if op.return_time is None:
             assert op.output is UNKNOWN and op.input[0] != "get"
@@ -195,6 +206,26 @@ def test_it_notices_reads_served_without_confirming_leadership(
 
     patch(_core.NodeCore, "_leader_read", eager)
     assert first_failure(range(300)).kind == "linearizability"
+
+
+def test_it_notices_a_transaction_that_ignores_its_compares(
+    patch: Callable[[object, str, object], None],
+) -> None:
+    patch(_machine, "compare_holds", lambda compare, found: True)
+    assert first_failure(range(40)).kind == "linearizability"
+
+
+def test_it_notices_a_read_inside_a_transaction_that_misses_the_writes_before_it(
+    patch: Callable[[object, str, object], None],
+) -> None:
+    def blind(self: _machine.StateMachine, op: Any, batch: Any, writer: object) -> object:
+        low = user_key(op.key)
+        high = _machine._range_high(low, op.range_end)
+        before = self.revision  # the state before the transaction, read from its history
+        return _machine.select_range(self._found(batch, low, high, before, before + 1), op.options, op.limit, None)
+
+    patch(_machine.StateMachine, "_txn_range", blind)
+    assert first_failure(range(60)).kind == "linearizability"
 
 
 def test_the_monitor_catches_a_leader_rewriting_its_log() -> None:

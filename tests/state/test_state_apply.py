@@ -204,10 +204,10 @@ def test_one_write_batch_per_apply_call(sm: StateMachine, engine: StorageEngine,
     entries = [log.cmd(Put(bytes([97 + i]), v(b"x"))) for i in range(20)]
     entries += [log.noop(), log.cmd(LockAcquire(b"L", A, 0), "cli", 1, 0)]
     sm.apply(entries)
-    # 20 puts (each a live record, a history record and an index record) + the revision
+    # 20 puts (each a live record and a history record) + the revision
     # record (once per batch) + lock record + session meta + cached result, and the
     # index, in one write.
-    assert spy.calls == [(20 * 3 + 1 + 3, 0, 22)]
+    assert spy.calls == [(20 * 2 + 1 + 3, 0, 22)]
     sm.apply(entries)  # all skipped: nothing to write
     assert len(spy.calls) == 1
 

@@ -97,6 +97,10 @@ def test_public_api_is_reexported_from_private_modules() -> None:
         "SessionExpiredResult", "raise_for_result", "Lock", "LockTimers", "SessionInfo", "MAX_USER_KEY", "MAX_SEQ",
         "MAX_CLIENT_ID_BYTES", "KeyValue", "RangeResult", "CompactHistory", "CompactedResult",
         "FutureRevisionResult", "KVPut", "DeleteRange", "PutResult", "DeleteResult", "KeyNotFoundResult",
+        "RangeOptions", "SORT_ORDERS", "SORT_TARGETS", "Compare", "COMPARE_RESULTS", "COMPARE_TARGETS",
+        "MAX_TXN_DEPTH", "MAX_TXN_RESPONSE_BYTES", "Txn", "TxnOp", "TxnRange", "TxnRefusedResult", "TxnOpResult",
+        "TxnResult", "txn_conflict", "Lease", "LeaseGrant", "LeaseRevoke", "LeaseRefresh", "LeaseExpire",
+        "LeaseGrantedResult", "LeaseRevokedResult", "LeaseNotFoundResult", "LeaseExistsResult",
     }  # fmt: skip
     assert {n for n in vars(state) if not n.startswith("_")} == expected
     for path in PACKAGE.glob("*.py"):

@@ -24,6 +24,7 @@ from global_kv.state import (
     KeyNotFoundResult,
     KeyValue,
     KVPut,
+    LeaseNotFoundResult,
     LockAcquire,
     Put,
     PutResult,
@@ -113,13 +114,21 @@ def test_a_snapshot_carries_revisions_and_history_into_any_engine(
         target.restore_chunks(stream, stream.last_index)
     assert target.revision == source.revision == 4
     assert target.state_digest() == source.state_digest()
-    target.apply([Log(start=4).cmd(Put(b"a", v(b"3")))])  # the key_id of `a` survives its death
+    target.apply([Log(start=4).cmd(Put(b"a", v(b"3")))])  # `a` is created again, with its history
     assert target.get_kv(b"a") == KeyValue(b"a", 5, 5, 1, b"3")
+    assert target.get_kv(b"a", revision=2) == KeyValue(b"a", 2, 2, 1, b"1")
+    assert target.get_kv(b"a", revision=3) is None
 
 
 def test_keys_written_before_revisions_are_refused_with_a_clear_error(engine: StorageEngine) -> None:
     engine.write_batch({b"kold": b"\x00value"}, [], applied_index=7)  # the format before revisions
     with pytest.raises(StorageCorrupted, match="written before revisions"):
+        StateMachine(engine)
+
+
+def test_a_data_dir_in_another_key_layout_is_refused_with_a_clear_error(engine: StorageEngine) -> None:
+    engine.write_batch({b"mmvcc": b"\x01" + bytes(16)}, [], applied_index=7)  # the first layout's format
+    with pytest.raises(StorageCorrupted, match="another key layout"):
         StateMachine(engine)
 
 
@@ -129,11 +138,15 @@ def test_every_change_is_kept_as_history(sm: StateMachine, log: Log, engine: Sto
         records = list(history)
     assert [int.from_bytes(k[1:9], "big") for k, _ in records] == [2, 3, 4]  # by revision
     assert records[0][1].endswith(b"k\x00" + b"1") and records[2][1].endswith(b"k")  # the last: a tombstone
-    with engine.prefix_scan(b"i") as index:
-        newest_first = [(1 << 64) - 1 - int.from_bytes(k[13:21], "big") for k, _ in index]
-    assert newest_first == [4, 3, 2]
     with engine.prefix_scan(b"d") as dead:
-        assert [k for k, _ in dead] == [b"dk"]  # deleted, with history: its key_id is kept
+        assert [k for k, _ in dead] == [b"dk"]  # deleted, with history: found by a past range
+    reopened = StateMachine(engine)  # the in-memory index of changes is rebuilt from the history
+    assert [reopened.get_kv(b"k", revision=r) for r in (1, 2, 3, 4)] == [
+        None,
+        KeyValue(b"k", 2, 2, 1, b"1"),
+        KeyValue(b"k", 2, 3, 2, b"2"),
+        None,
+    ]
 
 
 # --- reads at a past revision, against a model that keeps every revision -------------------
@@ -297,8 +310,8 @@ def test_a_kv_put_answers_its_revision_and_the_previous_key_value(sm: StateMachi
     (missing,) = sm.apply([log.cmd(KVPut(b"nope", b"", ignore_value=True))])
     assert missing.result == KeyNotFoundResult(b"nope") and sm.revision == 4
     assert isinstance(missing.result.to_exception(), KeyNotFound)
-    with pytest.raises(ValueError, match="lease"):
-        KVPut(b"k", v(b"1"), lease=7)  # until leases exist
+    (unleased,) = sm.apply([log.cmd(KVPut(b"k", v(b"1"), lease=7))])
+    assert unleased.result == LeaseNotFoundResult(7) and sm.revision == 4  # no such lease: nothing written
 
 
 def test_delete_range_deletes_every_key_in_one_revision(sm: StateMachine, log: Log) -> None:
