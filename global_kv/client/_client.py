@@ -35,6 +35,16 @@ from ..protocol import (
     KVDeleteRangeRequest,
     KVPutRequest,
     KVRangeRequest,
+    LeaseGrantRequest,
+    LeaseGrantResponse,
+    LeaseKeepAliveRequest,
+    LeaseKeepAliveResponse,
+    LeaseLeasesRequest,
+    LeaseLeasesResponse,
+    LeaseRevokeRequest,
+    LeaseRevokeResponse,
+    LeaseTimeToLiveRequest,
+    LeaseTimeToLiveResponse,
     ListLocksRequest,
     LockInfo,
     LockRequest,
@@ -189,13 +199,24 @@ class GlobalClient:
         await self._write(lambda tag: DeleteRequest(_key(key), tag))
 
     async def put_kv(
-        self, key: Key, value: bytes = b"", *, prev_kv: bool = False, ignore_value: bool = False
+        self,
+        key: Key,
+        value: bytes = b"",
+        *,
+        lease: int = 0,
+        prev_kv: bool = False,
+        ignore_value: bool = False,
+        ignore_lease: bool = False,
     ) -> PutResponse:
         """etcd's Put: `PutResponse(header, prev_kv)`, `header.revision` the put's own.
-        `ignore_value` keeps the current value (`KeyNotFound` if there is none)."""
+        `lease` attaches the key to a lease (deleted when it ends; `LeaseNotFound` if there
+        is none); `ignore_value` keeps the current value (`KeyNotFound` if there is none),
+        `ignore_lease` the current lease."""
         data = b"" if ignore_value else _value(value)
         k = _key(key)
-        return await self._write(lambda tag: KVPutRequest(k, data, 0, prev_kv, ignore_value, False, tag))  # type: ignore[no-any-return]
+        return await self._write(  # type: ignore[no-any-return]
+            lambda tag: KVPutRequest(k, data, lease, prev_kv, ignore_value, ignore_lease, tag)
+        )
 
     async def delete_range(self, key: Key, range_end: Key = b"", *, prev_kv: bool = False) -> DeleteRangeResponse:
         """etcd's DeleteRange over [key, range_end) (as `range_kv`), in one revision."""
@@ -238,6 +259,60 @@ class GlobalClient:
     async def batch_delete(self, keys: Iterable[Key]) -> None:
         """Delete every key, in one revision."""
         await self.txn(success=[ops.delete(k) for k in dict.fromkeys(_key(k) for k in keys)])
+
+    # -- leases --------------------------------------------------------------------------------
+    async def lease_grant(self, ttl: float, *, lease_id: int = 0, owner: Any = None) -> LeaseGrantResponse:
+        """etcd's LeaseGrant: a lease of `ttl` seconds (id `lease_id`, or 0 for one chosen for
+        you). With `owner` (an actor, or a PID), the lease also ends the moment that process
+        dies, through the leader's monitor of it, as a lock does: keys put with it vanish
+        with their process, without keep-alives (the TTL still bounds a partition)."""
+        pid = None if owner is None else getattr(owner, "pid", owner)
+        if pid is not None:
+            await self._keep_links()  # a new leader must be able to monitor the owner
+        return await self._write(lambda tag: LeaseGrantRequest(ttl, lease_id, pid, tag))  # type: ignore[no-any-return]
+
+    async def lease_revoke(self, lease_id: int) -> LeaseRevokeResponse:
+        """End the lease now: its keys are deleted in one revision (`LeaseNotFound` if gone)."""
+        return await self._write(lambda tag: LeaseRevokeRequest(lease_id, tag))  # type: ignore[no-any-return]
+
+    async def lease_keepalive(self, lease_id: int) -> LeaseKeepAliveResponse:
+        """One keep-alive: the lease's TTL starts again (`LeaseNotFound` if it ended). Count
+        the TTL from when you sent it: every member's deadline is later than that."""
+        return await self._write(lambda tag: LeaseKeepAliveRequest(lease_id, tag))  # type: ignore[no-any-return]
+
+    async def lease_time_to_live(self, lease_id: int, *, keys: bool = False) -> LeaseTimeToLiveResponse:
+        """Seconds left on the leader's deadline (`ttl`, -1: no such lease), the TTL granted,
+        and the lease's keys if asked."""
+        return await self._request(LeaseTimeToLiveRequest(lease_id, keys))  # type: ignore[no-any-return]
+
+    async def leases(self) -> LeaseLeasesResponse:
+        """Every lease's id."""
+        return await self._request(LeaseLeasesRequest())  # type: ignore[no-any-return]
+
+    @asynccontextmanager
+    async def lease(self, ttl: float, *, owner: Any = None) -> AsyncIterator[LeaseGrantResponse]:
+        """A lease for the block, kept alive every ttl/3 while it runs and revoked on exit
+        (also on exceptions and cancellation). If this process dies, the keep-alives stop
+        and the lease expires within `ttl`, or at once if it is process-owned."""
+        granted = await self.lease_grant(ttl, owner=owner)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._lease_keep_alive, granted.lease_id, ttl)
+                try:
+                    yield granted
+                finally:
+                    nursery.cancel_scope.cancel()
+        finally:
+            with trio.CancelScope(shield=True):
+                try:
+                    await self.lease_revoke(granted.lease_id)
+                except GlobalKVError:
+                    pass  # ended already (expired, or its owner's death revoked it)
+
+    async def _lease_keep_alive(self, lease_id: int, ttl: float) -> None:
+        while True:
+            await trio.sleep(ttl / 3)
+            await self.lease_keepalive(lease_id)
 
     # -- locks ---------------------------------------------------------------------------------
     async def lock(self, key: Key) -> LockHandle:

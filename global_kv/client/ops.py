@@ -88,11 +88,13 @@ def lease(key: str | bytes, range_end: str | bytes = b"", *, prefix: bool = Fals
     return Target("lease", key, range_end, prefix)
 
 
-def put(key: str | bytes, data: bytes, *, prev_kv: bool = False, ignore_value: bool = False) -> KVPutRequest:
+def put(
+    key: str | bytes, data: bytes, *, lease: int = 0, prev_kv: bool = False, ignore_value: bool = False
+) -> KVPutRequest:
     """etcd's Put inside a transaction (answered by a PutResponse in its place)."""
     if type(data) is not bytes:
         raise TypeError(f"values are bytes, got {type(data).__name__}")
-    return KVPutRequest(_key(key), data, 0, prev_kv, ignore_value, False)
+    return KVPutRequest(_key(key), data, lease, prev_kv, ignore_value, False)
 
 
 def delete(

@@ -48,6 +48,10 @@ _SCALARS = (
     _Scalar("snapshots_total", "counter", "snapshots this replica took or installed since it started"),
     _Scalar("locks_held", "gauge", "locks held in the replicated lock table"),
     _Scalar("lock_waiters", "gauge", "waiters queued for locks (known on the leader only)"),
+    _Scalar("revision", "gauge", "the store's revision (etcd's): one more per committed change"),
+    _Scalar("compact_revision", "gauge", "history at or below this revision is compacted (0: none)"),
+    _Scalar("leases_held", "gauge", "leases in the replicated lease table"),
+    _Scalar("lease_expiries_total", "counter", "leases this replica saw end by expiry"),
     _Scalar("leader_changes_total", "counter", "times this node saw a new leader (kept across replica restarts)"),
     _Scalar("replica_restarts_total", "counter", "times this node's supervisor restarted its crashed replica"),
 )

@@ -36,6 +36,11 @@ from ._requests import KVDeleteRangeRequest as KVDeleteRangeRequest
 from ._requests import KVPutRequest as KVPutRequest
 from ._requests import KVRangeRequest as KVRangeRequest
 from ._requests import KVWriteRequest as KVWriteRequest
+from ._requests import LeaseGrantRequest as LeaseGrantRequest
+from ._requests import LeaseKeepAliveRequest as LeaseKeepAliveRequest
+from ._requests import LeaseLeasesRequest as LeaseLeasesRequest
+from ._requests import LeaseRevokeRequest as LeaseRevokeRequest
+from ._requests import LeaseTimeToLiveRequest as LeaseTimeToLiveRequest
 from ._requests import LockRequest as LockRequest
 from ._requests import PrefixRequest as PrefixRequest
 from ._requests import PutRequest as PutRequest
@@ -47,6 +52,11 @@ from ._requests import UnlockRequest as UnlockRequest
 from ._requests import prefix_range_end as prefix_range_end
 from ._responses import CompactResponse as CompactResponse
 from ._responses import DeleteRangeResponse as DeleteRangeResponse
+from ._responses import LeaseGrantResponse as LeaseGrantResponse
+from ._responses import LeaseKeepAliveResponse as LeaseKeepAliveResponse
+from ._responses import LeaseLeasesResponse as LeaseLeasesResponse
+from ._responses import LeaseRevokeResponse as LeaseRevokeResponse
+from ._responses import LeaseTimeToLiveResponse as LeaseTimeToLiveResponse
 from ._responses import PutResponse as PutResponse
 from ._responses import RangeResponse as RangeResponse
 from ._responses import ResponseHeader as ResponseHeader

@@ -19,6 +19,9 @@ from ..state import (
     Delete,
     DeleteRange,
     KVPut,
+    LeaseGrant,
+    LeaseRefresh,
+    LeaseRevoke,
     LockAcquire,
     LockRefresh,
     LockRelease,
@@ -38,6 +41,9 @@ from ._requests import (
     KVPutRequest,
     KVRangeRequest,
     KVWriteRequest,
+    LeaseGrantRequest,
+    LeaseKeepAliveRequest,
+    LeaseRevokeRequest,
     LockRequest,
     PutRequest,
     RefreshRequest,
@@ -72,6 +78,12 @@ def command_for(request: KVWriteRequest, *, compress: bool, threshold: int) -> C
         op = txn_op_for(request, compress=compress, threshold=threshold)  # type: ignore[assignment]
     elif isinstance(request, CompactRequest):
         op = CompactHistory(request.revision)
+    elif isinstance(request, LeaseGrantRequest):
+        op = LeaseGrant(request.lease_id, max(1, ttl_ms(request.ttl)), request.owner)
+    elif isinstance(request, LeaseRevokeRequest):
+        op = LeaseRevoke(request.lease_id)
+    elif isinstance(request, LeaseKeepAliveRequest):
+        op = LeaseRefresh(request.lease_id)
     else:
         raise TypeError(f"command_for takes a KV write request, got {type(request).__name__}")
     return tagged_command(request.session, op)

@@ -29,6 +29,11 @@ __all__ = [
     "READ_REQUESTS",
     "WRITE_REQUESTS",
     "Compare",
+    "LeaseGrantRequest",
+    "LeaseKeepAliveRequest",
+    "LeaseLeasesRequest",
+    "LeaseRevokeRequest",
+    "LeaseTimeToLiveRequest",
     "prefix_range_end",
     "DeleteRequest",
     "GetRequest",
@@ -119,7 +124,7 @@ class DeleteRequest:
 class KVPutRequest:
     """etcd's Put: answered with a `PutResponse` (the revision, and the previous key-value
     if `prev_kv`). `ignore_value` keeps the current value (send b""), `ignore_lease` the
-    current lease; `lease` is 0 until leases exist."""
+    current lease; `lease` (0: none) attaches the key to a lease."""
 
     key: bytes
     value: bytes
@@ -148,6 +153,52 @@ class CompactRequest:
 
     revision: int
     session: SessionTag = NO_SESSION
+
+
+# -- leases ------------------------------------------------------------------------------------
+@wire_type
+@dataclass(frozen=True, slots=True)
+class LeaseGrantRequest:
+    """etcd's LeaseGrant: a lease of `ttl` seconds, id `lease_id` (0: one chosen for you);
+    with an `owner` process, it also ends when that process dies."""
+
+    ttl: float
+    lease_id: int = 0
+    owner: PID | None = None
+    session: SessionTag = NO_SESSION
+
+
+@wire_type
+@dataclass(frozen=True, slots=True)
+class LeaseRevokeRequest:
+    """etcd's LeaseRevoke: end the lease now; its keys are deleted in one revision."""
+
+    lease_id: int
+    session: SessionTag = NO_SESSION
+
+
+@wire_type
+@dataclass(frozen=True, slots=True)
+class LeaseKeepAliveRequest:
+    """One keep-alive of etcd's LeaseKeepAlive: the lease's TTL starts again."""
+
+    lease_id: int
+    session: SessionTag = NO_SESSION
+
+
+@wire_type
+@dataclass(frozen=True, slots=True)
+class LeaseTimeToLiveRequest:
+    """etcd's LeaseTimeToLive, answered by the leader from its own deadline."""
+
+    lease_id: int
+    keys: bool = False
+
+
+@wire_type
+@dataclass(frozen=True, slots=True)
+class LeaseLeasesRequest:
+    """etcd's LeaseLeases: every lease's id."""
 
 
 # -- lock writes -------------------------------------------------------------------------------
@@ -210,7 +261,17 @@ class TxnRequest:
 
 TxnRequestOp = KVRangeRequest | KVPutRequest | KVDeleteRangeRequest | TxnRequest
 
-KVWriteRequest = PutRequest | DeleteRequest | KVPutRequest | KVDeleteRangeRequest | CompactRequest | TxnRequest
+KVWriteRequest = (
+    PutRequest
+    | DeleteRequest
+    | KVPutRequest
+    | KVDeleteRangeRequest
+    | CompactRequest
+    | TxnRequest
+    | LeaseGrantRequest
+    | LeaseRevokeRequest
+    | LeaseKeepAliveRequest
+)
 
 READ_REQUESTS = (GetRequest, RangeRequest, PrefixRequest, KVRangeRequest)
 KV_WRITE_REQUESTS = (
@@ -220,6 +281,9 @@ KV_WRITE_REQUESTS = (
     KVDeleteRangeRequest,
     CompactRequest,
     TxnRequest,
+    LeaseGrantRequest,
+    LeaseRevokeRequest,
+    LeaseKeepAliveRequest,
 )
 LOCK_REQUESTS = (LockRequest, UnlockRequest, RefreshRequest)
 WRITE_REQUESTS = KV_WRITE_REQUESTS + LOCK_REQUESTS

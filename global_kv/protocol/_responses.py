@@ -17,7 +17,19 @@ from ..state import KeyValue
 from ._outcomes import WIRE_ERRORS as _REGISTERED  # KeyValue crosses the wire from here on
 from ._wire import wire_type
 
-__all__ = ["CompactResponse", "DeleteRangeResponse", "PutResponse", "RangeResponse", "ResponseHeader", "TxnResponse"]
+__all__ = [
+    "CompactResponse",
+    "DeleteRangeResponse",
+    "LeaseGrantResponse",
+    "LeaseKeepAliveResponse",
+    "LeaseLeasesResponse",
+    "LeaseRevokeResponse",
+    "LeaseTimeToLiveResponse",
+    "PutResponse",
+    "RangeResponse",
+    "ResponseHeader",
+    "TxnResponse",
+]
 
 assert _REGISTERED
 
@@ -72,3 +84,47 @@ class TxnResponse:
     header: ResponseHeader
     succeeded: bool
     responses: tuple[RangeResponse | PutResponse | DeleteRangeResponse | TxnResponse, ...]
+
+
+@wire_type
+@dataclass(frozen=True, slots=True)
+class LeaseGrantResponse:
+    header: ResponseHeader
+    lease_id: int
+    ttl: float
+
+
+@wire_type
+@dataclass(frozen=True, slots=True)
+class LeaseRevokeResponse:
+    """`header.revision` is the revision that deleted the lease's keys (the store's, if none)."""
+
+    header: ResponseHeader
+
+
+@wire_type
+@dataclass(frozen=True, slots=True)
+class LeaseKeepAliveResponse:
+    header: ResponseHeader
+    lease_id: int
+    ttl: float
+
+
+@wire_type
+@dataclass(frozen=True, slots=True)
+class LeaseTimeToLiveResponse:
+    """`ttl`: the seconds left on the leader's clock (-1: no such lease, as etcd says);
+    `granted_ttl` the TTL it was granted with; `keys` if asked."""
+
+    header: ResponseHeader
+    lease_id: int
+    ttl: float
+    granted_ttl: float
+    keys: tuple[bytes, ...] = ()
+
+
+@wire_type
+@dataclass(frozen=True, slots=True)
+class LeaseLeasesResponse:
+    header: ResponseHeader
+    leases: tuple[int, ...]

@@ -51,6 +51,14 @@ from ..protocol import (
     DeleteRangeResponse,
     GetRequest,
     KVRangeRequest,
+    LeaseGrantResponse,
+    LeaseKeepAliveRequest,
+    LeaseKeepAliveResponse,
+    LeaseLeasesRequest,
+    LeaseLeasesResponse,
+    LeaseRevokeResponse,
+    LeaseTimeToLiveRequest,
+    LeaseTimeToLiveResponse,
     ListLocksRequest,
     LockRequest,
     PutResponse,
@@ -62,9 +70,21 @@ from ..protocol import (
     command_for,
 )
 from ..raft import Entry, RaftNode, ReadState, Role, Snapshot, SoftState
-from ..state import Applied, Command, DeleteResult, PutResult, RangeOptions, StateMachine, TxnResult, encode_command
+from ..state import (
+    Applied,
+    Command,
+    DeleteResult,
+    LeaseGrantedResult,
+    LeaseRevokedResult,
+    PutResult,
+    RangeOptions,
+    StateMachine,
+    TxnResult,
+    encode_command,
+)
 from ._effects import Forward, Reply
 from ._host import Host
+from ._leases import LeaseService
 from ._locks import LockService
 from ._options import ReplicaOptions
 from ._raft_replica import RaftReplica
@@ -126,6 +146,7 @@ class GlobalReplica(RaftReplica):
         self.host = host
         self.counters = counters if counters is not None else ReplicaCounters()
         self.locks = LockService(self)
+        self.leases = LeaseService(self)
         self._writes: list[tuple[bytes, Any, Any, Any]] = []  # batched until the next Ready
         self._pending: dict[int, _Pending] = {}  # log index -> who waits for its result
         self._reads: list[tuple[Any, Any, Any]] = []  # batched until the next Ready
@@ -161,6 +182,7 @@ class GlobalReplica(RaftReplica):
     def check(self, now: float) -> None:
         """The lock check period: TTL expiries, grace periods, waiter deadlines, read rounds."""
         self.locks.check(now)
+        self.leases.check(now)
         self._expire_read_rounds(now)
 
     # -- answers ---------------------------------------------------------------------------------
@@ -218,6 +240,12 @@ class GlobalReplica(RaftReplica):
                 self.locks.release(caller, ref, request, now)
             else:
                 self.locks.refresh(caller, ref, request)
+            return True
+        if isinstance(request, (LeaseTimeToLiveRequest, LeaseLeasesRequest)):
+            # The leader's view: its deadlines are the ones that expire leases.
+            if not leading:
+                return self._forward(caller, ref, request, hops)
+            self.reply(caller, ref, self._lease_answer(request, now))
             return True
         if isinstance(request, ListLocksRequest):
             # The leader's view: it knows the waiters and how long each lock was held.
@@ -334,7 +362,9 @@ class GlobalReplica(RaftReplica):
         pending_of = self._pending
         terms = {e.index: e.term for e in entries} if pending_of else {}
         locks = self.locks
+        leases = self.leases
         for item in applied:
+            leases.applied(item, now)
             pending = pending_of.pop(item.index, None) if pending_of else None
             if pending is not None and terms.get(item.index) != pending.term:
                 self._fail_lost(pending, now)
@@ -376,9 +406,27 @@ class GlobalReplica(RaftReplica):
             return DeleteRangeResponse(self._header(result.revision), result.deleted, result.prev_kvs)
         if kind is TxnResult:
             return self._txn_response(result)
+        if kind is LeaseGrantedResult:
+            header = self._header(self.sm.revision)
+            if isinstance(request, LeaseKeepAliveRequest):
+                return LeaseKeepAliveResponse(header, result.lease_id, result.ttl_ms / 1000)
+            return LeaseGrantResponse(header, result.lease_id, result.ttl_ms / 1000)
+        if kind is LeaseRevokedResult:
+            return LeaseRevokeResponse(self._header(result.revision))
         if isinstance(request, CompactRequest):
             return CompactResponse(self._header(self.sm.revision))
         return getattr(result, "token", None)
+
+    def _lease_answer(self, request: LeaseTimeToLiveRequest | LeaseLeasesRequest, now: float) -> Any:
+        header = self._header(self.sm.revision)
+        if isinstance(request, LeaseLeasesRequest):
+            return LeaseLeasesResponse(header, tuple(lease.id for lease in self.sm.leases()))
+        lease = self.sm.lease(request.lease_id)
+        if lease is None:
+            return LeaseTimeToLiveResponse(header, request.lease_id, -1, 0)
+        remaining = self.leases.remaining(lease.id, now)
+        keys = tuple(self.sm.lease_keys(lease.id)) if request.keys else ()
+        return LeaseTimeToLiveResponse(header, lease.id, remaining or 0.0, lease.ttl_ms / 1000, keys)
 
     def _header(self, revision: int) -> ResponseHeader:
         return ResponseHeader(revision, self.term, self.id)
@@ -407,6 +455,7 @@ class GlobalReplica(RaftReplica):
 
     def restore(self, snapshot: Snapshot, now: float) -> None:
         super().restore(snapshot, now)
+        self.leases.restored()
         for index in [i for i in self._pending if i <= snapshot.meta.index]:
             self._fail_lost(self._pending.pop(index), now)
         self._serve_ready_reads()

@@ -16,9 +16,10 @@ leader-local and rebuilt when a replica becomes leader:
   state machine ignores if the lock was refreshed or re-granted meanwhile. Nothing is
   proposed unless the core still leads the term the deadlines were armed in (a
   leadership lost and regained between two Readies shows up as one role report).
-- Owner monitors: the leader monitors every owner in the table (a `Monitor` effect);
-  an owner's DOWN (exit, kill, or its node's link lost) proposes
-  `LockReleaseOwner(owner)`. A DOWN for an owner holding nothing changes nothing.
+- Owner monitors: the leader monitors every owner in the table, and every owner of a
+  lease (a `Monitor` effect); an owner's DOWN (exit, kill, or its node's link lost)
+  proposes `LockReleaseOwner(owner)`, which releases its locks and revokes its leases.
+  A DOWN for an owner holding nothing changes nothing.
 - Owners the leader cannot dial: a client node without a listener is reachable only
   over a link it dialled. When the leader starts watching such an owner before that
   node has linked to it (a new leader, typically), the link-lost DOWN that follows
@@ -133,7 +134,7 @@ class LockService:
             queue.appendleft(waiter)
         else:
             queue.append(waiter)
-        self._watch(waiter.request.owner)
+        self.watch(waiter.request.owner)
 
     # -- results of applied entries ------------------------------------------------------------
     def settled(self, request: Any, now: float) -> None:
@@ -164,7 +165,7 @@ class LockService:
                 if isinstance(request, LockRequest):
                     self.acquired_total += 1
                     self.since[result.key] = now
-                self._watch(lock.owner)
+                self.watch(lock.owner)
             elif (
                 isinstance(request, LockRequest) and caller is not None and (lock is None or lock.token != result.token)
             ):
@@ -210,7 +211,8 @@ class LockService:
             self.waiters.pop(key, None)
 
     # -- owners -----------------------------------------------------------------------------
-    def _watch(self, owner: Any) -> None:
+    def watch(self, owner: Any) -> None:
+        """Monitor `owner` (a lock holder, a waiter, or a lease's owner) while leading."""
         if self.active and owner not in self.monitors and owner not in self.grace:
             if not self.replica.host.is_connected(owner.node):
                 self.unlinked.add(owner)
@@ -243,8 +245,9 @@ class LockService:
                 self.waiters[key] = kept
             else:
                 self.waiters.pop(key, None)
-        if self.replica.sm.locks_of(owner):
-            self._propose_own(LockReleaseOwner(owner))
+        sm = self.replica.sm
+        if sm.locks_of(owner) or sm.leases_of(owner):
+            self._propose_own(LockReleaseOwner(owner))  # its locks released, its leases revoked
 
     def _propose_own(self, op: Op) -> None:
         self.replica.effects.append(Proposing(op, self.term))
@@ -268,7 +271,8 @@ class LockService:
         self.timers.arm_all(locks, now)
         for lock in locks:
             self.since.setdefault(lock.key, now)
-            self._watch(lock.owner)
+        for owner in self.replica.sm.owners():  # lock holders and lease owners
+            self.watch(owner)
 
     def become_follower(self, leader_hint: Any) -> None:
         if not self.active:
@@ -295,7 +299,7 @@ class LockService:
         for owner, until in list(self.grace.items()):
             if host.is_connected(owner.node):
                 del self.grace[owner]
-                self._watch(owner)  # linked now: a dead owner gives noproc at once
+                self.watch(owner)  # linked now: a dead owner gives noproc at once
             elif until <= now:
                 del self.grace[owner]
                 self._owner_gone(owner)

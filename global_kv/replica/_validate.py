@@ -32,6 +32,11 @@ from ..protocol import (
     KVDeleteRangeRequest,
     KVPutRequest,
     KVRangeRequest,
+    LeaseGrantRequest,
+    LeaseKeepAliveRequest,
+    LeaseLeasesRequest,
+    LeaseRevokeRequest,
+    LeaseTimeToLiveRequest,
     ListLocksRequest,
     LockRequest,
     MetricsRequest,
@@ -50,6 +55,7 @@ from ..state import (
     COMPARE_RESULTS,
     COMPARE_TARGETS,
     MAX_CLIENT_ID_BYTES,
+    MAX_LEASE_ID,
     MAX_SEQ,
     MAX_TXN_DEPTH,
     MAX_USER_KEY,
@@ -190,8 +196,7 @@ def _check_kv_put(r: KVPutRequest, limits: Limits) -> None:
         _flag(getattr(r, name), name)
     if r.ignore_value and size:
         raise InvalidRequest("value", "must be empty with ignore_value (the current value is kept)")
-    if type(r.lease) is not int or r.lease != 0:
-        raise InvalidRequest("lease", f"is {r.lease!r}; leases are not supported yet, so it must be 0")
+    _int(r.lease, "lease", 0, MAX_LEASE_ID)
     _size("value", len(r.key) + size, limits)
     _session(r)
 
@@ -274,6 +279,31 @@ def _txn_shape(r: TxnRequest) -> Txn:
     return Txn((), tuple(shape(op) for op in r.success), tuple(shape(op) for op in r.failure))
 
 
+def _check_lease_grant(r: LeaseGrantRequest, limits: Limits) -> None:
+    _seconds(r.ttl, "ttl")
+    if r.ttl <= 0:
+        raise InvalidRequest("ttl", f"is {r.ttl!r}; a lease lives 0 < ttl <= {MAX_LOCK_SECONDS:.0f} seconds")
+    _int(r.lease_id, "lease_id", 0, MAX_LEASE_ID)
+    if r.owner is not None:
+        _owner(r.owner)
+    _session(r)
+
+
+def _check_lease_id(r: LeaseRevokeRequest | LeaseKeepAliveRequest | LeaseTimeToLiveRequest, limits: Limits) -> None:
+    _int(r.lease_id, "lease_id", 1, MAX_LEASE_ID)
+    if isinstance(r, LeaseTimeToLiveRequest):
+        _flag(r.keys, "keys")
+    else:
+        _session(r)
+
+
+def _owner(owner: Any) -> None:
+    if type(owner) is not PID or type(owner.node) is not str or not owner.node:
+        raise InvalidRequest("owner", f"must be the PID of the owning process, got {owner!r}")
+    _int(owner.id, "owner.id", 0)
+    _int(owner.creation, "owner.creation", 0)
+
+
 def _check_compact(r: CompactRequest, limits: Limits) -> None:
     _int(r.revision, "revision", 1)
     _session(r)
@@ -292,10 +322,7 @@ def _check_get(r: GetRequest, limits: Limits) -> None:
 
 def _check_lock(r: LockRequest, limits: Limits) -> None:
     _bytes(r.key, "key")
-    if type(r.owner) is not PID or type(r.owner.node) is not str or not r.owner.node:
-        raise InvalidRequest("owner", f"must be the PID of the owning process, got {r.owner!r}")
-    _int(r.owner.id, "owner.id", 0)
-    _int(r.owner.creation, "owner.creation", 0)
+    _owner(r.owner)
     _seconds(r.ttl, "ttl")
     _seconds(r.timeout, "timeout")
     _session(r)
@@ -337,6 +364,11 @@ _CHECKS: dict[type, Any] = {
     KVDeleteRangeRequest: _check_kv_delete_range,
     CompactRequest: _check_compact,
     TxnRequest: _check_txn,
+    LeaseGrantRequest: _check_lease_grant,
+    LeaseRevokeRequest: _check_lease_id,
+    LeaseKeepAliveRequest: _check_lease_id,
+    LeaseTimeToLiveRequest: _check_lease_id,
+    LeaseLeasesRequest: _nothing,
     PutRequest: _check_put,
     DeleteRequest: _check_delete,
     LockRequest: _check_lock,

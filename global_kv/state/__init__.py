@@ -39,6 +39,7 @@ from ._commands import encode_command as encode_command
 from ._keys import MAX_CLIENT_ID_BYTES as MAX_CLIENT_ID_BYTES
 from ._keys import MAX_SEQ as MAX_SEQ
 from ._keys import MAX_USER_KEY as MAX_USER_KEY
+from ._leases import MAX_LEASE_ID as MAX_LEASE_ID
 from ._leases import Lease as Lease
 from ._lock_timers import LockTimers as LockTimers
 from ._locks import Lock as Lock

@@ -103,13 +103,15 @@ def test_the_protocol_exports_the_request_vocabulary() -> None:
         "GetRequest RangeRequest PrefixRequest PutRequest DeleteRequest "
         "LockRequest UnlockRequest RefreshRequest StatusRequest AddPeerRequest "
         "RemovePeerRequest SnapshotRequest ListLocksRequest MetricsRequest KVRangeRequest KVPutRequest "
-        "KVDeleteRangeRequest CompactRequest TxnRequest"
+        "KVDeleteRangeRequest CompactRequest TxnRequest LeaseGrantRequest LeaseRevokeRequest "
+        "LeaseKeepAliveRequest LeaseTimeToLiveRequest LeaseLeasesRequest"
     ).split()
     others = (
         "StatusResponse LockInfo Forwarded Relayed SessionTag NO_SESSION KVWriteRequest READ_REQUESTS "
         "KV_WRITE_REQUESTS LOCK_REQUESTS WRITE_REQUESTS WIRE_ERRORS command_for lock_command_for "
         "tagged_command ttl_ms RangeResponse ResponseHeader PutResponse DeleteRangeResponse CompactResponse "
-        "TxnResponse TxnRequestOp txn_op_for Compare prefix_range_end"
+        "TxnResponse TxnRequestOp txn_op_for Compare prefix_range_end LeaseGrantResponse LeaseRevokeResponse "
+        "LeaseKeepAliveResponse LeaseTimeToLiveResponse LeaseLeasesResponse"
     ).split()
     public = {n for n in vars(global_kv.protocol) if not n.startswith("_")}
     assert public == set(requests) | set(others)

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from ergo_py.ids import PID
-from global_kv._errors import Compacted, FutureRevision, InvalidRequest, KeyNotFound, LockHeld, NotLeader
+from global_kv._errors import Compacted, FutureRevision, InvalidRequest, KeyNotFound, LeaseNotFound, LockHeld, NotLeader
 from global_kv.protocol import (
     CompactRequest,
     CompactResponse,
@@ -22,6 +22,11 @@ from global_kv.protocol import (
     KVDeleteRangeRequest,
     KVPutRequest,
     KVRangeRequest,
+    LeaseGrantRequest,
+    LeaseKeepAliveRequest,
+    LeaseKeepAliveResponse,
+    LeaseLeasesRequest,
+    LeaseTimeToLiveRequest,
     LockRequest,
     PutRequest,
     PutResponse,
@@ -33,8 +38,17 @@ from global_kv.protocol import (
     UnlockRequest,
 )
 from global_kv.raft import RaftConfig, RaftNode, Role
-from global_kv.replica import AppliedEntries, Forward, GlobalReplica, Monitor, ReplicaOptions, Reply, RoleChanged
-from global_kv.state import Command, CompactHistory, KeyValue, StateMachine
+from global_kv.replica import (
+    AppliedEntries,
+    Forward,
+    GlobalReplica,
+    Monitor,
+    Proposing,
+    ReplicaOptions,
+    Reply,
+    RoleChanged,
+)
+from global_kv.state import Command, CompactHistory, KeyValue, LeaseExpire, StateMachine
 from global_kv.storage import MemoryStorage
 
 A, B = PID("a", 1, 1), PID("b", 1, 1)
@@ -229,7 +243,7 @@ def test_etcds_writes_are_answered_with_their_own_revision() -> None:
     replies = _replies(_drive(replica))
     assert replies[5] == (True, CompactResponse(ResponseHeader(deleted.header.revision, replica.term, "n0")))
     assert not replies[6][0] and type(replies[6][1]) is KeyNotFound
-    assert not replies[7][0] and type(replies[7][1]) is InvalidRequest and replies[7][1].field == "lease"
+    assert not replies[7][0] and type(replies[7][1]) is LeaseNotFound and replies[7][1].lease_id == 3
     assert replica.sm.compact_revision == deleted.header.revision
 
 
@@ -296,3 +310,44 @@ def test_a_transaction_is_answered_with_one_header_for_all_its_responses() -> No
         ),
     )
     assert replies[3] == (True, TxnResponse(header, False, ()))
+
+
+def test_a_lease_expires_at_the_deadline_each_replica_armed_when_it_applied_the_keep_alive() -> None:
+    replica = _leading()
+    replica.request("c", 1, LeaseGrantRequest(2.0, session=_tag("c", 1)), 0.0)
+    (granted,) = _replies(_drive(replica, 0.0)).values()
+    lease_id = granted[1].lease_id
+    assert granted[0] and granted[1].ttl == 2.0
+    replica.request("c", 2, KVPutRequest(b"svc/a", b"up", lease=lease_id, session=_tag("c", 2)), 0.0)
+    _drive(replica, 0.0)
+    replica.request("c", 3, LeaseKeepAliveRequest(lease_id, _tag("c", 3)), 1.5)
+    assert _replies(_drive(replica, 1.5))[3][1] == LeaseKeepAliveResponse(
+        ResponseHeader(replica.sm.revision, replica.term, "n0"), lease_id, 2.0
+    )
+    replica.check(3.0)  # 2 s after the grant, but 1.5 s after the keep-alive: alive
+    _drive(replica, 3.0)
+    assert replica.sm.get(b"svc/a") == b"up"
+    replica.request("c", 10, LeaseTimeToLiveRequest(lease_id, keys=True), 3.0)
+    ttl = _replies(_drive(replica, 3.0))[10][1]
+    assert (ttl.ttl, ttl.granted_ttl, ttl.keys) == (0.5, 2.0, (b"svc/a",))
+    replica.check(3.5)  # its deadline: the leader proposes the expiry
+    effects = _drive(replica, 3.5)
+    assert any(type(e) is Proposing and type(e.op) is LeaseExpire for e in effects)
+    assert replica.sm.get(b"svc/a") is None and replica.sm.lease(lease_id) is None
+    replica.request("c", 11, LeaseTimeToLiveRequest(lease_id), 4.0)
+    replica.request("c", 12, LeaseLeasesRequest(), 4.0)
+    replies = _replies(_drive(replica, 4.0))
+    assert replies[11][1].ttl == -1 and replies[12][1].leases == ()
+
+
+def test_a_process_owned_lease_is_revoked_when_its_owner_goes_down() -> None:
+    replica = _leading()
+    replica.request("c", 1, LeaseGrantRequest(60.0, owner=A, session=_tag("c", 1)), 0.0)
+    effects = _drive(replica)
+    lease_id = _replies(effects)[1][1].lease_id
+    assert Monitor(A) in effects  # watched from the grant on
+    replica.request("c", 2, KVPutRequest(b"presence/a", b"up", lease=lease_id, session=_tag("c", 2)), 0.0)
+    _drive(replica)
+    replica.owner_down(A, False, 1.0)
+    _drive(replica, 1.0)
+    assert replica.sm.get(b"presence/a") is None and replica.sm.lease(lease_id) is None

@@ -100,7 +100,7 @@ def test_public_api_is_reexported_from_private_modules() -> None:
         "RangeOptions", "SORT_ORDERS", "SORT_TARGETS", "Compare", "COMPARE_RESULTS", "COMPARE_TARGETS",
         "MAX_TXN_DEPTH", "MAX_TXN_RESPONSE_BYTES", "Txn", "TxnOp", "TxnRange", "TxnRefusedResult", "TxnOpResult",
         "TxnResult", "txn_conflict", "Lease", "LeaseGrant", "LeaseRevoke", "LeaseRefresh", "LeaseExpire",
-        "LeaseGrantedResult", "LeaseRevokedResult", "LeaseNotFoundResult", "LeaseExistsResult",
+        "LeaseGrantedResult", "LeaseRevokedResult", "LeaseNotFoundResult", "LeaseExistsResult", "MAX_LEASE_ID",
     }  # fmt: skip
     assert {n for n in vars(state) if not n.startswith("_")} == expected
     for path in PACKAGE.glob("*.py"):
