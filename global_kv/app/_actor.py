@@ -36,9 +36,20 @@ from ..protocol import (
     SnapshotRequest,
     StatusRequest,
     StatusResponse,
+    WatchAck,
 )
 from ..raft import RaftNode, Role, Status
-from ..replica import Effect, Forward, GlobalReplica, Limits, ReplicaOptions, check_forwarded
+from ..replica import (
+    Effect,
+    Forward,
+    GlobalReplica,
+    Limits,
+    Notify,
+    ReplicaOptions,
+    UnwatchWatcher,
+    WatchWatcher,
+    check_forwarded,
+)
 from ..state import StateMachine
 from ..storage import DataDirIdentity, StorageEngine, ensure_identity, open_engine
 from ._config import GlobalConfig
@@ -97,6 +108,7 @@ def replica_options(config: GlobalConfig) -> ReplicaOptions:
         owner_grace_period=config.owner_grace_period / 1000,
         read_round_timeout=10 * election_max,
         snapshot_interval=config.snapshot_interval,
+        watch_progress_interval=config.watch_progress_interval / 1000,
         limits=Limits(config.max_request_bytes, config.max_batch_items),
     )
 
@@ -117,6 +129,7 @@ class GlobalActor(LeaderActor):
         self.sm = StateMachine(self._engine, session_expiry_entries=config.session_expiry_entries)
         # Call ref -> the follower that forwarded it: the way back to a caller we cannot dial.
         self._relays: dict[Ref, PID] = {}
+        self._watchers: dict[PID, Ref] = {}  # watch clients -> our monitor of each
         self._counters = node_counters(self.node)
         self._counters.replica_starts += 1
         options, host, counters = replica_options(config), _NodeHost(self.node), self._counters
@@ -181,10 +194,17 @@ class GlobalActor(LeaderActor):
             self.replica.check(trio.current_time())
             await self._after_input()
             return
+        if isinstance(message, WatchAck):
+            if isinstance(from_, PID):
+                self.replica.watch_ack(from_, message, trio.current_time())
+                await self._after_input()
+            return
         if isinstance(message, MessageDownPID):
             if self._monitors.pop(message.pid, None) is not None:
                 self.replica.owner_down(message.pid, message.reason == NOCONNECTION, trio.current_time())
                 await self._after_input()
+            elif self._watchers.pop(message.pid, None) is not None:
+                self.replica.watcher_down(message.pid)
             return
         self.log.warning("unexpected message %r from %r", message, from_)
 
@@ -223,8 +243,19 @@ class GlobalActor(LeaderActor):
 
     # -- effects ---------------------------------------------------------------------------------
     async def handle_effect(self, effect: Effect) -> None:
-        if type(effect) is Forward:
-            self._forward(effect)
+        kind = type(effect)
+        if kind is Forward:
+            self._forward(effect)  # type: ignore[arg-type]
+        elif kind is Notify:
+            self.send(effect.to, effect.message)  # type: ignore[union-attr]
+        elif kind is WatchWatcher:
+            watcher = effect.watcher  # type: ignore[union-attr]
+            if watcher not in self._watchers:
+                self._watchers[watcher] = self.monitor(watcher)
+        elif kind is UnwatchWatcher:
+            ref = self._watchers.pop(effect.watcher, None)  # type: ignore[union-attr]
+            if ref is not None:
+                self.demonitor(ref)
         else:
             await super().handle_effect(effect)
 

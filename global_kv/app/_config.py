@@ -48,6 +48,9 @@ class GlobalConfig:
     # A lock owner on a node this leader cannot dial (a client without a listener) gets this
     # long (ms) to link to a new leader before it counts as gone.
     owner_grace_period: int = 5000
+    # Watches: an idle watch that asked for progress notifications gets one this often (ms;
+    # checked every lock_check_interval).
+    watch_progress_interval: int = 5000
     # Limits on what one client request may carry or get back (etcd's --max-request-bytes).
     max_request_bytes: int = 1_572_864
     max_response_bytes: int = 8 * 1024 * 1024
@@ -90,6 +93,7 @@ class GlobalConfig:
         need(self.max_inflight_msgs >= 1, "max_inflight_msgs must be >= 1")
         need(self.default_lock_ttl >= 0, "default_lock_ttl must be >= 0 seconds (0 = no TTL)")
         need(self.lock_check_interval > 0, "lock_check_interval must be > 0 ms")
+        need(self.watch_progress_interval > 0, "watch_progress_interval must be > 0 ms")
         need(self.max_lock_waiters >= 0, "max_lock_waiters must be >= 0")
         need(
             self.read_consistency in READ_CONSISTENCIES,

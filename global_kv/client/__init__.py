@@ -8,3 +8,5 @@ from ._client import GlobalClient as GlobalClient
 from ._client import open_client as open_client
 from ._locks import FencedResource as FencedResource
 from ._locks import LockHandle as LockHandle
+from ._watch import Watch as Watch
+from ._watch import WatchProgress as WatchProgress

@@ -12,9 +12,10 @@ reads as `None` (there is no KeyNotFound).
 
 from __future__ import annotations
 
+import math
 import secrets
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Any, AsyncIterator
@@ -24,7 +25,7 @@ import trio
 import ergo_py
 from ergo_py import Actor, ProcessID
 
-from .._errors import CASFailed, GlobalKVError, LockNotHeld, LockTimeout, NotLeader, Unavailable
+from .._errors import CASFailed, Compacted, GlobalKVError, LockNotHeld, LockTimeout, NotLeader, Unavailable
 from ..protocol import (
     CompactRequest,
     CompactResponse,
@@ -61,11 +62,18 @@ from ..protocol import (
     TxnRequestOp,
     TxnResponse,
     UnlockRequest,
+    WatchCanceled,
+    WatchCreateRequest,
+    WatchCreateResponse,
+    prefix_range_end,
 )
 from . import ops
 from ._bootstrap import parse_bootstrap
 from ._links import LinkKeeper
 from ._locks import LockHandle
+from ._watch import REGISTERED, MemberGone, Watch, WatchProgress, WatchReceiver
+from ._watch import ack as watch_ack
+from ._watch import serve as watch_serve
 
 __all__ = ["GlobalClient", "open_client", "Key"]
 
@@ -259,6 +267,118 @@ class GlobalClient:
     async def batch_delete(self, keys: Iterable[Key]) -> None:
         """Delete every key, in one revision."""
         await self.txn(success=[ops.delete(k) for k in dict.fromkeys(_key(k) for k in keys)])
+
+    # -- watches -------------------------------------------------------------------------------
+    def watch(
+        self,
+        key: Key,
+        range_end: Key = b"",
+        *,
+        prefix: bool = False,
+        start_revision: int = 0,
+        prev_kv: bool = False,
+        filters: Iterable[str] = (),
+        progress_notify: bool = False,
+    ) -> Watch:
+        """etcd's Watch: every change of [key, range_end) (or of every key under `key` with
+        `prefix`) after `start_revision` - 1 (0: from when it is registered), as
+        `WatchEvent(type, kv, prev_kv)` in revision order, a transaction's events together.
+        Served by any member from its applied state; if that member goes, the watch resumes
+        at another right after the last revision it delivered (no gap, no duplicate).
+        `filters`: "noput", "nodelete"; `progress_notify` also yields
+        `WatchProgress(revision)` when idle (no event at or below it is still to come).
+        `Compacted` if the history it needs is gone.
+
+            async with client.watch("cfg/", prefix=True) as events:  # registered here
+                async for event in events:
+                    ...
+
+        `async for event in client.watch(...)` works too (registered at the first step);
+        the `async with` form also ends the watch when the block is left early.
+        """
+        return Watch(self._watch_stream(key, range_end, prefix, start_revision, prev_kv, filters, progress_notify))
+
+    async def _watch_stream(
+        self,
+        key: Key,
+        range_end: Key,
+        prefix: bool,
+        start_revision: int,
+        prev_kv: bool,
+        filters: Iterable[str],
+        progress_notify: bool,
+    ) -> AsyncGenerator[Any, None]:
+        """The watch's items, after one `REGISTERED` once the first member has it."""
+        k = _key(key)
+        end = prefix_range_end(k) if prefix else _key(range_end)
+        wanted = tuple(filters)
+        send, receive = trio.open_memory_channel[Any](math.inf)
+        node = self.process.node
+        receiver = await node.spawn(WatchReceiver, send, self.process.pid)
+        next_start = start_revision
+        registered = False
+        try:
+            while True:
+                member, created = await self._create_watch(
+                    k, end, receiver, next_start, prev_kv, wanted, progress_notify
+                )
+                node.send(receiver, watch_serve(member))
+                if next_start == 0:
+                    next_start = created.header.revision + 1
+                if not registered:
+                    registered = True
+                    yield REGISTERED
+                while True:
+                    message = await receive.receive()
+                    if isinstance(message, MemberGone):
+                        if message.member == member:
+                            break  # resume elsewhere, right after what was delivered
+                        continue
+                    if message.watch_id != created.watch_id:
+                        continue  # a watch of ours at a member we left
+                    if isinstance(message, WatchCanceled):
+                        if message.reason == "compacted":
+                            raise Compacted(message.compact_revision)
+                        break
+                    for event in message.events:
+                        yield event
+                    if message.revision >= next_start:
+                        next_start = message.revision + 1
+                    if not message.events and progress_notify:
+                        yield WatchProgress(message.revision)
+                    node.send(receiver, watch_ack(member, created.watch_id, message.revision))
+                self._next += 1  # another member, if there is one
+        finally:
+            with trio.CancelScope(shield=True):
+                node.kill(receiver)  # its members see it go and drop its watches
+                send.close()
+
+    async def _create_watch(
+        self,
+        key: bytes,
+        end: bytes,
+        receiver: ergo_py.PID,
+        start: int,
+        prev_kv: bool,
+        filters: tuple[str, ...],
+        progress: bool,
+    ) -> tuple[ProcessID, WatchCreateResponse]:
+        """Register the watch at some member (its own state serves it), retrying members
+        until this client's timeout."""
+        request = WatchCreateRequest(key, receiver, end, start, prev_kv, filters, progress)
+        deadline = trio.current_time() + self.timeout
+        backoff = 0.01
+        while True:
+            member = self.nodes[self._next % len(self.nodes)]
+            try:
+                created = await self.process.call(member, request, timeout=self.try_timeout)
+                return member, created
+            except _RETRYABLE:
+                self._next += 1
+                if trio.current_time() >= deadline:
+                    raise Unavailable(f"no member registered the watch within {self.timeout} s") from None
+                await trio.sleep(backoff)
+                backoff = min(backoff * 2, 0.5)
 
     # -- leases --------------------------------------------------------------------------------
     async def lease_grant(self, ttl: float, *, lease_id: int = 0, owner: Any = None) -> LeaseGrantResponse:

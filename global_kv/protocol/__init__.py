@@ -27,6 +27,7 @@ from ._outcomes import WIRE_ERRORS as WIRE_ERRORS
 from ._requests import KV_WRITE_REQUESTS as KV_WRITE_REQUESTS
 from ._requests import LOCK_REQUESTS as LOCK_REQUESTS
 from ._requests import READ_REQUESTS as READ_REQUESTS
+from ._requests import WATCH_FILTERS as WATCH_FILTERS
 from ._requests import WRITE_REQUESTS as WRITE_REQUESTS
 from ._requests import CompactRequest as CompactRequest
 from ._requests import Compare as Compare
@@ -49,6 +50,9 @@ from ._requests import RefreshRequest as RefreshRequest
 from ._requests import TxnRequest as TxnRequest
 from ._requests import TxnRequestOp as TxnRequestOp
 from ._requests import UnlockRequest as UnlockRequest
+from ._requests import WatchAck as WatchAck
+from ._requests import WatchCancelRequest as WatchCancelRequest
+from ._requests import WatchCreateRequest as WatchCreateRequest
 from ._requests import prefix_range_end as prefix_range_end
 from ._responses import CompactResponse as CompactResponse
 from ._responses import DeleteRangeResponse as DeleteRangeResponse
@@ -61,5 +65,9 @@ from ._responses import PutResponse as PutResponse
 from ._responses import RangeResponse as RangeResponse
 from ._responses import ResponseHeader as ResponseHeader
 from ._responses import TxnResponse as TxnResponse
+from ._responses import WatchCanceled as WatchCanceled
+from ._responses import WatchCreateResponse as WatchCreateResponse
+from ._responses import WatchEvent as WatchEvent
+from ._responses import WatchEvents as WatchEvents
 from ._session import NO_SESSION as NO_SESSION
 from ._session import SessionTag as SessionTag

@@ -29,6 +29,10 @@ __all__ = [
     "READ_REQUESTS",
     "WRITE_REQUESTS",
     "Compare",
+    "WATCH_FILTERS",
+    "WatchAck",
+    "WatchCancelRequest",
+    "WatchCreateRequest",
     "LeaseGrantRequest",
     "LeaseKeepAliveRequest",
     "LeaseLeasesRequest",
@@ -199,6 +203,45 @@ class LeaseTimeToLiveRequest:
 @dataclass(frozen=True, slots=True)
 class LeaseLeasesRequest:
     """etcd's LeaseLeases: every lease's id."""
+
+
+# -- watches -----------------------------------------------------------------------------------
+WATCH_FILTERS = ("noput", "nodelete")
+
+
+@wire_type
+@dataclass(frozen=True, slots=True)
+class WatchCreateRequest:
+    """etcd's watch create: the changes of [key, range_end) (as `KVRangeRequest`) after
+    `start_revision` - 1 (0: from now), sent to `watcher` as `WatchEvents` messages in
+    revision order; `filters` leave out "noput" or "nodelete" events; `prev_kv` adds each
+    key's previous value; `progress_notify` sends an empty `WatchEvents` when idle. Any
+    member serves it from its applied state; answered with a `WatchCreateResponse`."""
+
+    key: bytes
+    watcher: PID
+    range_end: bytes = b""
+    start_revision: int = 0
+    prev_kv: bool = False
+    filters: tuple[str, ...] = ()
+    progress_notify: bool = False
+
+
+@wire_type
+@dataclass(frozen=True, slots=True)
+class WatchCancelRequest:
+    watch_id: int
+    watcher: PID
+
+
+@wire_type
+@dataclass(frozen=True, slots=True)
+class WatchAck:
+    """Sent (not called) by a watcher: it has taken the events up to `revision`, so the
+    member may send more (at most a few batches are ever unacknowledged)."""
+
+    watch_id: int
+    revision: int
 
 
 # -- lock writes -------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..state import KeyValue
+from ..state import KeyValue, WatchEvent
 from ._outcomes import WIRE_ERRORS as _REGISTERED  # KeyValue crosses the wire from here on
 from ._wire import wire_type
 
@@ -29,9 +29,14 @@ __all__ = [
     "RangeResponse",
     "ResponseHeader",
     "TxnResponse",
+    "WatchCanceled",
+    "WatchCreateResponse",
+    "WatchEvent",
+    "WatchEvents",
 ]
 
 assert _REGISTERED
+wire_type(WatchEvent)
 
 
 @wire_type
@@ -128,3 +133,37 @@ class LeaseTimeToLiveResponse:
 class LeaseLeasesResponse:
     header: ResponseHeader
     leases: tuple[int, ...]
+
+
+@wire_type
+@dataclass(frozen=True, slots=True)
+class WatchCreateResponse:
+    """The watch is registered at the member named in `header`, from `header.revision`'s
+    point of view; its events come as `WatchEvents` messages."""
+
+    header: ResponseHeader
+    watch_id: int
+
+
+@wire_type
+@dataclass(frozen=True, slots=True)
+class WatchEvents:
+    """Sent to the watcher: the events of every revision up to `revision` that it has not
+    had (whole revisions: one transaction's events arrive together). Empty: a progress
+    notification, no event at or below `revision` is still to come."""
+
+    watch_id: int
+    revision: int
+    events: tuple[WatchEvent, ...]
+    member_id: str = ""
+
+
+@wire_type
+@dataclass(frozen=True, slots=True)
+class WatchCanceled:
+    """The member ended the watch: `reason` says why ("compacted": the history it needed
+    is gone, at or below `compact_revision`)."""
+
+    watch_id: int
+    reason: str
+    compact_revision: int = 0

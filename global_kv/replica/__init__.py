@@ -15,9 +15,12 @@ from ._effects import Effect as Effect
 from ._effects import Forward as Forward
 from ._effects import MembershipChanged as MembershipChanged
 from ._effects import Monitor as Monitor
+from ._effects import Notify as Notify
 from ._effects import Proposing as Proposing
 from ._effects import Reply as Reply
 from ._effects import RoleChanged as RoleChanged
+from ._effects import UnwatchWatcher as UnwatchWatcher
+from ._effects import WatchWatcher as WatchWatcher
 from ._global_replica import MAX_HOPS as MAX_HOPS
 from ._global_replica import GlobalReplica as GlobalReplica
 from ._global_replica import ReplicaCounters as ReplicaCounters

@@ -26,6 +26,9 @@ __all__ = [
     "Forward",
     "MembershipChanged",
     "Monitor",
+    "Notify",
+    "UnwatchWatcher",
+    "WatchWatcher",
     "Proposing",
     "Reply",
     "RoleChanged",
@@ -69,6 +72,26 @@ class Demonitor:
 
 
 @dataclass(frozen=True, slots=True)
+class Notify:
+    """Send `message` to the process `to` (one way: a watch's events)."""
+
+    to: Any
+    message: Any
+
+
+@dataclass(frozen=True, slots=True)
+class WatchWatcher:
+    """Watch the watch client `watcher`; report its DOWN with `watcher_down`."""
+
+    watcher: Any
+
+
+@dataclass(frozen=True, slots=True)
+class UnwatchWatcher:
+    watcher: Any
+
+
+@dataclass(frozen=True, slots=True)
 class RoleChanged:
     """The core's role, leader or term changed (after the Ready that reported it)."""
 
@@ -104,4 +127,16 @@ class Proposing:
     term: int
 
 
-Effect = Reply | Forward | Monitor | Demonitor | RoleChanged | MembershipChanged | AppliedEntries | Proposing
+Effect = (
+    Reply
+    | Forward
+    | Monitor
+    | Demonitor
+    | Notify
+    | WatchWatcher
+    | UnwatchWatcher
+    | RoleChanged
+    | MembershipChanged
+    | AppliedEntries
+    | Proposing
+)

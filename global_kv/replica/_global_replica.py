@@ -67,6 +67,9 @@ from ..protocol import (
     ResponseHeader,
     TxnResponse,
     UnlockRequest,
+    WatchAck,
+    WatchCancelRequest,
+    WatchCreateRequest,
     command_for,
 )
 from ..raft import Entry, RaftNode, ReadState, Role, Snapshot, SoftState
@@ -89,6 +92,7 @@ from ._locks import LockService
 from ._options import ReplicaOptions
 from ._raft_replica import RaftReplica
 from ._validate import check_request
+from ._watches import WatchService
 
 __all__ = ["GlobalReplica", "ReplicaCounters"]
 
@@ -147,6 +151,7 @@ class GlobalReplica(RaftReplica):
         self.counters = counters if counters is not None else ReplicaCounters()
         self.locks = LockService(self)
         self.leases = LeaseService(self)
+        self.watches = WatchService(self, options.watch_progress_interval)
         self._writes: list[tuple[bytes, Any, Any, Any]] = []  # batched until the next Ready
         self._pending: dict[int, _Pending] = {}  # log index -> who waits for its result
         self._reads: list[tuple[Any, Any, Any]] = []  # batched until the next Ready
@@ -179,10 +184,20 @@ class GlobalReplica(RaftReplica):
     def owner_down(self, owner: Any, link_lost: bool, now: float) -> None:
         self.locks.on_down(owner, link_lost, now)
 
+    def watcher_down(self, watcher: Any) -> None:
+        """A watch client is gone: its watches end."""
+        self.watches.watcher_down(watcher)
+
+    def watch_ack(self, watcher: Any, ack: WatchAck, now: float) -> None:
+        """A watcher took its events up to `ack.revision`: it may be sent more."""
+        if type(ack.watch_id) is int and type(ack.revision) is int:
+            self.watches.ack(watcher, ack.watch_id, ack.revision, now)
+
     def check(self, now: float) -> None:
         """The lock check period: TTL expiries, grace periods, waiter deadlines, read rounds."""
         self.locks.check(now)
         self.leases.check(now)
+        self.watches.check(now)
         self._expire_read_rounds(now)
 
     # -- answers ---------------------------------------------------------------------------------
@@ -240,6 +255,13 @@ class GlobalReplica(RaftReplica):
                 self.locks.release(caller, ref, request, now)
             else:
                 self.locks.refresh(caller, ref, request)
+            return True
+        if isinstance(request, WatchCreateRequest):
+            # Any member: from its own applied state (watch load spreads over followers).
+            self.watches.create(caller, ref, request, now)
+            return True
+        if isinstance(request, WatchCancelRequest):
+            self.reply(caller, ref, self.watches.cancel(request))
             return True
         if isinstance(request, (LeaseTimeToLiveRequest, LeaseLeasesRequest)):
             # The leader's view: its deadlines are the ones that expire leases.
@@ -393,6 +415,7 @@ class GlobalReplica(RaftReplica):
                 if lost is not None:
                     self._fail_lost(lost, now)
         self._serve_ready_reads()
+        self.watches.pump(now)
         return applied
 
     def _answer_of(self, request: Any, result: Any) -> Any:
@@ -456,6 +479,7 @@ class GlobalReplica(RaftReplica):
     def restore(self, snapshot: Snapshot, now: float) -> None:
         super().restore(snapshot, now)
         self.leases.restored()
+        self.watches.pump(now)
         for index in [i for i in self._pending if i <= snapshot.meta.index]:
             self._fail_lost(self._pending.pop(index), now)
         self._serve_ready_reads()

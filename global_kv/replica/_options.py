@@ -36,4 +36,6 @@ class ReplicaOptions:
     # of a big state, with its history, cost each entry a bounded amount).
     snapshot_interval: int = 10_000
     snapshot_log_fraction: float = 0.5
+    # An idle, caught-up watch that asked for progress notifications gets one this often.
+    watch_progress_interval: float = 5.0
     limits: Limits = field(default_factory=lambda: Limits(max_request_bytes=1 << 20, max_batch_items=1000))

@@ -23,6 +23,7 @@ from ergo_py.ids import PID, ProcessID, Ref
 
 from .._errors import InvalidRequest, RequestTooLarge
 from ..protocol import (
+    WATCH_FILTERS,
     AddPeerRequest,
     CompactRequest,
     Compare,
@@ -50,6 +51,8 @@ from ..protocol import (
     StatusRequest,
     TxnRequest,
     UnlockRequest,
+    WatchCancelRequest,
+    WatchCreateRequest,
 )
 from ..state import (
     COMPARE_RESULTS,
@@ -298,10 +301,30 @@ def _check_lease_id(r: LeaseRevokeRequest | LeaseKeepAliveRequest | LeaseTimeToL
 
 
 def _owner(owner: Any) -> None:
+    _owner_pid(owner, "owner")
+
+
+def _owner_pid(owner: Any, field: str) -> None:
     if type(owner) is not PID or type(owner.node) is not str or not owner.node:
-        raise InvalidRequest("owner", f"must be the PID of the owning process, got {owner!r}")
-    _int(owner.id, "owner.id", 0)
-    _int(owner.creation, "owner.creation", 0)
+        raise InvalidRequest(field, f"must be the PID of the owning process, got {owner!r}")
+    _int(owner.id, f"{field}.id", 0)
+    _int(owner.creation, f"{field}.creation", 0)
+
+
+def _check_watch_create(r: WatchCreateRequest, limits: Limits) -> None:
+    _bytes(r.key, "key")
+    _range_end(r.range_end)
+    _owner_pid(r.watcher, "watcher")
+    _int(r.start_revision, "start_revision", 0)
+    _flag(r.prev_kv, "prev_kv")
+    _flag(r.progress_notify, "progress_notify")
+    if type(r.filters) not in (tuple, list) or any(f not in WATCH_FILTERS for f in r.filters):
+        raise InvalidRequest("filters", f"must be a sequence of {', '.join(WATCH_FILTERS)}; got {r.filters!r:.60}")
+
+
+def _check_watch_cancel(r: WatchCancelRequest, limits: Limits) -> None:
+    _int(r.watch_id, "watch_id", 1)
+    _owner_pid(r.watcher, "watcher")
 
 
 def _check_compact(r: CompactRequest, limits: Limits) -> None:
@@ -369,6 +392,8 @@ _CHECKS: dict[type, Any] = {
     LeaseKeepAliveRequest: _check_lease_id,
     LeaseTimeToLiveRequest: _check_lease_id,
     LeaseLeasesRequest: _nothing,
+    WatchCreateRequest: _check_watch_create,
+    WatchCancelRequest: _check_watch_cancel,
     PutRequest: _check_put,
     DeleteRequest: _check_delete,
     LockRequest: _check_lock,

@@ -48,6 +48,7 @@ from ._machine import StateMachine as StateMachine
 from ._machine import StateStatistics as StateStatistics
 from ._mvcc import KeyValue as KeyValue
 from ._mvcc import RangeResult as RangeResult
+from ._mvcc import WatchEvent as WatchEvent
 from ._range import SORT_ORDERS as SORT_ORDERS
 from ._range import SORT_TARGETS as SORT_TARGETS
 from ._range import RangeOptions as RangeOptions
@@ -76,6 +77,7 @@ from ._results import TxnRefusedResult as TxnRefusedResult
 from ._results import TxnResult as TxnResult
 from ._results import raise_for_result as raise_for_result
 from ._sessions import SessionInfo as SessionInfo
+from ._txn import covers as covers
 from ._txn import txn_conflict as txn_conflict
 from ._values import decode_value as decode_value
 from ._values import encode_value as encode_value

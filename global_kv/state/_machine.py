@@ -72,8 +72,10 @@ from ._mvcc import (
     RangeResult,
     Revisions,
     RevisionWriter,
+    WatchEvent,
     compact_history,
     decode_live,
+    history_events,
     key_at,
 )
 from ._range import PLAIN as PLAIN_RANGE
@@ -588,6 +590,33 @@ class StateMachine:
         low = user_key(check_user_key(key))
         high = _range_high(low, _bound(range_end, "range_end"))
         return select_range(self._found(_EngineView(self._engine), low, high, at), options, limit, max_bytes)
+
+    def events(
+        self, after: int, upto: int = 0, *, max_events: int = 1000, max_bytes: int = 1 << 20
+    ) -> tuple[list[WatchEvent], int]:
+        """The changes after revision `after` up to `upto` (0: now), in revision order, and the
+        last revision they cover (whole revisions, about `max_events` or `max_bytes`): what a
+        watch sends. Compacted if the history after `after` is gone."""
+        self._check_usable()
+        revisions = self._revisions
+        if type(after) is not int or after < 0:
+            raise ValueError(f"after must be a non-negative int, got {after!r}")
+        if after < revisions.compact_revision:
+            raise Compacted(revisions.compact_revision)
+        top = min(upto or revisions.revision, revisions.revision)
+        if after >= top:
+            return [], max(after, top)
+        return history_events(self._engine, after, top, max_events, max_bytes)
+
+    def previous(self, kv: KeyValue) -> KeyValue | None:
+        """The key as it was just before the change `kv` (a watch's prev_kv): None if it did
+        not exist then or that is compacted."""
+        self._check_usable()
+        before = kv.mod_revision - 1
+        if before < self._revisions.compact_revision or before < 1:
+            return None
+        engine = self._engine
+        return key_at(engine.get, self._keys, kv.key, engine.get(user_key(kv.key)), before)
 
     def _found(self, view: _View, low: bytes, high: bytes, at: int, live_at: int = 0) -> Iterator[KeyValue]:
         """The keys in [low, high) as they were at `at`, in key order, read through `view`

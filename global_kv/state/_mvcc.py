@@ -50,6 +50,8 @@ __all__ = [
     "LiveRecord",
     "RangeResult",
     "Revisions",
+    "WatchEvent",
+    "history_events",
     "RevisionWriter",
     "compact_history",
     "decode_live",
@@ -81,6 +83,16 @@ class KeyValue:
     version: int
     value: bytes
     lease: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class WatchEvent:
+    """One change, as etcd's `mvccpb.Event`: "put" with the key as written, or "delete"
+    with the key and the deleting revision (`mod_revision`); `prev_kv` if asked."""
+
+    type: str
+    kv: KeyValue
+    prev_kv: KeyValue | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +224,35 @@ def key_at(
     if flags & _TOMBSTONE:
         return None
     return KeyValue(key, create, change >> _SUB_BITS, version, decode_value(raw[_HISTORY.size + size :]), lease)
+
+
+def history_events(
+    engine: StorageEngine, after: int, upto: int, max_events: int, max_bytes: int
+) -> tuple[list[WatchEvent], int]:
+    """The changes with revisions in (after, upto], in revision order, and the last revision
+    they cover: whole revisions only (a transaction's events stay together), stopping after
+    the revision that reaches `max_events` or `max_bytes` of keys and values. The caller
+    checks `after` against compaction."""
+    events: list[WatchEvent] = []
+    covered = after
+    size = 0
+    low = HISTORY_PREFIX + _REVISION.pack(after + 1, 0)
+    high = HISTORY_PREFIX + _REVISION.pack(upto + 1, 0)
+    with engine.range(low, high) as records:
+        for hkey, raw in records:
+            main = _REVISION.unpack(hkey[1:])[0]
+            if main != covered and (len(events) >= max_events or size >= max_bytes):
+                return events, covered
+            size += len(raw)
+            key, flags = _history_fields(hkey, raw)
+            if flags & _TOMBSTONE:
+                events.append(WatchEvent("delete", KeyValue(key, 0, main, 0, b"", 0)))
+            else:
+                _, create, version, lease, size = _HISTORY.unpack_from(raw)
+                value = decode_value(raw[_HISTORY.size + size :])
+                events.append(WatchEvent("put", KeyValue(key, create, main, version, value, lease)))
+            covered = main
+    return events, upto
 
 
 class Revisions:

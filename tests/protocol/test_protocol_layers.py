@@ -104,14 +104,15 @@ def test_the_protocol_exports_the_request_vocabulary() -> None:
         "LockRequest UnlockRequest RefreshRequest StatusRequest AddPeerRequest "
         "RemovePeerRequest SnapshotRequest ListLocksRequest MetricsRequest KVRangeRequest KVPutRequest "
         "KVDeleteRangeRequest CompactRequest TxnRequest LeaseGrantRequest LeaseRevokeRequest "
-        "LeaseKeepAliveRequest LeaseTimeToLiveRequest LeaseLeasesRequest"
+        "LeaseKeepAliveRequest LeaseTimeToLiveRequest LeaseLeasesRequest WatchCreateRequest WatchCancelRequest"
     ).split()
     others = (
         "StatusResponse LockInfo Forwarded Relayed SessionTag NO_SESSION KVWriteRequest READ_REQUESTS "
         "KV_WRITE_REQUESTS LOCK_REQUESTS WRITE_REQUESTS WIRE_ERRORS command_for lock_command_for "
         "tagged_command ttl_ms RangeResponse ResponseHeader PutResponse DeleteRangeResponse CompactResponse "
         "TxnResponse TxnRequestOp txn_op_for Compare prefix_range_end LeaseGrantResponse LeaseRevokeResponse "
-        "LeaseKeepAliveResponse LeaseTimeToLiveResponse LeaseLeasesResponse"
+        "LeaseKeepAliveResponse LeaseTimeToLiveResponse LeaseLeasesResponse WATCH_FILTERS WatchAck "
+        "WatchCreateResponse WatchEvents WatchEvent WatchCanceled"
     ).split()
     public = {n for n in vars(global_kv.protocol) if not n.startswith("_")}
     assert public == set(requests) | set(others)

@@ -36,6 +36,8 @@ from global_kv.protocol import (
     TxnRequest,
     TxnResponse,
     UnlockRequest,
+    WatchAck,
+    WatchCreateRequest,
 )
 from global_kv.raft import RaftConfig, RaftNode, Role
 from global_kv.replica import (
@@ -43,11 +45,13 @@ from global_kv.replica import (
     Forward,
     GlobalReplica,
     Monitor,
+    Notify,
     Proposing,
     ReplicaOptions,
     Reply,
     RoleChanged,
 )
+from global_kv.replica import _watches as watches_module
 from global_kv.state import Command, CompactHistory, KeyValue, LeaseExpire, StateMachine
 from global_kv.storage import MemoryStorage
 
@@ -351,3 +355,47 @@ def test_a_process_owned_lease_is_revoked_when_its_owner_goes_down() -> None:
     replica.owner_down(A, False, 1.0)
     _drive(replica, 1.0)
     assert replica.sm.get(b"presence/a") is None and replica.sm.lease(lease_id) is None
+
+
+def _notified(effects: list[Any]) -> list[Any]:
+    return [e.message for e in effects if type(e) is Notify]
+
+
+def test_a_watch_is_sent_a_window_of_batches_then_waits_for_acks_and_loses_nothing() -> None:
+    replica = _leading()
+    watcher = PID("w", 1, 1)
+    for seq in range(1, 9):  # eight revisions before the watch
+        replica.request("c", seq, PutRequest(b"k%d" % seq, b"v", _tag("c", seq)), 0.0)
+        _drive(replica)
+    start = replica.sm.revision - 7
+    # Batches of whole revisions: BATCH_EVENTS is 1000, so force one revision per batch.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(watches_module, "BATCH_EVENTS", 1)
+        replica.request("c", 100, WatchCreateRequest(b"k", watcher, b"l", start), 0.0)
+        sent = _notified(_drive(replica))
+        assert [m.revision for m in sent] == [start, start + 1, start + 2, start + 3]  # the window
+        replica.watch_ack(watcher, WatchAck(1, start), 0.0)
+        more = _notified(replica.take_effects())
+        assert [m.revision for m in more] == [start + 4]
+        for revision in range(start + 1, start + 8):
+            replica.watch_ack(watcher, WatchAck(1, revision), 0.0)
+        rest = _notified(replica.take_effects())
+    got = [e.kv.key for m in sent + more + rest for e in m.events]
+    assert got == [b"k%d" % i for i in range(1, 9)]
+    replica.watcher_down(watcher)
+    assert replica.watches.count() == 0
+
+
+def test_a_watch_behind_the_compaction_is_cancelled_with_the_reason() -> None:
+    replica = _leading()
+    watcher = PID("w", 1, 1)
+    replica.request("c", 1, PutRequest(b"k", b"1", _tag("c", 1)), 0.0)
+    _drive(replica)
+    first = replica.sm.revision
+    replica.request("c", 2, PutRequest(b"k", b"2", _tag("c", 2)), 0.0)
+    _drive(replica)
+    replica.propose(Command(None, 0, 0, CompactHistory(replica.sm.revision)), None, None, None)
+    _drive(replica)
+    replica.request("c", 10, WatchCreateRequest(b"k", watcher, b"", first), 0.0)
+    ((ok, error),) = _replies(_drive(replica)).values()
+    assert not ok and type(error) is Compacted and error.compact_revision == replica.sm.revision

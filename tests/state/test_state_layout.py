@@ -101,6 +101,7 @@ def test_public_api_is_reexported_from_private_modules() -> None:
         "MAX_TXN_DEPTH", "MAX_TXN_RESPONSE_BYTES", "Txn", "TxnOp", "TxnRange", "TxnRefusedResult", "TxnOpResult",
         "TxnResult", "txn_conflict", "Lease", "LeaseGrant", "LeaseRevoke", "LeaseRefresh", "LeaseExpire",
         "LeaseGrantedResult", "LeaseRevokedResult", "LeaseNotFoundResult", "LeaseExistsResult", "MAX_LEASE_ID",
+        "WatchEvent", "covers",
     }  # fmt: skip
     assert {n for n in vars(state) if not n.startswith("_")} == expected
     for path in PACKAGE.glob("*.py"):
