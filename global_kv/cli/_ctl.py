@@ -93,6 +93,10 @@ async def _put(s: Session, a: argparse.Namespace) -> Output:
 
 @_command("get")
 async def _get(s: Session, a: argparse.Namespace) -> Output:
+    if a.rev or a.prefix or a.range_end or a.keys_only or a.count_only or a.sort_by or a.order or a.limit:
+        from ._ctl_kv import get_range
+
+        return await get_range(s, a)
     value = await s.client.get(a.key, consistency=a.consistency)
     data = {**bytes_fields("key", a.key), "found": value is not None, **bytes_fields("value", value)}
     if value is None:
@@ -477,6 +481,7 @@ async def run_ctl(
     if getattr(args, "value", None) is not None:
         args.value_bytes = (stdin or sys.stdin.buffer).read() if args.value == b"-" else args.value
     args.out = out
+    args.stdin = stdin or sys.stdin.buffer
     handler = _HANDLERS[args.ctl_command]
     try:
         # No probe first: the request goes out at once, and Session.run explains a cluster it cannot reach.
@@ -500,3 +505,8 @@ async def run_ctl(
     elif result.note and not args.json:
         print(f"global-kv ctl: note: {result.note}", file=err, flush=True)
     return result.exit_code
+
+
+from . import _ctl_kv  # noqa: E402  (registers the revision, txn, watch, lease, elect and semaphore commands)
+
+assert _ctl_kv

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..app import READ_CONSISTENCIES
+from ..state import SORT_TARGETS
 
 __all__ = ["VersionAction", "add_ctl_parser", "count", "distribution_version", "seconds"]
 
@@ -116,6 +117,13 @@ def add_ctl_parser(sub: Any) -> argparse.ArgumentParser:
         _common(c, top=False)
         return c
 
+    def range_options(c: argparse.ArgumentParser) -> None:
+        c.add_argument("--prefix", action="store_true", help="every key that starts with KEY")
+        c.add_argument("--range-end", type=_raw, default=None, metavar="END", help="keys from KEY up to END")
+
+    def duration(c: argparse.ArgumentParser) -> None:
+        c.add_argument("--duration", type=seconds(), default=None, metavar="S", help="stop after S seconds")
+
     def consistency(c: argparse.ArgumentParser) -> None:
         c.add_argument(
             "--consistency", choices=READ_CONSISTENCIES, default=None, help="read level (default: the cluster's)"
@@ -124,12 +132,19 @@ def add_ctl_parser(sub: Any) -> argparse.ArgumentParser:
     c = cmd("put", "set KEY to VALUE ('-' reads the value from stdin)")
     c.add_argument("key", type=_raw)
     c.add_argument("value", type=_raw)
-    c = cmd("get", "print the value of KEY (exit 1 if it does not exist)")
+    c = cmd("get", "print the value of KEY (exit 1 if it does not exist); with range options, etcd's Range")
     c.add_argument("key", type=_raw)
     shown = c.add_mutually_exclusive_group()
     shown.add_argument("--raw", action="store_true", help="write the exact bytes to stdout, no newline added")
     shown.add_argument("-o", "--output", metavar="FILE", help="write the exact bytes into FILE, print nothing")
     consistency(c)
+    range_options(c)
+    c.add_argument("--rev", type=count(zero="now"), default=0, help="read at revision N (default 0: now)")
+    c.add_argument("--keys-only", action="store_true", help="print the keys only")
+    c.add_argument("--count-only", action="store_true", help="print how many keys the range holds")
+    c.add_argument("--sort-by", choices=SORT_TARGETS, default=None, help="sort by this (ascending unless --order)")
+    c.add_argument("--order", choices=("ascend", "descend"), default=None, help="sort order")
+    c.add_argument("--limit", type=count(zero="no limit"), default=0, help="at most N keys (default 0: no limit)")
     c = cmd("delete", "delete KEY")
     c.add_argument("key", type=_raw)
     c = cmd("cas", "compare-and-swap: set KEY to --new (or --delete) only if it is --old (or --absent)")
@@ -182,6 +197,39 @@ def add_ctl_parser(sub: Any) -> argparse.ArgumentParser:
     c.add_argument("peer", metavar="NODE")
     c = cmd("remove-peer", "remove NODE from the members")
     c.add_argument("peer", metavar="NODE")
+    c = cmd("compaction", "forget the key history at or below REVISION (etcd's compaction, through the log)")
+    c.add_argument("revision", type=count(low=1), metavar="REVISION")
+    cmd(
+        "txn",
+        "a transaction from stdin, as etcdctl txn reads it: compares, a blank line, success ops, "
+        "a blank line, failure ops",
+    )
+    c = cmd("watch", "print every change of KEY (or --prefix, --range-end) until Ctrl-C, --count or --duration")
+    c.add_argument("key", type=_raw)
+    range_options(c)
+    c.add_argument("--rev", type=count(zero="from now"), default=0, help="start at revision N (default: from now)")
+    c.add_argument("--prev-kv", action="store_true", help="also print each key's previous value (--json)")
+    c.add_argument("--count", type=count(zero="no limit"), default=0, help="stop after N events")
+    duration(c)
+    c = cmd("lease", "leases: grant TTL | revoke ID | keep-alive ID [--once] | timetolive ID [--keys] | list")
+    c.add_argument("action", choices=("grant", "revoke", "keep-alive", "timetolive", "list"))
+    c.add_argument("arg", nargs="?", default=None, metavar="TTL|ID")
+    c.add_argument("--keys", action="store_true", help="timetolive: list the lease's keys")
+    c.add_argument("--once", action="store_true", help="keep-alive: send one and exit")
+    duration(c)
+    c = cmd("elect", "campaign in election NAME with VALUE and hold it until Ctrl-C (or --listen: print each leader)")
+    c.add_argument("name", type=_raw)
+    c.add_argument("value", type=_raw, nargs="?", default=None)
+    c.add_argument("--listen", action="store_true", help="observe the election instead of campaigning")
+    c.add_argument("--ttl", type=seconds(), default=10.0, metavar="S", help="the campaign lease's TTL (default 10)")
+    c.add_argument("--count", type=count(zero="no limit"), default=0, help="--listen: stop after N leaders")
+    duration(c)
+    c = cmd("semaphore", "take one of PERMITS permits of NAME, print its token, hold it until Ctrl-C or --duration")
+    c.add_argument("name", type=_raw)
+    c.add_argument("permits", type=count(low=1), metavar="PERMITS")
+    c.add_argument("--ttl", type=seconds(), default=10.0, metavar="S", help="the permit's TTL, kept alive (default 10)")
+    c.add_argument("--wait", type=seconds(zero="forever"), default=0.0, metavar="S", help="wait at most S seconds")
+    duration(c)
     cmd("snapshot", "take a snapshot on every member (or --node) and compact its log")
     cmd("compact", "compact the Raft log of every member (or --node) through a snapshot")
     cmd("metrics", "print the Prometheus metrics of every member (or --node)")

@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 from collections.abc import Mapping, Sequence
-from typing import NoReturn, TextIO
+from typing import BinaryIO, NoReturn, TextIO
 
 import trio
 
@@ -190,6 +190,7 @@ async def ctl(
     env: Mapping[str, str] | None = None,
     out: TextIO | None = None,
     err: TextIO | None = None,
+    stdin: BinaryIO | None = None,
 ) -> int:
     """`global-kv ctl ARGV...` inside a running trio program; returns the exit code.
 
@@ -200,7 +201,7 @@ async def ctl(
     err = err if err is not None else sys.stderr
     try:
         args = build_parser().parse_args(["ctl", *argv])
-        return await run_ctl(args, env=env, out=out, err=err)
+        return await run_ctl(args, env=env, out=out, err=err, stdin=stdin)
     except (SystemExit, KeyboardInterrupt, trio.Cancelled):
         raise
     except BaseException as exc:

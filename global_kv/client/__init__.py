@@ -8,5 +8,9 @@ from ._client import GlobalClient as GlobalClient
 from ._client import open_client as open_client
 from ._locks import FencedResource as FencedResource
 from ._locks import LockHandle as LockHandle
+from ._recipes import Election as Election
+from ._recipes import NotElected as NotElected
+from ._recipes import Semaphore as Semaphore
+from ._recipes import SemaphoreHandle as SemaphoreHandle
 from ._watch import Watch as Watch
 from ._watch import WatchProgress as WatchProgress

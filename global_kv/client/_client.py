@@ -71,6 +71,7 @@ from . import ops
 from ._bootstrap import parse_bootstrap
 from ._links import LinkKeeper
 from ._locks import LockHandle
+from ._recipes import Election, Semaphore
 from ._watch import REGISTERED, MemberGone, Watch, WatchProgress, WatchReceiver
 from ._watch import ack as watch_ack
 from ._watch import serve as watch_serve
@@ -379,6 +380,16 @@ class GlobalClient:
                     raise Unavailable(f"no member registered the watch within {self.timeout} s") from None
                 await trio.sleep(backoff)
                 backoff = min(backoff * 2, 0.5)
+
+    # -- elections and semaphores ---------------------------------------------------------------
+    def election(self, name: Key) -> Election:
+        """etcd's v3election on `name`: campaign(value, lease_id), proclaim, leader, observe,
+        resign (see `global_kv.client.Election`)."""
+        return Election(self, name)
+
+    def semaphore(self, name: Key, permits: int) -> Semaphore:
+        """A counted lock of `permits` on `name` (see `global_kv.client.Semaphore`)."""
+        return Semaphore(self, name, permits)
 
     # -- leases --------------------------------------------------------------------------------
     async def lease_grant(self, ttl: float, *, lease_id: int = 0, owner: Any = None) -> LeaseGrantResponse:

@@ -56,6 +56,7 @@ from ._requests import WatchCreateRequest as WatchCreateRequest
 from ._requests import prefix_range_end as prefix_range_end
 from ._responses import CompactResponse as CompactResponse
 from ._responses import DeleteRangeResponse as DeleteRangeResponse
+from ._responses import KeyValue as KeyValue
 from ._responses import LeaseGrantResponse as LeaseGrantResponse
 from ._responses import LeaseKeepAliveResponse as LeaseKeepAliveResponse
 from ._responses import LeaseLeasesResponse as LeaseLeasesResponse

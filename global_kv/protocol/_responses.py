@@ -20,6 +20,7 @@ from ._wire import wire_type
 __all__ = [
     "CompactResponse",
     "DeleteRangeResponse",
+    "KeyValue",
     "LeaseGrantResponse",
     "LeaseKeepAliveResponse",
     "LeaseLeasesResponse",

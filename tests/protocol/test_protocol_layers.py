@@ -112,7 +112,7 @@ def test_the_protocol_exports_the_request_vocabulary() -> None:
         "tagged_command ttl_ms RangeResponse ResponseHeader PutResponse DeleteRangeResponse CompactResponse "
         "TxnResponse TxnRequestOp txn_op_for Compare prefix_range_end LeaseGrantResponse LeaseRevokeResponse "
         "LeaseKeepAliveResponse LeaseTimeToLiveResponse LeaseLeasesResponse WATCH_FILTERS WatchAck "
-        "WatchCreateResponse WatchEvents WatchEvent WatchCanceled"
+        "WatchCreateResponse WatchEvents WatchEvent WatchCanceled KeyValue"
     ).split()
     public = {n for n in vars(global_kv.protocol) if not n.startswith("_")}
     assert public == set(requests) | set(others)
