@@ -109,6 +109,8 @@ def replica_options(config: GlobalConfig) -> ReplicaOptions:
         read_round_timeout=10 * election_max,
         snapshot_interval=config.snapshot_interval,
         watch_progress_interval=config.watch_progress_interval / 1000,
+        auto_compaction_mode=config.auto_compaction_mode,
+        auto_compaction_retention=float(config.auto_compaction_retention),
         limits=Limits(config.max_request_bytes, config.max_batch_items),
     )
 

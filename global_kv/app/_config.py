@@ -51,6 +51,11 @@ class GlobalConfig:
     # Watches: an idle watch that asked for progress notifications gets one this often (ms;
     # checked every lock_check_interval).
     watch_progress_interval: int = 5000
+    # Automatic compaction of the key history, as etcd's --auto-compaction-mode/-retention:
+    # "" (off, the default), "revision" (keep the last N revisions) or "periodic" (keep N
+    # seconds of history).
+    auto_compaction_mode: str = ""
+    auto_compaction_retention: int = 0
     # Limits on what one client request may carry or get back (etcd's --max-request-bytes).
     max_request_bytes: int = 1_572_864
     max_response_bytes: int = 8 * 1024 * 1024
@@ -94,6 +99,14 @@ class GlobalConfig:
         need(self.default_lock_ttl >= 0, "default_lock_ttl must be >= 0 seconds (0 = no TTL)")
         need(self.lock_check_interval > 0, "lock_check_interval must be > 0 ms")
         need(self.watch_progress_interval > 0, "watch_progress_interval must be > 0 ms")
+        need(
+            self.auto_compaction_mode in ("", "revision", "periodic"),
+            'auto_compaction_mode must be "", "revision" or "periodic"',
+        )
+        need(
+            self.auto_compaction_retention > 0 if self.auto_compaction_mode else self.auto_compaction_retention >= 0,
+            "auto_compaction_retention must be > 0 with a mode (revisions or seconds)",
+        )
         need(self.max_lock_waiters >= 0, "max_lock_waiters must be >= 0")
         need(
             self.read_consistency in READ_CONSISTENCIES,

@@ -85,6 +85,7 @@ from ..state import (
     TxnResult,
     encode_command,
 )
+from ._compactor import AutoCompactor
 from ._effects import Forward, Reply
 from ._host import Host
 from ._leases import LeaseService
@@ -152,6 +153,7 @@ class GlobalReplica(RaftReplica):
         self.locks = LockService(self)
         self.leases = LeaseService(self)
         self.watches = WatchService(self, options.watch_progress_interval)
+        self.compactor = AutoCompactor(self, options.auto_compaction_mode, options.auto_compaction_retention)
         self._writes: list[tuple[bytes, Any, Any, Any]] = []  # batched until the next Ready
         self._pending: dict[int, _Pending] = {}  # log index -> who waits for its result
         self._reads: list[tuple[Any, Any, Any]] = []  # batched until the next Ready
@@ -198,6 +200,7 @@ class GlobalReplica(RaftReplica):
         self.locks.check(now)
         self.leases.check(now)
         self.watches.check(now)
+        self.compactor.check(now)
         self._expire_read_rounds(now)
 
     # -- answers ---------------------------------------------------------------------------------

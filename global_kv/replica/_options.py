@@ -38,4 +38,8 @@ class ReplicaOptions:
     snapshot_log_fraction: float = 0.5
     # An idle, caught-up watch that asked for progress notifications gets one this often.
     watch_progress_interval: float = 5.0
+    # Automatic compaction of the key history (off by default): "revision" keeps the last
+    # `auto_compaction_retention` revisions, "periodic" that many seconds of history.
+    auto_compaction_mode: str = ""
+    auto_compaction_retention: float = 0.0
     limits: Limits = field(default_factory=lambda: Limits(max_request_bytes=1 << 20, max_batch_items=1000))

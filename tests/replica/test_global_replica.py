@@ -399,3 +399,26 @@ def test_a_watch_behind_the_compaction_is_cancelled_with_the_reason() -> None:
     replica.request("c", 10, WatchCreateRequest(b"k", watcher, b"", first), 0.0)
     ((ok, error),) = _replies(_drive(replica)).values()
     assert not ok and type(error) is Compacted and error.compact_revision == replica.sm.revision
+
+
+@pytest.mark.parametrize(("mode", "retention"), [("revision", 10.0), ("periodic", 1.0)])
+def test_automatic_compaction_keeps_what_its_mode_says(mode: str, retention: float) -> None:
+    raft = RaftNode.bootstrap("n0", ("n0",), RaftConfig(), random.Random(7))
+    options = ReplicaOptions(auto_compaction_mode=mode, auto_compaction_retention=retention)
+    replica = GlobalReplica(raft, StateMachine(MemoryStorage()), options, Host())
+    for _ in range(100):
+        replica.tick()
+        _drive(replica)
+    now = 0.0
+    for seq in range(1, 41):
+        now = seq * 0.1
+        replica.request("c", seq, PutRequest(b"k", b"%d" % seq, _tag("c", seq)), now)
+        _drive(replica, now)
+        replica.check(now)
+        _drive(replica, now)
+    sm = replica.sm
+    if mode == "revision":  # at most the last 10 revisions (and a tenth more) are kept
+        assert sm.revision - 11 <= sm.compact_revision <= sm.revision - 10
+    else:  # about a second of history: 10 writes at 10 a second
+        assert sm.revision - 12 <= sm.compact_revision <= sm.revision - 9
+    assert sm.compact_revision > 1
