@@ -37,6 +37,11 @@ def _summary(results: list[SimResult], failures: int, seconds: float) -> str:
             f"client operations:       {ops} checked linearizable ({unknown} with unknown outcome; "
             f"{sum(r.transactions for r in results)} two-key transactions)"
         ),
+        (
+            f"leases:                  {sum(r.lease_grants for r in results)} granted, "
+            f"{sum(r.lease_keepalives for r in results)} keep-alives, "
+            f"{sum(r.lease_expiries for r in results)} expiries checked against the TTL"
+        ),
         f"leaders elected:         {sum(r.leaders for r in results)}",
         f"crashes:                 {sum(r.crashes for r in results)}",
         f"membership changes:      {sum(r.conf_changes for r in results)}",

@@ -40,7 +40,7 @@ from ..replica import (
     Reply,
     RoleChanged,
 )
-from ..state import Granted, StateMachine
+from ..state import Granted, LeaseGrantedResult, StateMachine
 
 # The engine module itself: the storage package also exports the disk engines.
 from ..storage._memory import MemoryStorage
@@ -140,6 +140,8 @@ class SimReplica:
         self.lead_since = 0
         self.service_since = 0
         self.lock_since: dict[tuple[bytes, int, int], tuple[int, int]] = {}
+        # The tick each lease state (id, refreshed_index) appeared in its state machine, and its TTL.
+        self.lease_since: dict[tuple[int, int], tuple[int, int]] = {}
 
     @property
     def node(self) -> RaftNode | None:
@@ -164,6 +166,7 @@ class SimReplica:
         self.lead_term = 0
         self.service_since = 0
         self.lock_since = {}
+        self.lease_since = {}
         self.monitored = set()
 
     def boot(self, voters: tuple[str, ...] | None) -> None:
@@ -240,6 +243,7 @@ class SimReplica:
             elif kind is Proposing:
                 sim.lock_monitor.on_internal_attempt(self, effect.op, effect.term)  # type: ignore[union-attr]
                 sim.lock_monitor.on_internal_proposal(self, effect.op)  # type: ignore[union-attr]
+                sim.lease_workload.on_expiry_proposed(self, effect.op)  # type: ignore[union-attr]
             elif kind is RoleChanged and effect.soft.role is LEADER:  # type: ignore[union-attr]
                 self.service_since = sim.now
 
@@ -249,6 +253,8 @@ class SimReplica:
         now = self.sim.now
         for lock in sm.locks():
             self.lock_since.setdefault((lock.key, lock.token, lock.refreshed_index), (now, lock.ttl_ms))
+        for lease in sm.leases():
+            self.lease_since.setdefault((lease.id, lease.refreshed_index), (now, lease.ttl_ms))
 
     # -- the Ready loop ------------------------------------------------------------------------
     def begin_ready(self) -> bool:
@@ -320,3 +326,7 @@ class SimReplica:
                 token = result.token
                 version = (result.key, token, token if token == e.index else e.index)
                 self.lock_since.setdefault(version, (now, result.ttl_ms))
+            elif type(result) is LeaseGrantedResult:
+                lease = self.sm.lease(result.lease_id) if self.sm is not None else None
+                if lease is not None and lease.refreshed_index == e.index:
+                    self.lease_since.setdefault((lease.id, e.index), (now, lease.ttl_ms))

@@ -44,6 +44,7 @@ from ..raft import RaftConfig, Role
 from ..replica import Forward, ReplicaOptions, Reply
 from ._commands import barrier_command
 from ._faults import MAX_MEMBERS, MIN_VOTERS, FaultInjector
+from ._lease_clients import LeaseWorkload
 from ._lock_clients import LockWorkload
 from ._lock_monitor import LockMonitor
 from ._monitor import SafetyMonitor
@@ -81,6 +82,9 @@ class SimResult:
     ops: int
     unknown_ops: int
     transactions: int
+    lease_grants: int
+    lease_keepalives: int
+    lease_expiries: int
     lost_retries: int
     leaders: int
     crashes: int
@@ -186,6 +190,12 @@ class Simulation:
             keys=rng.choice((1, 1, 2)),
             fence_factory=fence_factory,
             heavy=lock_heavy,
+        )
+        # Lease clients in the ordinary seeds; the lock-heavy ones keep their draws for locks.
+        self.lease_workload = (
+            LeaseWorkload(self, random.Random(0), clients=0)
+            if lock_heavy
+            else LeaseWorkload(self, random.Random(rng.getrandbits(64)), clients=rng.choice((0, 1, 2)))
         )
         self.now = 0
         self._clock = 0
@@ -294,6 +304,7 @@ class Simulation:
             self._run_heal()
             self._check_history()
             self.lock_monitor.check_told_grants_ended()
+            self.lease_workload.check_tables()
         except RaftInvariantError as exc:
             self._fail("safety", str(exc), exc)
         except SimulationFailure:
@@ -309,6 +320,9 @@ class Simulation:
             ops=len(wl.history),
             unknown_ops=wl.unknown,
             transactions=sum(1 for op in wl.history if op.input[0] == "txn"),
+            lease_grants=self.lease_workload.grants,
+            lease_keepalives=self.lease_workload.keepalives,
+            lease_expiries=self.lease_workload.expiries,
             lost_retries=wl.lost_retries,
             leaders=len(self.monitor.leaders),
             crashes=self.stats_crashes,
@@ -371,6 +385,7 @@ class Simulation:
         self._deliver_forwards()
         self.workload.tick()
         self.lock_workload.tick()
+        self.lease_workload.tick()
         for r in self.live_replicas():
             r.check()  # owners' DOWNs, then the lock timers, grace periods and waiters
             self.lock_monitor.check_leader_timers(r)
@@ -460,6 +475,7 @@ class Simulation:
                     and not wl.busy()
                     and not lw.busy()
                     and not self.lock_monitor.holders
+                    and self.lease_workload.settled()
                 ):
                     break
             self._stop_strays()
@@ -467,6 +483,7 @@ class Simulation:
                 pending = [(c.cid, c.op, c.state) for c in wl.clients if c.state != 0] + [
                     (c.name, c.kind, c.state) for c in lw.clients if c.state
                 ]
+                pending += self.lease_workload.pending()
                 held = list(self.lock_monitor.holders.values())
                 self._fail(
                     "liveness",

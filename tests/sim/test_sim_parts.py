@@ -239,3 +239,28 @@ def test_the_monitor_catches_a_leader_rewriting_its_log() -> None:
     leader.node._log.unstable_from = min(leader.node._log.unstable_from, leader.node.last_index + 1)
     with pytest.raises(RaftInvariantError, match="leader append-only"):
         sim.monitor.observe(leader)
+
+
+def test_it_notices_a_lease_expired_before_its_ttl(patch: Callable[[object, str, object], None]) -> None:
+    from global_kv.replica import _leases
+
+    original = _leases.LeaseService.applied
+
+    def hasty(self: _leases.LeaseService, item: Any, now: float) -> None:
+        original(self, item, now)
+        for lease_id, (refreshed, deadline) in list(self.deadlines.items()):
+            lease = self.replica.sm.lease(lease_id)
+            if lease is not None:
+                self.deadlines[lease_id] = (refreshed, deadline - lease.ttl_ms / 2000)  # half the TTL
+
+    patch(_leases.LeaseService, "applied", hasty)
+    exc = first_failure(range(60))
+    assert exc.kind == "safety" and "no early expiry" in str(exc)
+
+
+def test_it_notices_a_lease_that_forgets_a_key_put_with_it(patch: Callable[[object, str, object], None]) -> None:
+    from global_kv.state import _mvcc
+
+    patch(_mvcc.RevisionWriter, "_lease_moved", lambda self, key, old, new: None)
+    exc = first_failure(range(60))
+    assert exc.kind == "safety" and "lease" in str(exc)
