@@ -42,6 +42,10 @@ def _summary(results: list[SimResult], failures: int, seconds: float) -> str:
             f"{sum(r.lease_keepalives for r in results)} keep-alives, "
             f"{sum(r.lease_expiries for r in results)} expiries checked against the TTL"
         ),
+        (
+            f"watches:                 {sum(r.watch_events for r in results)} events checked against the "
+            f"history, {sum(r.watch_resumes for r in results)} resumes at another member"
+        ),
         f"leaders elected:         {sum(r.leaders for r in results)}",
         f"crashes:                 {sum(r.crashes for r in results)}",
         f"membership changes:      {sum(r.conf_changes for r in results)}",

@@ -36,6 +36,7 @@ from ..replica import (
     Forward,
     GlobalReplica,
     Monitor,
+    Notify,
     Proposing,
     Reply,
     RoleChanged,
@@ -202,6 +203,7 @@ class SimReplica:
         self.monitored = set()
         self.sim.workload.on_crash(self)
         self.sim.lock_workload.on_crash(self)
+        self.sim.watch_workload.on_crash(self)
 
     # -- inputs ------------------------------------------------------------------------------
     def request(self, caller: Any, ref: Any, request: Any, hops: int = 0) -> None:
@@ -240,6 +242,8 @@ class SimReplica:
                 self.monitored.add(effect.owner)  # type: ignore[union-attr]
             elif kind is Demonitor:
                 self.monitored.discard(effect.owner)  # type: ignore[union-attr]
+            elif kind is Notify:
+                sim.watch_workload.on_notify(self, effect.to, effect.message)  # type: ignore[union-attr]
             elif kind is Proposing:
                 sim.lock_monitor.on_internal_attempt(self, effect.op, effect.term)  # type: ignore[union-attr]
                 sim.lock_monitor.on_internal_proposal(self, effect.op)  # type: ignore[union-attr]

@@ -51,6 +51,7 @@ from ._monitor import SafetyMonitor
 from ._network import SimNetwork
 from ._replica import TICK_SECONDS, SimReplica
 from ._resource import Fence, TokenFence
+from ._watch_clients import WatchWorkload
 from ._workload import Workload
 
 __all__ = ["SimResult", "Simulation", "replay_command", "run_seed"]
@@ -85,6 +86,8 @@ class SimResult:
     lease_grants: int
     lease_keepalives: int
     lease_expiries: int
+    watch_events: int
+    watch_resumes: int
     lost_retries: int
     leaders: int
     crashes: int
@@ -191,11 +194,16 @@ class Simulation:
             fence_factory=fence_factory,
             heavy=lock_heavy,
         )
-        # Lease clients in the ordinary seeds; the lock-heavy ones keep their draws for locks.
+        # Lease and watch clients in the ordinary seeds; the lock-heavy ones keep their draws.
         self.lease_workload = (
             LeaseWorkload(self, random.Random(0), clients=0)
             if lock_heavy
             else LeaseWorkload(self, random.Random(rng.getrandbits(64)), clients=rng.choice((0, 1, 2)))
+        )
+        self.watch_workload = (
+            WatchWorkload(self, random.Random(0), clients=0)
+            if lock_heavy
+            else WatchWorkload(self, random.Random(rng.getrandbits(64)), clients=rng.choice((0, 1, 2)))
         )
         self.now = 0
         self._clock = 0
@@ -323,6 +331,8 @@ class Simulation:
             lease_grants=self.lease_workload.grants,
             lease_keepalives=self.lease_workload.keepalives,
             lease_expiries=self.lease_workload.expiries,
+            watch_events=self.watch_workload.events,
+            watch_resumes=self.watch_workload.resumes,
             lost_retries=wl.lost_retries,
             leaders=len(self.monitor.leaders),
             crashes=self.stats_crashes,
@@ -386,6 +396,7 @@ class Simulation:
         self.workload.tick()
         self.lock_workload.tick()
         self.lease_workload.tick()
+        self.watch_workload.tick()
         for r in self.live_replicas():
             r.check()  # owners' DOWNs, then the lock timers, grace periods and waiters
             self.lock_monitor.check_leader_timers(r)
@@ -476,6 +487,7 @@ class Simulation:
                     and not lw.busy()
                     and not self.lock_monitor.holders
                     and self.lease_workload.settled()
+                    and self.watch_workload.caught_up(leader.sm.revision if leader.sm is not None else 0)
                 ):
                     break
             self._stop_strays()
@@ -491,6 +503,7 @@ class Simulation:
                     f"pending clients {pending}, locks held {held}): {self._describe()}",
                 )
             self._tick()
+        self.watch_workload.check_streams(leader)
         digests = {r.id: r.sm.state_digest(sessions=True) for r in self._members_of(leader) if r.sm is not None}
         if len(set(digests.values())) != 1:
             self._fail("safety", f"state machines differ after the drain: {digests}")

@@ -264,3 +264,26 @@ def test_it_notices_a_lease_that_forgets_a_key_put_with_it(patch: Callable[[obje
     patch(_mvcc.RevisionWriter, "_lease_moved", lambda self, key, old, new: None)
     exc = first_failure(range(60))
     assert exc.kind == "safety" and "lease" in str(exc)
+
+
+def test_it_notices_a_watch_that_drops_events(patch: Callable[[object, str, object], None]) -> None:
+    from global_kv.replica import _watches
+
+    original = _watches.WatchService._wants
+    patch(_watches.WatchService, "_wants", lambda self, w, e: original(self, w, e) and e.type != "delete")
+    exc = first_failure(range(40))
+    assert exc.kind == "safety" and "rule b" in str(exc)
+
+
+def test_it_notices_a_resumed_watch_that_starts_from_now(patch: Callable[[object, str, object], None]) -> None:
+    from global_kv.protocol import WatchCreateRequest
+    from global_kv.replica import _watches
+
+    original = _watches.WatchService.create
+
+    def forgetful(self: Any, caller: Any, ref: Any, request: Any, now: float) -> None:
+        original(self, caller, ref, WatchCreateRequest(request.key, request.watcher, request.range_end), now)
+
+    patch(_watches.WatchService, "create", forgetful)
+    exc = first_failure(range(60))
+    assert exc.kind == "safety" and ("rule a" in str(exc) or "rule b" in str(exc))
