@@ -64,7 +64,10 @@ class Election:
                 await self.proclaim_key(key, value, lease_id)
         self.key = key
         await _wait_for_older_to_go(self.client, self.prefix, self.revision, 1)
-        return (await self.client.range_kv(key)).kvs[0]
+        found = await self.client.range_kv(key)
+        if not found.kvs or found.kvs[0].create_revision != self.revision:
+            raise NotElected(self.name)  # resigned meanwhile, or its lease ended
+        return found.kvs[0]
 
     async def proclaim(self, value: bytes, lease_id: int) -> None:
         """A new value for the leader's key (NotElected unless this contender leads)."""

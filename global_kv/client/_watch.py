@@ -96,16 +96,22 @@ class WatchReceiver(ergo_py.Actor):
 
     async def handle_message(self, from_: Any, message: Any) -> None:
         if isinstance(message, (WatchEvents, WatchCanceled)):
-            self.out.send_nowait(message)  # bounded by the member's window of unacknowledged batches
+            self._hand_over(message)  # bounded by the member's window of unacknowledged batches
         elif isinstance(message, _Serve):
             self.member = message.member
             self.monitor(message.member)
         elif isinstance(message, _Ack):
             self.send(message.member, WatchAck(message.watch_id, message.revision))
         elif isinstance(message, ergo_py.MessageDownProcessID):
-            self.out.send_nowait(MemberGone(message.process_id))
+            self._hand_over(MemberGone(message.process_id))
         elif isinstance(message, ergo_py.MessageDownPID) and message.pid == self.owner:
             self.stop(ergo_py.NORMAL)
+
+    def _hand_over(self, message: Any) -> None:
+        try:
+            self.out.send_nowait(message)
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            self.stop(ergo_py.NORMAL)  # the watch was closed: nobody reads any more
 
 
 def serve(member: ergo_py.ProcessID) -> _Serve:

@@ -73,6 +73,24 @@ async def test_both_examples_against_a_running_cluster() -> None:
             assert "Traceback" not in err and "cookie" in err
 
 
+async def test_the_watch_lease_queue_and_election_examples_against_a_running_cluster() -> None:
+    reload, discovery = load("config_reload"), load("service_discovery")
+    queue, election = load("work_queue"), load("election_observed")
+    with trio.fail_after(120):
+        async with LocalCluster(3, metrics=False) as cluster:
+            await cluster.wait_for_leader()
+            args = (cluster.bootstrap, cluster.cookie)
+            cfg = await reload.run(*args, changes=5)
+            assert cfg.settings == cfg.stored and len(cfg.reloads) == 5
+            found = await discovery.run(*args, workers=3)
+            assert sorted(found.joined) == ["worker0", "worker1", "worker2"] and found.left == ["worker0"]
+            assert found.left_after < 5  # the owner's death, not the 60 s TTL
+            jobs = await queue.run(*args, jobs=20, consumers=3)
+            assert sorted(j for taken in jobs.taken.values() for j in taken) == list(range(20))
+            seen = await election.run(*args)
+            assert seen[-3:] == [b"first", b"first, again", b"second"], seen
+
+
 async def test_config_example_alone_starts_and_reaps_its_own_cluster() -> None:
     marker = f"EXAMPLE_TEST_MARKER={secrets.token_hex(8)}"
     name, value = marker.split("=")
