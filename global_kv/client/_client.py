@@ -428,7 +428,7 @@ class GlobalClient:
         granted = await self.lease_grant(ttl, owner=owner)
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._lease_keep_alive, granted.lease_id, ttl)
+                nursery.start_soon(self.keep_lease_alive, granted.lease_id, ttl)
                 try:
                     yield granted
                 finally:
@@ -440,7 +440,8 @@ class GlobalClient:
                 except GlobalKVError:
                     pass  # ended already (expired, or its owner's death revoked it)
 
-    async def _lease_keep_alive(self, lease_id: int, ttl: float) -> None:
+    async def keep_lease_alive(self, lease_id: int, ttl: float) -> None:
+        """Send a keep-alive every ttl/3 until cancelled (LeaseNotFound if the lease ended)."""
         while True:
             await trio.sleep(ttl / 3)
             await self.lease_keepalive(lease_id)

@@ -164,13 +164,7 @@ class Semaphore:
         handle = await self.acquire(ttl=ttl, timeout=timeout)
         try:
             async with trio.open_nursery() as nursery:
-
-                async def keep_alive() -> None:
-                    while True:
-                        await trio.sleep(ttl / 3)
-                        await self.refresh(handle)
-
-                nursery.start_soon(keep_alive)
+                nursery.start_soon(self.client.keep_lease_alive, handle.lease_id, ttl)
                 try:
                     yield handle
                 finally:

@@ -10,6 +10,7 @@ pure replica can import it without a runtime or a database.
 
 from ._commands import command_for as command_for
 from ._commands import lock_command_for as lock_command_for
+from ._commands import range_options as range_options
 from ._commands import tagged_command as tagged_command
 from ._commands import ttl_ms as ttl_ms
 from ._commands import txn_op_for as txn_op_for

@@ -53,7 +53,7 @@ from ._requests import (
 )
 from ._session import SessionTag
 
-__all__ = ["command_for", "lock_command_for", "tagged_command", "ttl_ms", "txn_op_for"]
+__all__ = ["command_for", "lock_command_for", "range_options", "tagged_command", "ttl_ms", "txn_op_for"]
 
 
 def tagged_command(session: SessionTag, op: Op) -> Command:
@@ -98,18 +98,7 @@ def txn_op_for(request: TxnRequestOp, *, compress: bool, threshold: int) -> TxnO
     if isinstance(request, KVDeleteRangeRequest):
         return DeleteRange(request.key, request.range_end, request.prev_kv)
     if isinstance(request, KVRangeRequest):
-        r = request
-        options = RangeOptions(
-            r.sort_order,
-            r.sort_target,
-            r.keys_only,
-            r.count_only,
-            r.min_mod_revision,
-            r.max_mod_revision,
-            r.min_create_revision,
-            r.max_create_revision,
-        )
-        return TxnRange(r.key, r.range_end, r.revision, r.limit, options)
+        return TxnRange(request.key, request.range_end, request.revision, request.limit, range_options(request))
     if isinstance(request, TxnRequest):
         compares = (
             StateCompare(
@@ -127,6 +116,20 @@ def txn_op_for(request: TxnRequestOp, *, compress: bool, threshold: int) -> TxnO
             tuple(txn_op_for(op, compress=compress, threshold=threshold) for op in request.failure),
         )
     raise TypeError(f"not a transaction operation: {type(request).__name__}")
+
+
+def range_options(r: KVRangeRequest) -> RangeOptions:
+    """The state machine's options for etcd's Range (checked at the edge before)."""
+    return RangeOptions(
+        r.sort_order,
+        r.sort_target,
+        r.keys_only,
+        r.count_only,
+        r.min_mod_revision,
+        r.max_mod_revision,
+        r.min_create_revision,
+        r.max_create_revision,
+    )
 
 
 def lock_command_for(request: LockRequest | UnlockRequest | RefreshRequest, *, default_ttl: float) -> Command:

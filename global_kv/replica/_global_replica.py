@@ -71,6 +71,7 @@ from ..protocol import (
     WatchCancelRequest,
     WatchCreateRequest,
     command_for,
+    range_options,
 )
 from ..raft import Entry, RaftNode, ReadState, Role, Snapshot, SoftState
 from ..state import (
@@ -80,7 +81,6 @@ from ..state import (
     LeaseGrantedResult,
     LeaseRevokedResult,
     PutResult,
-    RangeOptions,
     StateMachine,
     TxnResult,
     encode_command,
@@ -318,16 +318,7 @@ class GlobalReplica(RaftReplica):
                 revision=request.revision,
                 limit=request.limit,
                 max_bytes=budget,
-                options=RangeOptions(
-                    request.sort_order,
-                    request.sort_target,
-                    request.keys_only,
-                    request.count_only,
-                    request.min_mod_revision,
-                    request.max_mod_revision,
-                    request.min_create_revision,
-                    request.max_create_revision,
-                ),
+                options=range_options(request),
             )
             return RangeResponse(self._header(sm.revision), found.kvs, found.more, found.count)
         if isinstance(request, RangeRequest):

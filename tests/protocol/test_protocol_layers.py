@@ -110,7 +110,8 @@ def test_the_protocol_exports_the_request_vocabulary() -> None:
         "StatusResponse LockInfo Forwarded Relayed SessionTag NO_SESSION KVWriteRequest READ_REQUESTS "
         "KV_WRITE_REQUESTS LOCK_REQUESTS WRITE_REQUESTS WIRE_ERRORS command_for lock_command_for "
         "tagged_command ttl_ms RangeResponse ResponseHeader PutResponse DeleteRangeResponse CompactResponse "
-        "TxnResponse TxnRequestOp txn_op_for Compare prefix_range_end LeaseGrantResponse LeaseRevokeResponse "
+        "TxnResponse TxnRequestOp txn_op_for range_options Compare prefix_range_end "
+        "LeaseGrantResponse LeaseRevokeResponse "
         "LeaseKeepAliveResponse LeaseTimeToLiveResponse LeaseLeasesResponse WATCH_FILTERS WatchAck "
         "WatchCreateResponse WatchEvents WatchEvent WatchCanceled KeyValue"
     ).split()
