@@ -185,7 +185,7 @@ class Simulation:
         )
         self.monitor = SafetyMonitor(self)
         self.lock_monitor = LockMonitor(self)
-        self.workload = Workload(self, random.Random(rng.getrandbits(64)), clients=rng.randint(2, 6), keys=3)
+        self.workload = Workload(self, random.Random(rng.getrandbits(64)), clients=rng.randint(2, 6), keys=4)
         self.lock_workload = LockWorkload(
             self,
             random.Random(rng.getrandbits(64)),

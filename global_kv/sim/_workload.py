@@ -146,7 +146,7 @@ class Workload:
             op = ("put", key, f"v{n}")
         elif roll < 0.8:
             op = ("cas", key, self._guess(key, n), f"v{n}")
-        elif roll < 0.92:
+        elif roll < 0.88:
             op = self._txn(key, n)
         else:
             op = ("delete", key)
