@@ -35,6 +35,10 @@ from global_kv.protocol import (
     KVDeleteRangeRequest,
     KVPutRequest,
     KVRangeRequest,
+    LeaseGrantRequest,
+    LeaseKeepAliveRequest,
+    LeaseRevokeRequest,
+    LeaseTimeToLiveRequest,
     LockInfo,
     LockRequest,
     MetricsRequest,
@@ -47,6 +51,8 @@ from global_kv.protocol import (
     StatusRequest,
     TxnRequest,
     UnlockRequest,
+    WatchCancelRequest,
+    WatchCreateRequest,
 )
 from global_kv.state import COMPARE_RESULTS, COMPARE_TARGETS
 
@@ -199,6 +205,26 @@ invalid_requests = st.one_of(
         failure=(st.just(()), st.one_of(not_bytes.filter(lambda v: type(v) not in (list, str)), st.just(("get",)))),
     ),
     with_session(lambda tag: TxnRequest((), (KVPutRequest(b"k", b"v"),), (), tag)),
+    one_bad(
+        LeaseGrantRequest,
+        ttl=(st.just(5.0), st.one_of(bad_seconds, st.just(0.0))),
+        lease_id=(st.just(0), bad_token.filter(lambda v: v != 0)),
+        owner=(st.none(), st.one_of(st.just(ProcessID("x", "a@b")), st.just(PID("", 1, 1)), st.integers())),
+    ),
+    with_session(lambda tag: LeaseGrantRequest(5.0, 0, None, tag)),
+    one_bad(LeaseRevokeRequest, lease_id=(st.just(1), bad_token)),
+    one_bad(LeaseKeepAliveRequest, lease_id=(st.just(1), bad_token)),
+    one_bad(LeaseTimeToLiveRequest, lease_id=(st.just(1), bad_token), keys=(st.just(False), st.integers())),
+    one_bad(
+        WatchCreateRequest,
+        key=(key, bad_key),
+        watcher=(st.just(OWNER), st.one_of(not_bytes, st.just(PID("", 1, 1)))),
+        range_end=(st.just(b""), bad_optional_key),
+        start_revision=(st.just(0), bad_limit),
+        filters=(st.just(()), st.one_of(st.just(("nope",)), st.integers(), st.just(("noput", 3)))),
+        prev_kv=(st.just(False), st.integers()),
+    ),
+    one_bad(WatchCancelRequest, watch_id=(st.just(1), bad_token), watcher=(st.just(OWNER), not_bytes)),
     one_bad(
         LockRequest,
         key=(key, bad_key),
