@@ -21,7 +21,7 @@ from typing import Any, TextIO
 import trio
 
 from .._errors import CASFailed, StaleToken
-from ..client import FencedResource, open_client
+from ..client import FencedResource, open_client, ops
 from ._cluster import LocalCluster
 from ._errors import CLIError
 
@@ -93,6 +93,31 @@ async def run_demo(*, out: TextIO | None = None, nodes: int = 3, storage: str = 
     print(f"\ndemo finished in {p.elapsed():.1f} s", file=p.out, flush=True)
 
 
+async def _watch_txn_lease(p: _Printer, kv: Any) -> None:
+    p.title("a watch sees a transaction and a lease's expiry (etcd's data model)")
+    async with kv.watch("config/", prefix=True) as events:
+        answer = await kv.txn(
+            [ops.value("config/a") == b"1"], [ops.put("config/a", b"10"), ops.delete("config/b")], [ops.get("config/a")]
+        )
+        _check(answer.succeeded, "the transaction's compare held")
+        p.line(
+            f"txn: if config/a = 1 then put config/a = 10, delete config/b -> one revision, {answer.header.revision}"
+        )
+        lease = await kv.lease_grant(1.0)
+        await kv.put_kv("config/session", b"up", lease=lease.lease_id)
+        p.line(f"put config/session with lease {lease.lease_id:x} (TTL 1 s, never kept alive)")
+        seen: list[Any] = []
+        with trio.fail_after(10):
+            async for event in events:
+                seen.append(event)
+                p.line(f"  watch: {event.type:6} {event.kv.key.decode():15} at revision {event.kv.mod_revision}")
+                if len(seen) == 4:
+                    break
+        _check(seen[0].kv.mod_revision == seen[1].kv.mod_revision, "a transaction's events share its revision")
+        _check(seen[3].type == "delete" and seen[3].kv.key == b"config/session", "the lease's key went with it")
+        p.line("the lease expired and took its key, with a revision every watcher sees")
+
+
 async def _tour(p: _Printer, cluster: LocalCluster, client_node: Any, leader: int) -> None:
     names = cluster.names
     async with open_client(client_node, names, timeout=10) as kv:
@@ -114,6 +139,7 @@ async def _tour(p: _Printer, cluster: LocalCluster, client_node: Any, leader: in
             p.line(f"cas counter: absent->1, 1->2 ok; 1->3 refused (current value {exc.current!r})")
         await kv.batch_put({"config/a": b"1", "config/b": b"2"})
         p.line("batch_put config/a, config/b (one atomic entry)")
+        await _watch_txn_lease(p, kv)
 
         follower = next(i for i in range(len(names)) if i != leader)
         fname = names[follower]

@@ -67,6 +67,7 @@ async def test_demo_runs_the_whole_tour_and_leaves_no_process_behind() -> None:
         "follower",
         "actor B acquired it after waiting",
         "refuses A's stale token",
+        "the lease expired and took its key",
         "SIGKILL the leader",
         "writes resumed",
         "acknowledged writes read back",
