@@ -157,6 +157,39 @@ def check_convergence(states: Mapping[str, Mapping[bytes, bytes] | None]) -> lis
     return anomalies
 
 
+def check_watches(
+    watches: Mapping[str, list[tuple[int, str, bytes, bytes]]], final: Mapping[bytes, bytes]
+) -> list[Anomaly]:
+    """Every watcher's stream: revisions never go back, no (revision, key) twice; all
+    streams are one and the same history (the watchers started at revision 1 and caught
+    up); replayed, it gives the final state of the watched keys."""
+    anomalies: list[Anomaly] = []
+    streams = {name: events for name, events in watches.items()}
+    for name, events in streams.items():
+        seen: set[tuple[int, bytes]] = set()
+        last = 0
+        for revision, _kind, key, _value in events:
+            if revision < last or (revision, key) in seen:
+                anomalies.append(Anomaly("watch-order", f"{name}'s watch went back or repeated", [(revision, key)]))
+                break
+            seen.add((revision, key))
+            last = revision
+    if len({tuple(events) for events in streams.values()}) > 1:
+        lengths = {name: len(events) for name, events in streams.items()}
+        anomalies.append(Anomaly("watch-gap", "the watchers' streams differ (a gap, or disagreeing events)", [lengths]))
+    for name, events in streams.items():
+        state: dict[bytes, bytes] = {}
+        for _, kind, key, value in events:
+            if kind == "put":
+                state[key] = value
+            else:
+                state.pop(key, None)
+        wanted = {k: v for k, v in final.items() if b"a" <= k < b"f"}
+        if state != wanted:
+            anomalies.append(Anomaly("watch-state", f"{name}'s watch replayed is not the final state", [state, wanted]))
+    return anomalies
+
+
 def check_all(
     recorder: Recorder,
     final: Mapping[bytes, bytes],
@@ -169,4 +202,5 @@ def check_all(
         + check_inserts(recorder.inserts, {k: v for k, v in final.items() if k.startswith(b"u-")})
         + check_holds(recorder, end_of_run)
         + check_convergence(states)
+        + check_watches(recorder.watches, final)
     )

@@ -81,6 +81,8 @@ class Recorder:
     counter: FencedCounter = field(default_factory=FencedCounter)
     lock_attempts: int = 0
     lock_failures: int = 0
+    # One stream per watcher: (revision, "put" | "delete", key, value) as delivered.
+    watches: dict[str, list[tuple[int, str, bytes, bytes]]] = field(default_factory=dict)
 
     def count(self) -> dict[str, int]:
         known = sum(1 for op in self.ops if op.return_time is not None)
@@ -94,4 +96,5 @@ class Recorder:
             "lock_holds": len(self.holds),
             "fenced_accepted": sum(1 for w in self.counter.log if w.accepted),
             "fenced_rejected": sum(1 for w in self.counter.log if not w.accepted),
+            "watch_events": sum(len(w) for w in self.watches.values()),
         }

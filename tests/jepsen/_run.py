@@ -26,7 +26,7 @@ from ._nemesis import FAULT_KINDS, Fault, FaultEvent, Nemesis, make_schedule
 from ._partition import PARTITION_KINDS, open_cluster
 from ._proxy import ProxyStatistics
 from ._record import Recorder
-from ._workload import KEYS, keep_linked, kv_client, lock_worker
+from ._workload import KEYS, keep_linked, kv_client, lock_worker, watcher
 
 __all__ = ["JepsenConfig", "JepsenReport", "run_jepsen"]
 
@@ -132,6 +132,27 @@ async def _final_reads(cluster: LocalCluster, node: ergo_py.Node, rec: Recorder)
         return dict(await c.range(None, None))
 
 
+async def _watchers_caught_up(rec: Recorder, final: Mapping[bytes, bytes], timeout: float) -> None:
+    """Give the watchers until `timeout` to deliver what the final reads saw (the check
+    then says whether they did)."""
+    wanted = {k: v for k, v in final.items() if b"a" <= k < b"f"}
+
+    def replayed(events: list[tuple[int, str, bytes, bytes]]) -> dict[bytes, bytes]:
+        state: dict[bytes, bytes] = {}
+        for _, kind, key, value in events:
+            if kind == "put":
+                state[key] = value
+            else:
+                state.pop(key, None)
+        return state
+
+    with trio.move_on_after(timeout):
+        while any(replayed(events) != wanted for events in rec.watches.values()) or (
+            len({len(events) for events in rec.watches.values()}) > 1
+        ):
+            await trio.sleep(0.1)
+
+
 async def run_jepsen(config: JepsenConfig) -> JepsenReport:
     started = time.monotonic()
     rec = Recorder()
@@ -161,6 +182,9 @@ async def run_jepsen(config: JepsenConfig) -> JepsenReport:
                 deadline = t0 + config.seconds
                 async with trio.open_nursery() as linker:
                     linker.start_soon(keep_linked, cluster, node)
+                    watch_stop = trio.Event()
+                    for member in cluster.names:  # a watcher at every node
+                        linker.start_soon(watcher, cluster, node, member, rec, watch_stop)
                     try:
                         async with trio.open_nursery() as work:
                             for i in range(config.kv_clients):
@@ -205,7 +229,10 @@ async def run_jepsen(config: JepsenConfig) -> JepsenReport:
                             final = await _final_reads(cluster, node, rec)
                         except GlobalKVError as exc:
                             anomalies.append(Anomaly("unavailable", f"final reads failed after healing: {exc!r}"))
+                        else:
+                            await _watchers_caught_up(rec, final, config.heal_timeout)
                     states = await _converged_states(cluster, node, config.heal_timeout)
+                    watch_stop.set()
                     linker.cancel_scope.cancel()
         finally:
             logs = {n.name: n.log_tail(15) for n in cluster.nodes}

@@ -8,6 +8,7 @@ recorded as such and never guessed.
 
 from __future__ import annotations
 
+import math
 import random
 from typing import Any
 
@@ -21,7 +22,7 @@ from global_kv.client import open_client
 
 from ._record import Hold, Insert, Recorder
 
-__all__ = ["KEYS", "LOCK_KEY", "keep_linked", "kv_client", "lock_worker"]
+__all__ = ["KEYS", "LOCK_KEY", "keep_linked", "kv_client", "lock_worker", "watcher"]
 
 KEYS = ["a", "b", "c", "d", "e"]
 LOCK_KEY = "fence"
@@ -93,6 +94,32 @@ async def kv_client(
                     rec.ops.append(Operation(client_id, op, start, UNKNOWN, None))
                     continue
                 rec.ops.append(Operation(client_id, op, start, out, trio.current_time()))
+
+
+async def watcher(cluster: LocalCluster, node: ergo_py.Node, first: str, rec: Recorder, stop: trio.Event) -> None:
+    """Watch every KV key from revision 1 until `stop`, starting at member `first`; the
+    client resumes at another member when that one goes, and a watch that cannot be
+    registered at all (no member answers) is asked again from the last revision seen."""
+    events = rec.watches.setdefault(first, [])
+    order = [first, *(n for n in cluster.names if n != first)]
+    with trio.move_on_at(math.inf) as scope:
+        async with trio.open_nursery() as nursery:
+
+            async def stopper() -> None:
+                await stop.wait()
+                scope.cancel()
+
+            nursery.start_soon(stopper)
+            while True:
+                start = events[-1][0] + 1 if events else 1
+                try:
+                    async with open_client(node, order, timeout=5) as c:
+                        async with c.watch(KEYS[0], "f", start_revision=start) as stream:
+                            async for event in stream:
+                                kv = event.kv
+                                events.append((kv.mod_revision, event.type, kv.key, kv.value))
+                except GlobalKVError:
+                    await trio.sleep(0.2)
 
 
 async def lock_worker(

@@ -16,7 +16,7 @@ import trio
 
 from global_kv.checker import UNKNOWN, Operation
 
-from ._checks import check_convergence, check_holds, check_inserts, check_linearizable
+from ._checks import check_convergence, check_holds, check_inserts, check_linearizable, check_watches
 from ._nemesis import FAULT_KINDS, make_schedule
 from ._record import Hold, Insert, Recorder
 from ._run import JepsenConfig, run_jepsen
@@ -89,6 +89,17 @@ async def test_hold_check_finds_overlap_token_order_and_fencing_violations() -> 
     assert {a.kind for a in check_holds(rec, 10.0)} == {"fencing"}
 
 
+def test_watch_check_finds_a_gap_a_repeat_and_a_stale_stream() -> None:
+    good = [(2, "put", b"a", b"1"), (3, "put", b"b", b"2"), (4, "delete", b"a", b"")]
+    final = {b"b": b"2", b"u-1": b"x"}
+    assert check_watches({"n1": good, "n2": list(good)}, final) == []
+    gap = [good[0], good[2]]
+    kinds = {a.kind for a in check_watches({"n1": good, "n2": gap}, final)}
+    assert kinds == {"watch-gap", "watch-state"}
+    repeat = [*good, good[1]]
+    assert "watch-order" in {a.kind for a in check_watches({"n1": repeat}, final)}
+
+
 def test_convergence_check_finds_divergent_and_silent_nodes() -> None:
     same = {b"a": b"1"}
     assert check_convergence({"n1": same, "n2": dict(same)}) == []
@@ -107,6 +118,7 @@ async def test_short_run_under_every_fault_kind_is_clean() -> None:
     assert any(e.fault.kind.startswith("member") and "re-added" in e.note for e in report.events), report.format()
     assert report.counts["kv_ok"] > 500 and report.counts["inserts_ok"] > 50, report.counts
     assert report.counts["lock_holds"] > 20, report.counts
+    assert report.counts["watch_events"] > 100, report.counts  # a watcher at every node, checked
     # Every process the run started is gone (nodes and owners were reaped).
     for pid in report.pids:
         try:
