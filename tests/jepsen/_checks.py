@@ -190,6 +190,21 @@ def check_watches(
     return anomalies
 
 
+def check_presences(presences: Sequence[tuple[str, float | None]], final: Mapping[bytes, bytes]) -> list[Anomaly]:
+    """A key put under a process-owned lease is gone soon after its owner's kill -9 (its
+    lease's TTL was 60 s: only the owner's death can have ended it), and not in the end."""
+    late = [
+        f"{key}: {'still there' if gone is None else f'{gone:.1f} s'}"
+        for key, gone in presences
+        if gone is None or gone > 10
+    ]
+    anomalies = [Anomaly("lease-owner", "a lease-bound key outlived its killed owner", late)] if late else []
+    left = [key for key, _ in presences if key.encode() in final]
+    if left:
+        anomalies.append(Anomaly("lease-owner", "a dead owner's lease-bound key is in the final state", left))
+    return anomalies
+
+
 def check_all(
     recorder: Recorder,
     final: Mapping[bytes, bytes],
@@ -203,4 +218,5 @@ def check_all(
         + check_holds(recorder, end_of_run)
         + check_convergence(states)
         + check_watches(recorder.watches, final)
+        + check_presences(recorder.presences, final)
     )

@@ -26,6 +26,7 @@ import trio
 import ergo_py
 from global_kv import GlobalKVError
 from global_kv.cli import LocalCluster
+from global_kv.client import open_client
 
 from ._membership import MEMBER_KINDS, Membership
 from ._partition import PARTITION_KINDS, hold_partition, partition_duration, plan_partition
@@ -234,9 +235,17 @@ class Nemesis:
             self.rec.counter.increment(name, hold.token)
             event.note = f"token {hold.token}"
             if fault.kind == "owner-kill":
+                presence = f"presence/{name}"
+                await proc.stdin.send_all(f"LEASE {presence}\n".encode())
+                with trio.move_on_after(10):
+                    leased = await lines.next()
                 await trio.sleep(fault.duration)
                 proc.send_signal(signal.SIGKILL)
                 hold.end, hold.how_ended = trio.current_time(), "killed"
+                if leased.startswith("LEASED "):
+                    gone = await self._presence_gone(presence, timeout=15)
+                    self.rec.presences.append((presence, gone))
+                    event.note += f", its lease-bound key gone {gone:.2f} s after kill -9" if gone is not None else ""
                 return
             proc.send_signal(signal.SIGSTOP)
             await trio.sleep(fault.duration)
@@ -250,6 +259,20 @@ class Nemesis:
             event.note += f", zombie write {'accepted' if accepted else 'rejected'}, unlock: {reply[:60]!r}"
         finally:
             await _reap(proc)
+
+    async def _presence_gone(self, key: str, timeout: float) -> float | None:
+        """Seconds until `key` reads as absent (None: still there after `timeout`)."""
+        start = trio.current_time()
+        with trio.move_on_after(timeout):
+            async with open_client(self.node, self.cluster.names, timeout=2, consistency="linearizable") as c:
+                while True:
+                    try:
+                        if await c.get(key) is None:
+                            return trio.current_time() - start
+                    except GlobalKVError:
+                        pass
+                    await trio.sleep(0.05)
+        return None
 
     async def heal(self) -> None:
         """Heal every partition, resume every paused node, start every stopped member, reap every owner."""

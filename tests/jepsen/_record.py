@@ -83,6 +83,9 @@ class Recorder:
     lock_failures: int = 0
     # One stream per watcher: (revision, "put" | "delete", key, value) as delivered.
     watches: dict[str, list[tuple[int, str, bytes, bytes]]] = field(default_factory=dict)
+    # Keys put under a lease owned by an owner process, and how long after its kill -9
+    # they were gone (None: still there).
+    presences: list[tuple[str, float | None]] = field(default_factory=list)
 
     def count(self) -> dict[str, int]:
         known = sum(1 for op in self.ops if op.return_time is not None)
@@ -97,4 +100,5 @@ class Recorder:
             "fenced_accepted": sum(1 for w in self.counter.log if w.accepted),
             "fenced_rejected": sum(1 for w in self.counter.log if not w.accepted),
             "watch_events": sum(len(w) for w in self.watches.values()),
+            "owner_leases": len(self.presences),
         }

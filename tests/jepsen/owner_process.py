@@ -2,7 +2,9 @@
 
 Usage: python owner_process.py KEY TTL NAME=URL [NAME=URL ...]  (cookie in ERGO_COOKIE)
 Prints READY once linked; then for each stdin line: LOCK -> "TOKEN <n>" (or
-"ERROR <text>"), UNLOCK -> "UNLOCKED" (or "ERROR <text>"). Exits when stdin closes.
+"ERROR <text>"), UNLOCK -> "UNLOCKED" (or "ERROR <text>"), LEASE KEY -> "LEASED <id>":
+KEY put under a 60 s lease owned by this process, which must vanish when it dies. Exits
+when stdin closes.
 It must never write to the protected resource itself: the harness does, with its token.
 """
 
@@ -39,6 +41,10 @@ async def main(key: str, ttl: float, routes: dict[str, str]) -> None:
                     if line == "LOCK":
                         handle = await client.lock_with_timeout(key, ttl, 12)
                         print(f"TOKEN {handle.token}", flush=True)
+                    elif line.startswith("LEASE "):
+                        lease = await client.lease_grant(60.0, owner=client.process)
+                        await client.put_kv(line.split(" ", 1)[1], b"here", lease=lease.lease_id)
+                        print(f"LEASED {lease.lease_id}", flush=True)
                     elif line == "UNLOCK" and handle is not None:
                         await handle.unlock()
                         print("UNLOCKED", flush=True)

@@ -16,7 +16,14 @@ import trio
 
 from global_kv.checker import UNKNOWN, Operation
 
-from ._checks import check_convergence, check_holds, check_inserts, check_linearizable, check_watches
+from ._checks import (
+    check_convergence,
+    check_holds,
+    check_inserts,
+    check_linearizable,
+    check_presences,
+    check_watches,
+)
 from ._nemesis import FAULT_KINDS, make_schedule
 from ._record import Hold, Insert, Recorder
 from ._run import JepsenConfig, run_jepsen
@@ -100,6 +107,12 @@ def test_watch_check_finds_a_gap_a_repeat_and_a_stale_stream() -> None:
     assert "watch-order" in {a.kind for a in check_watches({"n1": repeat}, final)}
 
 
+def test_presence_check_finds_a_lease_bound_key_that_outlived_its_owner() -> None:
+    assert check_presences([("presence/owner1", 0.4)], {}) == []
+    late = check_presences([("presence/owner1", None), ("presence/owner2", 12.0)], {b"presence/owner1": b"here"})
+    assert [a.kind for a in late] == ["lease-owner", "lease-owner"]
+
+
 def test_convergence_check_finds_divergent_and_silent_nodes() -> None:
     same = {b"a": b"1"}
     assert check_convergence({"n1": same, "n2": dict(same)}) == []
@@ -119,6 +132,7 @@ async def test_short_run_under_every_fault_kind_is_clean() -> None:
     assert report.counts["kv_ok"] > 500 and report.counts["inserts_ok"] > 50, report.counts
     assert report.counts["lock_holds"] > 20, report.counts
     assert report.counts["watch_events"] > 100, report.counts  # a watcher at every node, checked
+    assert report.counts["owner_leases"] >= 1, report.counts  # a killed owner's lease-bound key, checked
     # Every process the run started is gone (nodes and owners were reaped).
     for pid in report.pids:
         try:
