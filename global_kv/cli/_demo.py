@@ -95,7 +95,10 @@ async def run_demo(*, out: TextIO | None = None, nodes: int = 3, storage: str = 
 
 async def _watch_txn_lease(p: _Printer, kv: Any) -> None:
     p.title("a watch sees a transaction and a lease's expiry (etcd's data model)")
-    async with kv.watch("config/", prefix=True) as events:
+    # From right after what we read (a watch "from now" starts at its member's own revision,
+    # which a lagging follower may not have brought up to our last write yet).
+    now = (await kv.range_kv("config/a")).header.revision
+    async with kv.watch("config/", prefix=True, start_revision=now + 1) as events:
         answer = await kv.txn(
             [ops.value("config/a") == b"1"], [ops.put("config/a", b"10"), ops.delete("config/b")], [ops.get("config/a")]
         )

@@ -282,7 +282,8 @@ class GlobalClient:
         progress_notify: bool = False,
     ) -> Watch:
         """etcd's Watch: every change of [key, range_end) (or of every key under `key` with
-        `prefix`) after `start_revision` - 1 (0: from when it is registered), as
+        `prefix`) after `start_revision` - 1 (0: from the serving member's revision when it
+        is registered, which a lagging follower may have behind your last write), as
         `WatchEvent(type, kv, prev_kv)` in revision order, a transaction's events together.
         Served by any member from its applied state; if that member goes, the watch resumes
         at another right after the last revision it delivered (no gap, no duplicate).
