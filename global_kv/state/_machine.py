@@ -347,10 +347,9 @@ class StateMachine:
                 self._sessions.close(op.client_id, batch)
                 return _OK
             case KVPut():
-                if op.ignore_value and batch.read(user_key(op.key)) is None:
-                    return KeyNotFoundResult(op.key)
-                if op.lease and not op.ignore_lease and self._leases.get(op.lease) is None:
-                    return LeaseNotFoundResult(op.lease)
+                refusal = self._put_refusal(op, batch)
+                if refusal is not None:
+                    return refusal
                 writer = self._writer(batch)
                 result = self._kv_put(op, writer)
                 writer.finish()
@@ -424,6 +423,14 @@ class StateMachine:
         revision = writer.finish()
         return LeaseRevokedResult(lease.id, revision or self._revisions.revision, len(keys))
 
+    def _put_refusal(self, op: KVPut, batch: _Batch) -> Result | None:
+        """Why a put cannot be applied (ignore_value of a missing key, a missing lease), or None."""
+        if op.ignore_value and batch.read(user_key(op.key)) is None:
+            return KeyNotFoundResult(op.key)
+        if op.lease and not op.ignore_lease and self._leases.get(op.lease) is None:
+            return LeaseNotFoundResult(op.lease)
+        return None
+
     def _kv_put(self, op: KVPut, writer: RevisionWriter) -> PutResult:
         """Put, in the revision `writer` writes (an ignore_value key must exist)."""
         record = writer.current(op.key) if op.prev_kv or op.ignore_value or op.ignore_lease else None
@@ -482,7 +489,6 @@ class StateMachine:
                 self._txn_path(op, batch, path)
 
     def _txn_check(self, txn: Txn, batch: _Batch, path: dict[int, bool]) -> Result | None:
-        revisions = self._revisions
         budget = MAX_TXN_RESPONSE_BYTES
         pending = [txn]
         while pending:
@@ -490,15 +496,17 @@ class StateMachine:
             for op in node.success if path[id(node)] else node.failure:
                 if type(op) is Txn:
                     pending.append(op)
-                elif type(op) is KVPut and op.ignore_value and batch.read(user_key(op.key)) is None:
-                    return KeyNotFoundResult(op.key)
-                elif type(op) is KVPut and op.lease and not op.ignore_lease and self._leases.get(op.lease) is None:
-                    return LeaseNotFoundResult(op.lease)
+                elif type(op) is KVPut:
+                    refusal = self._put_refusal(op, batch)
+                    if refusal is not None:
+                        return refusal
                 elif type(op) is TxnRange:
-                    if op.revision and op.revision < revisions.compact_revision:
-                        return CompactedResult(revisions.compact_revision)
-                    if op.revision > revisions.revision:
-                        return FutureRevisionResult(op.revision, revisions.revision)
+                    try:
+                        self._read_revision(op.revision)
+                    except Compacted as exc:
+                        return CompactedResult(exc.compact_revision)
+                    except FutureRevision as exc:
+                        return FutureRevisionResult(exc.revision, exc.current_revision)
                     found = self._txn_range(op, batch, None)
                     budget -= sum(len(kv.key) + len(kv.value) for kv in found.kvs)
                     if budget < 0:
