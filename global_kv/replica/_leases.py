@@ -43,6 +43,7 @@ class LeaseService:
         self.retry_after = replica.options.expiry_retry
         self.deadlines: dict[int, tuple[int, float]] = {}  # lease id -> (refreshed_index, deadline)
         self._expiring: dict[tuple[int, int], float] = {}  # (id, refreshed_index) -> when proposed
+        self._unarmed = True  # leases in the state machine may have no deadline yet (start, snapshot)
         self.expired_total = 0
 
     def applied(self, item: Applied, now: float) -> None:
@@ -72,30 +73,28 @@ class LeaseService:
     def check(self, now: float) -> None:
         """Arm what this replica has no deadline for; the leader proposes the expiries due."""
         sm = self.replica.sm
-        leases = sm.leases()
-        if len(leases) != len(self.deadlines):
-            live = set()
-            for lease in leases:
-                live.add(lease.id)
+        if self._unarmed:
+            # A start or a snapshot: leases this replica did not see applied get their full TTL.
+            self._unarmed = False
+            for lease in sm.leases():
                 armed = self.deadlines.get(lease.id)
                 if armed is None or armed[0] < lease.refreshed_index:
                     self.deadlines[lease.id] = (lease.refreshed_index, now + lease.ttl_ms / 1000)
-            for gone in [i for i in self.deadlines if i not in live]:
-                del self.deadlines[gone]
         locks = self.replica.locks
         raft = self.replica.raft
-        if not locks.active or raft.role is not Role.LEADER or raft.term != locks.term:
-            return
+        leading = locks.active and raft.role is Role.LEADER and raft.term == locks.term
         for lease_id, (refreshed, deadline) in list(self.deadlines.items()):
             if deadline > now:
                 continue
             current = sm.lease(lease_id)
             if current is None:
-                del self.deadlines[lease_id]
+                del self.deadlines[lease_id]  # ended meanwhile (an owner's death ends it silently)
                 continue
             if current.refreshed_index != refreshed:
                 # Refreshed by an entry this replica did not see applied (a snapshot): full TTL.
                 self.deadlines[lease_id] = (current.refreshed_index, now + current.ttl_ms / 1000)
+                continue
+            if not leading:
                 continue
             when = self._expiring.get((lease_id, refreshed))
             if when is None or now - when >= self.retry_after:
@@ -110,6 +109,7 @@ class LeaseService:
         """A snapshot replaced the state: every lease is re-armed at the next check."""
         self.deadlines.clear()
         self._expiring.clear()
+        self._unarmed = True
 
     def describe(self) -> dict[str, Any]:
         return {"leases": len(self.deadlines), "expired_total": self.expired_total}
