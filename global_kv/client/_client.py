@@ -69,6 +69,8 @@ from ..protocol import (
 )
 from . import ops
 from ._bootstrap import parse_bootstrap
+from ._keys import Key
+from ._keys import as_key as _key
 from ._links import LinkKeeper
 from ._locks import LockHandle
 from ._recipes import Election, Semaphore
@@ -78,18 +80,9 @@ from ._watch import serve as watch_serve
 
 __all__ = ["GlobalClient", "open_client", "Key"]
 
-Key = str | bytes
 
 # Errors after which another member may succeed (the call did not reach a working leader).
 _RETRYABLE = (NotLeader, ergo_py.NoConnection, ergo_py.CallTimeout, ergo_py.ProcessUnknown, ergo_py.ProcessExited)
-
-
-def _key(key: Key) -> bytes:
-    if isinstance(key, str):
-        return key.encode()
-    if isinstance(key, bytes):
-        return key
-    raise TypeError(f"keys are str or bytes, got {type(key).__name__}")
 
 
 def _value(value: bytes) -> bytes:

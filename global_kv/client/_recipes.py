@@ -12,10 +12,11 @@ in-cluster Raft election; these serve applications.)
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -88,32 +89,30 @@ class Election:
 
     async def leader(self) -> KeyValue | None:
         """The leader's key and value (None: nobody campaigns)."""
-        found = await self.client.range_kv(
-            self.prefix, prefix_range_end(self.prefix), limit=1, sort_order="ascend", sort_target="create"
-        )
-        return found.kvs[0] if found.kvs else None
+        return (await self._leader_at(0))[0]
 
     async def observe(self) -> AsyncIterator[KeyValue | None]:
         """The leader now, then each change of leader or of its value, in order."""
-        response = await self.client.range_kv(
-            self.prefix, prefix_range_end(self.prefix), limit=1, sort_order="ascend", sort_target="create"
-        )
-        current = response.kvs[0] if response.kvs else None
+        current, revision = await self._leader_at(0)
         yield current
-        async with self.client.watch(self.prefix, prefix=True, start_revision=response.header.revision + 1) as events:
+        async with self.client.watch(self.prefix, prefix=True, start_revision=revision + 1) as events:
             async for event in events:
-                found = await self.client.range_kv(
-                    self.prefix,
-                    prefix_range_end(self.prefix),
-                    revision=event.kv.mod_revision,
-                    limit=1,
-                    sort_order="ascend",
-                    sort_target="create",
-                )
-                leader = found.kvs[0] if found.kvs else None
+                leader, _ = await self._leader_at(event.kv.mod_revision)
                 if leader != current:
                     current = leader
                     yield leader
+
+    async def _leader_at(self, revision: int) -> tuple[KeyValue | None, int]:
+        """The oldest key under the name at `revision` (0: now), and the revision read at."""
+        found = await self.client.range_kv(
+            self.prefix,
+            prefix_range_end(self.prefix),
+            revision=revision,
+            limit=1,
+            sort_order="ascend",
+            sort_target="create",
+        )
+        return (found.kvs[0] if found.kvs else None), found.header.revision
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +146,7 @@ class Semaphore:
         put = await self.client.put_kv(key, b"", lease=lease.lease_id)
         handle = SemaphoreHandle(self.name, key, put.header.revision, lease.lease_id)
         try:
-            with trio.fail_after(timeout) if timeout is not None else _forever():
+            with trio.fail_after(math.inf if timeout is None else timeout):
                 await _wait_for_older_to_go(self.client, self.prefix, handle.token, self.permits)
         except trio.TooSlowError:
             await self.release(handle)
@@ -190,14 +189,6 @@ class Semaphore:
             self.prefix, prefix_range_end(self.prefix), limit=self.permits, sort_order="ascend", sort_target="create"
         )
         return list(found.kvs)
-
-
-class _forever:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
 
 
 async def _wait_for_older_to_go(client: GlobalClient, prefix: bytes, revision: int, places: int) -> None:

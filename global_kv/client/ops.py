@@ -18,16 +18,9 @@ from __future__ import annotations
 from typing import Any
 
 from ..protocol import Compare, KVDeleteRangeRequest, KVPutRequest, KVRangeRequest, TxnRequest, prefix_range_end
+from ._keys import as_key as _key
 
 __all__ = ["Target", "create", "delete", "get", "lease", "mod", "put", "txn", "value", "version"]
-
-
-def _key(key: str | bytes) -> bytes:
-    if isinstance(key, str):
-        return key.encode()
-    if isinstance(key, bytes):
-        return key
-    raise TypeError(f"keys are str or bytes, got {type(key).__name__}")
 
 
 def _end(key: bytes, range_end: str | bytes, prefix: bool) -> bytes:

@@ -288,7 +288,7 @@ def _check_lease_grant(r: LeaseGrantRequest, limits: Limits) -> None:
         raise InvalidRequest("ttl", f"is {r.ttl!r}; a lease lives 0 < ttl <= {MAX_LOCK_SECONDS:.0f} seconds")
     _int(r.lease_id, "lease_id", 0, MAX_LEASE_ID)
     if r.owner is not None:
-        _owner(r.owner)
+        _owner_pid(r.owner, "owner")
     _session(r)
 
 
@@ -298,10 +298,6 @@ def _check_lease_id(r: LeaseRevokeRequest | LeaseKeepAliveRequest | LeaseTimeToL
         _flag(r.keys, "keys")
     else:
         _session(r)
-
-
-def _owner(owner: Any) -> None:
-    _owner_pid(owner, "owner")
 
 
 def _owner_pid(owner: Any, field: str) -> None:
@@ -345,7 +341,7 @@ def _check_get(r: GetRequest, limits: Limits) -> None:
 
 def _check_lock(r: LockRequest, limits: Limits) -> None:
     _bytes(r.key, "key")
-    _owner(r.owner)
+    _owner_pid(r.owner, "owner")
     _seconds(r.ttl, "ttl")
     _seconds(r.timeout, "timeout")
     _session(r)

@@ -157,6 +157,17 @@ def check_convergence(states: Mapping[str, Mapping[bytes, bytes] | None]) -> lis
     return anomalies
 
 
+def replay(events: list[tuple[int, str, bytes, bytes]]) -> dict[bytes, bytes]:
+    """The state a watch's events build from nothing."""
+    state: dict[bytes, bytes] = {}
+    for _, kind, key, value in events:
+        if kind == "put":
+            state[key] = value
+        else:
+            state.pop(key, None)
+    return state
+
+
 def check_watches(
     watches: Mapping[str, list[tuple[int, str, bytes, bytes]]], final: Mapping[bytes, bytes]
 ) -> list[Anomaly]:
@@ -178,12 +189,7 @@ def check_watches(
         lengths = {name: len(events) for name, events in streams.items()}
         anomalies.append(Anomaly("watch-gap", "the watchers' streams differ (a gap, or disagreeing events)", [lengths]))
     for name, events in streams.items():
-        state: dict[bytes, bytes] = {}
-        for _, kind, key, value in events:
-            if kind == "put":
-                state[key] = value
-            else:
-                state.pop(key, None)
+        state = replay(events)
         wanted = {k: v for k, v in final.items() if b"a" <= k < b"f"}
         if state != wanted:
             anomalies.append(Anomaly("watch-state", f"{name}'s watch replayed is not the final state", [state, wanted]))

@@ -20,7 +20,7 @@ from global_kv.checker import Operation
 from global_kv.cli import LocalCluster
 from global_kv.client import open_client
 
-from ._checks import Anomaly, check_all
+from ._checks import Anomaly, check_all, replay
 from ._membership import Membership, membership_anomalies
 from ._nemesis import FAULT_KINDS, Fault, FaultEvent, Nemesis, make_schedule
 from ._partition import PARTITION_KINDS, open_cluster
@@ -136,18 +136,8 @@ async def _watchers_caught_up(rec: Recorder, final: Mapping[bytes, bytes], timeo
     """Give the watchers until `timeout` to deliver what the final reads saw (the check
     then says whether they did)."""
     wanted = {k: v for k, v in final.items() if b"a" <= k < b"f"}
-
-    def replayed(events: list[tuple[int, str, bytes, bytes]]) -> dict[bytes, bytes]:
-        state: dict[bytes, bytes] = {}
-        for _, kind, key, value in events:
-            if kind == "put":
-                state[key] = value
-            else:
-                state.pop(key, None)
-        return state
-
     with trio.move_on_after(timeout):
-        while any(replayed(events) != wanted for events in rec.watches.values()) or (
+        while any(replay(events) != wanted for events in rec.watches.values()) or (
             len({len(events) for events in rec.watches.values()}) > 1
         ):
             await trio.sleep(0.1)
