@@ -346,6 +346,8 @@ class GlobalActor(LeaderActor):
             "compact_revision": self.sm.compact_revision,
             "leases_held": len(self.sm.leases()),
             "lease_expiries_total": replica.leases.expired_total,
+            "watchers": replica.watches.count(),
+            "watch_events_sent_total": replica.watches.events_sent,
             "leader_changes_total": self._counters.leader_changes,
             "replica_restarts_total": self._counters.replica_restarts,
             "requests_rejected_total": dict(self._counters.rejected),

@@ -52,6 +52,8 @@ _SCALARS = (
     _Scalar("compact_revision", "gauge", "history at or below this revision is compacted (0: none)"),
     _Scalar("leases_held", "gauge", "leases in the replicated lease table"),
     _Scalar("lease_expiries_total", "counter", "leases this replica saw end by expiry"),
+    _Scalar("watchers", "gauge", "watches this member serves now"),
+    _Scalar("watch_events_sent_total", "counter", "watch events this member delivered to watchers"),
     _Scalar("leader_changes_total", "counter", "times this node saw a new leader (kept across replica restarts)"),
     _Scalar("replica_restarts_total", "counter", "times this node's supervisor restarted its crashed replica"),
 )

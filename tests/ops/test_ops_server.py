@@ -80,6 +80,22 @@ async def test_health_and_metrics_of_a_serving_replica_follow_its_activity() -> 
                 assert after["global_writes_total"] == before["global_writes_total"] + 5
                 assert after["global_reads_total"] >= before["global_reads_total"] + 1
                 assert after["global_commit_index"] >= before["global_commit_index"] + 5
+                assert after["global_revision"] == before["global_revision"] + 5
+
+                async with open_client(node, [NODE]) as client:
+                    lease = await client.lease_grant(60)
+                    async with client.watch("w") as events:
+                        await client.put_kv("w", b"1", lease=lease.lease_id)
+                        await events.__anext__()
+                        watching = values((await fetch(f"{ops.url}/metrics"))[2])
+                assert watching["global_watchers"] == 1 and watching["global_leases_held"] == 1
+                assert watching["global_watch_events_sent_total"] == after["global_watch_events_sent_total"] + 1
+                for _ in range(100):  # the member drops the watch when it sees its receiver go
+                    if values((await fetch(f"{ops.url}/metrics"))[2])["global_watchers"] == 0:
+                        break
+                    await trio.sleep(0.02)
+                else:
+                    raise AssertionError("the closed watch is still served")
 
 
 async def test_every_metric_the_replica_reports_is_exported() -> None:
