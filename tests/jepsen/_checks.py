@@ -13,9 +13,18 @@ from typing import Any
 
 from global_kv.checker import check_operations, kv_model
 
-from ._record import Hold, Insert, Recorder
+from ._record import Hold, Insert, LeaseCycle, Recorder
+from ._workload import LEASE_PREFIX
 
-__all__ = ["Anomaly", "check_all", "check_convergence", "check_holds", "check_inserts", "check_linearizable"]
+__all__ = [
+    "Anomaly",
+    "check_all",
+    "check_convergence",
+    "check_holds",
+    "check_inserts",
+    "check_lease_cycles",
+    "check_linearizable",
+]
 
 
 @dataclass
@@ -211,6 +220,31 @@ def check_presences(presences: Sequence[tuple[str, float | None]], final: Mappin
     return anomalies
 
 
+def check_lease_cycles(cycles: Sequence[LeaseCycle], final: Mapping[bytes, bytes], prefix: bytes) -> list[Anomaly]:
+    """TTL-bound keys vanish exactly when their lease ends: never before its TTL has run
+    since the last keep-alive that succeeded, both keys in one revision (no read sees one
+    without the other), never back, the lease gone with them; and none is left at the end."""
+    found = {
+        "lease-early": [c for c in cycles if c.gone is not None and c.gone < c.alive_from + c.ttl],
+        "lease-split": [c for c in cycles if c.split],
+        "lease-back": [c for c in cycles if c.back],
+        "lease-kept": [c for c in cycles if c.lease_after],
+        "lease-late": [c for c in cycles if c.gone is None],
+    }
+    details = {
+        "lease-early": "keys vanished before their lease's TTL had run since its last keep-alive",
+        "lease-split": "a read saw one key of a lease without the other",
+        "lease-back": "a lease-bound key came back after it was gone",
+        "lease-kept": "the lease outlived its keys",
+        "lease-late": "a lease-bound key was never seen gone",
+    }
+    anomalies = [Anomaly(kind, details[kind], items) for kind, items in found.items() if items]
+    left = [key for key in final if key.startswith(prefix)]
+    if left:
+        anomalies.append(Anomaly("lease-late", "lease-bound keys are in the final state", left))
+    return anomalies
+
+
 def check_all(
     recorder: Recorder,
     final: Mapping[bytes, bytes],
@@ -225,4 +259,5 @@ def check_all(
         + check_convergence(states)
         + check_watches(recorder.watches, final)
         + check_presences(recorder.presences, final)
+        + check_lease_cycles(recorder.lease_cycles, final, LEASE_PREFIX.encode())
     )

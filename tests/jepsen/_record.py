@@ -12,7 +12,7 @@ import trio
 
 from global_kv.checker import Operation
 
-__all__ = ["FencedCounter", "Hold", "Insert", "Recorder"]
+__all__ = ["FencedCounter", "Hold", "Insert", "LeaseCycle", "Recorder"]
 
 
 @dataclass
@@ -40,6 +40,24 @@ class Insert:
     value: bytes
     invoke: float
     ok: bool | None = None
+
+
+@dataclass
+class LeaseCycle:
+    """One TTL lease and its two keys as the lease worker saw them: granted, kept alive,
+    then left to expire. `alive_from` is when the last keep-alive that succeeded was asked
+    (or the grant): no replica can end the lease before `alive_from + ttl`. `gone` is when a
+    linearizable read first found both keys absent (None: never seen gone); `split` a read
+    that found one key without the other; `back` a read that found a key again after it
+    was gone; `lease_after` whether the lease still existed once its keys were gone."""
+
+    lease_id: int
+    ttl: float
+    alive_from: float
+    gone: float | None = None
+    split: bool = False
+    back: bool = False
+    lease_after: bool = False
 
 
 @dataclass
@@ -86,9 +104,12 @@ class Recorder:
     # Keys put under a lease owned by an owner process, and how long after its kill -9
     # they were gone (None: still there).
     presences: list[tuple[str, float | None]] = field(default_factory=list)
+    lease_cycles: list[LeaseCycle] = field(default_factory=list)
 
     def count(self) -> dict[str, int]:
         known = sum(1 for op in self.ops if op.return_time is not None)
+        ended = [c for c in self.lease_cycles if c.gone is not None]
+        lateness = [c.gone - c.alive_from - c.ttl for c in ended if c.gone is not None]
         return {
             "kv_ops": len(self.ops),
             "kv_ok": known,
@@ -101,4 +122,7 @@ class Recorder:
             "fenced_rejected": sum(1 for w in self.counter.log if not w.accepted),
             "watch_events": sum(len(w) for w in self.watches.values()),
             "owner_leases": len(self.presences),
+            "ttl_leases": len(ended),
+            # How long after its TTL ran out a lease's keys were seen gone (expiry granularity + read period).
+            "ttl_lease_late_ms_max": round(1000 * max(lateness, default=0)),
         }

@@ -26,7 +26,7 @@ from ._nemesis import FAULT_KINDS, Fault, FaultEvent, Nemesis, make_schedule
 from ._partition import PARTITION_KINDS, open_cluster
 from ._proxy import ProxyStatistics
 from ._record import Recorder
-from ._workload import KEYS, keep_linked, kv_client, lock_worker, watcher
+from ._workload import KEYS, keep_linked, kv_client, lease_worker, lock_worker, watcher
 
 __all__ = ["JepsenConfig", "JepsenReport", "run_jepsen"]
 
@@ -39,6 +39,8 @@ class JepsenConfig:
     kv_clients: int = 6
     lock_workers: int = 3
     lock_ttl: float = 2.0
+    lease_workers: int = 2
+    lease_ttl: float = 1.5
     heal_timeout: float = 30.0
     checker_timeout: float = 120.0
     partitions: bool = True  # nodes dial each other through the fault-injecting proxy
@@ -122,6 +124,17 @@ async def _converged_states(
     return states
 
 
+async def _lease_workers(
+    cluster: LocalCluster, node: ergo_py.Node, rec: Recorder, config: JepsenConfig, deadline: float, done: trio.Event
+) -> None:
+    """The TTL lease workers (their last cycle may run past `deadline`, into the heal)."""
+    async with trio.open_nursery() as nursery:
+        for i in range(config.lease_workers):
+            seed = config.seed * 1000 + 700 + i
+            nursery.start_soon(lease_worker, cluster, node, i, rec, seed, deadline, config.lease_ttl)
+    done.set()
+
+
 async def _final_reads(cluster: LocalCluster, node: ergo_py.Node, rec: Recorder) -> dict[bytes, bytes]:
     """Linearizable reads of every key, added to the history, and the full final state."""
     async with open_client(node, cluster.names, timeout=10, consistency="linearizable") as c:
@@ -175,6 +188,8 @@ async def run_jepsen(config: JepsenConfig) -> JepsenReport:
                     watch_stop = trio.Event()
                     for member in cluster.names:  # a watcher at every node
                         linker.start_soon(watcher, cluster, node, member, rec, watch_stop)
+                    leases_done = trio.Event()
+                    linker.start_soon(_lease_workers, cluster, node, rec, config, deadline, leases_done)
                     try:
                         async with trio.open_nursery() as work:
                             for i in range(config.kv_clients):
@@ -215,6 +230,8 @@ async def run_jepsen(config: JepsenConfig) -> JepsenReport:
                         wrong = membership_anomalies(await view.members(config.heal_timeout), view.originals)
                         if wrong:
                             anomalies.append(Anomaly("membership", "the cluster did not end with its members", wrong))
+                        with trio.move_on_after(config.heal_timeout):
+                            await leases_done.wait()  # their last keys gone, or reported late
                         try:
                             final = await _final_reads(cluster, node, rec)
                         except GlobalKVError as exc:

@@ -19,13 +19,15 @@ from global_kv import CASFailed, GlobalKVError, LockTimeout, SessionExpired
 from global_kv.checker import UNKNOWN, Operation
 from global_kv.cli import LocalCluster
 from global_kv.client import open_client
+from global_kv.protocol import prefix_range_end
 
-from ._record import Hold, Insert, Recorder
+from ._record import Hold, Insert, LeaseCycle, Recorder
 
-__all__ = ["KEYS", "LOCK_KEY", "keep_linked", "kv_client", "lock_worker", "watcher"]
+__all__ = ["KEYS", "LEASE_PREFIX", "LOCK_KEY", "keep_linked", "kv_client", "lease_worker", "lock_worker", "watcher"]
 
 KEYS = ["a", "b", "c", "d", "e"]
 LOCK_KEY = "fence"
+LEASE_PREFIX = "ttl/"
 
 
 async def keep_linked(cluster: LocalCluster, node: ergo_py.Node, interval: float = 0.5) -> None:
@@ -153,3 +155,65 @@ async def lock_worker(
             except GlobalKVError:
                 hold.how_ended = "release-failed"
             await trio.sleep(rng.uniform(0.0, 0.05))
+
+
+async def lease_worker(
+    cluster: LocalCluster, node: ergo_py.Node, worker: int, rec: Recorder, seed: int, deadline: float, ttl: float
+) -> None:
+    """Until `deadline`: grant a `ttl` lease, put two keys under it, keep it alive 0-2
+    times, then stop and read the keys (linearizably, every 50 ms) until both are gone.
+    The last cycle may end after `deadline`, once the run has healed: its keys must go.
+    A cycle whose grant or puts failed is dropped (its lease expires all the same)."""
+    rng = random.Random(seed)
+    n = 0
+    async with open_client(node, cluster.names, timeout=2, try_timeout=0.5, consistency="linearizable") as c:
+        while trio.current_time() < deadline:
+            n += 1
+            prefix = f"{LEASE_PREFIX}{worker}-{n}/"
+            asked = trio.current_time()
+            try:
+                lease = await c.lease_grant(ttl)
+                cycle = LeaseCycle(lease.lease_id, ttl, asked)
+                for name in ("k1", "k2"):
+                    await c.put_kv(prefix + name, b"x", lease=lease.lease_id)
+            except GlobalKVError:
+                await trio.sleep(0.1)
+                continue
+            for _ in range(rng.randrange(3)):
+                await trio.sleep(ttl / 3)
+                asked = trio.current_time()
+                try:
+                    await c.lease_keepalive(cycle.lease_id)
+                    cycle.alive_from = asked
+                except GlobalKVError:
+                    pass  # unknown: it may still extend the lease, never shorten it
+            rec.lease_cycles.append(cycle)
+            await _until_gone(c, prefix, cycle)
+    await trio.sleep(2 * ttl)  # a lease of a dropped cycle has ended too: none is in the final state
+
+
+async def _until_gone(c: Any, prefix: str, cycle: LeaseCycle) -> None:
+    """Read the cycle's keys until both are gone (and a little after, to see them stay gone)."""
+    reads_after = 0
+    while reads_after < 3 and trio.current_time() < cycle.alive_from + cycle.ttl + 120:
+        await trio.sleep(0.05)
+        try:
+            count = (await c.range_kv(prefix, prefix_range_end(prefix.encode()), count_only=True)).count
+        except GlobalKVError:
+            continue
+        now = trio.current_time()
+        cycle.split |= count == 1
+        if count == 0 and cycle.gone is None:
+            cycle.gone = now
+        elif count and cycle.gone is not None:
+            cycle.back = True
+        if cycle.gone is not None:
+            reads_after += 1
+    if cycle.gone is not None:
+        with trio.move_on_after(10):
+            while True:
+                try:
+                    cycle.lease_after = (await c.lease_time_to_live(cycle.lease_id)).ttl >= 0
+                    return
+                except GlobalKVError:
+                    await trio.sleep(0.1)

@@ -20,12 +20,13 @@ from ._checks import (
     check_convergence,
     check_holds,
     check_inserts,
+    check_lease_cycles,
     check_linearizable,
     check_presences,
     check_watches,
 )
 from ._nemesis import FAULT_KINDS, make_schedule
-from ._record import Hold, Insert, Recorder
+from ._record import Hold, Insert, LeaseCycle, Recorder
 from ._run import JepsenConfig, run_jepsen
 
 # With 3 nodes a majority split isolates one node, as partition-random does, and both
@@ -113,6 +114,20 @@ def test_presence_check_finds_a_lease_bound_key_that_outlived_its_owner() -> Non
     assert [a.kind for a in late] == ["lease-owner", "lease-owner"]
 
 
+def test_lease_check_finds_keys_that_went_early_split_came_back_or_stayed() -> None:
+    good = LeaseCycle(1, 1.5, alive_from=10.0, gone=11.6)
+    assert check_lease_cycles([good], {b"a": b"1"}, b"ttl/") == []
+    early = LeaseCycle(2, 1.5, alive_from=10.0, gone=11.4)
+    split = LeaseCycle(3, 1.5, alive_from=10.0, gone=12.0, split=True)
+    back = LeaseCycle(4, 1.5, alive_from=10.0, gone=12.0, back=True)
+    kept = LeaseCycle(5, 1.5, alive_from=10.0, gone=12.0, lease_after=True)
+    never = LeaseCycle(6, 1.5, alive_from=10.0)
+    found = check_lease_cycles([good, early, split, back, kept, never], {b"ttl/0-1/k1": b"x"}, b"ttl/")
+    kinds = ["lease-early", "lease-split", "lease-back", "lease-kept", "lease-late", "lease-late"]
+    assert [a.kind for a in found] == kinds
+    assert [c.lease_id for c in found[0].items] == [2]
+
+
 def test_convergence_check_finds_divergent_and_silent_nodes() -> None:
     same = {b"a": b"1"}
     assert check_convergence({"n1": same, "n2": dict(same)}) == []
@@ -133,6 +148,7 @@ async def test_short_run_under_every_fault_kind_is_clean() -> None:
     assert report.counts["lock_holds"] > 20, report.counts
     assert report.counts["watch_events"] > 100, report.counts  # a watcher at every node, checked
     assert report.counts["owner_leases"] >= 1, report.counts  # a killed owner's lease-bound key, checked
+    assert report.counts["ttl_leases"] >= 10, report.counts  # TTL-bound keys checked against their lease's end
     # Every process the run started is gone (nodes and owners were reaped).
     for pid in report.pids:
         try:
