@@ -40,7 +40,8 @@ def _summary(results: list[SimResult], failures: int, seconds: float) -> str:
         (
             f"leases:                  {sum(r.lease_grants for r in results)} granted, "
             f"{sum(r.lease_keepalives for r in results)} keep-alives, "
-            f"{sum(r.lease_expiries for r in results)} expiries checked against the TTL"
+            f"{sum(r.lease_expiries for r in results)} expiries checked against the TTL, "
+            f"{sum(r.lease_owner_deaths for r in results)} owners died holding one"
         ),
         (
             f"watches:                 {sum(r.watch_events for r in results)} events checked against the "

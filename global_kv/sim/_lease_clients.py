@@ -2,7 +2,10 @@
 
 Each client grants a lease (a TTL of 20-120 ms on the replicas' clocks), puts its own key
 with it, and keeps it alive every third of its TTL; now and then it revokes the lease, or
-goes silent (as a dead client would) and lets it expire, then starts over. Requests go
+goes silent (as a dead client would) and lets it expire, then starts over. Some leases
+are process-owned (`owner=` a PID of the client's own node), half of those with a TTL
+far longer than the run: such a client ends its lease by dying, and only the leader's
+monitor of the owner (LockReleaseOwner) can end it then. Requests go
 to any live replica (followers forward them), with the client's session tag, as
 `GlobalClient` sends them; a lost answer is retried with the same tag. Keep-alives race
 expiries through the log, and leaders change under them.
@@ -16,7 +19,11 @@ The rules (a violation raises `RaftInvariantError`):
 (b) the keys of a lease are exactly the keys that name it, on every replica, and every
     lease a key names exists (checked on every replica at the end of the run);
 (c) no lease outlives its TTL by much once its client went silent: the leader proposes
-    its expiry (checked in the drain, where a leader is stable).
+    its expiry (checked in the drain, where a leader is stable);
+(d) an owned lease ends once its owner died, and not while it lives: a replica proposes
+    LockReleaseOwner only for an owner that is down (checked by the lock monitor's rule
+    (d), with this workload's owners as ground truth), and the drain ends only when every
+    dead owner's lease is gone on every replica.
 
 The keys are "lease/<client>", apart from the linearizability workload's keys (an expiry
 deletes a key with no client operation the KV history could show).
@@ -26,6 +33,8 @@ from __future__ import annotations
 
 import random
 from typing import TYPE_CHECKING, Any
+
+from ergo_py.ids import PID
 
 from .._errors import LeaseNotFound, NotLeader, RaftInvariantError, SessionExpired
 from ..protocol import (
@@ -47,14 +56,18 @@ if TYPE_CHECKING:
 __all__ = ["LeaseWorkload"]
 
 TIMEOUT = 60  # ticks without an answer before a request is sent again (same tag)
+LONG_TTL_MS = 3_600_000  # an owned lease that only its owner's death ends
 
 
 class LeaseClient:
     __slots__ = (
         "client_id",
         "deadline",
+        "incarnation",
         "lease_id",
         "next_at",
+        "node",
+        "owner",
         "ref",
         "request",
         "seq",
@@ -76,12 +89,21 @@ class LeaseClient:
         self.deadline = 0
         self.next_at = 0
         self.silent_since = 0
+        self.node = f"leaseowner{n}@sim"
+        self.incarnation = 1
+        self.owner: PID | None = None  # the owner of the current lease, while it lives
 
     def on_reply(self, r: SimReplica, ref: int, ok: bool, value: Any) -> None:
         self.workload.on_reply(self, ref, ok, value)
 
     def forwarded_to(self, r: SimReplica, ref: int) -> None:
         pass
+
+
+def _step(c: LeaseClient) -> int:
+    """Ticks to the client's next step: a third of its TTL (of 120 ms at most, for a lease
+    that only its owner's death ends)."""
+    return max(1, min(c.ttl_ms, 120) // 3)
 
 
 class LeaseWorkload:
@@ -94,6 +116,8 @@ class LeaseWorkload:
         self.keepalives = 0
         self.revokes = 0
         self.expiries = 0
+        self.owner_deaths = 0
+        self.by_node = {c.node: c for c in self.clients}
 
     # -- driving ---------------------------------------------------------------------------
     def tick(self) -> None:
@@ -109,21 +133,42 @@ class LeaseWorkload:
                 self._write(c, lambda tag, c=c: LeaseRevokeRequest(c.lease_id, tag))
             elif c.state == "none" and self.sim.chaos:
                 c.ttl_ms = self.rng.randint(20, 120)
-                self._write(c, lambda tag, c=c: LeaseGrantRequest(c.ttl_ms / 1000, 0, None, tag))
+                c.owner = None
+                if self.rng.random() < 0.4:
+                    c.owner = PID(c.node, 1, c.incarnation)
+                    if self.rng.random() < 0.5:
+                        c.ttl_ms = LONG_TTL_MS
+                self._write(c, lambda tag, c=c: LeaseGrantRequest(c.ttl_ms / 1000, 0, c.owner, tag))
             elif c.state == "granted":
                 key = c.client_id.encode()
                 self._write(c, lambda tag, c=c, key=key: KVPutRequest(b"lease/" + key, b"v", c.lease_id, session=tag))
             elif c.state == "alive" and now >= c.next_at:
                 roll = self.rng.random()
-                if roll < 0.85:
+                if c.owner is not None and roll < 0.25:
+                    self._die(c)  # its lease must end with it, whatever its TTL
+                elif roll < 0.85:
                     self._write(c, lambda tag, c=c: LeaseKeepAliveRequest(c.lease_id, tag))
                 elif roll < 0.93:
                     c.state = "revoking"
                     self._write(c, lambda tag, c=c: LeaseRevokeRequest(c.lease_id, tag))
-                else:
+                elif c.owner is None:
                     c.state, c.silent_since = "silent", now  # as if it died: the lease must expire
-            elif c.state == "silent" and self._gone_everywhere(c.lease_id):
+            elif c.state in ("silent", "dead") and self._gone_everywhere(c.lease_id):
                 c.state = "none"
+
+    def _die(self, c: LeaseClient) -> None:
+        self.sim.event(f"{c.client_id}: lease owner {c.owner} dies holding lease {c.lease_id}")
+        c.state, c.owner = "dead", None
+        c.incarnation += 1
+        self.owner_deaths += 1
+
+    # -- ground truth the replicas' monitors see ---------------------------------------------
+    def owns(self, owner: PID) -> bool:
+        return owner.node in self.by_node
+
+    def alive(self, owner: PID) -> bool:
+        c = self.by_node.get(owner.node)
+        return c is not None and c.owner == owner
 
     def _write(self, c: LeaseClient, make: Any) -> None:
         c.seq += 1
@@ -158,17 +203,21 @@ class LeaseWorkload:
             elif not isinstance(value, LeaseNotFound):
                 raise RaftInvariantError(f"{c.client_id}: a lease request was answered with {value!r}")
             c.state = "none"  # the lease ended (expired while we were late, or revoked)
+            if c.owner is not None:
+                c.owner, c.incarnation = None, c.incarnation + 1  # a new owner for the next lease
             return
         if type(value) is LeaseGrantResponse:
             c.lease_id, c.state = value.lease_id, "granted"
             self.grants += 1
         elif type(value) is PutResponse:
-            c.state, c.next_at = "alive", self.sim.now + max(1, c.ttl_ms // 3)
+            c.state, c.next_at = "alive", self.sim.now + _step(c)
         elif type(value) is LeaseRevokeResponse:
             c.state = "none"
             self.revokes += 1
+            if c.owner is not None:
+                c.owner, c.incarnation = None, c.incarnation + 1
         else:  # a keep-alive
-            c.next_at = self.sim.now + max(1, c.ttl_ms // 3)
+            c.next_at = self.sim.now + _step(c)
             self.keepalives += 1
 
     # -- the rules ---------------------------------------------------------------------------

@@ -222,7 +222,7 @@ class SimReplica:
             for owner in sorted(self.monitored, key=repr):
                 if sim.owner_down(owner, self.id):
                     self.monitored.discard(owner)
-                    replica.owner_down(owner, sim.lock_workload.alive(owner), self.clock())
+                    replica.owner_down(owner, sim.owner_alive(owner), self.clock())
         replica.check(self.clock())
         self.run_effects()
 

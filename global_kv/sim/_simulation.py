@@ -86,6 +86,7 @@ class SimResult:
     lease_grants: int
     lease_keepalives: int
     lease_expiries: int
+    lease_owner_deaths: int
     watch_events: int
     watch_resumes: int
     lost_retries: int
@@ -287,8 +288,15 @@ class Simulation:
             target.request(fwd.caller, fwd.ref, fwd.request, fwd.hops)
 
     def owner_down(self, owner: PID, replica_id: str) -> bool:
-        """What a monitor of lock owner `owner` held by `replica_id` would report now."""
+        """What a monitor of owner `owner` (of locks or leases) held by `replica_id` would report now."""
+        if self.lease_workload.owns(owner):
+            return not self.lease_workload.alive(owner)  # its node is always linked
         return self.lock_workload.owner_down(owner, replica_id)
+
+    def owner_alive(self, owner: PID) -> bool:
+        if self.lease_workload.owns(owner):
+            return self.lease_workload.alive(owner)
+        return self.lock_workload.alive(owner)
 
     def ready_crash_point(self) -> int | None:
         if self.chaos and self.p_ready_crash and self.rng.random() < self.p_ready_crash:
@@ -331,6 +339,7 @@ class Simulation:
             lease_grants=self.lease_workload.grants,
             lease_keepalives=self.lease_workload.keepalives,
             lease_expiries=self.lease_workload.expiries,
+            lease_owner_deaths=self.lease_workload.owner_deaths,
             watch_events=self.watch_workload.events,
             watch_resumes=self.watch_workload.resumes,
             lost_retries=wl.lost_retries,

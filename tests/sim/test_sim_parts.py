@@ -287,3 +287,23 @@ def test_it_notices_a_resumed_watch_that_starts_from_now(patch: Callable[[object
     patch(_watches.WatchService, "create", forgetful)
     exc = first_failure(range(60))
     assert exc.kind == "safety" and ("rule a" in str(exc) or "rule b" in str(exc))
+
+
+def test_it_notices_an_owner_death_that_leaves_its_lease(patch: Callable[[object, str, object], None]) -> None:
+    from global_kv.state import _machine
+
+    # The leader still sees the owner's leases and proposes LockReleaseOwner; applying it forgets them.
+    patch(_machine.StateMachine, "leases_of", lambda self, owner: [x for x in self.leases() if x.owner == owner])
+    patch(_machine.LeaseTable, "of", lambda self, owner: [])
+    exc = first_failure(range(60))
+    assert exc.kind == "liveness" and "lease" in str(exc), exc
+
+
+def test_it_notices_a_new_leader_that_does_not_monitor_lease_owners(
+    patch: Callable[[object, str, object], None],
+) -> None:
+    from global_kv.state import _machine
+
+    patch(_machine.StateMachine, "owners", lambda self: sorted(self._locks.owners()))
+    exc = first_failure(range(120))
+    assert exc.kind == "liveness" and "lease" in str(exc), exc

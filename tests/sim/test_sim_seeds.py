@@ -32,7 +32,7 @@ def test_simulated_seeds_are_safe_live_and_linearizable(block: int) -> None:
     assert total("ops") > 20 * BLOCK and total("transactions") > 2 * BLOCK
     # Leases: grants, keep-alives racing expiries, expiries checked against each TTL.
     assert total("lease_grants") > BLOCK // 2 and total("lease_keepalives") > BLOCK // 10
-    assert total("lease_expiries") > BLOCK // 10
+    assert total("lease_expiries") > BLOCK // 10 and total("lease_owner_deaths") > 0
     # Watches: events checked against the history, resumed at another member after crashes.
     assert total("watch_events") > 2 * BLOCK and total("watch_resumes") > BLOCK // 10
     assert sum(1 for r in results if r.snapshot_installs) >= BLOCK // 4, "InstallSnapshot too rare"
