@@ -61,6 +61,7 @@ class LocalNode:
     data_dir: Path
     log_path: Path
     member: bool = True
+    client_port: int | None = None  # etcd's API, when the cluster serves it
     process: trio.Process | None = None
     ready_fields: dict[str, str] = field(default_factory=dict)
     paused: bool = False
@@ -76,6 +77,11 @@ class LocalNode:
     @property
     def metrics_url(self) -> str | None:
         return f"http://{self.host}:{self.metrics_port}" if self.metrics_port is not None else None
+
+    @property
+    def client_url(self) -> str | None:
+        """etcd's API of this node (gRPC and the JSON gateway), e.g. for etcdctl --endpoints."""
+        return f"http://{self.host}:{self.client_port}" if self.client_port is not None else None
 
     @property
     def pid(self) -> int | None:
@@ -115,7 +121,8 @@ class LocalCluster:
 
     Use as `async with LocalCluster(3) as cluster:`. Nodes are `cluster.nodes[i]`,
     named n1@localhost, n2@localhost, ...; `config` entries become `--set FIELD=VALUE`
-    (GlobalConfig fields); `metrics` gives each node an ops HTTP server.
+    (GlobalConfig fields); `metrics` gives each node an ops HTTP server, `etcd_api` etcd's
+    API (gRPC and the JSON gateway; `node.client_url`).
     With no `data_dir` a temporary directory is used and removed on close.
 
     `node_routes(i)` (optional) gives node `i` its own addresses for other nodes,
@@ -135,6 +142,7 @@ class LocalCluster:
         cookie: str | None = None,
         cluster_id: str = "local",
         metrics: bool = True,
+        etcd_api: bool = False,
         read_consistency: str | None = None,
         log_level: str = "INFO",
         config: Mapping[str, Any] | None = None,
@@ -147,8 +155,10 @@ class LocalCluster:
     ) -> None:
         if nodes < 1 or spares < 0:
             raise UsageError("a cluster needs at least 1 node (and spares >= 0)")
-        if base_port and not (1024 <= base_port <= 65535 - 200):
-            raise UsageError("--base-port must be between 1024 and 65335 (nodes use base+i, metrics base+100+i)")
+        if base_port and not (1024 <= base_port <= 65535 - 300):
+            raise UsageError(
+                "--base-port must be between 1024 and 65235 (nodes use base+i, metrics base+100+i, etcd API base+200+i)"
+            )
         self.size = nodes
         self.spares = spares
         self.storage = storage
@@ -157,6 +167,7 @@ class LocalCluster:
         self.cookie = cookie or secrets.token_hex(16)
         self.cluster_id = cluster_id
         self.metrics = metrics
+        self.etcd_api = etcd_api
         self.read_consistency = read_consistency
         self.log_level = log_level
         self.config = dict(config or {})
@@ -261,9 +272,10 @@ class LocalCluster:
         if self.base_port:
             ports = [self.base_port + i for i in range(total)]
             metric_ports = [self.base_port + 100 + i for i in range(total)]
+            client_ports = [self.base_port + 200 + i for i in range(total)]
         else:
-            free = _free_ports(self.host, total * (2 if self.metrics else 1))
-            ports, metric_ports = free[:total], free[total:]
+            free = _free_ports(self.host, total * 3)
+            ports, metric_ports, client_ports = free[:total], free[total : 2 * total], free[2 * total :]
         for i in range(total):
             name = f"n{i + 1}@localhost"
             node_dir = self.data_dir / f"n{i + 1}"
@@ -275,6 +287,7 @@ class LocalCluster:
                     host=self.host,
                     port=ports[i],
                     metrics_port=metric_ports[i] if self.metrics else None,
+                    client_port=client_ports[i] if self.etcd_api else None,
                     data_dir=node_dir,
                     log_path=self.data_dir / f"n{i + 1}.log",
                     member=i < self.size,
@@ -303,6 +316,8 @@ class LocalCluster:
             env["ROUTES"] = format_bootstrap(Peer(name, url) for name, url in routes.items())
         if node.metrics_port is not None:
             env["METRICS"] = f"{self.host}:{node.metrics_port}"
+        if node.client_port is not None:
+            env["CLIENT_LISTEN"] = f"{self.host}:{node.client_port}"
         if self.read_consistency:
             env["READ_CONSISTENCY"] = self.read_consistency
         args: list[str] = []

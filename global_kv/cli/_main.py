@@ -60,6 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--cookie", help="the cluster's shared secret [COOKIE or ERGO_COOKIE]; prefer the environment")
     node.add_argument("--listen", help="host:port for peers [LISTEN] (default: this node's BOOTSTRAP address)")
     node.add_argument("--metrics", help="host:port of the HTTP /metrics and /health server [METRICS] (default off)")
+    node.add_argument(
+        "--client-listen",
+        help="host:port (or a port, on 127.0.0.1) of etcd's API, gRPC and JSON [CLIENT_LISTEN] (default off)",
+    )
     node.add_argument("--storage", help="memory, leveldb, lmdb, hybrid [STORAGE] (default leveldb with a data dir)")
     node.add_argument(
         "--read-consistency", help=f"default read level, one of {', '.join(READ_CONSISTENCIES)} [READ_CONSISTENCY]"

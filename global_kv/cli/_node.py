@@ -28,6 +28,7 @@ import trio
 import ergo_py
 
 from .._errors import GlobalKVError, LogLost
+from ..api import open_etcd_server
 from ..app import Application
 from ..ops import open_ops_server
 from ._errors import CLIError
@@ -130,10 +131,22 @@ async def _serve(settings: NodeSettings, stop: trio.Event, out: TextIO) -> None:
         if settings.metrics is not None:
             ops = await stack.enter_async_context(open_ops_server(node, settings.metrics))
             metrics_url = ops.url
+        client_url = "off"
+        if settings.client_listen is not None:
+            members = [p.node for p in settings.bootstrap]
+            try:
+                api = await stack.enter_async_context(
+                    open_etcd_server(node, settings.client_listen, members, cluster=config.cluster_id)
+                )
+            except OSError as exc:
+                host_, port_ = settings.client_listen
+                raise CLIError(f"cannot serve etcd's API on {host_}:{port_}: {exc.strerror or exc}") from exc
+            client_url = api.url
         fields = {
             "node": settings.name,
             "listen": f"ws://{host}:{node.port}",
             "metrics": metrics_url,
+            "client": client_url,
             "cluster": config.cluster_id,
             "storage": config.storage_type,
             "member": "yes" if settings.is_member else "no",

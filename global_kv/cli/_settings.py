@@ -34,6 +34,7 @@ ENV_NAMES: dict[str, tuple[str, ...]] = {
     "cookie": ("COOKIE", "ERGO_COOKIE"),
     "listen": ("LISTEN",),
     "metrics": ("METRICS",),
+    "client_listen": ("CLIENT_LISTEN",),
     "storage": ("STORAGE",),
     "read_consistency": ("READ_CONSISTENCY",),
     "log_level": ("LOG_LEVEL",),
@@ -53,6 +54,7 @@ class NodeSettings:
     bootstrap: tuple[Peer, ...]
     extra_routes: tuple[Peer, ...] = ()
     metrics: tuple[str, int] | None = None
+    client_listen: tuple[str, int] | None = None  # etcd's API (gRPC and the JSON gateway)
     config: GlobalConfig = field(default_factory=GlobalConfig)
     exit_with_stdin: bool = False
 
@@ -112,6 +114,15 @@ def _host_port(text: str, what: str) -> tuple[str, int]:
         raise UsageError(str(exc)) from None
 
 
+def _client_listen(text: str) -> tuple[str, int]:
+    """CLIENT_LISTEN: host:port, or a bare port (or :port) on 127.0.0.1: etcd's API is
+    served on other interfaces only when asked by name."""
+    text = text.strip()
+    if text.isdigit() or text.startswith(":"):
+        text = "127.0.0.1:" + text.lstrip(":")
+    return _host_port(text, "CLIENT_LISTEN")
+
+
 def _default_listen(name: str, bootstrap: Sequence[Peer]) -> tuple[str, int]:
     """This node's own BOOTSTRAP address: its IP if given as one, else all interfaces."""
     own = next((p for p in bootstrap if p.node == name), None)
@@ -150,6 +161,8 @@ def node_settings(args: Any, env: Mapping[str, str]) -> NodeSettings:
     listen = _host_port(listen_text, "LISTEN") if listen_text else _default_listen(name, bootstrap)
     metrics_text = _pick(args, env, "metrics")
     metrics = _host_port(metrics_text, "METRICS") if metrics_text else None
+    client_text = _pick(args, env, "client_listen")
+    client_listen = _client_listen(client_text) if client_text else None
     data_dir = _pick(args, env, "data_dir")
     storage = _pick(args, env, "storage") or ("leveldb" if data_dir else "memory")
     overrides = parse_overrides(getattr(args, "set", None) or ())
@@ -172,6 +185,7 @@ def node_settings(args: Any, env: Mapping[str, str]) -> NodeSettings:
         bootstrap=bootstrap,
         extra_routes=extra,
         metrics=metrics,
+        client_listen=client_listen,
         config=config,
         exit_with_stdin=bool(getattr(args, "exit_with_stdin", False)),
     )

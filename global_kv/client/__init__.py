@@ -13,4 +13,5 @@ from ._recipes import NotElected as NotElected
 from ._recipes import Semaphore as Semaphore
 from ._recipes import SemaphoreHandle as SemaphoreHandle
 from ._watch import Watch as Watch
+from ._watch import WatchBatch as WatchBatch
 from ._watch import WatchProgress as WatchProgress

@@ -74,7 +74,7 @@ from ._keys import as_key as _key
 from ._links import LinkKeeper
 from ._locks import LockHandle
 from ._recipes import Election, Semaphore
-from ._watch import REGISTERED, MemberGone, Watch, WatchProgress, WatchReceiver
+from ._watch import MemberGone, Registered, Watch, WatchBatch, WatchProgress, WatchReceiver
 from ._watch import ack as watch_ack
 from ._watch import serve as watch_serve
 
@@ -273,6 +273,7 @@ class GlobalClient:
         prev_kv: bool = False,
         filters: Iterable[str] = (),
         progress_notify: bool = False,
+        batched: bool = False,
     ) -> Watch:
         """etcd's Watch: every change of [key, range_end) (or of every key under `key` with
         `prefix`) after `start_revision` - 1 (0: from the serving member's revision when it
@@ -289,9 +290,15 @@ class GlobalClient:
                     ...
 
         `async for event in client.watch(...)` works too (registered at the first step);
-        the `async with` form also ends the watch when the block is left early.
+        the `async with` form also ends the watch when the block is left early. After
+        registering, `watch.revision` is the serving member's revision then.
+
+        `batched=True` yields `WatchBatch(revision, events)`: whole revisions together, as
+        they came (what a server that forwards revisions, like the etcd API, needs).
         """
-        return Watch(self._watch_stream(key, range_end, prefix, start_revision, prev_kv, filters, progress_notify))
+        return Watch(
+            self._watch_stream(key, range_end, prefix, start_revision, prev_kv, filters, progress_notify, batched)
+        )
 
     async def _watch_stream(
         self,
@@ -302,8 +309,9 @@ class GlobalClient:
         prev_kv: bool,
         filters: Iterable[str],
         progress_notify: bool,
+        batched: bool,
     ) -> AsyncGenerator[Any, None]:
-        """The watch's items, after one `REGISTERED` once the first member has it."""
+        """The watch's items, after one `Registered` once the first member has it."""
         k = _key(key)
         end = prefix_range_end(k) if prefix else _key(range_end)
         wanted = tuple(filters)
@@ -322,7 +330,7 @@ class GlobalClient:
                     next_start = created.header.revision + 1
                 if not registered:
                     registered = True
-                    yield REGISTERED
+                    yield Registered(created.header.revision)
                 while True:
                     message = await receive.receive()
                     if isinstance(message, MemberGone):
@@ -335,8 +343,11 @@ class GlobalClient:
                         if message.reason == "compacted":
                             raise Compacted(message.compact_revision)
                         break
-                    for event in message.events:
-                        yield event
+                    if batched and message.events:
+                        yield WatchBatch(message.revision, message.events)
+                    else:
+                        for event in message.events:
+                            yield event
                     if message.revision >= next_start:
                         next_start = message.revision + 1
                     if not message.events and progress_notify:

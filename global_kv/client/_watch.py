@@ -21,9 +21,22 @@ import ergo_py
 
 from ..protocol import WatchAck, WatchCanceled, WatchEvents
 
-__all__ = ["REGISTERED", "MemberGone", "Watch", "WatchProgress", "WatchReceiver"]
+__all__ = ["MemberGone", "Registered", "Watch", "WatchBatch", "WatchProgress", "WatchReceiver"]
 
-REGISTERED = object()  # the stream's first item: a member has the watch
+
+@dataclass(frozen=True, slots=True)
+class Registered:
+    """The stream's first item: a member has the watch, at its revision `revision`."""
+
+    revision: int
+
+
+@dataclass(frozen=True, slots=True)
+class WatchBatch:
+    """With `batched=True`: the events of one or more whole revisions, up to `revision`."""
+
+    revision: int
+    events: tuple[Any, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,12 +61,14 @@ class Watch:
     def __init__(self, stream: AsyncGenerator[Any, None]) -> None:
         self._stream = stream
         self._registered = False
+        self.revision = 0  # the first serving member's revision when it registered the watch
 
     async def _register(self) -> None:
         if not self._registered:
             first = await self._stream.__anext__()
-            assert first is REGISTERED
+            assert isinstance(first, Registered)
             self._registered = True
+            self.revision = first.revision
 
     async def __aenter__(self) -> Watch:
         await self._register()

@@ -1,0 +1,69 @@
+"""Our errors as etcd's gRPC errors: the codes and the exact messages of etcd's
+`api/v3rpc/rpctypes`, because etcd clients match on them (clientv3 turns
+"etcdserver: mvcc: required revision has been compacted" into ErrCompacted, and a
+client retries on Unavailable but not on InvalidArgument)."""
+
+from __future__ import annotations
+
+from .._errors import (
+    Compacted,
+    FutureRevision,
+    GlobalKVError,
+    InvalidRequest,
+    KeyNotFound,
+    LeaseExists,
+    LeaseNotFound,
+    LockTimeout,
+    NotLeader,
+    RequestTooLarge,
+    StorageFull,
+    Unavailable,
+)
+from ._grpc import GrpcError, Status
+
+__all__ = ["as_grpc_error"]
+
+COMPACTED = "etcdserver: mvcc: required revision has been compacted"
+FUTURE_REV = "etcdserver: mvcc: required revision is a future revision"
+LEASE_NOT_FOUND = "etcdserver: requested lease not found"
+LEASE_EXISTS = "etcdserver: lease already exists"
+KEY_NOT_FOUND = "etcdserver: key not found"
+EMPTY_KEY = "etcdserver: key is not provided"
+TOO_LARGE = "etcdserver: request is too large"
+DUPLICATE_KEY = "etcdserver: duplicate key given in txn request"
+NO_SPACE = "etcdserver: mvcc: database space exceeded"
+NO_LEADER = "etcdserver: no leader"
+TIMEOUT = "etcdserver: request timed out"
+
+
+def as_grpc_error(exc: BaseException) -> GrpcError:
+    """The gRPC error a client of etcd expects for `exc` (ours or a timeout)."""
+    if isinstance(exc, GrpcError):
+        return exc
+    if isinstance(exc, Compacted):
+        return GrpcError(Status.OUT_OF_RANGE, COMPACTED)
+    if isinstance(exc, FutureRevision):
+        return GrpcError(Status.OUT_OF_RANGE, FUTURE_REV)
+    if isinstance(exc, LeaseNotFound):
+        return GrpcError(Status.NOT_FOUND, LEASE_NOT_FOUND)
+    if isinstance(exc, LeaseExists):
+        return GrpcError(Status.FAILED_PRECONDITION, LEASE_EXISTS)
+    if isinstance(exc, KeyNotFound):
+        return GrpcError(Status.INVALID_ARGUMENT, KEY_NOT_FOUND)
+    if isinstance(exc, RequestTooLarge):
+        return GrpcError(Status.INVALID_ARGUMENT, TOO_LARGE)
+    if isinstance(exc, InvalidRequest):
+        if exc.field == "key" and "empty" in exc.reason:
+            return GrpcError(Status.INVALID_ARGUMENT, EMPTY_KEY)
+        if "twice" in exc.reason:
+            return GrpcError(Status.INVALID_ARGUMENT, DUPLICATE_KEY)
+        return GrpcError(Status.INVALID_ARGUMENT, f"etcdserver: {exc}")
+    if isinstance(exc, StorageFull):
+        return GrpcError(Status.RESOURCE_EXHAUSTED, NO_SPACE)
+    if isinstance(exc, NotLeader | Unavailable):
+        return GrpcError(Status.UNAVAILABLE, NO_LEADER)
+    if isinstance(exc, LockTimeout | TimeoutError):
+        return GrpcError(Status.DEADLINE_EXCEEDED, TIMEOUT)
+    if isinstance(exc, GlobalKVError):
+        return GrpcError(Status.UNKNOWN, f"etcdserver: {exc}")
+    return GrpcError(Status.INTERNAL, "etcdserver: internal error")

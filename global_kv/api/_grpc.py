@@ -1,0 +1,456 @@
+"""gRPC's wire protocol over HTTP/2, served on trio with h2 (a sans-IO HTTP/2 library).
+
+Why not grpcio's server: it runs its own threads and event loop, so every call would
+cross into the node's trio loop and back, and it cannot share its port with the JSON
+gateway (etcd serves both on one port). gRPC is a thin layer over HTTP/2: a request is
+a stream whose path names the method (`/etcdserverpb.KV/Range`); every message is
+5 bytes (compressed flag, big-endian length) and a protobuf; the status comes in
+trailers (`grpc-status`, `grpc-message`). That layer is this module.
+
+One `H2Connection` per client connection. A reader task feeds the bytes in and turns
+events into calls; every call runs in its own task and writes through `_flush`, which
+keeps the frames in order. A call's task is cancelled when its stream is reset or its
+`grpc-timeout` passes. Nothing a client sends can end more than its own call or
+connection: unknown methods and malformed, compressed or oversized messages are
+answered with a gRPC status; a protocol error closes that connection only.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+import h2.settings
+import trio
+from google.protobuf.message import DecodeError, Message
+
+__all__ = [
+    "Call",
+    "GrpcError",
+    "H2Server",
+    "HttpRequest",
+    "HttpResponse",
+    "Method",
+    "PREFACE",
+    "Status",
+]
+
+_log = logging.getLogger("global_kv.api.grpc")
+
+
+class Status:
+    """gRPC status codes (grpc/doc/statuscodes.md)."""
+
+    OK = 0
+    CANCELLED = 1
+    UNKNOWN = 2
+    INVALID_ARGUMENT = 3
+    DEADLINE_EXCEEDED = 4
+    NOT_FOUND = 5
+    ALREADY_EXISTS = 6
+    PERMISSION_DENIED = 7
+    RESOURCE_EXHAUSTED = 8
+    FAILED_PRECONDITION = 9
+    ABORTED = 10
+    OUT_OF_RANGE = 11
+    UNIMPLEMENTED = 12
+    INTERNAL = 13
+    UNAVAILABLE = 14
+    DATA_LOSS = 15
+    UNAUTHENTICATED = 16
+
+
+class GrpcError(Exception):
+    """Ends a call with `code` and `message` (what the client sees as its error)."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Method:
+    """One RPC. A unary handler is `async (request, call) -> response`; a streaming one
+    (client, server or both) is `async (requests, send, call) -> None`, where `requests`
+    yields the client's messages and `await send(response)` writes one."""
+
+    request: type[Message]
+    handler: Callable[..., Awaitable[Any]]
+    streaming: bool = False
+
+
+@dataclass
+class HttpRequest:
+    """A plain HTTP request (the JSON gateway's), over HTTP/1.1 or HTTP/2."""
+
+    method: str
+    path: str
+    headers: Mapping[str, str]
+    body: bytes
+
+
+@dataclass
+class HttpResponse:
+    """`body` is bytes, or an async iterator of chunks (a stream, e.g. /v3/watch)."""
+
+    status: int
+    body: bytes | AsyncIterator[bytes]
+    content_type: str = "application/json"
+
+
+HttpHandler = Callable[[HttpRequest], Awaitable[HttpResponse]]
+
+
+@dataclass(eq=False)
+class Call:
+    """One gRPC call as its handler sees it: the request headers and the peer."""
+
+    stream_id: int
+    path: str
+    headers: dict[str, str]
+    peer: str
+    inbound_send: trio.MemorySendChannel[Message | GrpcError] = field(repr=False)
+    inbound: trio.MemoryReceiveChannel[Message | GrpcError] = field(repr=False)
+    buffer: bytearray = field(default_factory=bytearray, repr=False)
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope, repr=False)
+    headers_sent: bool = False
+    half_closed: bool = False  # no more messages will be read from the client
+    closed: bool = False  # the stream is gone (reset, or we ended it)
+
+
+# Messages a call may have queued, unread by its handler, before it is refused: a client
+# that floods one stream ends that stream, not the connection or the node.
+_INBOUND_QUEUE = 64
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"  # what every HTTP/2 client sends first
+_TIMEOUT_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
+
+
+def _parse_timeout(value: str | None) -> float:
+    """grpc-timeout ("100m", "5S", ...) in seconds; inf without one or if malformed."""
+    if not value or value[-1] not in _TIMEOUT_UNITS or not value[:-1].isdigit() or len(value) > 9:
+        return math.inf
+    return int(value[:-1]) * _TIMEOUT_UNITS[value[-1]]
+
+
+def _percent_encode(message: str) -> str:
+    """grpc-message is percent-encoded UTF-8 (bytes outside 0x20-0x7E, and '%')."""
+    out = []
+    for byte in message.encode("utf-8"):
+        out.append(chr(byte) if 0x20 <= byte <= 0x7E and byte != 0x25 else f"%{byte:02X}")
+    return "".join(out)
+
+
+class H2Server:
+    """Serves one HTTP/2 connection: gRPC calls to `methods`, anything else to `http`."""
+
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        methods: Mapping[str, Method],
+        http: HttpHandler,
+        *,
+        peer: str,
+        max_message: int,
+    ) -> None:
+        self.stream = stream
+        self.methods = methods
+        self.http = http
+        self.peer = peer
+        self.max_message = max_message
+        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding="utf-8"))
+        self.calls: dict[int, Call] = {}
+        self.plain: dict[int, tuple[HttpRequest, bytearray]] = {}  # HTTP (non-gRPC) requests being read
+        self._send_lock = trio.Lock()
+        self._window = trio.Event()  # set (and replaced) whenever the peer opens its windows
+        self._nursery: trio.Nursery | None = None
+
+    async def run(self, initial: bytes = b"") -> None:
+        self.conn.initiate_connection()
+        self.conn.update_settings(
+            {
+                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 1000,
+                h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: 64 * 1024,
+            }
+        )
+        await self._flush()
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            try:
+                data: bytes | bytearray = initial
+                while True:
+                    if data:
+                        try:
+                            events = self.conn.receive_data(data)
+                        except h2.exceptions.ProtocolError as exc:
+                            _log.info("closing an HTTP/2 connection from %s: %s", self.peer, exc)
+                            await self._flush()  # h2 queued a GOAWAY
+                            return
+                        for event in events:
+                            self._on_event(event)
+                        await self._flush()
+                    try:
+                        data = await self.stream.receive_some(65536)
+                    except (trio.BrokenResourceError, trio.ClosedResourceError):
+                        return
+                    if not data:
+                        return
+            finally:
+                nursery.cancel_scope.cancel()  # every call of a closed connection ends
+
+    # -- inbound --------------------------------------------------------------------------------
+    def _on_event(self, event: h2.events.Event) -> None:
+        if isinstance(event, h2.events.RequestReceived):
+            self._on_request(event.stream_id, dict(event.headers or ()))  # type: ignore[arg-type]
+        elif isinstance(event, h2.events.DataReceived):
+            self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+            self._on_data(event.stream_id, event.data or b"")
+        elif isinstance(event, h2.events.StreamEnded):
+            self._on_end(event.stream_id)
+        elif isinstance(event, h2.events.StreamReset):
+            call = self.calls.pop(event.stream_id, None)
+            self.plain.pop(event.stream_id, None)
+            if call is not None:
+                call.closed = True
+                call.scope.cancel()
+        elif isinstance(event, (h2.events.WindowUpdated, h2.events.RemoteSettingsChanged)):
+            self._window.set()
+            self._window = trio.Event()
+        elif isinstance(event, h2.events.ConnectionTerminated):
+            for call in self.calls.values():
+                call.closed = True
+                call.scope.cancel()
+
+    def _on_request(self, stream_id: int, headers: dict[str, str]) -> None:
+        assert self._nursery is not None
+        path = headers.get(":path", "")
+        content_type = headers.get("content-type", "")
+        if not content_type.startswith("application/grpc"):
+            request = HttpRequest(headers.get(":method", ""), path, headers, b"")
+            self.plain[stream_id] = (request, bytearray())
+            return
+        send, receive = trio.open_memory_channel[Message | GrpcError](_INBOUND_QUEUE)
+        call = Call(stream_id, path, headers, self.peer, send, receive)
+        self.calls[stream_id] = call
+        self._nursery.start_soon(self._run_call, call, self.methods.get(path))
+
+    def _on_data(self, stream_id: int, data: bytes) -> None:
+        plain = self.plain.get(stream_id)
+        if plain is not None:
+            plain[1].extend(data)
+            if len(plain[1]) > self.max_message:
+                self.plain.pop(stream_id)
+                self._answer_plain(stream_id, HttpResponse(413, b'{"error":"request too large","code":8}'))
+            return
+        call = self.calls.get(stream_id)
+        if call is None or call.half_closed:
+            return
+        call.buffer.extend(data)
+        while len(call.buffer) >= 5:
+            compressed, length = call.buffer[0], int.from_bytes(call.buffer[1:5], "big")
+            if compressed:
+                self._refuse(call, GrpcError(Status.UNIMPLEMENTED, "compressed messages are not supported"))
+                return
+            if length > self.max_message:
+                self._refuse(
+                    call,
+                    GrpcError(
+                        Status.RESOURCE_EXHAUSTED,
+                        f"grpc: received message larger than max ({length} vs. {self.max_message})",
+                    ),
+                )
+                return
+            if len(call.buffer) < 5 + length:
+                return
+            payload = bytes(call.buffer[5 : 5 + length])
+            del call.buffer[: 5 + length]
+            method = self.methods.get(call.path)
+            if method is None:
+                return  # the call is answered Unimplemented already
+            try:
+                message = method.request.FromString(payload)
+            except (DecodeError, ValueError, RecursionError) as exc:
+                self._refuse(call, GrpcError(Status.INTERNAL, f"grpc: error unmarshalling request: {exc}"))
+                return
+            try:
+                call.inbound_send.send_nowait(message)
+            except trio.WouldBlock:
+                self._refuse(call, GrpcError(Status.RESOURCE_EXHAUSTED, "too many messages queued on one stream"))
+                return
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return
+
+    def _refuse(self, call: Call, error: GrpcError) -> None:
+        """The call ends with `error` (its handler sees it when it reads next)."""
+        try:
+            call.inbound_send.send_nowait(error)
+        except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+            call.scope.cancel()
+        call.half_closed = True
+        call.inbound_send.close()
+
+    def _on_end(self, stream_id: int) -> None:
+        plain = self.plain.pop(stream_id, None)
+        if plain is not None:
+            request, body = plain
+            request.body = bytes(body)
+            assert self._nursery is not None
+            self._nursery.start_soon(self._run_plain, stream_id, request)
+            return
+        call = self.calls.get(stream_id)
+        if call is not None:
+            if call.buffer:
+                self._refuse(call, GrpcError(Status.INTERNAL, "grpc: the request stream ended inside a message"))
+            call.half_closed = True
+            call.inbound_send.close()
+
+    # -- calls ----------------------------------------------------------------------------------
+    async def _run_call(self, call: Call, method: Method | None) -> None:
+        code, message = Status.OK, ""
+        try:
+            with call.scope:
+                if method is None:
+                    service, _, name = call.path.strip("/").partition("/")
+                    known = any(p.startswith(f"/{service}/") for p in self.methods)
+                    what = f"method {name} for service {service}" if known else f"service {service}"
+                    raise GrpcError(Status.UNIMPLEMENTED, f"unknown {what}")
+                with trio.move_on_after(_parse_timeout(call.headers.get("grpc-timeout"))) as deadline:
+                    if method.streaming:
+                        await method.handler(self._requests(call), lambda m: self._send_message(call, m), call)
+                    else:
+                        request = await self._one_request(call)
+                        response = await method.handler(request, call)
+                        await self._send_message(call, response)
+                if deadline.cancelled_caught:
+                    code, message = Status.DEADLINE_EXCEEDED, "context deadline exceeded"
+        except GrpcError as exc:
+            code, message = exc.code, exc.message
+        except Exception:
+            _log.exception("a gRPC call to %s failed", call.path)
+            code, message = Status.INTERNAL, "internal error"
+        finally:
+            call.inbound.close()
+        if call.scope.cancelled_caught and call.closed:
+            return  # reset by the client, or the connection went: nobody to answer
+        with trio.CancelScope(shield=True):
+            await self._finish(call, code, message)
+
+    async def _one_request(self, call: Call) -> Message:
+        request: Message | None = None
+        async for item in call.inbound:
+            if isinstance(item, GrpcError):
+                raise item
+            if request is not None:
+                raise GrpcError(Status.INTERNAL, "grpc: a unary call got more than one request message")
+            request = item
+        if request is None:
+            raise GrpcError(Status.INTERNAL, "grpc: a unary call got no request message")
+        return request
+
+    async def _requests(self, call: Call) -> AsyncIterator[Message]:
+        async for item in call.inbound:
+            if isinstance(item, GrpcError):
+                raise item
+            yield item
+
+    async def _send_message(self, call: Call, message: Message) -> None:
+        data = message.SerializeToString()
+        await self._send_headers(call)
+        await self._send_data(call, len(data).to_bytes(5, "big") + data)
+
+    async def _send_headers(self, call: Call) -> None:
+        if not call.headers_sent:
+            call.headers_sent = True
+            self.conn.send_headers(call.stream_id, [(":status", "200"), ("content-type", "application/grpc")])
+
+    async def _send_data(self, call: Call, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            if call.closed:
+                raise GrpcError(Status.CANCELLED, "the stream is gone")
+            try:
+                window = self.conn.local_flow_control_window(call.stream_id)
+            except (h2.exceptions.StreamClosedError, KeyError):
+                call.closed = True
+                raise GrpcError(Status.CANCELLED, "the stream is gone") from None
+            if window <= 0:
+                await self._flush()
+                await self._window.wait()
+                continue
+            size = min(window, self.conn.max_outbound_frame_size, len(view))
+            self.conn.send_data(call.stream_id, bytes(view[:size]))
+            view = view[size:]
+            await self._flush()
+
+    async def _finish(self, call: Call, code: int, message: str) -> None:
+        self.calls.pop(call.stream_id, None)
+        if call.closed:
+            return
+        call.closed = True
+        trailers = [("grpc-status", str(code))]
+        if message:
+            trailers.append(("grpc-message", _percent_encode(message)))
+        try:
+            if call.headers_sent:
+                self.conn.send_headers(call.stream_id, trailers, end_stream=True)
+            else:  # trailers-only
+                head = [(":status", "200"), ("content-type", "application/grpc")]
+                self.conn.send_headers(call.stream_id, head + trailers, end_stream=True)
+            await self._flush()
+        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError, KeyError):
+            pass
+
+    # -- plain HTTP over HTTP/2 (the gateway) --------------------------------------------------
+    async def _run_plain(self, stream_id: int, request: HttpRequest) -> None:
+        try:
+            response = await self.http(request)
+        except Exception:
+            _log.exception("an HTTP request to %s failed", request.path)
+            response = HttpResponse(500, b'{"error":"internal error","code":13}')
+        await self._send_plain(stream_id, response)
+
+    def _answer_plain(self, stream_id: int, response: HttpResponse) -> None:
+        assert self._nursery is not None
+        self._nursery.start_soon(self._send_plain, stream_id, response)
+
+    async def _send_plain(self, stream_id: int, response: HttpResponse) -> None:
+        call = Call(stream_id, "", {}, self.peer, *trio.open_memory_channel[Any](0))
+        call.headers_sent = True
+        self.calls[stream_id] = call  # so that a reset of the stream ends a streamed body
+        try:
+            with call.scope:
+                head = [(":status", str(response.status)), ("content-type", response.content_type)]
+                self.conn.send_headers(stream_id, head)
+                if isinstance(response.body, bytes):
+                    await self._send_data(call, response.body)
+                else:
+                    async for chunk in response.body:
+                        await self._send_data(call, chunk)
+                self.conn.end_stream(stream_id)
+                await self._flush()
+        except (GrpcError, h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+            pass
+        finally:
+            self.calls.pop(stream_id, None)
+            if not isinstance(response.body, bytes):
+                with trio.CancelScope(shield=True):
+                    await response.body.aclose()  # type: ignore[attr-defined]
+
+    # -- outbound -------------------------------------------------------------------------------
+    async def _flush(self) -> None:
+        async with self._send_lock:
+            data = self.conn.data_to_send()
+            if data:
+                try:
+                    await self.stream.send_all(data)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    for call in self.calls.values():
+                        call.closed = True
+                        call.scope.cancel()

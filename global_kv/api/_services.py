@@ -1,0 +1,215 @@
+"""etcd's KV, Lease, Cluster and Maintenance services, answered by a `GlobalClient`.
+
+The client is the node's own (its first member is this node's replica), so everything
+an etcd client asks goes the way a Python caller's request goes: writes with a session
+tag (a retry after a lost answer is applied once), linearizable reads through the
+leader's read round, `serializable` reads from this member's state ("follower"), and a
+failover retried on the next member. Each handler converts, calls, converts back; the
+rules live in the replica and the state machine, not here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import fields
+from typing import Any
+
+from google.protobuf.message import Message
+
+import ergo_py
+
+from .._errors import GlobalKVError
+from ..app import GLOBAL_NAME
+from ..client import GlobalClient
+from ..protocol import KVRangeRequest, StatusResponse
+from ._convert import Headers, delete_from_pb, member_id, process_member_id, put_from_pb, range_from_pb, txn_from_pb
+from ._errors import as_grpc_error
+from ._grpc import Call, GrpcError, Method, Status
+from ._pb import rpc_pb2
+
+__all__ = ["ETCD_VERSION", "EtcdServices"]
+
+# The etcd API version we answer as (Status, /version): the one whose .proto we serve.
+ETCD_VERSION = "3.5.0"
+_RANGE_FIELDS = [f.name for f in fields(KVRangeRequest)]
+_MAX_TTL = 9_000_000_000  # etcd's MaxLeaseTTL
+
+
+def _unimplemented(what: str) -> Callable[..., Awaitable[Any]]:
+    async def handler(*_: Any) -> Any:
+        raise GrpcError(Status.UNIMPLEMENTED, f"etcdserver: {what} is not supported by global-kv")
+
+    return handler
+
+
+class EtcdServices:
+    """The handlers, by gRPC path; `node_name` is this member's node."""
+
+    def __init__(self, client: GlobalClient, node_name: str, cluster_name: str, client_urls: tuple[str, ...]) -> None:
+        self.client = client
+        self.node_name = node_name
+        self.headers = Headers(member_id(cluster_name), process_member_id(ergo_py.ProcessID(GLOBAL_NAME, node_name)))
+        self.client_urls = client_urls
+
+    async def _call(self, make: Callable[[], Awaitable[Any]]) -> Any:
+        try:
+            return await make()
+        except GlobalKVError as exc:
+            raise as_grpc_error(exc) from None
+
+    # -- KV -----------------------------------------------------------------------------------
+    async def range(self, r: rpc_pb2.RangeRequest, call: Call | None = None) -> rpc_pb2.RangeResponse:
+        request = range_from_pb(r)
+        kwargs = {name: getattr(request, name) for name in _RANGE_FIELDS[2:]}
+        found = await self._call(lambda: self.client.range_kv(request.key, request.range_end, **kwargs))
+        return self.headers.range(found)
+
+    async def put(self, r: rpc_pb2.PutRequest, call: Call | None = None) -> rpc_pb2.PutResponse:
+        p = put_from_pb(r)
+        done = await self._call(
+            lambda: self.client.put_kv(
+                p.key,
+                p.value,
+                lease=p.lease,
+                prev_kv=p.prev_kv,
+                ignore_value=p.ignore_value,
+                ignore_lease=p.ignore_lease,
+            )
+        )
+        return self.headers.put(done)
+
+    async def delete_range(self, r: rpc_pb2.DeleteRangeRequest, call: Call | None = None) -> Message:
+        d = delete_from_pb(r)
+        done = await self._call(lambda: self.client.delete_range(d.key, d.range_end, prev_kv=d.prev_kv))
+        return self.headers.delete(done)
+
+    async def txn(self, r: rpc_pb2.TxnRequest, call: Call | None = None) -> rpc_pb2.TxnResponse:
+        t = txn_from_pb(r)
+        done = await self._call(lambda: self.client.txn(t.compare, t.success, t.failure))
+        return self.headers.txn(done)
+
+    async def compact(self, r: rpc_pb2.CompactionRequest, call: Call | None = None) -> Message:
+        done = await self._call(lambda: self.client.compact(r.revision))
+        return rpc_pb2.CompactionResponse(header=self.headers.pb(done.header))
+
+    # -- Lease --------------------------------------------------------------------------------
+    async def lease_grant(self, r: rpc_pb2.LeaseGrantRequest, call: Call | None = None) -> Message:
+        if r.TTL > _MAX_TTL:
+            raise GrpcError(Status.OUT_OF_RANGE, "etcdserver: too large lease TTL")
+        ttl = max(1, r.TTL)  # etcd grants at least its minimum TTL, never refuses a small one
+        done = await self._call(lambda: self.client.lease_grant(ttl, lease_id=r.ID))
+        return rpc_pb2.LeaseGrantResponse(header=self.headers.pb(done.header), ID=done.lease_id, TTL=int(done.ttl))
+
+    async def lease_revoke(self, r: rpc_pb2.LeaseRevokeRequest, call: Call | None = None) -> Message:
+        done = await self._call(lambda: self.client.lease_revoke(r.ID))
+        return rpc_pb2.LeaseRevokeResponse(header=self.headers.pb(done.header))
+
+    async def lease_keepalive(
+        self,
+        requests: AsyncIterator[rpc_pb2.LeaseKeepAliveRequest],
+        send: Callable[[Message], Awaitable[None]],
+        call: Call,
+    ) -> None:
+        """One answer per keep-alive, in order; a lease that is gone is answered TTL 0 (etcd's way)."""
+        async for r in requests:
+            try:
+                done = await self.client.lease_keepalive(r.ID)
+            except GlobalKVError as exc:
+                error = as_grpc_error(exc)
+                if error.code != Status.NOT_FOUND:
+                    raise error from None
+                await send(rpc_pb2.LeaseKeepAliveResponse(header=await self._header(), ID=r.ID, TTL=0))
+                continue
+            await send(
+                rpc_pb2.LeaseKeepAliveResponse(header=self.headers.pb(done.header), ID=done.lease_id, TTL=int(done.ttl))
+            )
+
+    async def lease_time_to_live(self, r: rpc_pb2.LeaseTimeToLiveRequest, call: Call | None = None) -> Message:
+        done = await self._call(lambda: self.client.lease_time_to_live(r.ID, keys=r.keys))
+        return rpc_pb2.LeaseTimeToLiveResponse(
+            header=self.headers.pb(done.header),
+            ID=r.ID,
+            TTL=-1 if done.ttl < 0 else math.ceil(done.ttl),
+            grantedTTL=int(done.granted_ttl),
+            keys=list(done.keys),
+        )
+
+    async def lease_leases(self, r: rpc_pb2.LeaseLeasesRequest, call: Call | None = None) -> Message:
+        done = await self._call(self.client.leases)
+        return rpc_pb2.LeaseLeasesResponse(
+            header=self.headers.pb(done.header), leases=[rpc_pb2.LeaseStatus(ID=i) for i in done.leases]
+        )
+
+    async def _header(self) -> rpc_pb2.ResponseHeader:
+        """A header for an answer that has none of its own: this member's revision now."""
+        found = await self._call(lambda: self.client.range_kv(b"\x00", count_only=True, consistency="follower"))
+        return self.headers.pb(found.header)
+
+    # -- Cluster and Maintenance ----------------------------------------------------------------
+    async def _status(self) -> StatusResponse:
+        return await self._call(lambda: self.client.status(self.node_name))  # type: ignore[no-any-return]
+
+    def _member(self, peer: ergo_py.ProcessID) -> rpc_pb2.Member:
+        mine = peer.node == self.node_name
+        return rpc_pb2.Member(
+            ID=process_member_id(peer),
+            name=peer.node,
+            peerURLs=[f"ergo://{peer.node}"],
+            clientURLs=list(self.client_urls) if mine else [],
+        )
+
+    async def member_list(self, r: rpc_pb2.MemberListRequest, call: Call | None = None) -> Message:
+        status = await self._status()
+        header = await self._header()
+        return rpc_pb2.MemberListResponse(header=header, members=[self._member(p) for p in status.peers])
+
+    async def status(self, r: rpc_pb2.StatusRequest, call: Call | None = None) -> Message:
+        status = await self._status()
+        header = await self._header()
+        return rpc_pb2.StatusResponse(
+            header=header,
+            version=ETCD_VERSION,
+            dbSize=status.storage_size,
+            dbSizeInUse=status.storage_size,
+            leader=process_member_id(status.leader) if status.leader is not None else 0,
+            raftIndex=status.commit_index,
+            raftTerm=status.term,
+            raftAppliedIndex=status.last_applied,
+            errors=[] if status.has_quorum else ["etcdserver: no leader"],
+            isLearner=False,
+        )
+
+    async def alarm(self, r: rpc_pb2.AlarmRequest, call: Call | None = None) -> Message:
+        if r.action != rpc_pb2.AlarmRequest.GET:
+            raise GrpcError(Status.UNIMPLEMENTED, "etcdserver: alarms are raised by the nodes themselves")
+        return rpc_pb2.AlarmResponse(header=await self._header(), alarms=[])
+
+    # -- the table ------------------------------------------------------------------------------
+    def methods(self) -> dict[str, Method]:
+        kv, lease = "/etcdserverpb.KV/", "/etcdserverpb.Lease/"
+        cluster, maint = "/etcdserverpb.Cluster/", "/etcdserverpb.Maintenance/"
+        table = {
+            kv + "Range": Method(rpc_pb2.RangeRequest, self.range),
+            kv + "Put": Method(rpc_pb2.PutRequest, self.put),
+            kv + "DeleteRange": Method(rpc_pb2.DeleteRangeRequest, self.delete_range),
+            kv + "Txn": Method(rpc_pb2.TxnRequest, self.txn),
+            kv + "Compact": Method(rpc_pb2.CompactionRequest, self.compact),
+            lease + "LeaseGrant": Method(rpc_pb2.LeaseGrantRequest, self.lease_grant),
+            lease + "LeaseRevoke": Method(rpc_pb2.LeaseRevokeRequest, self.lease_revoke),
+            lease + "LeaseKeepAlive": Method(rpc_pb2.LeaseKeepAliveRequest, self.lease_keepalive, streaming=True),
+            lease + "LeaseTimeToLive": Method(rpc_pb2.LeaseTimeToLiveRequest, self.lease_time_to_live),
+            lease + "LeaseLeases": Method(rpc_pb2.LeaseLeasesRequest, self.lease_leases),
+            cluster + "MemberList": Method(rpc_pb2.MemberListRequest, self.member_list),
+            maint + "Status": Method(rpc_pb2.StatusRequest, self.status),
+            maint + "Alarm": Method(rpc_pb2.AlarmRequest, self.alarm),
+        }
+        # Every other method of etcd's services is answered Unimplemented, with its name.
+        for service in rpc_pb2.DESCRIPTOR.services_by_name.values():
+            for m in service.methods:
+                path = f"/etcdserverpb.{service.name}/{m.name}"
+                if path not in table:
+                    request = getattr(rpc_pb2, m.input_type.name)
+                    streaming = m.client_streaming or m.server_streaming
+                    table[path] = Method(request, _unimplemented(f"{service.name}.{m.name}"), streaming)
+        return table

@@ -1,0 +1,149 @@
+"""etcd's Watch service: one bidirectional stream carries many watches.
+
+Each created watch is a `GlobalClient.watch` (batched: a revision's events travel in one
+WatchResponse, as etcd sends them) run in its own task; so a watch served here resumes
+at another member, from the revision after the last it delivered, if this node's
+replica restarts. Watch ids are the client's (`watch_id`) or the next free one from 0,
+per stream, as etcd numbers them. Every response of the stream goes through one lock:
+a message is never interleaved with another on the wire.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import trio
+from google.protobuf.message import Message
+
+from .._errors import Compacted, GlobalKVError
+from ..client import GlobalClient, WatchBatch, WatchProgress
+from ._convert import Headers, event_to_pb
+from ._errors import COMPACTED, as_grpc_error
+from ._grpc import Call
+from ._pb import rpc_pb2
+
+__all__ = ["WatchService"]
+
+_FILTERS = {rpc_pb2.WatchCreateRequest.NOPUT: "noput", rpc_pb2.WatchCreateRequest.NODELETE: "nodelete"}
+DUPLICATE_ID = "mvcc: duplicate watch ID provided on the WatchStream"
+
+
+class WatchService:
+    def __init__(self, client: GlobalClient, headers: Headers) -> None:
+        self.client = client
+        self.headers = headers
+
+    async def watch(
+        self,
+        requests: AsyncIterator[rpc_pb2.WatchRequest],
+        send: Callable[[Message], Awaitable[None]],
+        call: Call,
+    ) -> None:
+        lock = trio.Lock()
+
+        async def reply(message: rpc_pb2.WatchResponse) -> None:
+            async with lock:
+                await send(message)
+
+        watches: dict[int, trio.CancelScope] = {}
+        next_id = 0
+        async with trio.open_nursery() as nursery:
+            async for request in requests:
+                which = request.WhichOneof("request_union")
+                if which == "create_request":
+                    create = request.create_request
+                    watch_id = create.watch_id
+                    if watch_id == 0:  # etcd's AutoWatchID: the next free id
+                        while next_id in watches:
+                            next_id += 1
+                        watch_id = next_id
+                        next_id += 1
+                    if watch_id in watches:
+                        await reply(
+                            rpc_pb2.WatchResponse(
+                                header=self.headers.at(0),
+                                watch_id=watch_id,
+                                created=True,
+                                canceled=True,
+                                cancel_reason=DUPLICATE_ID,
+                            )
+                        )
+                        continue
+                    scope = trio.CancelScope()
+                    watches[watch_id] = scope
+                    nursery.start_soon(self._serve_one, watch_id, create, scope, reply, watches)
+                elif which == "cancel_request":
+                    watch_id = request.cancel_request.watch_id
+                    ending = watches.pop(watch_id, None)
+                    if ending is not None:
+                        ending.cancel()
+                        await reply(rpc_pb2.WatchResponse(header=await self._now(), watch_id=watch_id, canceled=True))
+                elif which == "progress_request":
+                    await reply(rpc_pb2.WatchResponse(header=await self._now(), watch_id=-1))
+            await trio.sleep_forever()  # the client stopped sending: its watches go on until it hangs up
+
+    async def _now(self) -> rpc_pb2.ResponseHeader:
+        try:
+            found = await self.client.range_kv(b"\x00", count_only=True, consistency="follower")
+        except GlobalKVError as exc:
+            raise as_grpc_error(exc) from None
+        return self.headers.pb(found.header)
+
+    async def _serve_one(
+        self,
+        watch_id: int,
+        create: rpc_pb2.WatchCreateRequest,
+        scope: trio.CancelScope,
+        reply: Callable[[rpc_pb2.WatchResponse], Awaitable[None]],
+        watches: dict[int, trio.CancelScope],
+    ) -> None:
+        with scope:
+            try:
+                watch = self.client.watch(
+                    create.key,
+                    create.range_end,
+                    start_revision=create.start_revision,
+                    prev_kv=create.prev_kv,
+                    filters=[_FILTERS[f] for f in create.filters if f in _FILTERS],
+                    progress_notify=create.progress_notify,
+                    batched=True,
+                )
+                async with watch:
+                    await reply(
+                        rpc_pb2.WatchResponse(header=self.headers.at(watch.revision), watch_id=watch_id, created=True)
+                    )
+                    async for item in watch:
+                        if isinstance(item, WatchBatch):
+                            events = [event_to_pb(e, create.prev_kv) for e in item.events]
+                            response = rpc_pb2.WatchResponse(
+                                header=self.headers.at(item.revision), watch_id=watch_id, events=events
+                            )
+                        elif isinstance(item, WatchProgress):
+                            response = rpc_pb2.WatchResponse(header=self.headers.at(item.revision), watch_id=watch_id)
+                        else:
+                            continue
+                        await reply(response)
+            except Compacted as exc:
+                await reply(
+                    rpc_pb2.WatchResponse(
+                        header=self.headers.at(0),
+                        watch_id=watch_id,
+                        created=True,
+                        canceled=True,
+                        compact_revision=exc.compact_revision,
+                        cancel_reason=COMPACTED,
+                    )
+                )
+            except GlobalKVError as exc:
+                await reply(
+                    rpc_pb2.WatchResponse(
+                        header=self.headers.at(0),
+                        watch_id=watch_id,
+                        created=True,
+                        canceled=True,
+                        cancel_reason=as_grpc_error(exc).message,
+                    )
+                )
+            finally:
+                if watches.get(watch_id) is scope:
+                    del watches[watch_id]

@@ -1,0 +1,129 @@
+"""etcd's own command-line client (Debian's etcd-client) against a 3-node cluster of
+node processes serving etcd's API: every command goes to a member chosen on purpose
+(leader or follower), and what one member wrote another must show."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+import trio
+
+from global_kv.cli import LocalCluster
+
+ETCDCTL = shutil.which("etcdctl")
+if ETCDCTL is None:
+    if os.environ.get("CI"):
+        raise RuntimeError("etcdctl is missing: .ci/run installs Debian's etcd-client")
+    pytest.skip("etcdctl not installed (apt install etcd-client)", allow_module_level=True)
+
+
+async def etcdctl(endpoint: str, *argv: str, stdin: bytes = b"") -> tuple[int, str, str]:
+    cmd = [ETCDCTL, f"--endpoints={endpoint}", "--dial-timeout=5s", "--command-timeout=10s", *argv]
+    with trio.fail_after(30):
+        done = await trio.run_process(
+            cmd,
+            stdin=stdin,
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+            env={**os.environ, "ETCDCTL_API": "3"},
+        )
+    return done.returncode, done.stdout.decode(), done.stderr.decode()
+
+
+async def ok(endpoint: str, *argv: str, stdin: bytes = b"") -> str:
+    code, out, err = await etcdctl(endpoint, *argv, stdin=stdin)
+    assert code == 0, (argv, out, err)
+    return out
+
+
+async def test_etcdctl_reads_writes_txns_leases_and_cluster_state_on_any_member() -> None:
+    with trio.fail_after(120):
+        async with LocalCluster(3, metrics=False, etcd_api=True) as cluster:
+            leader = await cluster.wait_for_leader()
+            urls = [n.client_url or "" for n in cluster.nodes]
+            lead, f1, f2 = urls[leader], *(u for i, u in enumerate(urls) if i != leader)
+
+            # Writes on a follower are forwarded; linearizable reads see them on every member.
+            assert await ok(f1, "put", "app/a", "1") == "OK\n"
+            assert await ok(f2, "put", "app/b", "2") == "OK\n"
+            for url in urls:
+                assert await ok(url, "get", "app/", "--prefix") == "app/a\n1\napp/b\n2\n"
+            # Serializable reads are served from the member's own state.
+            assert "app/a" in await ok(f2, "get", "app/a", "--consistency=s")
+            found = json.loads(await ok(f1, "get", "app/a", "-w", "json"))
+            assert found["kvs"][0]["version"] == 1 and found["count"] == 1
+            first_rev = found["kvs"][0]["mod_revision"]
+
+            # A txn from stdin, in etcdctl's own format, on a follower.
+            txn = b'value("app/a") = "1"\n\nput app/a 10\nget app/b\n\nget app/a\n\n'
+            assert await ok(f1, "txn", stdin=txn) == "SUCCESS\n\nOK\n\napp/b\n2\n"
+            assert await ok(lead, "txn", stdin=txn) == "FAILURE\n\napp/a\n10\n"
+
+            # History and compaction, with etcd's error text.
+            assert await ok(f2, "get", "app/a", f"--rev={first_rev}") == "app/a\n1\n"
+            assert "compacted revision" in await ok(lead, "compaction", str(first_rev + 1))
+            code, _, err = await etcdctl(f2, "get", "app/a", f"--rev={first_rev}")
+            assert code != 0 and "required revision has been compacted" in err
+
+            # Leases: granted on one member, used and checked on others, revoked with its keys.
+            lease = (await ok(f1, "lease", "grant", "60")).split()[1]
+            assert await ok(f2, "put", "app/leased", "x", f"--lease={lease}") == "OK\n"
+            assert "attached keys([app/leased])" in await ok(lead, "lease", "timetolive", lease, "--keys")
+            assert lease in await ok(f2, "lease", "list")
+            assert "keepalived with TTL(60)" in await ok(f1, "lease", "keep-alive", "--once", lease)
+            assert "revoked" in await ok(f2, "lease", "revoke", lease)
+            assert await ok(lead, "get", "app/leased") == ""
+            code, _, err = await etcdctl(f1, "lease", "revoke", lease)
+            assert code != 0 and "requested lease not found" in err
+
+            # Bad input gets etcd's errors; the members keep serving.
+            code, _, err = await etcdctl(f1, "put", "", "x")
+            assert code != 0 and "key is not provided" in err
+            code, _, err = await etcdctl(f1, "put", "app/big", stdin=b"x" * (2 * 1024 * 1024))  # the value
+            assert code != 0 and "larger than max" in err, err
+
+            # Cluster state as etcd reports it: three members, one leader.
+            members = json.loads(await ok(f1, "member", "list", "-w", "json"))["members"]
+            assert sorted(m["name"] for m in members) == sorted(n.name for n in cluster.nodes)
+            statuses = json.loads(await ok(",".join(urls), "endpoint", "status", "-w", "json"))
+            leaders = {s["Status"]["leader"] for s in statuses}
+            ids = {s["Status"]["header"]["member_id"] for s in statuses}
+            assert len(leaders) == 1 and leaders <= ids, statuses
+            code, out, err = await etcdctl(f2, "endpoint", "health")
+            assert code == 0 and "is healthy" in out + err
+            assert await ok(lead, "get", "app/a") == "app/a\n10\n"
+
+
+async def test_etcdctl_watch_on_a_follower_sees_writes_made_on_the_leader() -> None:
+    with trio.fail_after(120):
+        async with LocalCluster(3, metrics=False, etcd_api=True) as cluster:
+            leader = await cluster.wait_for_leader()
+            urls = [n.client_url or "" for n in cluster.nodes]
+            follower = next(u for i, u in enumerate(urls) if i != leader)
+            await ok(urls[leader], "put", "cfg/x", "0")
+            rev = json.loads(await ok(urls[leader], "get", "cfg/x", "-w", "json"))["header"]["revision"]
+            cmd = [ETCDCTL, f"--endpoints={follower}", "watch", "cfg/", "--prefix", "--prev-kv", f"--rev={rev}"]
+            proc = await trio.lowlevel.open_process(cmd, stdout=subprocess.PIPE)
+            try:
+                assert proc.stdout is not None
+                await ok(urls[leader], "put", "cfg/x", "1")
+                await ok(urls[leader], "del", "cfg/x")
+                seen = b""
+                with trio.fail_after(20):
+                    while seen.count(b"\n") < 8:
+                        chunk = await proc.stdout.receive_some(4096)
+                        assert chunk, seen
+                        seen += chunk
+                # From its start revision: the put at rev, then put (with its previous value) and delete.
+                lines = seen.decode().splitlines()
+                assert lines[:2] == ["PUT", "cfg/x"] and lines[2] == "0"
+                assert "DELETE" in lines and lines.count("PUT") == 2, lines
+            finally:
+                proc.kill()
+                with trio.move_on_after(5):
+                    await proc.wait()
