@@ -70,6 +70,13 @@ _ROUTES = {
     "/v3/maintenance/hash": "/etcdserverpb.Maintenance/Hash",
     "/v3/maintenance/snapshot": "/etcdserverpb.Maintenance/Snapshot",
     "/v3/maintenance/transfer-leadership": "/etcdserverpb.Maintenance/MoveLeader",
+    "/v3/lock/lock": "/v3lockpb.Lock/Lock",
+    "/v3/lock/unlock": "/v3lockpb.Lock/Unlock",
+    "/v3/election/campaign": "/v3electionpb.Election/Campaign",
+    "/v3/election/proclaim": "/v3electionpb.Election/Proclaim",
+    "/v3/election/leader": "/v3electionpb.Election/Leader",
+    "/v3/election/observe": "/v3electionpb.Election/Observe",
+    "/v3/election/resign": "/v3electionpb.Election/Resign",
     "/v3/auth/authenticate": "/etcdserverpb.Auth/Authenticate",
     "/v3/auth/enable": "/etcdserverpb.Auth/AuthEnable",
     "/v3/auth/disable": "/etcdserverpb.Auth/AuthDisable",
@@ -86,7 +93,8 @@ def _error_body(error: GrpcError) -> dict[str, Any]:
 
 
 def _error(error: GrpcError) -> HttpResponse:
-    return HttpResponse(_HTTP_STATUS.get(error.code, 500), json.dumps(_error_body(error)).encode())
+    body = json.dumps(_error_body(error), separators=(",", ":")).encode()
+    return HttpResponse(_HTTP_STATUS.get(error.code, 500), body)
 
 
 class Gateway:

@@ -26,6 +26,7 @@ from ._gateway import Gateway
 from ._grpc import PREFACE, H2Server, HttpHandler, Method
 from ._http1 import serve_http1
 from ._pb import rpc_pb2
+from ._recipes import RecipeServices
 from ._services import EtcdServices
 from ._watch import WatchService
 
@@ -74,6 +75,7 @@ async def open_etcd_server(
         methods = services.methods()
         watch = WatchService(client, services.headers)
         methods["/etcdserverpb.Watch/Watch"] = Method(rpc_pb2.WatchRequest, watch.watch, streaming=True)
+        methods.update(RecipeServices(client, services.headers, services.header).methods())
 
         async def health() -> tuple[bool, str]:
             try:

@@ -119,7 +119,7 @@ class EtcdServices:
                 error = as_grpc_error(exc)
                 if error.code != Status.NOT_FOUND:
                     raise error from None
-                await send(rpc_pb2.LeaseKeepAliveResponse(header=await self._header(), ID=r.ID, TTL=0))
+                await send(rpc_pb2.LeaseKeepAliveResponse(header=await self.header(), ID=r.ID, TTL=0))
                 continue
             await send(
                 rpc_pb2.LeaseKeepAliveResponse(header=self.headers.pb(done.header), ID=done.lease_id, TTL=int(done.ttl))
@@ -141,7 +141,7 @@ class EtcdServices:
             header=self.headers.pb(done.header), leases=[rpc_pb2.LeaseStatus(ID=i) for i in done.leases]
         )
 
-    async def _header(self) -> rpc_pb2.ResponseHeader:
+    async def header(self) -> rpc_pb2.ResponseHeader:
         """A header for an answer that has none of its own: this member's revision now."""
         found = await self._call(lambda: self.client.range_kv(b"\x00", count_only=True, consistency="follower"))
         return self.headers.pb(found.header)
@@ -161,12 +161,12 @@ class EtcdServices:
 
     async def member_list(self, r: rpc_pb2.MemberListRequest, call: Call | None = None) -> Message:
         status = await self._status()
-        header = await self._header()
+        header = await self.header()
         return rpc_pb2.MemberListResponse(header=header, members=[self._member(p) for p in status.peers])
 
     async def status(self, r: rpc_pb2.StatusRequest, call: Call | None = None) -> Message:
         status = await self._status()
-        header = await self._header()
+        header = await self.header()
         return rpc_pb2.StatusResponse(
             header=header,
             version=ETCD_VERSION,
@@ -183,7 +183,7 @@ class EtcdServices:
     async def alarm(self, r: rpc_pb2.AlarmRequest, call: Call | None = None) -> Message:
         if r.action != rpc_pb2.AlarmRequest.GET:
             raise GrpcError(Status.UNIMPLEMENTED, "etcdserver: alarms are raised by the nodes themselves")
-        return rpc_pb2.AlarmResponse(header=await self._header(), alarms=[])
+        return rpc_pb2.AlarmResponse(header=await self.header(), alarms=[])
 
     # -- the table ------------------------------------------------------------------------------
     def methods(self) -> dict[str, Method]:

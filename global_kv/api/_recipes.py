@@ -1,0 +1,124 @@
+"""etcd's v3lock (Lock, Unlock) and v3election (Campaign, Proclaim, Leader, Observe,
+Resign) services, on the client's `Election` recipe: etcd's server-side versions of its
+`concurrency` package, with the same keys (`<name>/<lease id in hex>`), so a lock taken
+here and one taken by a Go program with `concurrency.Mutex` exclude each other.
+
+A waiter (Lock or Campaign) whose call is cancelled or times out takes its key back,
+as etcd's do: the next in line is not kept waiting for a caller that left.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import trio
+from google.protobuf.message import Message
+
+from .._errors import GlobalKVError
+from ..client import Election, GlobalClient, NotElected
+from ._convert import Headers, kv_to_pb
+from ._errors import LEASE_NOT_FOUND, as_grpc_error
+from ._grpc import Call, GrpcError, Method, Status
+from ._pb import v3election_pb2, v3lock_pb2
+
+__all__ = ["RecipeServices"]
+
+NOT_LEADER = "etcdserver: election: not leader"
+NO_LEADER = "etcdserver: election: no leader"
+
+
+async def _run(make: Callable[[], Awaitable[Any]], not_elected: GrpcError | None = None) -> Any:
+    """A recipe call, with our errors turned into etcd's (NotElected into `not_elected`)."""
+    try:
+        return await make()
+    except NotElected:
+        if not_elected is None:
+            raise
+        raise not_elected from None
+    except GlobalKVError as exc:
+        raise as_grpc_error(exc) from None
+
+
+class RecipeServices:
+    def __init__(self, client: GlobalClient, headers: Headers, header: Callable[[], Awaitable[Any]]) -> None:
+        self.client = client
+        self.headers = headers
+        self._header = header  # this member's header now
+
+    async def _campaign(self, name: bytes, lease: int, value: bytes) -> Any:
+        """Wait to be first in line under `name`; our key goes if we stop waiting."""
+        if not name:
+            raise GrpcError(Status.INVALID_ARGUMENT, "etcdserver: key is not provided")
+        election = Election(self.client, name)
+        try:
+            # NotElected: its lease ended while it waited.
+            return await _run(lambda: election.campaign(value, lease), GrpcError(Status.NOT_FOUND, LEASE_NOT_FOUND))
+        except BaseException:
+            with trio.CancelScope(shield=True), trio.move_on_after(5):
+                await election.resign()
+            raise
+
+    # -- v3lock --------------------------------------------------------------------------------
+    async def lock(self, r: v3lock_pb2.LockRequest, call: Call | None = None) -> Message:
+        kv = await self._campaign(r.name, r.lease, b"")
+        return v3lock_pb2.LockResponse(header=await self._header(), key=kv.key)
+
+    async def unlock(self, r: v3lock_pb2.UnlockRequest, call: Call | None = None) -> Message:
+        done = await _run(lambda: self.client.delete_range(r.key))
+        return v3lock_pb2.UnlockResponse(header=self.headers.pb(done.header))
+
+    # -- v3election ----------------------------------------------------------------------------
+    async def campaign(self, r: v3election_pb2.CampaignRequest, call: Call | None = None) -> Message:
+        kv = await self._campaign(r.name, r.lease, r.value)
+        leader = v3election_pb2.LeaderKey(name=r.name, key=kv.key, rev=kv.create_revision, lease=r.lease)
+        return v3election_pb2.CampaignResponse(header=await self._header(), leader=leader)
+
+    def _held(self, leader: v3election_pb2.LeaderKey) -> Election:
+        election = Election(self.client, leader.name)
+        election.key, election.revision = leader.key, leader.rev
+        return election
+
+    async def proclaim(self, r: v3election_pb2.ProclaimRequest, call: Call | None = None) -> Message:
+        election = self._held(r.leader)
+        not_leader = GrpcError(Status.FAILED_PRECONDITION, NOT_LEADER)
+        await _run(lambda: election.proclaim(r.value, r.leader.lease), not_leader)
+        return v3election_pb2.ProclaimResponse(header=await self._header())
+
+    async def leader(self, r: v3election_pb2.LeaderRequest, call: Call | None = None) -> Message:
+        kv = await _run(Election(self.client, r.name).leader)
+        if kv is None:
+            raise GrpcError(Status.UNAVAILABLE, NO_LEADER)
+        return v3election_pb2.LeaderResponse(header=await self._header(), kv=kv_to_pb(kv))
+
+    async def observe(
+        self,
+        requests: AsyncIterator[v3election_pb2.LeaderRequest],
+        send: Callable[[Message], Awaitable[None]],
+        call: Call,
+    ) -> None:
+        """Server-streaming: the leader now, then each change, until the client leaves."""
+        async for r in requests:
+            try:
+                async for kv in Election(self.client, r.name).observe():
+                    if kv is not None:
+                        await send(v3election_pb2.LeaderResponse(header=await self._header(), kv=kv_to_pb(kv)))
+            except GlobalKVError as exc:
+                raise as_grpc_error(exc) from None
+            return
+
+    async def resign(self, r: v3election_pb2.ResignRequest, call: Call | None = None) -> Message:
+        await _run(self._held(r.leader).resign)
+        return v3election_pb2.ResignResponse(header=await self._header())
+
+    def methods(self) -> dict[str, Method]:
+        lock, election = "/v3lockpb.Lock/", "/v3electionpb.Election/"
+        return {
+            lock + "Lock": Method(v3lock_pb2.LockRequest, self.lock),
+            lock + "Unlock": Method(v3lock_pb2.UnlockRequest, self.unlock),
+            election + "Campaign": Method(v3election_pb2.CampaignRequest, self.campaign),
+            election + "Proclaim": Method(v3election_pb2.ProclaimRequest, self.proclaim),
+            election + "Leader": Method(v3election_pb2.LeaderRequest, self.leader),
+            election + "Observe": Method(v3election_pb2.LeaderRequest, self.observe, streaming=True),
+            election + "Resign": Method(v3election_pb2.ResignRequest, self.resign),
+        }
