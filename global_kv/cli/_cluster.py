@@ -352,7 +352,8 @@ class LocalCluster:
         ]
         for n in self.nodes:
             metrics = f"  {n.metrics_url}/metrics" if n.metrics_url else ""
-            lines.append(f"  {n.name:14} {n.url:24} pid {n.pid}{metrics}")
+            etcd = f"  etcd API {n.client_url}" if n.client_url else ""
+            lines.append(f"  {n.name:14} {n.url:24} pid {n.pid}{metrics}{etcd}")
         lines += ["", "Use it from another shell:"]
         if show_cookie:
             lines.append(f"  export COOKIE={self.cookie}")
@@ -360,6 +361,14 @@ class LocalCluster:
             f"  export CLUSTER_ID={shlex.quote(self.cluster_id)}",
             f"  export BOOTSTRAP={shlex.quote(self.bootstrap)}",
             "  global-kv ctl put greeting hello && global-kv ctl get greeting && global-kv ctl status",
+        ]
+        endpoints = [n.client_url for n in self.nodes if n.client_url]
+        if endpoints:
+            lines += [
+                f"  export ETCDCTL_API=3 ETCDCTL_ENDPOINTS={','.join(endpoints)}",
+                "  etcdctl put greeting hello && etcdctl get greeting && etcdctl endpoint status -w table",
+            ]
+        lines += [
             "",
             "To restart a node by hand (after `kill -9 PID`), with COOKIE exported as above:",
         ]
@@ -377,7 +386,7 @@ class LocalCluster:
         cmd = [self.python, "-m", "global_kv.cli", "node", "--exit-with-stdin", *args]
         env = {k: v for k, v in os.environ.items() if k not in ("ERGO_COOKIE",)}
         env.update(self.extra_env)
-        for key in ("ROUTES", "METRICS", "READ_CONSISTENCY"):
+        for key in ("ROUTES", "METRICS", "CLIENT_LISTEN", "READ_CONSISTENCY"):
             env.pop(key, None)
         env.update(settings)
         env["PYTHONUNBUFFERED"] = "1"

@@ -97,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="node i listens on BASE+i, its metrics on BASE+100+i (default: free ports)",
     )
     cluster.add_argument("--no-metrics", action="store_true", help="no HTTP metrics/health servers")
+    cluster.add_argument(
+        "--etcd-api", action="store_true", help="each node also serves etcd's API (for etcdctl), on BASE+200+i"
+    )
     cluster.add_argument("--read-consistency", choices=READ_CONSISTENCIES, default=None)
     cluster.add_argument(
         "--set", action="append", default=[], metavar="FIELD=VALUE", help="GlobalConfig field for every node"
@@ -158,6 +161,7 @@ async def _run_cluster(args: argparse.Namespace, env: Mapping[str, str]) -> None
             base_port=args.base_port,
             cookie=cookie,
             metrics=not args.no_metrics,
+            etcd_api=args.etcd_api,
             read_consistency=args.read_consistency,
             config=config,
         )
