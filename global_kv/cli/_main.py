@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--client-listen",
         help="host:port (or a port, on 127.0.0.1) of etcd's API, gRPC and JSON [CLIENT_LISTEN] (default off)",
     )
+    node.add_argument("--client-cert", help="TLS certificate of etcd's API [CLIENT_CERT] (default: plain)")
+    node.add_argument("--client-key", help="its private key [CLIENT_KEY]")
+    node.add_argument("--trusted-ca", help="CA that signs client certificates; they are required then [TRUSTED_CA]")
     node.add_argument("--storage", help="memory, leveldb, lmdb, hybrid [STORAGE] (default leveldb with a data dir)")
     node.add_argument(
         "--read-consistency", help=f"default read level, one of {', '.join(READ_CONSISTENCIES)} [READ_CONSISTENCY]"

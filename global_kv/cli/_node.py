@@ -136,7 +136,13 @@ async def _serve(settings: NodeSettings, stop: trio.Event, out: TextIO) -> None:
             members = [p.node for p in settings.bootstrap]
             try:
                 api = await stack.enter_async_context(
-                    open_etcd_server(node, settings.client_listen, members, cluster=config.cluster_id)
+                    open_etcd_server(
+                        node,
+                        settings.client_listen,
+                        members,
+                        cluster=config.cluster_id,
+                        tls=settings.client_tls.context() if settings.client_tls else None,
+                    )
                 )
             except OSError as exc:
                 host_, port_ = settings.client_listen

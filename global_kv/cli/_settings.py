@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,7 +23,7 @@ from ..ops import parse_host_port
 from ._errors import UsageError
 from ._peers import DEFAULT_PORT, Peer, members_of, parse_bootstrap, routes_of, validate_node_name
 
-__all__ = ["ENV_NAMES", "NodeSettings", "node_settings", "parse_overrides"]
+__all__ = ["ENV_NAMES", "ClientTLS", "NodeSettings", "node_settings", "parse_overrides"]
 
 # flag attribute -> environment variable(s), first set wins
 ENV_NAMES: dict[str, tuple[str, ...]] = {
@@ -35,6 +36,9 @@ ENV_NAMES: dict[str, tuple[str, ...]] = {
     "listen": ("LISTEN",),
     "metrics": ("METRICS",),
     "client_listen": ("CLIENT_LISTEN",),
+    "client_cert": ("CLIENT_CERT",),
+    "client_key": ("CLIENT_KEY",),
+    "trusted_ca": ("TRUSTED_CA",),
     "storage": ("STORAGE",),
     "read_consistency": ("READ_CONSISTENCY",),
     "log_level": ("LOG_LEVEL",),
@@ -42,6 +46,25 @@ ENV_NAMES: dict[str, tuple[str, ...]] = {
 
 # GlobalConfig fields with a flag of their own; `--set` takes the others.
 _OWN_FLAGS = {"cluster_id", "bootstrap", "storage_type", "data_dir", "read_consistency", "log_level"}
+
+
+@dataclass(frozen=True)
+class ClientTLS:
+    """TLS for etcd's API: the server's certificate and key; with `trusted_ca`, clients
+    must present a certificate signed by it (etcd's --client-cert-auth)."""
+
+    cert: str
+    key: str
+    trusted_ca: str | None = None
+
+    def context(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(self.cert, self.key)
+        ctx.set_alpn_protocols(["h2", "http/1.1"])
+        if self.trusted_ca:
+            ctx.load_verify_locations(self.trusted_ca)
+            ctx.verify_mode = ssl.CERT_REQUIRED
+        return ctx
 
 
 @dataclass(frozen=True)
@@ -55,6 +78,7 @@ class NodeSettings:
     extra_routes: tuple[Peer, ...] = ()
     metrics: tuple[str, int] | None = None
     client_listen: tuple[str, int] | None = None  # etcd's API (gRPC and the JSON gateway)
+    client_tls: ClientTLS | None = None  # its TLS (etcd's --cert-file, --key-file, --trusted-ca-file)
     config: GlobalConfig = field(default_factory=GlobalConfig)
     exit_with_stdin: bool = False
 
@@ -114,6 +138,21 @@ def _host_port(text: str, what: str) -> tuple[str, int]:
         raise UsageError(str(exc)) from None
 
 
+def _client_tls(cert: str | None, key: str | None, trusted_ca: str | None) -> ClientTLS | None:
+    if not cert and not key:
+        if trusted_ca:
+            raise UsageError("TRUSTED_CA needs CLIENT_CERT and CLIENT_KEY (the server's own certificate)")
+        return None
+    if not cert or not key:
+        raise UsageError("give both CLIENT_CERT and CLIENT_KEY (the etcd API's certificate and its key)")
+    tls = ClientTLS(cert, key, trusted_ca or None)
+    try:
+        tls.context()
+    except (OSError, ssl.SSLError) as exc:
+        raise UsageError(f"cannot load the etcd API's TLS files: {exc}") from None
+    return tls
+
+
 def _client_listen(text: str) -> tuple[str, int]:
     """CLIENT_LISTEN: host:port, or a bare port (or :port) on 127.0.0.1: etcd's API is
     served on other interfaces only when asked by name."""
@@ -163,6 +202,9 @@ def node_settings(args: Any, env: Mapping[str, str]) -> NodeSettings:
     metrics = _host_port(metrics_text, "METRICS") if metrics_text else None
     client_text = _pick(args, env, "client_listen")
     client_listen = _client_listen(client_text) if client_text else None
+    client_tls = _client_tls(*(_pick(args, env, k) for k in ("client_cert", "client_key", "trusted_ca")))
+    if client_tls is not None and client_listen is None:
+        raise UsageError("CLIENT_CERT/CLIENT_KEY need CLIENT_LISTEN (the port they secure)")
     data_dir = _pick(args, env, "data_dir")
     storage = _pick(args, env, "storage") or ("leveldb" if data_dir else "memory")
     overrides = parse_overrides(getattr(args, "set", None) or ())
@@ -186,6 +228,7 @@ def node_settings(args: Any, env: Mapping[str, str]) -> NodeSettings:
         extra_routes=extra,
         metrics=metrics,
         client_listen=client_listen,
+        client_tls=client_tls,
         config=config,
         exit_with_stdin=bool(getattr(args, "exit_with_stdin", False)),
     )
