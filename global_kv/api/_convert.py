@@ -73,12 +73,9 @@ class Headers:
         )
 
     def pb(self, header: ResponseHeader) -> rpc_pb2.ResponseHeader:
-        return rpc_pb2.ResponseHeader(
-            cluster_id=self.cluster_id,
-            member_id=member_id(str(header.member_id)),
-            revision=header.revision,
-            raft_term=header.raft_term,
-        )
+        """As etcd: the member the client talks to names itself, also for an answer the
+        leader gave (a forwarded write); the revision and term are the answer's."""
+        return self.at(header.revision, header.raft_term)
 
     def range(self, r: RangeResponse) -> rpc_pb2.RangeResponse:
         return rpc_pb2.RangeResponse(

@@ -141,8 +141,9 @@ class Gateway:
         send, receive = trio.open_memory_channel[bytes](16)
 
         async def one() -> AsyncIterator[Message]:
+            # The body's one message, then the end of the request stream (as grpc-gateway does:
+            # a keep-alive answers once; a watch or an observe goes on until the client leaves).
             yield message
-            await trio.sleep_forever()  # the request stream stays open while the client listens
 
         async def run() -> None:
             async with send:

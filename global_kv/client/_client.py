@@ -27,6 +27,7 @@ from ergo_py import Actor, ProcessID
 
 from .._errors import CASFailed, Compacted, GlobalKVError, LockNotHeld, LockTimeout, NotLeader, Unavailable
 from ..protocol import (
+    AddPeerRequest,
     CompactRequest,
     CompactResponse,
     Compare,
@@ -55,6 +56,7 @@ from ..protocol import (
     RangeRequest,
     RangeResponse,
     RefreshRequest,
+    RemovePeerRequest,
     SessionTag,
     StatusRequest,
     StatusResponse,
@@ -548,6 +550,33 @@ class GlobalClient:
             target = ProcessID("global", node) if isinstance(node, str) else node
             return await self.process.call(target, StatusRequest(), timeout=self.timeout)  # type: ignore[no-any-return]
         return await self._request(StatusRequest(), follow_leader=False)  # type: ignore[no-any-return]
+
+    async def add_peer(self, node: str, *, timeout: float = 30.0) -> int:
+        """Make the replica on `node` a member (the members must be able to dial it: it is
+        in their BOOTSTRAP or ROUTES). The leader first checks that it runs a replica of
+        this cluster. The log index of the change; `ConfChangeRejected` if it is a member
+        already, cannot be reached, or another change is not committed yet."""
+        return await self._to_leader(AddPeerRequest(ProcessID("global", node)), timeout)
+
+    async def remove_peer(self, node: str, *, timeout: float = 30.0) -> int:
+        """Remove the member on `node` (through the leader). The log index of the change."""
+        return await self._to_leader(RemovePeerRequest(ProcessID("global", node)), timeout)
+
+    async def _to_leader(self, request: Any, timeout: float) -> int:
+        """A membership request to whichever member leads, within `timeout` (its check may
+        take longer than one try of `_request`)."""
+        deadline = trio.current_time() + timeout
+        while True:
+            leader = (await self.status()).leader
+            remaining = deadline - trio.current_time()
+            if remaining <= 0:
+                raise Unavailable(f"no leader took {type(request).__name__} within {timeout:g} s")
+            if leader is not None:
+                try:
+                    return await self.process.call(leader, request, timeout=remaining)  # type: ignore[no-any-return]
+                except NotLeader:
+                    pass
+            await trio.sleep(min(0.1, remaining))
 
     # -- internals ---------------------------------------------------------------------------
     async def _keep_links(self) -> None:
