@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import ssl
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -62,16 +62,19 @@ async def open_etcd_server(
     cluster: str = "global",
     tls: ssl.SSLContext | None = None,
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+    peer_ports: Mapping[str, int] | None = None,
 ) -> AsyncIterator[EtcdServer]:
     """Serve etcd's API at `address` (port 0: a free one) for the cluster whose members
-    are `members` (node names; this node's own replica is asked first)."""
+    are `members` (node names; this node's own replica is asked first). `peer_ports`
+    (node -> the port its peers dial) shows in the members' peer URLs."""
     order = [node.name, *(m for m in members if m != node.name)]
     host, port = address
     async with open_client(node, order, consistency="linearizable") as client:
         listeners = await trio.open_tcp_listeners(port, host=host)
         bound = listeners[0].socket.getsockname()
         server = EtcdServer(host, bound[1], tls is not None)
-        services = EtcdServices(client, node.name, cluster, (server.url,))
+        ports = {**(peer_ports or {}), **({node.name: node.port} if node.port else {})}
+        services = EtcdServices(client, node.name, cluster, (server.url,), ports)
         methods = services.methods()
         watch = WatchService(client, services.headers)
         methods["/etcdserverpb.Watch/Watch"] = Method(rpc_pb2.WatchRequest, watch.watch, streaming=True)

@@ -11,10 +11,12 @@ rules live in the replica and the state machine, not here.
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable
+import zlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import fields
 from typing import Any
 
+import trio
 from google.protobuf.message import Message
 
 import ergo_py
@@ -36,6 +38,21 @@ _RANGE_FIELDS = [f.name for f in fields(KVRangeRequest)]
 _MAX_TTL = 9_000_000_000  # etcd's MaxLeaseTTL
 
 
+def _node_of_url(url: str) -> str:
+    """A member's peer URL -> its node: `http://NODE:PORT` (a node name is name@host,
+    which a URL reads as user and host; etcdctl wants http or https, and a port, which is
+    ignored: the members dial the node where their BOOTSTRAP or ROUTES say)."""
+    scheme, sep, rest = url.partition("://")
+    netloc = rest.split("/", 1)[0]
+    node = netloc.rsplit(":", 1)[0] if netloc.count(":") == 1 else netloc
+    if not sep or scheme not in ("http", "https") or "@" not in node:
+        raise GrpcError(
+            Status.INVALID_ARGUMENT,
+            f"etcdserver: peer URL {url!r} names no node: use http://NODE:PORT (e.g. http://n4@host:15004)",
+        )
+    return node
+
+
 def _unimplemented(what: str) -> Callable[..., Awaitable[Any]]:
     async def handler(*_: Any) -> Any:
         raise GrpcError(Status.UNIMPLEMENTED, f"etcdserver: {what} is not supported by global-kv")
@@ -46,11 +63,19 @@ def _unimplemented(what: str) -> Callable[..., Awaitable[Any]]:
 class EtcdServices:
     """The handlers, by gRPC path; `node_name` is this member's node."""
 
-    def __init__(self, client: GlobalClient, node_name: str, cluster_name: str, client_urls: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        client: GlobalClient,
+        node_name: str,
+        cluster_name: str,
+        client_urls: tuple[str, ...],
+        peer_ports: Mapping[str, int],
+    ) -> None:
         self.client = client
         self.node_name = node_name
         self.headers = Headers(member_id(cluster_name), process_member_id(ergo_py.ProcessID(GLOBAL_NAME, node_name)))
         self.client_urls = client_urls
+        self.peer_ports = peer_ports  # node -> the port its peers dial (for the peer URLs shown)
 
     async def _call(self, make: Callable[[], Awaitable[Any]]) -> Any:
         try:
@@ -155,7 +180,7 @@ class EtcdServices:
         return rpc_pb2.Member(
             ID=process_member_id(peer),
             name=peer.node,
-            peerURLs=[f"ergo://{peer.node}"],
+            peerURLs=[f"http://{peer.node}:{self.peer_ports.get(peer.node, 0)}"],
             clientURLs=list(self.client_urls) if mine else [],
         )
 
@@ -163,6 +188,69 @@ class EtcdServices:
         status = await self._status()
         header = await self.header()
         return rpc_pb2.MemberListResponse(header=header, members=[self._member(p) for p in status.peers])
+
+    async def member_add(self, r: rpc_pb2.MemberAddRequest, call: Call | None = None) -> Message:
+        """etcd's MemberAdd as `add-peer`: the peer URL names the node, `http://NODE:PORT` (what
+        MemberList shows); the members must be able to dial it (BOOTSTRAP or ROUTES)."""
+        if r.isLearner:
+            raise GrpcError(Status.UNIMPLEMENTED, "etcdserver: learners are not supported by global-kv")
+        nodes = [_node_of_url(url) for url in r.peerURLs]
+        if len(nodes) != 1:
+            raise GrpcError(
+                Status.INVALID_ARGUMENT, "etcdserver: give one peer URL, http://NODE:PORT (e.g. http://n4@host:15004)"
+            )
+        node = nodes[0]
+        if node in {p.node for p in (await self._status()).peers}:
+            raise GrpcError(Status.FAILED_PRECONDITION, "etcdserver: Peer URLs already exists")
+        await self._call(lambda: self.client.add_peer(node))
+        added = self._member(ergo_py.ProcessID(GLOBAL_NAME, node))
+        members = await self._members_after(lambda peers: node in peers)
+        return rpc_pb2.MemberAddResponse(header=await self.header(), member=added, members=members)
+
+    async def member_remove(self, r: rpc_pb2.MemberRemoveRequest, call: Call | None = None) -> Message:
+        """etcd's MemberRemove as `remove-peer`, by the member's id (MemberList's)."""
+        peers = (await self._status()).peers
+        found = [p for p in peers if process_member_id(p) == r.ID]
+        if not found:
+            raise GrpcError(Status.NOT_FOUND, "etcdserver: member not found")
+        node = found[0].node
+        await self._call(lambda: self.client.remove_peer(node))
+        members = await self._members_after(lambda peers: node not in peers)
+        return rpc_pb2.MemberRemoveResponse(header=await self.header(), members=members)
+
+    async def _members_after(self, done: Callable[[set[str]], bool]) -> list[rpc_pb2.Member]:
+        """The members once this member's view shows the change (for at most 10 s)."""
+        status = await self._status()
+        with trio.move_on_after(10):
+            while not done({p.node for p in status.peers}):
+                await trio.sleep(0.05)
+                status = await self._status()
+        return [self._member(p) for p in status.peers]
+
+    async def hash_kv(self, r: rpc_pb2.HashKVRequest, call: Call | None = None) -> Message:
+        """An honest HashKV: CRC-32 of every key-value (key, revisions, version, lease,
+        value) live at `revision` (0: now) on this member, read from its own state in key
+        order. Members that agree at a revision give the same hash (etcdctl endpoint hashkv
+        compares them); it is not etcd's byte-for-byte hash of its bbolt backend."""
+        revision = r.revision
+        if revision == 0:
+            revision = (await self.header()).revision
+        crc, start = 0, b"\x00"
+        compact = 0
+        while True:
+            page = await self._call(
+                lambda start=start: self.client.range_kv(  # type: ignore[misc]
+                    start, b"\x00", revision=revision, limit=1000, consistency="follower"
+                )
+            )
+            for kv in page.kvs:
+                record = b"%d:%d:%d:%d:" % (kv.create_revision, kv.mod_revision, kv.version, kv.lease)
+                crc = zlib.crc32(len(kv.key).to_bytes(4, "big") + kv.key + record + kv.value, crc)
+            if not page.more or not page.kvs:
+                break
+            start = page.kvs[-1].key + b"\x00"
+        header = self.headers.at(revision)
+        return rpc_pb2.HashKVResponse(header=header, hash=crc, compact_revision=compact)
 
     async def status(self, r: rpc_pb2.StatusRequest, call: Call | None = None) -> Message:
         status = await self._status()
@@ -202,6 +290,9 @@ class EtcdServices:
             lease + "LeaseLeases": Method(rpc_pb2.LeaseLeasesRequest, self.lease_leases),
             cluster + "MemberList": Method(rpc_pb2.MemberListRequest, self.member_list),
             maint + "Status": Method(rpc_pb2.StatusRequest, self.status),
+            maint + "HashKV": Method(rpc_pb2.HashKVRequest, self.hash_kv),
+            cluster + "MemberAdd": Method(rpc_pb2.MemberAddRequest, self.member_add),
+            cluster + "MemberRemove": Method(rpc_pb2.MemberRemoveRequest, self.member_remove),
             maint + "Alarm": Method(rpc_pb2.AlarmRequest, self.alarm),
         }
         # Every other method of etcd's services is answered Unimplemented, with its name.

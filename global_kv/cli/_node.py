@@ -142,6 +142,7 @@ async def _serve(settings: NodeSettings, stop: trio.Event, out: TextIO) -> None:
                         members,
                         cluster=config.cluster_id,
                         tls=settings.client_tls.context() if settings.client_tls else None,
+                        peer_ports={p.node: p.port for p in (*settings.bootstrap, *settings.extra_routes)},
                     )
                 )
             except OSError as exc:

@@ -127,3 +127,48 @@ async def test_etcdctl_watch_on_a_follower_sees_writes_made_on_the_leader() -> N
                 proc.kill()
                 with trio.move_on_after(5):
                     await proc.wait()
+
+
+async def test_etcdctl_member_add_remove_and_hashkv() -> None:
+    with trio.fail_after(150):
+        async with LocalCluster(3, spares=1, metrics=False, etcd_api=True) as cluster:
+            leader = await cluster.wait_for_leader()
+            urls = [n.client_url or "" for n in cluster.nodes[:3]]
+            follower = next(u for i, u in enumerate(urls) if i != leader)
+            spare = cluster.nodes[3].name
+            for i in range(20):
+                await ok(urls[i % 3], "put", f"k{i}", str(i))
+
+            # Every member at the same revision: the same HashKV (etcdctl compares them).
+            revision = json.loads(await ok(urls[leader], "get", "k0", "-w", "json"))["header"]["revision"]
+            with trio.fail_after(20):
+                while True:
+                    hashes = json.loads(
+                        await ok(",".join(urls), "endpoint", "hashkv", f"--rev={revision}", "-w", "json")
+                    )
+                    if len({h["HashKV"]["hash"] for h in hashes}) == 1:
+                        break
+                    await trio.sleep(0.2)
+            assert hashes[0]["HashKV"]["hash"] != 0
+
+            # MemberAdd names the node by its peer URL, http://NODE:PORT; MemberRemove by its id.
+            out = await ok(follower, "member", "add", "n4", f"--peer-urls=http://{spare}:15004")
+            assert "added to cluster" in out, out
+            members = json.loads(await ok(follower, "member", "list", "-w", "json"))["members"]
+            assert spare in {m["name"] for m in members} and len(members) == 4
+            code, _, err = await etcdctl(follower, "member", "add", "again", f"--peer-urls=http://{spare}:15004")
+            assert code != 0 and "Peer URLs already exists" in err
+            code, _, err = await etcdctl(follower, "member", "add", "bad", "--peer-urls=http://10.0.0.1:2380")
+            assert code != 0 and "http://NODE:PORT" in err
+            added = next(m for m in members if m["name"] == spare)
+            with trio.fail_after(20):  # a new member's change must commit before the next one
+                while True:
+                    code, out, err = await etcdctl(follower, "member", "remove", "%x" % added["ID"])
+                    if code == 0:
+                        break
+                    await trio.sleep(0.3)
+            assert "removed from cluster" in out
+            members = json.loads(await ok(follower, "member", "list", "-w", "json"))["members"]
+            assert spare not in {m["name"] for m in members} and len(members) == 3
+            code, _, err = await etcdctl(follower, "member", "remove", "%x" % added["ID"])
+            assert code != 0 and "member not found" in err
