@@ -69,14 +69,17 @@ async def open_etcd_server(
     (node -> the port its peers dial) shows in the members' peer URLs."""
     order = [node.name, *(m for m in members if m != node.name)]
     host, port = address
-    async with open_client(node, order, consistency="linearizable") as client:
+    async with (
+        open_client(node, order, consistency="linearizable") as client,
+        open_client(node, [node.name], consistency="follower") as local,
+    ):
         listeners = await trio.open_tcp_listeners(port, host=host)
         bound = listeners[0].socket.getsockname()
         server = EtcdServer(host, bound[1], tls is not None)
         ports = {**(peer_ports or {}), **({node.name: node.port} if node.port else {})}
-        services = EtcdServices(client, node.name, cluster, (server.url,), ports)
+        services = EtcdServices(client, local, node.name, cluster, (server.url,), ports)
         methods = services.methods()
-        watch = WatchService(client, services.headers)
+        watch = WatchService(client, services.headers, services.header)
         methods["/etcdserverpb.Watch/Watch"] = Method(rpc_pb2.WatchRequest, watch.watch, streaming=True)
         methods.update(RecipeServices(client, services.headers, services.header).methods())
 

@@ -66,12 +66,14 @@ class EtcdServices:
     def __init__(
         self,
         client: GlobalClient,
+        local: GlobalClient,
         node_name: str,
         cluster_name: str,
         client_urls: tuple[str, ...],
         peer_ports: Mapping[str, int],
     ) -> None:
         self.client = client
+        self.local = local  # this member only: serializable reads are its own, as etcd's
         self.node_name = node_name
         self.headers = Headers(member_id(cluster_name), process_member_id(ergo_py.ProcessID(GLOBAL_NAME, node_name)))
         self.client_urls = client_urls
@@ -87,7 +89,8 @@ class EtcdServices:
     async def range(self, r: rpc_pb2.RangeRequest, call: Call | None = None) -> rpc_pb2.RangeResponse:
         request = range_from_pb(r)
         kwargs = {name: getattr(request, name) for name in _RANGE_FIELDS[2:]}
-        found = await self._call(lambda: self.client.range_kv(request.key, request.range_end, **kwargs))
+        client = self.local if r.serializable else self.client
+        found = await self._call(lambda: client.range_kv(request.key, request.range_end, **kwargs))
         return self.headers.range(found)
 
     async def put(self, r: rpc_pb2.PutRequest, call: Call | None = None) -> rpc_pb2.PutResponse:
@@ -168,7 +171,7 @@ class EtcdServices:
 
     async def header(self) -> rpc_pb2.ResponseHeader:
         """A header for an answer that has none of its own: this member's revision now."""
-        found = await self._call(lambda: self.client.range_kv(b"\x00", count_only=True, consistency="follower"))
+        found = await self._call(lambda: self.local.range_kv(b"\x00", count_only=True, consistency="follower"))
         return self.headers.pb(found.header)
 
     # -- Cluster and Maintenance ----------------------------------------------------------------
@@ -239,7 +242,7 @@ class EtcdServices:
         compact = 0
         while True:
             page = await self._call(
-                lambda start=start: self.client.range_kv(  # type: ignore[misc]
+                lambda start=start: self.local.range_kv(  # type: ignore[misc]
                     start, b"\x00", revision=revision, limit=1000, consistency="follower"
                 )
             )

@@ -11,6 +11,7 @@ a message is never interleaved with another on the wire.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import trio
 from google.protobuf.message import Message
@@ -29,9 +30,10 @@ DUPLICATE_ID = "mvcc: duplicate watch ID provided on the WatchStream"
 
 
 class WatchService:
-    def __init__(self, client: GlobalClient, headers: Headers) -> None:
+    def __init__(self, client: GlobalClient, headers: Headers, now: Callable[[], Awaitable[Any]]) -> None:
         self.client = client
         self.headers = headers
+        self._now = now  # a header of this member's revision now
 
     async def watch(
         self,
@@ -81,13 +83,6 @@ class WatchService:
                 elif which == "progress_request":
                     await reply(rpc_pb2.WatchResponse(header=await self._now(), watch_id=-1))
             await trio.sleep_forever()  # the client stopped sending: its watches go on until it hangs up
-
-    async def _now(self) -> rpc_pb2.ResponseHeader:
-        try:
-            found = await self.client.range_kv(b"\x00", count_only=True, consistency="follower")
-        except GlobalKVError as exc:
-            raise as_grpc_error(exc) from None
-        return self.headers.pb(found.header)
 
     async def _serve_one(
         self,

@@ -172,3 +172,26 @@ async def test_etcdctl_member_add_remove_and_hashkv() -> None:
             assert spare not in {m["name"] for m in members} and len(members) == 3
             code, _, err = await etcdctl(follower, "member", "remove", "%x" % added["ID"])
             assert code != 0 and "member not found" in err
+
+
+async def test_a_member_without_quorum_serves_serializable_reads_only() -> None:
+    with trio.fail_after(120):
+        async with LocalCluster(3, metrics=False, etcd_api=True) as cluster:
+            leader = await cluster.wait_for_leader()
+            urls = [n.client_url or "" for n in cluster.nodes]
+            await ok(urls[leader], "put", "k", "v")
+            survivor = (leader + 1) % 3
+            with trio.fail_after(20):  # the survivor has applied the put
+                while await ok(urls[survivor], "get", "k", "--consistency=s") != "k\nv\n":
+                    await trio.sleep(0.1)
+            for i in range(3):
+                if i != survivor:
+                    await cluster.kill(i)
+            # As etcd: its own state answers a serializable read; a linearizable one cannot be served.
+            assert await ok(urls[survivor], "get", "k", "--consistency=s") == "k\nv\n"
+            code, _, err = await etcdctl(urls[survivor], "get", "k", "--command-timeout=3s")
+            assert code != 0, err
+            code, _, err = await etcdctl(urls[survivor], "put", "k", "w", "--command-timeout=3s")
+            assert code != 0, err
+            status = json.loads(await ok(urls[survivor], "endpoint", "status", "-w", "json"))
+            assert status[0]["Status"]["errors"] == ["etcdserver: no leader"] or status[0]["Status"]["leader"] == 0
