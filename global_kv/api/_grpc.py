@@ -123,6 +123,7 @@ class Call:
     scope: trio.CancelScope = field(default_factory=trio.CancelScope, repr=False)
     headers_sent: bool = False
     half_closed: bool = False  # no more messages will be read from the client
+    refused: GrpcError | None = None  # what ended the call from the reading side
     closed: bool = False  # the stream is gone (reset, or we ended it)
 
 
@@ -138,6 +139,22 @@ def _parse_timeout(value: str | None) -> float:
     if not value or value[-1] not in _TIMEOUT_UNITS or not value[:-1].isdigit() or len(value) > 9:
         return math.inf
     return int(value[:-1]) * _TIMEOUT_UNITS[value[-1]]
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else value
+
+
+def _grpc_error_in(exc: BaseException) -> GrpcError | None:
+    """`exc` if it is a GrpcError, else the first one inside it (an exception group)."""
+    if isinstance(exc, GrpcError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _grpc_error_in(inner)
+            if found is not None:
+                return found
+    return None
 
 
 def _percent_encode(message: str) -> str:
@@ -208,7 +225,9 @@ class H2Server:
     # -- inbound --------------------------------------------------------------------------------
     def _on_event(self, event: h2.events.Event) -> None:
         if isinstance(event, h2.events.RequestReceived):
-            self._on_request(event.stream_id, dict(event.headers or ()))  # type: ignore[arg-type]
+            # Decoded here, never by h2: a header that is not UTF-8 must not end the connection.
+            headers = {_text(k): _text(v) for k, v in event.headers or ()}
+            self._on_request(event.stream_id, headers)
         elif isinstance(event, h2.events.DataReceived):
             self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
             self._on_data(event.stream_id, event.data or b"")
@@ -288,13 +307,14 @@ class H2Server:
                 return
 
     def _refuse(self, call: Call, error: GrpcError) -> None:
-        """The call ends with `error` (its handler sees it when it reads next)."""
-        try:
-            call.inbound_send.send_nowait(error)
-        except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
-            call.scope.cancel()
+        """The call ends with `error`, whatever its handler was doing: nothing more is read
+        from its stream, and the status it is answered with is this one."""
+        if call.refused is None:
+            call.refused = error
+        call.buffer.clear()
         call.half_closed = True
         call.inbound_send.close()
+        call.scope.cancel()
 
     def _on_end(self, stream_id: int) -> None:
         plain = self.plain.pop(stream_id, None)
@@ -305,7 +325,7 @@ class H2Server:
             self._nursery.start_soon(self._run_plain, stream_id, request)
             return
         call = self.calls.get(stream_id)
-        if call is not None:
+        if call is not None and not call.half_closed:
             if call.buffer:
                 self._refuse(call, GrpcError(Status.INTERNAL, "grpc: the request stream ended inside a message"))
             call.half_closed = True
@@ -330,15 +350,19 @@ class H2Server:
                         await self._send_message(call, response)
                 if deadline.cancelled_caught:
                     code, message = Status.DEADLINE_EXCEEDED, "context deadline exceeded"
-        except GrpcError as exc:
-            code, message = exc.code, exc.message
-        except Exception:
-            _log.exception("a gRPC call to %s failed", call.path)
-            code, message = Status.INTERNAL, "internal error"
+        except Exception as exc:
+            found = _grpc_error_in(exc)  # a handler's nursery wraps what it raises in a group
+            if found is not None:
+                code, message = found.code, found.message
+            else:
+                _log.exception("a gRPC call to %s failed", call.path)
+                code, message = Status.INTERNAL, "internal error"
         finally:
             call.inbound.close()
-        if call.scope.cancelled_caught and call.closed:
+        if call.closed:
             return  # reset by the client, or the connection went: nobody to answer
+        if call.refused is not None:
+            code, message = call.refused.code, call.refused.message
         with trio.CancelScope(shield=True):
             await self._finish(call, code, message)
 
@@ -423,6 +447,7 @@ class H2Server:
     async def _send_plain(self, stream_id: int, response: HttpResponse) -> None:
         call = Call(stream_id, "", {}, self.peer, *trio.open_memory_channel[Any](0))
         call.headers_sent = True
+        call.half_closed = True  # its body was read already: more bytes on it are ignored
         self.calls[stream_id] = call  # so that a reset of the stream ends a streamed body
         try:
             with call.scope:

@@ -2,7 +2,8 @@
 
 Requests on one connection are served in turn (keep-alive). A streamed body (a watch)
 is sent chunked, and ends when the client closes the connection. Bodies larger than
-the limit get 413 and the connection is closed; a request h11 cannot parse gets 400.
+the limit get 413 and the connection is closed; a request h11 cannot parse gets 400; a
+connection that does not complete a request within 60 s is closed.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from ._grpc import HttpHandler, HttpRequest, HttpResponse
 __all__ = ["serve_http1"]
 
 _log = logging.getLogger("global_kv.api.http")
+_IDLE_SECONDS = 60.0  # to send a whole request, or the next one on a kept-alive connection
 
 
 async def serve_http1(stream: trio.abc.Stream, initial: bytes, handler: HttpHandler, *, max_body: int) -> None:
@@ -25,9 +27,11 @@ async def serve_http1(stream: trio.abc.Stream, initial: bytes, handler: HttpHand
         conn.receive_data(initial)
     try:
         while True:
-            request = await _read_request(stream, conn, max_body)
+            request = None
+            with trio.move_on_after(_IDLE_SECONDS):
+                request = await _read_request(stream, conn, max_body)
             if request is None:
-                return
+                return  # closed, refused, or silent for too long (a slow client holds no connection)
             try:
                 response = await handler(request)
             except Exception:

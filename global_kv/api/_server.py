@@ -139,6 +139,9 @@ async def _connection(
             await serve_http1(conn, initial, gateway, max_body=max_request)
     except (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, OSError) as exc:
         _log.debug("connection from %s ended: %r", peer, exc)
+    except Exception:
+        # A bug must cost one connection, never the listener (and with it the node's API).
+        _log.exception("a connection from %s failed; it is closed, the others go on", peer)
     finally:
         with trio.CancelScope(shield=True):
             try:

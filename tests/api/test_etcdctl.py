@@ -4,6 +4,8 @@ node processes serving etcd's API: every command goes to a member chosen on purp
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import shutil
@@ -195,3 +197,102 @@ async def test_a_member_without_quorum_serves_serializable_reads_only() -> None:
             assert code != 0, err
             status = json.loads(await ok(urls[survivor], "endpoint", "status", "-w", "json"))
             assert status[0]["Status"]["errors"] == ["etcdserver: no leader"] or status[0]["Status"]["leader"] == 0
+
+
+async def test_etcdctl_range_options_deletes_locks_elections_keepalives_and_snapshots(tmp_path: object) -> None:
+    with trio.fail_after(150):
+        async with LocalCluster(3, metrics=False, etcd_api=True) as cluster:
+            leader = await cluster.wait_for_leader()
+            urls = [n.client_url or "" for n in cluster.nodes]
+            f1, f2 = (u for i, u in enumerate(urls) if i != leader)
+            for key, value in (("s/b", "2"), ("s/a", "1"), ("s/c", "3"), ("s/a", "10")):
+                await ok(f1, "put", key, value)
+            assert await ok(f2, "get", "s/", "--prefix", "--keys-only") == "s/a\n\ns/b\n\ns/c\n\n"
+            assert await ok(f2, "get", "s/", "--prefix", "--limit=2") == "s/a\n10\ns/b\n2\n"
+            out = await ok(f2, "get", "s/", "--prefix", "--sort-by=MODIFY", "--order=DESCEND", "--keys-only")
+            assert out.split() == ["s/a", "s/c", "s/b"]
+            assert json.loads(await ok(f1, "get", "s/", "--prefix", "--limit=1", "-w", "json"))["count"] == 3
+            assert await ok(f2, "del", "s/b") == "1\n"
+            assert await ok(f1, "del", "s/", "--prefix") == "2\n"
+            assert await ok(f2, "get", "s/", "--prefix") == ""
+
+            # A lock (etcdctl's own recipe: a lease, a key, a txn, a watch): the second waits.
+            cmd = [
+                ETCDCTL,
+                f"--endpoints={f1}",
+                "lock",
+                "job",
+                "--",
+                "sh",
+                "-c",
+                "echo first; sleep 2; echo first-done",
+            ]
+            first = await trio.lowlevel.open_process(cmd, stdout=subprocess.PIPE)
+            try:
+                assert first.stdout is not None
+                assert (await first.stdout.receive_some(100)).startswith(b"first")
+                started = trio.current_time()
+                out = await ok(f2, "lock", "job", "echo", "second")
+                assert out == "second\n" and trio.current_time() - started > 1.0
+                rest = b""
+                while chunk := await first.stdout.receive_some(100):
+                    rest += chunk
+                assert b"first-done" in rest
+            finally:
+                first.kill()
+                with trio.move_on_after(5):
+                    await first.wait()
+
+            # An election: the campaigner leads, an observer on another member sees it.
+            campaign = await trio.lowlevel.open_process(
+                [ETCDCTL, f"--endpoints={f1}", "elect", "pool", "worker-1"], stdout=subprocess.PIPE
+            )
+            try:
+                assert campaign.stdout is not None
+                assert b"worker-1" in await campaign.stdout.receive_some(200)
+                observer = await trio.lowlevel.open_process(
+                    [ETCDCTL, f"--endpoints={f2}", "elect", "--listen", "pool"], stdout=subprocess.PIPE
+                )
+                try:
+                    assert observer.stdout is not None
+                    seen = b""
+                    with trio.fail_after(15):
+                        while b"worker-1" not in seen:
+                            seen += await observer.stdout.receive_some(200)
+                    assert b"pool/" in seen
+                finally:
+                    observer.kill()
+                    with trio.move_on_after(5):
+                        await observer.wait()
+            finally:
+                campaign.kill()
+                with trio.move_on_after(5):
+                    await campaign.wait()
+
+            # keep-alive as a stream: etcdctl renews every TTL/3 until it is stopped.
+            lease = (await ok(f1, "lease", "grant", "6")).split()[1]
+            renew = await trio.lowlevel.open_process(
+                [ETCDCTL, f"--endpoints={f2}", "lease", "keep-alive", lease], stdout=subprocess.PIPE
+            )
+            try:
+                assert renew.stdout is not None
+                seen = b""
+                with trio.fail_after(15):
+                    while seen.count(b"keepalived") < 3:
+                        seen += await renew.stdout.receive_some(1000)
+            finally:
+                renew.kill()
+                with trio.move_on_after(5):
+                    await renew.wait()
+
+            # snapshot save: a dump of the key-values at one revision, ending with its SHA-256.
+            await ok(f1, "put", "snap/x", "1")
+            path = f"{tmp_path}/snap.db"
+            assert "Snapshot saved at" in await ok(f2, "snapshot", "save", path)
+            data = open(path, "rb").read()
+            body, digest = data[:-32], data[-32:]
+            assert hashlib.sha256(body).digest() == digest
+            assert len(body) % 512 == 0
+            lines = [json.loads(line) for line in body.splitlines() if line]
+            assert lines[0]["format"] == "global-kv-snapshot"
+            assert {base64.b64decode(x["key"]) for x in lines[1:]} >= {b"snap/x"}
