@@ -61,15 +61,7 @@ class WatchService:
                         watch_id = next_id
                         next_id += 1
                     if watch_id in watches:
-                        await reply(
-                            rpc_pb2.WatchResponse(
-                                header=self.headers.at(0),
-                                watch_id=watch_id,
-                                created=True,
-                                canceled=True,
-                                cancel_reason=DUPLICATE_ID,
-                            )
-                        )
+                        await reply(self._refused(watch_id, DUPLICATE_ID))
                         continue
                     scope = trio.CancelScope()
                     watches[watch_id] = scope
@@ -83,6 +75,17 @@ class WatchService:
                 elif which == "progress_request":
                     await reply(rpc_pb2.WatchResponse(header=await self._now(), watch_id=-1))
             await trio.sleep_forever()  # the client stopped sending: its watches go on until it hangs up
+
+    def _refused(self, watch_id: int, reason: str, compact_revision: int = 0) -> rpc_pb2.WatchResponse:
+        """A watch that will send nothing: created and canceled at once, with why (etcd's way)."""
+        return rpc_pb2.WatchResponse(
+            header=self.headers.at(0),
+            watch_id=watch_id,
+            created=True,
+            canceled=True,
+            compact_revision=compact_revision,
+            cancel_reason=reason,
+        )
 
     async def _serve_one(
         self,
@@ -119,26 +122,9 @@ class WatchService:
                             continue
                         await reply(response)
             except Compacted as exc:
-                await reply(
-                    rpc_pb2.WatchResponse(
-                        header=self.headers.at(0),
-                        watch_id=watch_id,
-                        created=True,
-                        canceled=True,
-                        compact_revision=exc.compact_revision,
-                        cancel_reason=COMPACTED,
-                    )
-                )
+                await reply(self._refused(watch_id, COMPACTED, exc.compact_revision))
             except GlobalKVError as exc:
-                await reply(
-                    rpc_pb2.WatchResponse(
-                        header=self.headers.at(0),
-                        watch_id=watch_id,
-                        created=True,
-                        canceled=True,
-                        cancel_reason=as_grpc_error(exc).message,
-                    )
-                )
+                await reply(self._refused(watch_id, as_grpc_error(exc).message))
             finally:
                 if watches.get(watch_id) is scope:
                     del watches[watch_id]

@@ -129,6 +129,10 @@ async def test_etcdctl_watch_on_a_follower_sees_writes_made_on_the_leader() -> N
                 proc.kill()
                 with trio.move_on_after(5):
                     await proc.wait()
+            # A watch from a compacted revision is canceled with etcd's reason.
+            await ok(urls[leader], "compaction", str(rev + 1))
+            code, out, err = await etcdctl(follower, "watch", "cfg/x", f"--rev={rev}")
+            assert "required revision has been compacted" in out + err, (code, out, err)
 
 
 async def test_etcdctl_member_add_remove_and_hashkv() -> None:
