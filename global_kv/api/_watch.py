@@ -20,7 +20,7 @@ from .._errors import Compacted, GlobalKVError
 from ..client import GlobalClient, WatchBatch, WatchProgress
 from ._convert import Headers, event_to_pb
 from ._errors import COMPACTED, as_grpc_error
-from ._grpc import Call
+from ._grpc import Call, GrpcError
 from ._pb import rpc_pb2
 
 __all__ = ["WatchService"]
@@ -61,7 +61,7 @@ class WatchService:
                         watch_id = next_id
                         next_id += 1
                     if watch_id in watches:
-                        await reply(self._refused(watch_id, DUPLICATE_ID))
+                        await reply(self._refused(DUPLICATE_ID))
                         continue
                     scope = trio.CancelScope()
                     watches[watch_id] = scope
@@ -76,15 +76,10 @@ class WatchService:
                     await reply(rpc_pb2.WatchResponse(header=await self._now(), watch_id=-1))
             await trio.sleep_forever()  # the client stopped sending: its watches go on until it hangs up
 
-    def _refused(self, watch_id: int, reason: str, compact_revision: int = 0) -> rpc_pb2.WatchResponse:
-        """A watch that will send nothing: created and canceled at once, with why (etcd's way)."""
+    def _refused(self, reason: str) -> rpc_pb2.WatchResponse:
+        """A create refused before any watch exists (a duplicate id): etcd's InvalidWatchID."""
         return rpc_pb2.WatchResponse(
-            header=self.headers.at(0),
-            watch_id=watch_id,
-            created=True,
-            canceled=True,
-            compact_revision=compact_revision,
-            cancel_reason=reason,
+            header=self.headers.at(0), watch_id=-1, created=True, canceled=True, cancel_reason=reason
         )
 
     async def _serve_one(
@@ -95,6 +90,18 @@ class WatchService:
         reply: Callable[[rpc_pb2.WatchResponse], Awaitable[None]],
         watches: dict[int, trio.CancelScope],
     ) -> None:
+        created = False
+
+        async def cancel(**fields: Any) -> None:
+            """As etcd: a watch is created (once), then canceled, with why."""
+            try:
+                header = await self._now()
+            except GrpcError:
+                header = self.headers.at(0)  # the member cannot say its revision: the reason still goes out
+            if not created:
+                await reply(rpc_pb2.WatchResponse(header=header, watch_id=watch_id, created=True))
+            await reply(rpc_pb2.WatchResponse(header=header, watch_id=watch_id, canceled=True, **fields))
+
         with scope:
             try:
                 watch = self.client.watch(
@@ -110,6 +117,7 @@ class WatchService:
                     await reply(
                         rpc_pb2.WatchResponse(header=self.headers.at(watch.revision), watch_id=watch_id, created=True)
                     )
+                    created = True
                     async for item in watch:
                         if isinstance(item, WatchBatch):
                             events = [event_to_pb(e, create.prev_kv) for e in item.events]
@@ -122,9 +130,9 @@ class WatchService:
                             continue
                         await reply(response)
             except Compacted as exc:
-                await reply(self._refused(watch_id, COMPACTED, exc.compact_revision))
+                await cancel(compact_revision=exc.compact_revision, cancel_reason=COMPACTED)
             except GlobalKVError as exc:
-                await reply(self._refused(watch_id, as_grpc_error(exc).message))
+                await cancel(cancel_reason=as_grpc_error(exc).message)
             finally:
                 if watches.get(watch_id) is scope:
                     del watches[watch_id]
