@@ -127,13 +127,13 @@ class Gateway:
             json_format.Parse(request.body or b"{}", message)
         except (json_format.ParseError, ValueError, RecursionError) as exc:
             return _error(GrpcError(Status.INVALID_ARGUMENT, f"invalid JSON request: {exc}"))
-        call = Call(0, grpc_path, dict(request.headers), "gateway", *trio.open_memory_channel[Any](0))
         if not method.streaming:
             try:
-                response = await method.handler(message, call)
+                response = await method.handler(message, None)
             except GrpcError as exc:
                 return _error(exc)
             return HttpResponse(200, json.dumps(_json(response), separators=(",", ":")).encode())
+        call = Call(0, grpc_path, dict(request.headers), "gateway", *trio.open_memory_channel[Any](0))
         return HttpResponse(200, self._stream(method, message, call))
 
     async def _stream(self, method: Method, message: Message, call: Call) -> AsyncIterator[bytes]:

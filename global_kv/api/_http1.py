@@ -79,20 +79,22 @@ async def _write_response(stream: trio.abc.Stream, conn: h11.Connection, respons
     headers = [("content-type", response.content_type)]
     if isinstance(response.body, bytes):
         headers.append(("content-length", str(len(response.body))))
-        await stream.send_all(conn.send(h11.Response(status_code=response.status, headers=headers)))
-        await stream.send_all(conn.send(h11.Data(data=response.body)))
-    else:
-        headers.append(("transfer-encoding", "chunked"))
-        await stream.send_all(conn.send(h11.Response(status_code=response.status, headers=headers)))
-        try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(_until_closed, stream, nursery.cancel_scope)
-                async for chunk in response.body:
-                    await stream.send_all(conn.send(h11.Data(data=chunk)))
-                nursery.cancel_scope.cancel()
-        finally:
-            with trio.CancelScope(shield=True):
-                await response.body.aclose()  # type: ignore[attr-defined]
+        head = conn.send(h11.Response(status_code=response.status, headers=headers)) or b""
+        body = conn.send(h11.Data(data=response.body)) or b""
+        end = conn.send(h11.EndOfMessage()) or b""
+        await stream.send_all(head + body + end)  # one write: one checkpoint, one segment
+        return
+    headers.append(("transfer-encoding", "chunked"))
+    await stream.send_all(conn.send(h11.Response(status_code=response.status, headers=headers)))
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_until_closed, stream, nursery.cancel_scope)
+            async for chunk in response.body:
+                await stream.send_all(conn.send(h11.Data(data=chunk)))
+            nursery.cancel_scope.cancel()
+    finally:
+        with trio.CancelScope(shield=True):
+            await response.body.aclose()  # type: ignore[attr-defined]
     await stream.send_all(conn.send(h11.EndOfMessage()))
 
 
