@@ -79,7 +79,7 @@ async def open_etcd_server(
         ports = {**(peer_ports or {}), **({node.name: node.port} if node.port else {})}
         services = EtcdServices(client, local, node.name, cluster, (server.url,), ports)
         methods = services.methods()
-        watch = WatchService(client, services.headers, services.header)
+        watch = WatchService(client, services.headers, services.header, max_request_bytes)
         methods["/etcdserverpb.Watch/Watch"] = Method(rpc_pb2.WatchRequest, watch.watch, streaming=True)
         methods.update(RecipeServices(client, services.headers, services.header).methods())
 

@@ -15,7 +15,7 @@ import hashlib
 import json
 import math
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import fields
 from typing import Any
 
@@ -193,19 +193,39 @@ class EtcdServices:
     async def _status(self) -> StatusResponse:
         return await self._call(lambda: self.client.status(self.node_name))  # type: ignore[no-any-return]
 
-    def _member(self, peer: ergo_py.ProcessID) -> rpc_pb2.Member:
+    def _member(self, peer: ergo_py.ProcessID, client_url: str = "") -> rpc_pb2.Member:
         mine = peer.node == self.node_name
         return rpc_pb2.Member(
             ID=process_member_id(peer),
             name=peer.node,
             peerURLs=[f"http://{peer.node}:{self.peer_ports.get(peer.node, 0)}"],
-            clientURLs=list(self.client_urls) if mine else [],
+            clientURLs=list(self.client_urls) if mine else [client_url] if client_url else [],
         )
+
+    async def _client_urls(self, peers: Sequence[ergo_py.ProcessID]) -> dict[str, str]:
+        """Each member's etcd API, as its status says (asked together; one that does not
+        answer within a second is listed without)."""
+        urls: dict[str, str] = {}
+
+        async def ask(peer: ergo_py.ProcessID) -> None:
+            with trio.move_on_after(1.0):
+                try:
+                    urls[peer.node] = (await self.client.status(peer)).client_url
+                except Exception:  # noqa: BLE001 - a member that cannot answer is listed without a URL
+                    pass
+
+        async with trio.open_nursery() as nursery:
+            for peer in peers:
+                if peer.node != self.node_name:
+                    nursery.start_soon(ask, peer)
+        return urls
 
     async def member_list(self, r: rpc_pb2.MemberListRequest, call: Call | None = None) -> Message:
         status = await self._status()
         header = await self.header()
-        return rpc_pb2.MemberListResponse(header=header, members=[self._member(p) for p in status.peers])
+        urls = await self._client_urls(status.peers)
+        members = [self._member(p, urls.get(p.node, "")) for p in status.peers]
+        return rpc_pb2.MemberListResponse(header=header, members=members)
 
     async def member_add(self, r: rpc_pb2.MemberAddRequest, call: Call | None = None) -> Message:
         """etcd's MemberAdd as `add-peer`: the peer URL names the node, `http://NODE:PORT` (what

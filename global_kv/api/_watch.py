@@ -30,8 +30,11 @@ DUPLICATE_ID = "mvcc: duplicate watch ID provided on the WatchStream"
 
 
 class WatchService:
-    def __init__(self, client: GlobalClient, headers: Headers, now: Callable[[], Awaitable[Any]]) -> None:
+    def __init__(
+        self, client: GlobalClient, headers: Headers, now: Callable[[], Awaitable[Any]], max_bytes: int
+    ) -> None:
         self.client = client
+        self.max_bytes = max_bytes  # a fragmented watch's responses stay under this
         self.headers = headers
         self._now = now  # a header of this member's revision now
 
@@ -75,6 +78,25 @@ class WatchService:
                 elif which == "progress_request":
                     await reply(rpc_pb2.WatchResponse(header=await self._now(), watch_id=-1))
             await trio.sleep_forever()  # the client stopped sending: its watches go on until it hangs up
+
+    def _responses(
+        self, header: rpc_pb2.ResponseHeader, watch_id: int, events: list[Any], fragment: bool
+    ) -> list[rpc_pb2.WatchResponse]:
+        """One response for the events; with `fragment`, as many as keep each under the
+        request size limit, all but the last marked `fragment` (clientv3 joins them)."""
+        if not fragment or sum(e.ByteSize() for e in events) <= self.max_bytes:
+            return [rpc_pb2.WatchResponse(header=header, watch_id=watch_id, events=events)]
+        out: list[rpc_pb2.WatchResponse] = []
+        part: list[Any] = []
+        size = 0
+        for event in events:
+            if part and size + event.ByteSize() > self.max_bytes:
+                out.append(rpc_pb2.WatchResponse(header=header, watch_id=watch_id, events=part, fragment=True))
+                part, size = [], 0
+            part.append(event)
+            size += event.ByteSize()
+        out.append(rpc_pb2.WatchResponse(header=header, watch_id=watch_id, events=part))
+        return out
 
     def _refused(self, reason: str) -> rpc_pb2.WatchResponse:
         """A create refused before any watch exists (a duplicate id): etcd's InvalidWatchID."""
@@ -121,14 +143,11 @@ class WatchService:
                     async for item in watch:
                         if isinstance(item, WatchBatch):
                             events = [event_to_pb(e, create.prev_kv) for e in item.events]
-                            response = rpc_pb2.WatchResponse(
-                                header=self.headers.at(item.revision), watch_id=watch_id, events=events
-                            )
+                            header = self.headers.at(item.revision)
+                            for response in self._responses(header, watch_id, events, create.fragment):
+                                await reply(response)
                         elif isinstance(item, WatchProgress):
-                            response = rpc_pb2.WatchResponse(header=self.headers.at(item.revision), watch_id=watch_id)
-                        else:
-                            continue
-                        await reply(response)
+                            await reply(rpc_pb2.WatchResponse(header=self.headers.at(item.revision), watch_id=watch_id))
             except Compacted as exc:
                 await cancel(compact_revision=exc.compact_revision, cancel_reason=COMPACTED)
             except GlobalKVError as exc:

@@ -389,4 +389,5 @@ class GlobalActor(LeaderActor):
             has_quorum=has_quorum,
             commit_lag=max(0, st.commit - self.sm.applied_index),
             storage_ok=replica.storage_ok,
+            client_url=self.config.client_url,
         )

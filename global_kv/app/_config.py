@@ -65,6 +65,7 @@ class GlobalConfig:
     compress_values: bool = False
     compress_threshold: int = 1024
     # Operational
+    client_url: str = ""  # this node's etcd API, as etcd's MemberList shows it ("": none)
     metrics_enabled: bool = False
     log_level: str = "INFO"
     session_expiry_entries: int = 100_000
@@ -75,6 +76,7 @@ class GlobalConfig:
                 raise GlobalConfigError(f"invalid GlobalConfig: {what}")
 
         need(bool(self.cluster_id), "cluster_id must be a non-empty string")
+        need(isinstance(self.client_url, str), "client_url must be a string (a URL, or empty)")
         need(
             0 < self.election_timeout_min < self.election_timeout_max,
             "need 0 < election_timeout_min < election_timeout_max (ms)",

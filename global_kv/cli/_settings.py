@@ -153,6 +153,18 @@ def _client_tls(cert: str | None, key: str | None, trusted_ca: str | None) -> Cl
     return tls
 
 
+def _client_url(name: str, listen: tuple[str, int] | None, tls: ClientTLS | None) -> str:
+    """The etcd API's URL as other members show it: its address (the node's host if it
+    listens on every interface); "" without one, or with a port chosen at start."""
+    if listen is None or listen[1] == 0:
+        return ""
+    host = listen[0]
+    if host in ("0.0.0.0", "::", ""):
+        host = name.partition("@")[2] or "127.0.0.1"
+    host = f"[{host}]" if ":" in host else host
+    return f"{'https' if tls else 'http'}://{host}:{listen[1]}"
+
+
 def _client_listen(text: str) -> tuple[str, int]:
     """CLIENT_LISTEN: host:port, or a bare port (or :port) on 127.0.0.1: etcd's API is
     served on other interfaces only when asked by name."""
@@ -216,6 +228,7 @@ def node_settings(args: Any, env: Mapping[str, str]) -> NodeSettings:
             data_dir=data_dir,
             read_consistency=_pick(args, env, "read_consistency") or "linearizable",
             log_level=(_pick(args, env, "log_level") or "INFO").upper(),
+            client_url=_client_url(name, client_listen, client_tls),
             **overrides,
         )
     except (GlobalConfigError, TypeError) as exc:

@@ -47,6 +47,7 @@ class StatusResponse:
     has_quorum: bool
     commit_lag: int
     storage_ok: bool
+    client_url: str = ""  # the member's etcd API ("": it serves none)
 
 
 @wire_type
