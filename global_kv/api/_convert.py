@@ -26,6 +26,7 @@ from ..protocol import (
     TxnResponse,
     WatchEvent,
 )
+from ..state import MAX_TXN_DEPTH  # deeper is refused before the conversion recurses further
 from ._grpc import GrpcError, Status
 from ._pb import kv_pb2, rpc_pb2
 
@@ -45,7 +46,6 @@ _SORT_TARGET = {0: "key", 1: "version", 2: "create", 3: "mod", 4: "value"}
 _COMPARE_RESULT = {0: "=", 1: ">", 2: "<", 3: "!="}
 _COMPARE_TARGET = {0: "version", 1: "create", 2: "mod", 3: "value", 4: "lease"}
 _TARGET_FIELD = {0: "version", 1: "create_revision", 2: "mod_revision", 3: "value", 4: "lease"}
-MAX_TXN_DEPTH = 8  # as the state machine's rule; deeper is refused before any conversion recurses further
 
 
 def member_id(name: str) -> int:

@@ -5,6 +5,8 @@ client retries on Unavailable but not on InvalidArgument)."""
 
 from __future__ import annotations
 
+import ergo_py
+
 from .._errors import (
     Compacted,
     FutureRevision,
@@ -62,8 +64,10 @@ def as_grpc_error(exc: BaseException) -> GrpcError:
         return GrpcError(Status.RESOURCE_EXHAUSTED, NO_SPACE)
     if isinstance(exc, NotLeader | Unavailable):
         return GrpcError(Status.UNAVAILABLE, NO_LEADER)
-    if isinstance(exc, LockTimeout | TimeoutError):
-        return GrpcError(Status.DEADLINE_EXCEEDED, TIMEOUT)
+    if isinstance(exc, LockTimeout | TimeoutError | ergo_py.CallTimeout):
+        return GrpcError(Status.UNAVAILABLE, TIMEOUT)  # etcd's ErrGRPCTimeout is Unavailable
+    if isinstance(exc, ergo_py.ErgoError):  # the local replica is restarting, a link is down
+        return GrpcError(Status.UNAVAILABLE, NO_LEADER)
     if isinstance(exc, GlobalKVError):
         return GrpcError(Status.UNKNOWN, f"etcdserver: {exc}")
     return GrpcError(Status.INTERNAL, "etcdserver: internal error")

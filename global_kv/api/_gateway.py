@@ -10,14 +10,14 @@ etcd uses (original field names, bytes in base64, 64-bit integers as strings). S
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import trio
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from ._grpc import Call, GrpcError, HttpRequest, HttpResponse, Method, Status
+from ._grpc import BodyWriter, Call, GrpcError, HttpRequest, HttpResponse, Method, Status
 from ._services import ETCD_VERSION
 
 __all__ = ["Gateway"]
@@ -136,28 +136,26 @@ class Gateway:
         call = Call(0, grpc_path, dict(request.headers), "gateway", *trio.open_memory_channel[Any](0))
         return HttpResponse(200, self._stream(method, message, call))
 
-    async def _stream(self, method: Method, message: Message, call: Call) -> AsyncIterator[bytes]:
+    def _stream(self, method: Method, message: Message, call: Call) -> BodyWriter:
         """The handler's responses as `{"result": ...}` lines; an error is the last line."""
-        send, receive = trio.open_memory_channel[bytes](16)
 
         async def one() -> AsyncIterator[Message]:
             # The body's one message, then the end of the request stream (as grpc-gateway does:
             # a keep-alive answers once; a watch or an observe goes on until the client leaves).
             yield message
 
-        async def run() -> None:
-            async with send:
-                try:
-                    await method.handler(one(), lambda m: send.send(_line({"result": _json(m)})), call)
-                except GrpcError as exc:
-                    await send.send(_line({"error": _error_body(exc)}))
+        async def write(send: Callable[[bytes], Awaitable[None]]) -> None:
+            try:
+                await method.handler(one(), lambda m: send(_line({"result": _json(m)})), call)
+            except GrpcError as exc:
+                await send(_line({"error": _error_body(exc)}))
 
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(run)
-            async with receive:
-                async for chunk in receive:
-                    yield chunk
-            nursery.cancel_scope.cancel()
+        return write
+
+    def may_wait(self, request: HttpRequest) -> bool:
+        """Whether answering may wait on others (a lock, a campaign): then the client's
+        hanging up must cancel it, so that it takes its place in line back."""
+        return request.path.split("?", 1)[0].rsplit("/", 1)[-1] in ("lock", "campaign")
 
 
 def _line(obj: dict[str, Any]) -> bytes:

@@ -17,6 +17,7 @@ answered with a gRPC status; a protocol error closes that connection only.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -25,6 +26,7 @@ from typing import Any
 
 import h2.config
 import h2.connection
+import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
@@ -97,12 +99,17 @@ class HttpRequest:
     body: bytes
 
 
+BodyWriter = Callable[[Callable[[bytes], Awaitable[None]]], Awaitable[None]]
+
+
 @dataclass
 class HttpResponse:
-    """`body` is bytes, or an async iterator of chunks (a stream, e.g. /v3/watch)."""
+    """`body` is bytes, or a writer (a stream, e.g. /v3/watch): `await body(send)` calls
+    `await send(chunk)` for each chunk, in the server's task, until it returns or the
+    client leaves (which cancels it)."""
 
     status: int
-    body: bytes | AsyncIterator[bytes]
+    body: bytes | BodyWriter
     content_type: str = "application/json"
 
 
@@ -117,13 +124,14 @@ class Call:
     path: str
     headers: dict[str, str]
     peer: str
-    inbound_send: trio.MemorySendChannel[Message | GrpcError] = field(repr=False)
-    inbound: trio.MemoryReceiveChannel[Message | GrpcError] = field(repr=False)
+    inbound_send: trio.MemorySendChannel[tuple[Message, int]] = field(repr=False)
+    inbound: trio.MemoryReceiveChannel[tuple[Message, int]] = field(repr=False)
     buffer: bytearray = field(default_factory=bytearray, repr=False)
     scope: trio.CancelScope = field(default_factory=trio.CancelScope, repr=False)
     headers_sent: bool = False
     half_closed: bool = False  # no more messages will be read from the client
     refused: GrpcError | None = None  # what ended the call from the reading side
+    held: int = 0  # bytes received on this stream and not yet taken by its handler
     closed: bool = False  # the stream is gone (reset, or we ended it)
 
 
@@ -185,6 +193,11 @@ class H2Server:
         self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding="utf-8"))
         self.calls: dict[int, Call] = {}
         self.plain: dict[int, tuple[HttpRequest, bytearray]] = {}  # HTTP (non-gRPC) requests being read
+        # Bytes received and not yet taken by a handler, over all streams: a client that sends
+        # faster than it is served, on one stream or on many, loses its connection, not the node's memory.
+        self.held = 0
+        self.max_held = max(16 * 1024 * 1024, 8 * max_message)
+        self._overloaded = False
         self._send_lock = trio.Lock()
         self._window = trio.Event()  # set (and replaced) whenever the peer opens its windows
         self._nursery: trio.Nursery | None = None
@@ -212,6 +225,11 @@ class H2Server:
                             return
                         for event in events:
                             self._on_event(event)
+                        if self._overloaded:
+                            _log.warning("closing an HTTP/2 connection from %s: %d bytes unread", self.peer, self.held)
+                            self.conn.close_connection(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
+                            await self._flush()
+                            return
                         await self._flush()
                     try:
                         data = await self.stream.receive_some(65536)
@@ -220,6 +238,7 @@ class H2Server:
                     if not data:
                         return
             finally:
+                self._all_gone()  # senders waiting for window wake up and see their stream gone
                 nursery.cancel_scope.cancel()  # every call of a closed connection ends
 
     # -- inbound --------------------------------------------------------------------------------
@@ -235,17 +254,27 @@ class H2Server:
             self._on_end(event.stream_id)
         elif isinstance(event, h2.events.StreamReset):
             call = self.calls.pop(event.stream_id, None)
-            self.plain.pop(event.stream_id, None)
+            self._unplain(event.stream_id)
             if call is not None:
-                call.closed = True
-                call.scope.cancel()
+                self._gone(call)
         elif isinstance(event, (h2.events.WindowUpdated, h2.events.RemoteSettingsChanged)):
-            self._window.set()
-            self._window = trio.Event()
+            self._wake()
         elif isinstance(event, h2.events.ConnectionTerminated):
-            for call in self.calls.values():
-                call.closed = True
-                call.scope.cancel()
+            self._all_gone()
+
+    def _wake(self) -> None:
+        """Senders waiting for flow-control window look again (it opened, or they are gone)."""
+        self._window.set()
+        self._window = trio.Event()
+
+    def _gone(self, call: Call) -> None:
+        call.closed = True
+        call.scope.cancel()
+        self._wake()
+
+    def _all_gone(self) -> None:
+        for call in list(self.calls.values()):
+            self._gone(call)
 
     def _on_request(self, stream_id: int, headers: dict[str, str]) -> None:
         assert self._nursery is not None
@@ -255,23 +284,43 @@ class H2Server:
             request = HttpRequest(headers.get(":method", ""), path, headers, b"")
             self.plain[stream_id] = (request, bytearray())
             return
-        send, receive = trio.open_memory_channel[Message | GrpcError](_INBOUND_QUEUE)
+        send, receive = trio.open_memory_channel[tuple[Message, int]](_INBOUND_QUEUE)
         call = Call(stream_id, path, headers, self.peer, send, receive)
         self.calls[stream_id] = call
         self._nursery.start_soon(self._run_call, call, self.methods.get(path))
+
+    def _hold(self, call: Call | None, n: int) -> None:
+        self.held += n
+        if call is not None:
+            call.held += n
+        if self.held > self.max_held:
+            self._overloaded = True
+
+    def _release(self, call: Call | None, n: int) -> None:
+        self.held -= n
+        if call is not None:
+            call.held -= n
+
+    def _unplain(self, stream_id: int) -> tuple[HttpRequest, bytearray] | None:
+        plain = self.plain.pop(stream_id, None)
+        if plain is not None:
+            self._release(None, len(plain[1]))
+        return plain
 
     def _on_data(self, stream_id: int, data: bytes) -> None:
         plain = self.plain.get(stream_id)
         if plain is not None:
             plain[1].extend(data)
+            self._hold(None, len(data))
             if len(plain[1]) > self.max_message:
-                self.plain.pop(stream_id)
+                self._unplain(stream_id)
                 self._answer_plain(stream_id, HttpResponse(413, b'{"error":"request too large","code":8}'))
             return
         call = self.calls.get(stream_id)
         if call is None or call.half_closed:
             return
         call.buffer.extend(data)
+        self._hold(call, len(data))
         while len(call.buffer) >= 5:
             compressed, length = call.buffer[0], int.from_bytes(call.buffer[1:5], "big")
             if compressed:
@@ -292,18 +341,22 @@ class H2Server:
             del call.buffer[: 5 + length]
             method = self.methods.get(call.path)
             if method is None:
+                self._release(call, 5 + length)
                 return  # the call is answered Unimplemented already
             try:
                 message = method.request.FromString(payload)
             except (DecodeError, ValueError, RecursionError) as exc:
+                self._release(call, 5 + length)
                 self._refuse(call, GrpcError(Status.INTERNAL, f"grpc: error unmarshalling request: {exc}"))
                 return
             try:
-                call.inbound_send.send_nowait(message)
+                call.inbound_send.send_nowait((message, 5 + length))
             except trio.WouldBlock:
+                self._release(call, 5 + length)
                 self._refuse(call, GrpcError(Status.RESOURCE_EXHAUSTED, "too many messages queued on one stream"))
                 return
             except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self._release(call, 5 + length)
                 return
 
     def _refuse(self, call: Call, error: GrpcError) -> None:
@@ -311,13 +364,14 @@ class H2Server:
         from its stream, and the status it is answered with is this one."""
         if call.refused is None:
             call.refused = error
+        self._release(call, len(call.buffer))
         call.buffer.clear()
         call.half_closed = True
         call.inbound_send.close()
         call.scope.cancel()
 
     def _on_end(self, stream_id: int) -> None:
-        plain = self.plain.pop(stream_id, None)
+        plain = self._unplain(stream_id)
         if plain is not None:
             request, body = plain
             request.body = bytes(body)
@@ -359,6 +413,7 @@ class H2Server:
                 code, message = Status.INTERNAL, "internal error"
         finally:
             call.inbound.close()
+            self._release(call, call.held)  # what it never took
         if call.closed:
             return  # reset by the client, or the connection went: nobody to answer
         if call.refused is not None:
@@ -368,21 +423,18 @@ class H2Server:
 
     async def _one_request(self, call: Call) -> Message:
         request: Message | None = None
-        async for item in call.inbound:
-            if isinstance(item, GrpcError):
-                raise item
+        async for message in self._requests(call):
             if request is not None:
                 raise GrpcError(Status.INTERNAL, "grpc: a unary call got more than one request message")
-            request = item
+            request = message
         if request is None:
             raise GrpcError(Status.INTERNAL, "grpc: a unary call got no request message")
         return request
 
     async def _requests(self, call: Call) -> AsyncIterator[Message]:
-        async for item in call.inbound:
-            if isinstance(item, GrpcError):
-                raise item
-            yield item
+        async for message, size in call.inbound:
+            self._release(call, size)
+            yield message
 
     async def _send_message(self, call: Call, message: Message) -> None:
         data = message.SerializeToString()
@@ -395,23 +447,37 @@ class H2Server:
             self.conn.send_headers(call.stream_id, [(":status", "200"), ("content-type", "application/grpc")])
 
     async def _send_data(self, call: Call, data: bytes) -> None:
+        """Send `data` (one whole message) as flow control allows. Cancelled part-way, the
+        stream is reset: a message is never left half-written with more sent after it."""
         view = memoryview(data)
-        while view:
-            if call.closed:
-                raise GrpcError(Status.CANCELLED, "the stream is gone")
-            try:
-                window = self.conn.local_flow_control_window(call.stream_id)
-            except (h2.exceptions.StreamClosedError, KeyError):
-                call.closed = True
-                raise GrpcError(Status.CANCELLED, "the stream is gone") from None
-            if window <= 0:
+        started = False
+        try:
+            while view:
+                if call.closed:
+                    raise GrpcError(Status.CANCELLED, "the stream is gone")
+                try:
+                    window = self.conn.local_flow_control_window(call.stream_id)
+                except (h2.exceptions.StreamClosedError, KeyError):
+                    call.closed = True
+                    raise GrpcError(Status.CANCELLED, "the stream is gone") from None
+                if window <= 0:
+                    opened = self._window  # taken before the flush: an update during it is not missed
+                    await self._flush()
+                    await opened.wait()
+                    continue
+                size = min(window, self.conn.max_outbound_frame_size, len(view))
+                self.conn.send_data(call.stream_id, bytes(view[:size]))
+                started = True
+                view = view[size:]
                 await self._flush()
-                await self._window.wait()
-                continue
-            size = min(window, self.conn.max_outbound_frame_size, len(view))
-            self.conn.send_data(call.stream_id, bytes(view[:size]))
-            view = view[size:]
-            await self._flush()
+        except BaseException:
+            if started and view and not call.closed:
+                call.closed = True
+                with contextlib.suppress(h2.exceptions.ProtocolError, h2.exceptions.StreamClosedError, KeyError):
+                    self.conn.reset_stream(call.stream_id, h2.errors.ErrorCodes.CANCEL)
+                with trio.CancelScope(shield=True):
+                    await self._flush()
+            raise
 
     async def _finish(self, call: Call, code: int, message: str) -> None:
         self.calls.pop(call.stream_id, None)
@@ -432,41 +498,52 @@ class H2Server:
             pass
 
     # -- plain HTTP over HTTP/2 (the gateway) --------------------------------------------------
+    def _plain_call(self, stream_id: int) -> Call:
+        """A plain request's stream as a Call: so that a reset cancels its handler and body."""
+        call = Call(stream_id, "", {}, self.peer, *trio.open_memory_channel[Any](0))
+        call.half_closed = True  # its body was read already: more bytes on it are ignored
+        self.calls[stream_id] = call
+        return call
+
     async def _run_plain(self, stream_id: int, request: HttpRequest) -> None:
+        call = self._plain_call(stream_id)
         try:
-            response = await self.http(request)
-        except Exception:
-            _log.exception("an HTTP request to %s failed", request.path)
-            response = HttpResponse(500, b'{"error":"internal error","code":13}')
-        await self._send_plain(stream_id, response)
+            with call.scope:
+                try:
+                    response = await self.http(request)
+                except Exception:
+                    _log.exception("an HTTP request to %s failed", request.path)
+                    response = HttpResponse(500, b'{"error":"internal error","code":13}')
+                await self._send_plain(call, response)
+        finally:
+            self.calls.pop(stream_id, None)
 
     def _answer_plain(self, stream_id: int, response: HttpResponse) -> None:
         assert self._nursery is not None
-        self._nursery.start_soon(self._send_plain, stream_id, response)
 
-    async def _send_plain(self, stream_id: int, response: HttpResponse) -> None:
-        call = Call(stream_id, "", {}, self.peer, *trio.open_memory_channel[Any](0))
-        call.headers_sent = True
-        call.half_closed = True  # its body was read already: more bytes on it are ignored
-        self.calls[stream_id] = call  # so that a reset of the stream ends a streamed body
+        async def answer() -> None:
+            call = self._plain_call(stream_id)
+            try:
+                with call.scope:
+                    await self._send_plain(call, response)
+            finally:
+                self.calls.pop(stream_id, None)
+
+        self._nursery.start_soon(answer)
+
+    async def _send_plain(self, call: Call, response: HttpResponse) -> None:
         try:
-            with call.scope:
-                head = [(":status", str(response.status)), ("content-type", response.content_type)]
-                self.conn.send_headers(stream_id, head)
-                if isinstance(response.body, bytes):
-                    await self._send_data(call, response.body)
-                else:
-                    async for chunk in response.body:
-                        await self._send_data(call, chunk)
-                self.conn.end_stream(stream_id)
-                await self._flush()
+            head = [(":status", str(response.status)), ("content-type", response.content_type)]
+            self.conn.send_headers(call.stream_id, head)
+            call.headers_sent = True
+            if isinstance(response.body, bytes):
+                await self._send_data(call, response.body)
+            else:
+                await response.body(lambda chunk: self._send_data(call, chunk))
+            self.conn.end_stream(call.stream_id)
+            await self._flush()
         except (GrpcError, h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
             pass
-        finally:
-            self.calls.pop(stream_id, None)
-            if not isinstance(response.body, bytes):
-                with trio.CancelScope(shield=True):
-                    await response.body.aclose()  # type: ignore[attr-defined]
 
     # -- outbound -------------------------------------------------------------------------------
     async def _flush(self) -> None:
@@ -476,6 +553,4 @@ class H2Server:
                 try:
                     await self.stream.send_all(data)
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    for call in self.calls.values():
-                        call.closed = True
-                        call.scope.cancel()
+                    self._all_gone()

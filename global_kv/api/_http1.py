@@ -15,6 +15,7 @@ within 60 s is closed.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from http import HTTPStatus
 
 import trio
@@ -88,7 +89,16 @@ class _Reader:
                 raise _Refused(400, "connection closed inside a chunked body")
 
 
-async def serve_http1(stream: trio.abc.Stream, initial: bytes, handler: HttpHandler, *, max_body: int) -> None:
+async def serve_http1(
+    stream: trio.abc.Stream,
+    initial: bytes,
+    handler: HttpHandler,
+    *,
+    max_body: int,
+    may_wait: Callable[[HttpRequest], bool] = lambda _: False,
+) -> None:
+    """Serve requests on one connection. A request for which `may_wait` is true (a lock)
+    runs while the connection is watched: the client hanging up cancels it."""
     reader = _Reader(stream, initial)
     try:
         while True:
@@ -98,12 +108,17 @@ async def serve_http1(stream: trio.abc.Stream, initial: bytes, handler: HttpHand
                 request, keep_alive = await _read_request(reader, max_body)
             if request is None:
                 return  # closed, or silent for too long (a slow client holds no connection)
-            try:
-                response = await handler(request)
-            except Exception:
-                _log.exception("an HTTP request to %s failed", request.path)
-                response = HttpResponse(500, b'{"error":"internal error","code":13}')
-            await _write_response(stream, response, keep_alive)
+            response = HttpResponse(499, b"")
+            if may_wait(request):
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(_until_closed, reader, nursery.cancel_scope)
+                    response = await _answer(handler, request)
+                    nursery.cancel_scope.cancel()
+                if response.status == 499:
+                    return  # the client left while it waited
+            else:
+                response = await _answer(handler, request)
+            await _write_response(reader, response, keep_alive)
             if not keep_alive or not isinstance(response.body, bytes):
                 return
     except _Refused as refused:
@@ -112,6 +127,14 @@ async def serve_http1(stream: trio.abc.Stream, initial: bytes, handler: HttpHand
         await _send(stream, _head(refused.status, "application/json", len(body), keep_alive=False) + body)
     except (trio.BrokenResourceError, trio.ClosedResourceError):
         pass
+
+
+async def _answer(handler: HttpHandler, request: HttpRequest) -> HttpResponse:
+    try:
+        return await handler(request)
+    except Exception:
+        _log.exception("an HTTP request to %s failed", request.path)
+        return HttpResponse(500, b'{"error":"internal error","code":13}')
 
 
 async def _read_request(reader: _Reader, max_body: int) -> tuple[HttpRequest | None, bool]:
@@ -186,29 +209,30 @@ def _head(status: int, content_type: str, length: int | None, *, keep_alive: boo
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
-async def _write_response(stream: trio.abc.Stream, response: HttpResponse, keep_alive: bool) -> None:
+async def _write_response(reader: _Reader, response: HttpResponse, keep_alive: bool) -> None:
+    stream = reader.stream
     if isinstance(response.body, bytes):
         head = _head(response.status, response.content_type, len(response.body), keep_alive=keep_alive)
         await stream.send_all(head + response.body)  # one write: one checkpoint, one segment
         return
     await stream.send_all(_head(response.status, response.content_type, None, keep_alive=False))
-    try:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(_until_closed, stream, nursery.cancel_scope)
-            async for chunk in response.body:
-                if chunk:
-                    await stream.send_all(b"%x\r\n%s\r\n" % (len(chunk), chunk))
-            nursery.cancel_scope.cancel()
-    finally:
-        with trio.CancelScope(shield=True):
-            await response.body.aclose()  # type: ignore[attr-defined]
+
+    async def send(chunk: bytes) -> None:
+        if chunk:
+            await stream.send_all(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_until_closed, reader, nursery.cancel_scope)
+        await response.body(send)
+        nursery.cancel_scope.cancel()
     await stream.send_all(b"0\r\n\r\n")
 
 
-async def _until_closed(stream: trio.abc.Stream, scope: trio.CancelScope) -> None:
-    """While a body streams, the client can only close: then the stream ends."""
+async def _until_closed(reader: _Reader, scope: trio.CancelScope) -> None:
+    """While a request is answered, the client can only close (or pipeline its next
+    request, kept for later): a close cancels `scope`."""
     try:
-        while await stream.receive_some(4096):
+        while await reader._more():
             pass
     except (trio.BrokenResourceError, trio.ClosedResourceError):
         pass

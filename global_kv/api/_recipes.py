@@ -25,6 +25,7 @@ from ._pb import v3election_pb2, v3lock_pb2
 __all__ = ["RecipeServices"]
 
 NOT_LEADER = "etcdserver: election: not leader"
+_SESSION_TTL = 60  # seconds: etcd's default session TTL, for a Lock or Campaign without a lease
 NO_LEADER = "etcdserver: election: no leader"
 
 
@@ -46,22 +47,28 @@ class RecipeServices:
         self.headers = headers
         self._header = header  # this member's header now
 
-    async def _campaign(self, name: bytes, lease: int, value: bytes) -> Any:
-        """Wait to be first in line under `name`; our key goes if we stop waiting."""
+    async def _campaign(self, name: bytes, lease: int, value: bytes) -> tuple[Any, int]:
+        """Wait to be first in line under `name` (its key, and the lease it is under); our
+        key goes if we stop waiting. Without a lease, as etcd's server does, one of 60 s is
+        granted for this call and never kept alive."""
         if not name:
             raise GrpcError(Status.INVALID_ARGUMENT, "etcdserver: key is not provided")
+        if lease == 0:
+            lease = (await _run(lambda: self.client.lease_grant(_SESSION_TTL))).lease_id
         election = Election(self.client, name)
         try:
             # NotElected: its lease ended while it waited.
-            return await _run(lambda: election.campaign(value, lease), GrpcError(Status.NOT_FOUND, LEASE_NOT_FOUND))
+            not_found = GrpcError(Status.NOT_FOUND, LEASE_NOT_FOUND)
+            return await _run(lambda: election.campaign(value, lease), not_found), lease
         except BaseException:
+            # By key, as etcd's Mutex does: the txn that put it may not have answered yet.
             with trio.CancelScope(shield=True), trio.move_on_after(5):
-                await election.resign()
+                await self.client.delete_range(election.prefix + b"%x" % lease)
             raise
 
     # -- v3lock --------------------------------------------------------------------------------
     async def lock(self, r: v3lock_pb2.LockRequest, call: Call | None = None) -> Message:
-        kv = await self._campaign(r.name, r.lease, b"")
+        kv, _ = await self._campaign(r.name, r.lease, b"")
         return v3lock_pb2.LockResponse(header=await self._header(), key=kv.key)
 
     async def unlock(self, r: v3lock_pb2.UnlockRequest, call: Call | None = None) -> Message:
@@ -70,8 +77,8 @@ class RecipeServices:
 
     # -- v3election ----------------------------------------------------------------------------
     async def campaign(self, r: v3election_pb2.CampaignRequest, call: Call | None = None) -> Message:
-        kv = await self._campaign(r.name, r.lease, r.value)
-        leader = v3election_pb2.LeaderKey(name=r.name, key=kv.key, rev=kv.create_revision, lease=r.lease)
+        kv, lease = await self._campaign(r.name, r.lease, r.value)
+        leader = v3election_pb2.LeaderKey(name=r.name, key=kv.key, rev=kv.create_revision, lease=lease)
         return v3election_pb2.CampaignResponse(header=await self._header(), leader=leader)
 
     def _held(self, leader: v3election_pb2.LeaderKey) -> Election:

@@ -23,7 +23,7 @@ import ergo_py
 
 from ..client import open_client
 from ._gateway import Gateway
-from ._grpc import PREFACE, H2Server, HttpHandler, Method
+from ._grpc import PREFACE, H2Server, Method
 from ._http1 import serve_http1
 from ._pb import rpc_pb2
 from ._recipes import RecipeServices
@@ -103,7 +103,7 @@ async def open_etcd_server(
 
 async def _connection(
     methods: dict[str, Method],
-    gateway: HttpHandler,
+    gateway: Gateway,
     tls: ssl.SSLContext | None,
     max_request: int,
     stream: trio.SocketStream,
@@ -136,7 +136,7 @@ async def _connection(
         if h2:
             await H2Server(conn, methods, gateway, peer=peer, max_message=max_request).run(initial)
         else:
-            await serve_http1(conn, initial, gateway, max_body=max_request)
+            await serve_http1(conn, initial, gateway, max_body=max_request, may_wait=gateway.may_wait)
     except (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, OSError) as exc:
         _log.debug("connection from %s ended: %r", peer, exc)
     except Exception:

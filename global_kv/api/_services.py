@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import math
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import fields
@@ -28,6 +27,7 @@ from .._errors import GlobalKVError
 from ..app import GLOBAL_NAME
 from ..client import GlobalClient
 from ..protocol import KVRangeRequest, StatusResponse
+from ..replica import MAX_LOCK_SECONDS
 from ._convert import Headers, delete_from_pb, member_id, process_member_id, put_from_pb, range_from_pb, txn_from_pb
 from ._errors import as_grpc_error
 from ._grpc import Call, GrpcError, Method, Status
@@ -38,7 +38,6 @@ __all__ = ["ETCD_VERSION", "EtcdServices"]
 # The etcd API version we answer as (Status, /version): the one whose .proto we serve.
 ETCD_VERSION = "3.5.0"
 _RANGE_FIELDS = [f.name for f in fields(KVRangeRequest)]
-_MAX_TTL = 9_000_000_000  # etcd's MaxLeaseTTL
 
 
 def kv_json(kv: Any) -> dict[str, Any]:
@@ -97,7 +96,7 @@ class EtcdServices:
     async def _call(self, make: Callable[[], Awaitable[Any]]) -> Any:
         try:
             return await make()
-        except GlobalKVError as exc:
+        except (GlobalKVError, ergo_py.ErgoError) as exc:
             raise as_grpc_error(exc) from None
 
     # -- KV -----------------------------------------------------------------------------------
@@ -138,7 +137,7 @@ class EtcdServices:
 
     # -- Lease --------------------------------------------------------------------------------
     async def lease_grant(self, r: rpc_pb2.LeaseGrantRequest, call: Call | None = None) -> Message:
-        if r.TTL > _MAX_TTL:
+        if r.TTL > MAX_LOCK_SECONDS:  # etcd allows 9e9 s; a lease (as a lock) lives at most a year here
             raise GrpcError(Status.OUT_OF_RANGE, "etcdserver: too large lease TTL")
         ttl = max(1, r.TTL)  # etcd grants at least its minimum TTL, never refuses a small one
         done = await self._call(lambda: self.client.lease_grant(ttl, lease_id=r.ID))
@@ -173,7 +172,7 @@ class EtcdServices:
         return rpc_pb2.LeaseTimeToLiveResponse(
             header=self.headers.pb(done.header),
             ID=r.ID,
-            TTL=-1 if done.ttl < 0 else math.ceil(done.ttl),
+            TTL=-1 if done.ttl < 0 else int(done.ttl),  # whole seconds left, truncated as etcd's
             grantedTTL=int(done.granted_ttl),
             keys=list(done.keys),
         )

@@ -11,6 +11,7 @@ a message is never interleaved with another on the wire.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import trio
@@ -27,6 +28,15 @@ __all__ = ["WatchService"]
 
 _FILTERS = {rpc_pb2.WatchCreateRequest.NOPUT: "noput", rpc_pb2.WatchCreateRequest.NODELETE: "nodelete"}
 DUPLICATE_ID = "mvcc: duplicate watch ID provided on the WatchStream"
+
+
+@dataclass
+class _Served:
+    """One watch of a stream: its task's scope, and the revision up to which it delivered
+    everything (0: not created yet)."""
+
+    scope: trio.CancelScope
+    revision: int = 0
 
 
 class WatchService:
@@ -47,10 +57,13 @@ class WatchService:
         lock = trio.Lock()
 
         async def reply(message: rpc_pb2.WatchResponse) -> None:
-            async with lock:
-                await send(message)
+            # Whole messages only: a watch canceled while it sends finishes that message first
+            # (a half-written one would reset the stream, and every watch on it).
+            with trio.CancelScope(shield=True):
+                async with lock:
+                    await send(message)
 
-        watches: dict[int, trio.CancelScope] = {}
+        watches: dict[int, _Served] = {}
         next_id = 0
         async with trio.open_nursery() as nursery:
             async for request in requests:
@@ -66,17 +79,27 @@ class WatchService:
                     if watch_id in watches:
                         await reply(self._refused(DUPLICATE_ID))
                         continue
-                    scope = trio.CancelScope()
-                    watches[watch_id] = scope
-                    nursery.start_soon(self._serve_one, watch_id, create, scope, reply, watches)
+                    served = _Served(trio.CancelScope())
+                    watches[watch_id] = served
+                    nursery.start_soon(self._serve_one, watch_id, create, served, reply, watches)
                 elif which == "cancel_request":
                     watch_id = request.cancel_request.watch_id
                     ending = watches.pop(watch_id, None)
                     if ending is not None:
-                        ending.cancel()
-                        await reply(rpc_pb2.WatchResponse(header=await self._now(), watch_id=watch_id, canceled=True))
+                        ending.scope.cancel()
+                        await reply(
+                            rpc_pb2.WatchResponse(header=await self._header(), watch_id=watch_id, canceled=True)
+                        )
                 elif which == "progress_request":
-                    await reply(rpc_pb2.WatchResponse(header=await self._now(), watch_id=-1))
+                    # A promise for the whole stream: no event at or below it is still to come on
+                    # any of its watches (etcd >= 3.5.8), so the lowest revision they delivered to.
+                    if watches and all(w.revision for w in watches.values()):
+                        header = self.headers.at(min(w.revision for w in watches.values()))
+                    elif watches:
+                        continue  # a watch not created yet: etcd, too, answers only once all are in sync
+                    else:
+                        header = await self._header()
+                    await reply(rpc_pb2.WatchResponse(header=header, watch_id=-1))
             await trio.sleep_forever()  # the client stopped sending: its watches go on until it hangs up
 
     def _responses(
@@ -98,6 +121,14 @@ class WatchService:
         out.append(rpc_pb2.WatchResponse(header=header, watch_id=watch_id, events=part))
         return out
 
+    async def _header(self) -> rpc_pb2.ResponseHeader:
+        """This member's revision now, or a bare header if it cannot say (its replica is
+        restarting): an answer on the stream must not end the stream's other watches."""
+        try:
+            return await self._now()  # type: ignore[no-any-return]
+        except GrpcError:
+            return self.headers.at(0)
+
     def _refused(self, reason: str) -> rpc_pb2.WatchResponse:
         """A create refused before any watch exists (a duplicate id): etcd's InvalidWatchID."""
         return rpc_pb2.WatchResponse(
@@ -108,26 +139,23 @@ class WatchService:
         self,
         watch_id: int,
         create: rpc_pb2.WatchCreateRequest,
-        scope: trio.CancelScope,
+        served: _Served,
         reply: Callable[[rpc_pb2.WatchResponse], Awaitable[None]],
-        watches: dict[int, trio.CancelScope],
+        watches: dict[int, _Served],
     ) -> None:
         created = False
 
         async def cancel(**fields: Any) -> None:
             """As etcd: a watch is created (once), then canceled, with why."""
-            try:
-                header = await self._now()
-            except GrpcError:
-                header = self.headers.at(0)  # the member cannot say its revision: the reason still goes out
+            header = await self._header()
             if not created:
                 await reply(rpc_pb2.WatchResponse(header=header, watch_id=watch_id, created=True))
             await reply(rpc_pb2.WatchResponse(header=header, watch_id=watch_id, canceled=True, **fields))
 
-        with scope:
+        with served.scope:
             try:
                 watch = self.client.watch(
-                    create.key,
+                    create.key or b"\x00",  # etcd reads an empty key as \x00 (with range_end \x00: all)
                     create.range_end,
                     start_revision=create.start_revision,
                     prev_kv=create.prev_kv,
@@ -140,6 +168,8 @@ class WatchService:
                         rpc_pb2.WatchResponse(header=self.headers.at(watch.revision), watch_id=watch_id, created=True)
                     )
                     created = True
+                    start = create.start_revision
+                    served.revision = start - 1 if start else watch.revision
                     async for item in watch:
                         if isinstance(item, WatchBatch):
                             events = [event_to_pb(e, create.prev_kv) for e in item.events]
@@ -153,5 +183,5 @@ class WatchService:
             except GlobalKVError as exc:
                 await cancel(cancel_reason=as_grpc_error(exc).message)
             finally:
-                if watches.get(watch_id) is scope:
+                if watches.get(watch_id) is served:
                     del watches[watch_id]

@@ -30,6 +30,7 @@ from ._machine import NullMachine as NullMachine
 from ._options import ReplicaOptions as ReplicaOptions
 from ._raft_replica import RaftReplica as RaftReplica
 from ._raft_replica import needs_sync as needs_sync
+from ._validate import MAX_LOCK_SECONDS as MAX_LOCK_SECONDS
 from ._validate import READ_CONSISTENCIES as READ_CONSISTENCIES
 from ._validate import Limits as Limits
 from ._validate import check_forwarded as check_forwarded

@@ -116,7 +116,7 @@ async def test_etcdctl_watch_on_a_follower_sees_writes_made_on_the_leader() -> N
                 await ok(urls[leader], "del", "cfg/x")
                 seen = b""
                 with trio.fail_after(20):
-                    while seen.count(b"\n") < 8:
+                    while b"DELETE\ncfg/x\n" not in seen:
                         chunk = await proc.stdout.receive_some(4096)
                         assert chunk, seen
                         seen += chunk
