@@ -36,6 +36,17 @@ def text(data: bytes | None) -> str | None:
     return None if data is None else data.decode()
 
 
+def settled(read: Any, want: Any) -> Any:
+    """A serializable read at another member, until it has applied the write (at most 5 s)."""
+    got = read()
+    for _ in range(100):
+        if got == want:
+            break
+        time.sleep(0.05)
+        got = read()
+    return got
+
+
 def event(e: Any) -> list[Any]:
     """An etcd3 event as [kind, key, value]: its class is PutEvent or DeleteEvent."""
     return [type(e).__name__.removesuffix("Event").upper(), text(e.key), text(e.value)]
@@ -81,7 +92,7 @@ def kv(c: etcd3.Etcd3Client, o: etcd3.Etcd3Client) -> dict[str, Any]:
     r["get_header_member_id"] = meta.response_header.member_id
     r["get_missing"] = list(c.get("e3/missing"))
     r["other_get"] = text(o.get("e3/b")[0])
-    r["serializable_get"] = text(o.get("e3/c", serializable=True)[0])
+    r["serializable_get"] = settled(lambda: text(o.get("e3/c", serializable=True)[0]), "3")
     r["get_prefix"] = [[text(m.key), text(v), m.version] for v, m in c.get_prefix("e3/")]
     r["get_prefix_keys_only"] = [[text(m.key), text(v)] for v, m in c.get_prefix("e3/", keys_only=True)]
     r["get_prefix_descend"] = [text(m.key) for _, m in c.get_prefix("e3/", sort_order="descend")]

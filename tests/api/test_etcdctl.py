@@ -53,7 +53,9 @@ async def test_etcdctl_reads_writes_txns_leases_and_cluster_state_on_any_member(
             for url in urls:
                 assert await ok(url, "get", "app/", "--prefix") == "app/a\n1\napp/b\n2\n"
             # Serializable reads are served from the member's own state.
-            assert "app/a" in await ok(f2, "get", "app/a", "--consistency=s")
+            with trio.fail_after(10):  # once f2 has applied it
+                while "app/a" not in await ok(f2, "get", "app/a", "--consistency=s"):
+                    await trio.sleep(0.05)
             found = json.loads(await ok(f1, "get", "app/a", "-w", "json"))
             assert found["kvs"][0]["version"] == 1 and found["count"] == 1
             first_rev = found["kvs"][0]["mod_revision"]
@@ -128,8 +130,12 @@ async def test_etcdctl_watch_on_a_follower_sees_writes_made_on_the_leader() -> N
                 proc.kill()
                 with trio.move_on_after(5):
                     await proc.wait()
-            # A watch from a compacted revision is canceled with etcd's reason.
+            # A watch from a compacted revision is canceled with etcd's reason (once the follower
+            # serving it has applied the compaction: a serializable read there says so).
             await ok(urls[leader], "compaction", str(rev + 1))
+            with trio.fail_after(20):
+                while (await etcdctl(follower, "get", "cfg/x", f"--rev={rev}", "--consistency=s"))[0] == 0:
+                    await trio.sleep(0.1)
             code, out, err = await etcdctl(follower, "watch", "cfg/x", f"--rev={rev}")
             assert "required revision has been compacted" in out + err, (code, out, err)
 
