@@ -5,6 +5,9 @@ client retries on Unavailable but not on InvalidArgument)."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Any
+
 import ergo_py
 
 from .._errors import (
@@ -21,9 +24,10 @@ from .._errors import (
     StorageFull,
     Unavailable,
 )
+from ..client import NotElected
 from ._grpc import GrpcError, Status
 
-__all__ = ["as_grpc_error"]
+__all__ = ["as_grpc_error", "etcd_call"]
 
 COMPACTED = "etcdserver: mvcc: required revision has been compacted"
 FUTURE_REV = "etcdserver: mvcc: required revision is a future revision"
@@ -71,3 +75,16 @@ def as_grpc_error(exc: BaseException) -> GrpcError:
     if isinstance(exc, GlobalKVError):
         return GrpcError(Status.UNKNOWN, f"etcdserver: {exc}")
     return GrpcError(Status.INTERNAL, "etcdserver: internal error")
+
+
+async def etcd_call(make: Callable[[], Awaitable[Any]], *, not_elected: GrpcError | None = None) -> Any:
+    """`await make()`, a call into the cluster, with our errors and the runtime's raised as
+    etcd's; a recipe's NotElected as `not_elected` (what it means depends on the call)."""
+    try:
+        return await make()
+    except NotElected:
+        if not_elected is None:
+            raise
+        raise not_elected from None
+    except (GlobalKVError, ergo_py.ErgoError) as exc:
+        raise as_grpc_error(exc) from None

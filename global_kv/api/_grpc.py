@@ -190,7 +190,7 @@ class H2Server:
         self.http = http
         self.peer = peer
         self.max_message = max_message
-        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding="utf-8"))
+        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding=None))
         self.calls: dict[int, Call] = {}
         self.plain: dict[int, tuple[HttpRequest, bytearray]] = {}  # HTTP (non-gRPC) requests being read
         # Bytes received and not yet taken by a handler, over all streams: a client that sends

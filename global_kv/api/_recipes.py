@@ -15,10 +15,12 @@ from typing import Any
 import trio
 from google.protobuf.message import Message
 
+import ergo_py
+
 from .._errors import GlobalKVError
-from ..client import Election, GlobalClient, NotElected
+from ..client import Election, GlobalClient
 from ._convert import Headers, kv_to_pb
-from ._errors import LEASE_NOT_FOUND, as_grpc_error
+from ._errors import LEASE_NOT_FOUND, as_grpc_error, etcd_call
 from ._grpc import Call, GrpcError, Method, Status
 from ._pb import v3election_pb2, v3lock_pb2
 
@@ -27,18 +29,6 @@ __all__ = ["RecipeServices"]
 NOT_LEADER = "etcdserver: election: not leader"
 _SESSION_TTL = 60  # seconds: etcd's default session TTL, for a Lock or Campaign without a lease
 NO_LEADER = "etcdserver: election: no leader"
-
-
-async def _run(make: Callable[[], Awaitable[Any]], not_elected: GrpcError | None = None) -> Any:
-    """A recipe call, with our errors turned into etcd's (NotElected into `not_elected`)."""
-    try:
-        return await make()
-    except NotElected:
-        if not_elected is None:
-            raise
-        raise not_elected from None
-    except GlobalKVError as exc:
-        raise as_grpc_error(exc) from None
 
 
 class RecipeServices:
@@ -54,12 +44,12 @@ class RecipeServices:
         if not name:
             raise GrpcError(Status.INVALID_ARGUMENT, "etcdserver: key is not provided")
         if lease == 0:
-            lease = (await _run(lambda: self.client.lease_grant(_SESSION_TTL))).lease_id
+            lease = (await etcd_call(lambda: self.client.lease_grant(_SESSION_TTL))).lease_id
         election = Election(self.client, name)
         try:
             # NotElected: its lease ended while it waited.
             not_found = GrpcError(Status.NOT_FOUND, LEASE_NOT_FOUND)
-            return await _run(lambda: election.campaign(value, lease), not_found), lease
+            return await etcd_call(lambda: election.campaign(value, lease), not_elected=not_found), lease
         except BaseException:
             # By key, as etcd's Mutex does: the txn that put it may not have answered yet.
             with trio.CancelScope(shield=True), trio.move_on_after(5):
@@ -72,7 +62,7 @@ class RecipeServices:
         return v3lock_pb2.LockResponse(header=await self._header(), key=kv.key)
 
     async def unlock(self, r: v3lock_pb2.UnlockRequest, call: Call | None = None) -> Message:
-        done = await _run(lambda: self.client.delete_range(r.key))
+        done = await etcd_call(lambda: self.client.delete_range(r.key))
         return v3lock_pb2.UnlockResponse(header=self.headers.pb(done.header))
 
     # -- v3election ----------------------------------------------------------------------------
@@ -89,11 +79,11 @@ class RecipeServices:
     async def proclaim(self, r: v3election_pb2.ProclaimRequest, call: Call | None = None) -> Message:
         election = self._held(r.leader)
         not_leader = GrpcError(Status.FAILED_PRECONDITION, NOT_LEADER)
-        await _run(lambda: election.proclaim(r.value, r.leader.lease), not_leader)
+        await etcd_call(lambda: election.proclaim(r.value, r.leader.lease), not_elected=not_leader)
         return v3election_pb2.ProclaimResponse(header=await self._header())
 
     async def leader(self, r: v3election_pb2.LeaderRequest, call: Call | None = None) -> Message:
-        kv = await _run(Election(self.client, r.name).leader)
+        kv = await etcd_call(Election(self.client, r.name).leader)
         if kv is None:
             raise GrpcError(Status.UNAVAILABLE, NO_LEADER)
         return v3election_pb2.LeaderResponse(header=await self._header(), kv=kv_to_pb(kv))
@@ -110,12 +100,12 @@ class RecipeServices:
                 async for kv in Election(self.client, r.name).observe():
                     if kv is not None:
                         await send(v3election_pb2.LeaderResponse(header=await self._header(), kv=kv_to_pb(kv)))
-            except GlobalKVError as exc:
+            except (GlobalKVError, ergo_py.ErgoError) as exc:
                 raise as_grpc_error(exc) from None
             return
 
     async def resign(self, r: v3election_pb2.ResignRequest, call: Call | None = None) -> Message:
-        await _run(self._held(r.leader).resign)
+        await etcd_call(self._held(r.leader).resign)
         return v3election_pb2.ResignResponse(header=await self._header())
 
     def methods(self) -> dict[str, Method]:

@@ -16,6 +16,7 @@ import json
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import fields
+from functools import partial
 from typing import Any
 
 import trio
@@ -23,13 +24,12 @@ from google.protobuf.message import Message
 
 import ergo_py
 
-from .._errors import GlobalKVError
 from ..app import GLOBAL_NAME
 from ..client import GlobalClient
 from ..protocol import KVRangeRequest, StatusResponse
 from ..replica import MAX_LOCK_SECONDS
 from ._convert import Headers, delete_from_pb, member_id, process_member_id, put_from_pb, range_from_pb, txn_from_pb
-from ._errors import as_grpc_error
+from ._errors import etcd_call
 from ._grpc import Call, GrpcError, Method, Status
 from ._pb import rpc_pb2
 
@@ -93,23 +93,17 @@ class EtcdServices:
         self.client_urls = client_urls
         self.peer_ports = peer_ports  # node -> the port its peers dial (for the peer URLs shown)
 
-    async def _call(self, make: Callable[[], Awaitable[Any]]) -> Any:
-        try:
-            return await make()
-        except (GlobalKVError, ergo_py.ErgoError) as exc:
-            raise as_grpc_error(exc) from None
-
     # -- KV -----------------------------------------------------------------------------------
     async def range(self, r: rpc_pb2.RangeRequest, call: Call | None = None) -> rpc_pb2.RangeResponse:
         request = range_from_pb(r)
-        kwargs = {name: getattr(request, name) for name in _RANGE_FIELDS[2:]}
+        kwargs = {name: getattr(request, name) for name in _RANGE_FIELDS}  # range_kv's parameters
         client = self.local if r.serializable else self.client
-        found = await self._call(lambda: client.range_kv(request.key, request.range_end, **kwargs))
+        found = await etcd_call(lambda: client.range_kv(**kwargs))
         return self.headers.range(found)
 
     async def put(self, r: rpc_pb2.PutRequest, call: Call | None = None) -> rpc_pb2.PutResponse:
         p = put_from_pb(r)
-        done = await self._call(
+        done = await etcd_call(
             lambda: self.client.put_kv(
                 p.key,
                 p.value,
@@ -123,16 +117,16 @@ class EtcdServices:
 
     async def delete_range(self, r: rpc_pb2.DeleteRangeRequest, call: Call | None = None) -> Message:
         d = delete_from_pb(r)
-        done = await self._call(lambda: self.client.delete_range(d.key, d.range_end, prev_kv=d.prev_kv))
+        done = await etcd_call(lambda: self.client.delete_range(d.key, d.range_end, prev_kv=d.prev_kv))
         return self.headers.delete(done)
 
     async def txn(self, r: rpc_pb2.TxnRequest, call: Call | None = None) -> rpc_pb2.TxnResponse:
         t = txn_from_pb(r)
-        done = await self._call(lambda: self.client.txn(t.compare, t.success, t.failure))
+        done = await etcd_call(lambda: self.client.txn(t.compare, t.success, t.failure))
         return self.headers.txn(done)
 
     async def compact(self, r: rpc_pb2.CompactionRequest, call: Call | None = None) -> Message:
-        done = await self._call(lambda: self.client.compact(r.revision))
+        done = await etcd_call(lambda: self.client.compact(r.revision))
         return rpc_pb2.CompactionResponse(header=self.headers.pb(done.header))
 
     # -- Lease --------------------------------------------------------------------------------
@@ -140,11 +134,11 @@ class EtcdServices:
         if r.TTL > MAX_LOCK_SECONDS:  # etcd allows 9e9 s; a lease (as a lock) lives at most a year here
             raise GrpcError(Status.OUT_OF_RANGE, "etcdserver: too large lease TTL")
         ttl = max(1, r.TTL)  # etcd grants at least its minimum TTL, never refuses a small one
-        done = await self._call(lambda: self.client.lease_grant(ttl, lease_id=r.ID))
+        done = await etcd_call(lambda: self.client.lease_grant(ttl, lease_id=r.ID))
         return rpc_pb2.LeaseGrantResponse(header=self.headers.pb(done.header), ID=done.lease_id, TTL=int(done.ttl))
 
     async def lease_revoke(self, r: rpc_pb2.LeaseRevokeRequest, call: Call | None = None) -> Message:
-        done = await self._call(lambda: self.client.lease_revoke(r.ID))
+        done = await etcd_call(lambda: self.client.lease_revoke(r.ID))
         return rpc_pb2.LeaseRevokeResponse(header=self.headers.pb(done.header))
 
     async def lease_keepalive(
@@ -156,11 +150,10 @@ class EtcdServices:
         """One answer per keep-alive, in order; a lease that is gone is answered TTL 0 (etcd's way)."""
         async for r in requests:
             try:
-                done = await self.client.lease_keepalive(r.ID)
-            except GlobalKVError as exc:
-                error = as_grpc_error(exc)
+                done = await etcd_call(partial(self.client.lease_keepalive, r.ID))
+            except GrpcError as error:
                 if error.code != Status.NOT_FOUND:
-                    raise error from None
+                    raise
                 await send(rpc_pb2.LeaseKeepAliveResponse(header=await self.header(), ID=r.ID, TTL=0))
                 continue
             await send(
@@ -168,7 +161,7 @@ class EtcdServices:
             )
 
     async def lease_time_to_live(self, r: rpc_pb2.LeaseTimeToLiveRequest, call: Call | None = None) -> Message:
-        done = await self._call(lambda: self.client.lease_time_to_live(r.ID, keys=r.keys))
+        done = await etcd_call(lambda: self.client.lease_time_to_live(r.ID, keys=r.keys))
         return rpc_pb2.LeaseTimeToLiveResponse(
             header=self.headers.pb(done.header),
             ID=r.ID,
@@ -178,19 +171,19 @@ class EtcdServices:
         )
 
     async def lease_leases(self, r: rpc_pb2.LeaseLeasesRequest, call: Call | None = None) -> Message:
-        done = await self._call(self.client.leases)
+        done = await etcd_call(self.client.leases)
         return rpc_pb2.LeaseLeasesResponse(
             header=self.headers.pb(done.header), leases=[rpc_pb2.LeaseStatus(ID=i) for i in done.leases]
         )
 
     async def header(self) -> rpc_pb2.ResponseHeader:
         """A header for an answer that has none of its own: this member's revision now."""
-        found = await self._call(lambda: self.local.range_kv(b"\x00", count_only=True, consistency="follower"))
+        found = await etcd_call(lambda: self.local.range_kv(b"\x00", count_only=True, consistency="follower"))
         return self.headers.pb(found.header)
 
     # -- Cluster and Maintenance ----------------------------------------------------------------
     async def _status(self) -> StatusResponse:
-        return await self._call(lambda: self.client.status(self.node_name))  # type: ignore[no-any-return]
+        return await etcd_call(lambda: self.client.status(self.node_name))  # type: ignore[no-any-return]
 
     def _member(self, peer: ergo_py.ProcessID, client_url: str = "") -> rpc_pb2.Member:
         mine = peer.node == self.node_name
@@ -239,7 +232,7 @@ class EtcdServices:
         node = nodes[0]
         if node in {p.node for p in (await self._status()).peers}:
             raise GrpcError(Status.FAILED_PRECONDITION, "etcdserver: Peer URLs already exists")
-        await self._call(lambda: self.client.add_peer(node))
+        await etcd_call(lambda: self.client.add_peer(node))
         added = self._member(ergo_py.ProcessID(GLOBAL_NAME, node))
         members = await self._members_after(lambda peers: node in peers)
         return rpc_pb2.MemberAddResponse(header=await self.header(), member=added, members=members)
@@ -251,7 +244,7 @@ class EtcdServices:
         if not found:
             raise GrpcError(Status.NOT_FOUND, "etcdserver: member not found")
         node = found[0].node
-        await self._call(lambda: self.client.remove_peer(node))
+        await etcd_call(lambda: self.client.remove_peer(node))
         members = await self._members_after(lambda peers: node not in peers)
         return rpc_pb2.MemberRemoveResponse(header=await self.header(), members=members)
 
@@ -268,11 +261,8 @@ class EtcdServices:
         """Every key-value live at `revision` on this member, in key order, 1,000 at a time."""
         start = b"\x00"
         while True:
-            page = await self._call(
-                lambda start=start: self.local.range_kv(  # type: ignore[misc]
-                    start, b"\x00", revision=revision, limit=1000, consistency="follower"
-                )
-            )
+            read = partial(self.local.range_kv, start, b"\x00", revision=revision, limit=1000, consistency="follower")
+            page = await etcd_call(read)
             if page.kvs:
                 yield list(page.kvs)
             if not page.more or not page.kvs:
