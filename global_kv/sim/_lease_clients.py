@@ -158,9 +158,16 @@ class LeaseWorkload:
 
     def _die(self, c: LeaseClient) -> None:
         self.sim.event(f"{c.client_id}: lease owner {c.owner} dies holding lease {c.lease_id}")
-        c.state, c.owner = "dead", None
-        c.incarnation += 1
+        c.state = "dead"
+        self._end_owner(c)
         self.owner_deaths += 1
+
+    @staticmethod
+    def _end_owner(c: LeaseClient) -> None:
+        """The owner of the client's lease is gone for good: a new PID owns its next lease."""
+        if c.owner is not None:
+            c.owner = None
+            c.incarnation += 1
 
     # -- ground truth the replicas' monitors see ---------------------------------------------
     def owns(self, owner: PID) -> bool:
@@ -203,8 +210,7 @@ class LeaseWorkload:
             elif not isinstance(value, LeaseNotFound):
                 raise RaftInvariantError(f"{c.client_id}: a lease request was answered with {value!r}")
             c.state = "none"  # the lease ended (expired while we were late, or revoked)
-            if c.owner is not None:
-                c.owner, c.incarnation = None, c.incarnation + 1  # a new owner for the next lease
+            self._end_owner(c)
             return
         if type(value) is LeaseGrantResponse:
             c.lease_id, c.state = value.lease_id, "granted"
@@ -214,8 +220,7 @@ class LeaseWorkload:
         elif type(value) is LeaseRevokeResponse:
             c.state = "none"
             self.revokes += 1
-            if c.owner is not None:
-                c.owner, c.incarnation = None, c.incarnation + 1
+            self._end_owner(c)
         else:  # a keep-alive
             c.next_at = self.sim.now + _step(c)
             self.keepalives += 1
