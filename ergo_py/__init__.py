@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from ._messages import MessageDownProcessID as MessageDownProcessID
     from ._messages import MessageExitPID as MessageExitPID
     from ._messages import Panic as Panic
+    from ._node import Alarm as Alarm
     from ._node import Node as Node
     from ._node import NodeOptions as NodeOptions
     from ._node import ProcessInfo as ProcessInfo
@@ -87,7 +88,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "MessageExitPID",
         "Panic",
     ),
-    "._node": ("Node", "NodeOptions", "ProcessInfo", "TimerHandle", "start_node"),
+    "._node": ("Alarm", "Node", "NodeOptions", "ProcessInfo", "TimerHandle", "start_node"),
     "._supervisor": (
         "ChildSpec",
         "Restart",

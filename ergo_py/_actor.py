@@ -16,7 +16,7 @@ from ._messages import NORMAL
 from .ids import PID, ProcessID, Ref
 
 if TYPE_CHECKING:
-    from ._node import Node, TimerHandle
+    from ._node import Alarm, Node, TimerHandle
     from ._process import Process
 
 __all__ = ["Actor", "NO_REPLY", "Target"]
@@ -132,6 +132,11 @@ class Actor:
     def send_after(self, to: Target, message: Any, seconds: float) -> "TimerHandle":
         """Deliver `message` to `to` after `seconds`; the handle's `cancel()` stops it."""
         return self._proc.node._send_after(self._proc.pid, to, message, seconds)
+
+    def alarm(self, message: Any) -> "Alarm":
+        """A timer for this process that it sets again and again: `message` arrives each
+        time the deadline given to `set_at` passes (see `Alarm`). Ends with the process."""
+        return self._proc.node._alarm(self._proc, message)
 
     def send_interval(self, to: Target, message: Any, seconds: float) -> "TimerHandle":
         """Deliver `message` to `to` every `seconds` until the handle is cancelled or this process ends."""

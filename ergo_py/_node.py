@@ -58,7 +58,7 @@ if TYPE_CHECKING:
 
     from ._application import ApplicationRuntime
 
-__all__ = ["Node", "NodeOptions", "start_node", "ProcessInfo", "TimerHandle"]
+__all__ = ["Alarm", "Node", "NodeOptions", "start_node", "ProcessInfo", "TimerHandle"]
 
 _log = logging.getLogger("ergo_py.node")
 
@@ -115,6 +115,39 @@ class TimerHandle:
         """True if the message will not be sent."""
         self._scope.cancel()
         return not self.fired
+
+
+class Alarm:
+    """A timer a process sets again and again (`Actor.alarm`): it sends its message to its
+    process each time the time set passes. Moving it costs no task and no wakeup, so a
+    deadline pushed back on every input (an election timeout) costs nothing until it
+    fires. It ends with its process, or at `cancel()`."""
+
+    __slots__ = ("_at", "_wait", "_scope")
+
+    def __init__(self, scope: trio.CancelScope) -> None:
+        self._at = math.inf  # when it fires next (trio's clock); inf: not set
+        self._wait: trio.CancelScope | None = None  # the scope its task sleeps in
+        self._scope = scope
+
+    @property
+    def deadline(self) -> float:
+        """When it fires next, on trio's clock (inf: not set)."""
+        return self._at
+
+    def set_at(self, deadline: float) -> None:
+        """Fire at `deadline` (trio's clock; at once if past; inf: not at all), instead of
+        any time set before."""
+        self._at = deadline
+        if self._wait is not None:
+            self._wait.deadline = deadline
+
+    def clear(self) -> None:
+        self.set_at(math.inf)
+
+    def cancel(self) -> None:
+        """End it: it sends nothing more."""
+        self._scope.cancel()
 
 
 class _CallWaiter:
@@ -488,6 +521,24 @@ class Node:
         self._nursery.start_soon(fire)
         return handle
 
+    def _alarm(self, proc: Process, message: Any) -> Alarm:
+        scope = trio.CancelScope()
+        alarm = Alarm(scope)
+        proc.alarms.append(scope)
+        pid = proc.pid
+
+        async def run() -> None:
+            with scope:
+                while True:
+                    with trio.CancelScope(deadline=alarm._at) as wait:
+                        alarm._wait = wait
+                        await trio.sleep_forever()
+                    alarm._wait, alarm._at = None, math.inf
+                    proc.mailbox.put((MSG, pid, message, None))
+
+        self._nursery.start_soon(run)
+        return alarm
+
     def _send_interval(self, proc: Process, to: Any, message: Any, seconds: float) -> TimerHandle:
         if seconds <= 0:
             raise ValueError(f"send_interval needs a positive period, got {seconds}")
@@ -707,6 +758,8 @@ class Node:
             return
         proc.alive = False
         proc.exit_reason = reason
+        for scope in proc.alarms:
+            scope.cancel()
         pid = proc.pid
         self._procs.pop(pid.id, None)
         gone = self._tables.remove_process(proc)

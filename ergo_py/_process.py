@@ -57,6 +57,7 @@ class Process:
         "app",
         "started_at",
         "exit_reason",
+        "alarms",
         "_log",
     )
 
@@ -78,6 +79,7 @@ class Process:
         self.app = app
         self.started_at = trio.current_time()
         self.exit_reason: Any = None
+        self.alarms: list[trio.CancelScope] = []  # the tasks of this process's alarms
         self._log: _ProcessLog | None = None
         actor._proc = self
 

@@ -16,6 +16,7 @@ here: they are about this process, its storage and its node.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ import trio
 from ergo_py import NO_REPLY, NOCONNECTION, PID, MessageDownPID, Node, ProcessID, Ref
 from ergo_py.net import EncodeError, MessageTooLarge, NoConnection
 
+from .. import _trace
 from .._errors import GlobalKVError, InvalidRequest, NotLeader, RequestTooLarge
 from ..leader import LeaderActor, leader_hint, peer_process
 from ..protocol import (
@@ -139,8 +141,11 @@ class GlobalActor(LeaderActor):
         def replica(raft: RaftNode, replay_upto: int) -> GlobalReplica:
             return GlobalReplica(raft, self.sm, options, host, counters=counters, replay_upto=replay_upto)
 
+        # The lock check period runs only while the replica has something to check.
+        self._check_period = min(config.lock_check_interval, 100) / 1000
+        self._checker = self.alarm(_LOCK_CHECK)
         await self.start_raft(config.leader_options(), self.sm, replica)
-        self.send_interval(self.pid, _LOCK_CHECK, min(config.lock_check_interval, 100) / 1000)
+        self._arm_check()
 
     async def _open_engine(self) -> StorageEngine:
         config = self.config
@@ -193,17 +198,17 @@ class GlobalActor(LeaderActor):
                 self._reply_direct(message.caller, message.ref, message.ok is True, message.value)
             return
         if message is _LOCK_CHECK:
-            self.replica.check(trio.current_time())
+            self.replica.check(self.now())
             await self._after_input()
             return
         if isinstance(message, WatchAck):
             if isinstance(from_, PID):
-                self.replica.watch_ack(from_, message, trio.current_time())
+                self.replica.watch_ack(from_, message, self.now())
                 await self._after_input()
             return
         if isinstance(message, MessageDownPID):
             if self._monitors.pop(message.pid, None) is not None:
-                self.replica.owner_down(message.pid, message.reason == NOCONNECTION, trio.current_time())
+                self.replica.owner_down(message.pid, message.reason == NOCONNECTION, self.now())
                 await self._after_input()
             elif self._watchers.pop(message.pid, None) is not None:
                 self.replica.watcher_down(message.pid)
@@ -213,7 +218,9 @@ class GlobalActor(LeaderActor):
     async def _answer(self, caller: PID, ref: Ref, request: Any, hops: int) -> None:
         """Answer now, or later. A bad request is the caller's error, never our crash."""
         replica = self.replica
-        if not replica.request(caller, ref, request, trio.current_time(), hops):
+        if _trace.ENABLED:
+            _trace.record("request", hops, caller.node)
+        if not replica.request(caller, ref, request, self.now(), hops):
             try:
                 result = self._operation(caller, ref, request)
             except Exception as exc:
@@ -222,6 +229,14 @@ class GlobalActor(LeaderActor):
                 if result is not NO_REPLY:
                     self._reply(caller, ref, True, result)
         await self._after_input()
+
+    async def run_effects(self) -> None:
+        await super().run_effects()
+        self._arm_check()
+
+    def _arm_check(self) -> None:
+        if self._checker.deadline == math.inf and self.replica.check_pending():
+            self._checker.set_at(trio.current_time() + self._check_period)
 
     async def _after_input(self) -> None:
         await self.run_effects()
@@ -299,6 +314,8 @@ class GlobalActor(LeaderActor):
         self._reply_direct(to, ref, ok, value)
 
     def _reply_direct(self, to: PID, ref: Ref, ok: bool, value: Any) -> None:
+        if _trace.ENABLED:
+            _trace.record("reply", 0, to.node)
         try:
             if ok:
                 super().send_response(to, ref, value)

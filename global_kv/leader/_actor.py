@@ -1,6 +1,9 @@
 """`LeaderActor`: the project's one Raft shell, as an actor that users subclass.
 
-It owns a sans-IO `RaftNode`, ticks it from a trio timer, carries its messages
+It owns a sans-IO `RaftNode`, ticks it from the clock (every tick that has fallen is
+given before any input, and an `Alarm` wakes the shell only for the next tick the core
+says can do something: an idle follower sleeps until its election timeout, which every
+heartbeat pushes back, and a leader wakes once per heartbeat), carries its messages
 between replicas as ergo_py messages (to `ProcessID`s, so a restarted peer is
 reached under its name), persists what each Ready asks before sending what
 depends on it, and tells the subclass about leadership and membership.
@@ -39,6 +42,7 @@ the next Ready carries everything that arrived meanwhile.
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -51,8 +55,22 @@ import trio
 
 from ergo_py import NO_REPLY, PID, Actor, ErgoError, ProcessID, Ref
 
+from .. import _trace
 from .._errors import ConfChangeRejected, LogLost, NotLeader, StorageCorrupted
-from ..raft import ConfChange, ConfChangeType, HardState, RaftNode, Role, Snapshot, SnapshotMeta, Status
+from ..raft import (
+    AppendEntries,
+    AppendEntriesResponse,
+    ConfChange,
+    ConfChangeType,
+    HardState,
+    Heartbeat,
+    HeartbeatResponse,
+    RaftNode,
+    Role,
+    Snapshot,
+    SnapshotMeta,
+    Status,
+)
 from ..replica import (
     Demonitor,
     Effect,
@@ -360,7 +378,13 @@ class LeaderActor(Actor):
             )
         else:
             self.replica = replica(raft, replay_upto)
-        self._ticker = self.send_interval(self.pid, _TICK, options.tick_interval)
+        # Raft ticks are counted from the clock (tick k falls at origin + k * tick_interval),
+        # given lazily before every input, and woken for only when the core says one is due:
+        # an idle member sleeps between heartbeats instead of waking every tick.
+        self._tick_seconds = options.tick_interval
+        self._tick_origin = trio.current_time()
+        self._ticks = 0
+        self._ticker = self.alarm(_TICK)
         self._kick()
 
     async def terminate(self, reason: Any) -> None:
@@ -576,11 +600,13 @@ class LeaderActor(Actor):
         return self._route
 
     async def _route(self, from_: PID | None, message: Any) -> None:
+        self.now()
         if message is _TICK:
             if self._halted is None:
-                self.replica.tick()
                 if self.replica.has_work():
                     self._kick()
+                else:
+                    self._arm_ticker()
         elif message is _FLUSH:
             self._flush_scheduled = False
             if self._halted is None:
@@ -602,6 +628,8 @@ class LeaderActor(Actor):
                 return
             if from_ is not None:
                 self._peer_pids[m.src] = from_
+            if _trace.ENABLED:
+                _trace_raft("recv", m, m.src)
             try:
                 self.replica.step(m)
             except LogLost as exc:
@@ -650,6 +678,26 @@ class LeaderActor(Actor):
         self.log.error("%s", error)
         await self.handle_log_lost(error)
 
+    def now(self) -> float:
+        """The time, after giving the replica every Raft tick that has fallen by then: what
+        a replica input must be stamped with (elapsed ticks decide lease reads and votes)."""
+        now = trio.current_time()
+        due = int((now - self._tick_origin) / self._tick_seconds + 1e-9)
+        if due > self._ticks:
+            if self._halted is None:
+                replica = self.replica
+                for _ in range(due - self._ticks):
+                    replica.tick()
+            self._ticks = due
+        return now
+
+    def _arm_ticker(self) -> None:
+        """Wake for the next tick the core says can do something (none: sleep until input)."""
+        if self._halted is not None:
+            return
+        n = self.replica.ticks_until_due()
+        self._ticker.set_at(math.inf if n is None else self._tick_origin + (self._ticks + n) * self._tick_seconds)
+
     def kick(self) -> None:
         """Schedule a Ready drain after the mail already queued (which it then batches)."""
         self._kick()
@@ -663,6 +711,8 @@ class LeaderActor(Actor):
     def _send_raft(self, messages: Sequence[Any]) -> None:
         cluster = self.options.cluster_id
         for m in messages:
+            if _trace.ENABLED:
+                _trace_raft("send", m, m.dst)
             name, node = peer_process(m.dst)
             try:
                 self.send(ProcessID(name, node), RaftEnvelope(cluster, m))
@@ -672,11 +722,13 @@ class LeaderActor(Actor):
 
     async def _drain(self) -> None:
         replica = self.replica
-        while (rd := replica.ready(trio.current_time())) is not None:
+        while (rd := replica.ready(self.now())) is not None:
             self._send_raft(rd.messages)
             if rd.snapshot is not None:
                 await self._save_snapshot(rd.snapshot)
             if self._store is not None and needs_sync(rd, self._persisted_hs):
+                if _trace.ENABLED and rd.entries:
+                    _trace.record("fsync_start", rd.entries[-1].index)
                 await trio.to_thread.run_sync(
                     self._store.save,
                     rd.hard_state,
@@ -685,11 +737,16 @@ class LeaderActor(Actor):
                 )
                 if rd.hard_state is not None:
                     self._persisted_hs = rd.hard_state
+                if _trace.ENABLED and rd.entries:
+                    _trace.record("fsync_end", rd.entries[-1].index)
             self._send_raft(rd.persisted_messages)
-            replica.persisted(rd, trio.current_time())
+            replica.persisted(rd, self.now())
+            if _trace.ENABLED and rd.committed_entries:
+                _trace.record("applied", rd.committed_entries[-1].index)
             await self.run_effects()
         await self.run_effects()  # answers to what `ready` refused to propose
         await self._maybe_compact()
+        self._arm_ticker()
 
     async def run_effects(self) -> None:
         """Carry out what the replica asked, in order."""
@@ -813,6 +870,20 @@ class LeaderActor(Actor):
             self.log.info("the snapshot at %d was superseded: %s", done.index, done.error)
             return
         raise done.error
+
+
+def _trace_raft(way: str, m: Any, peer: str) -> None:
+    """The Raft messages that carry a request's hops: entries out and in, their acks, and
+    the heartbeat rounds a linearizable read waits for (by round number)."""
+    kind = type(m)
+    if kind is AppendEntries and m.entries:
+        _trace.record(f"ae_{way}", m.prev_index + len(m.entries), peer)
+    elif kind is AppendEntriesResponse and not m.reject:
+        _trace.record(f"ack_{way}", m.index, peer)
+    elif kind is Heartbeat and m.read_seq:
+        _trace.record(f"hb_{way}", m.read_seq, peer)
+    elif kind is HeartbeatResponse:
+        _trace.record(f"hback_{way}", m.read_seq, peer)
 
 
 def leader_hint(raft_id: str | None) -> ProcessID | None:

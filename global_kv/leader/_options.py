@@ -1,7 +1,8 @@
 """`LeaderOptions`: how a LeaderActor's replica is configured, in seconds, turned into ticks.
 
-The Raft core counts ticks; the actor shell ticks every `tick_interval` seconds and
-converts the seconds given here. Bad values are refused at start with a message that
+The Raft core counts ticks; the actor shell counts one every `tick_interval` seconds
+of its clock (waking only for the ticks the core says can do something) and converts
+the seconds given here. Bad values are refused at start with a message that
 says which and why, never silently adjusted.
 """
 

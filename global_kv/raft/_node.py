@@ -29,7 +29,8 @@ can be elected before those followers' clocks pass t + election_tick_min. The le
 serves reads without a round until its own tick t + election_tick_min -
 lease_margin_ticks. Clock assumption: over one `election_tick_min` period no two
 replicas' tick counts drift apart by `lease_margin_ticks` or more (ticks run at the same
-rate everywhere, and a paused process does not keep counting ticks it did not get). A
+rate everywhere; the actor shell counts them from its monotonic clock and gives every
+tick that has fallen before any other input, so a paused process catches up at once). A
 leader that sent TimeoutNow never serves lease reads again in that term, because
 TimeoutNow lets the new candidate bypass the followers' leases.
 """
@@ -248,6 +249,25 @@ class RaftNode(ReplicationMixin, ElectionMixin):
             self._tick_leader()
         else:
             self._tick_election()
+
+    def ticks_until_due(self) -> int | None:
+        """How many ticks from now the first one that can do anything falls (None: none
+        will, until some other input). The ticks before it only count, so a driver may
+        sleep until then and give them all at once, provided it gives every tick whose
+        time has come before any other input (elapsed ticks decide lease reads and votes).
+        """
+        cfg = self._cfg
+        if self.role is LEADER:
+            due = min(cfg.heartbeat_tick - self._heartbeat_elapsed, cfg.election_tick_min - self._election_elapsed)
+            if self._transferee is not None:
+                due = min(due, cfg.election_tick_min - self._transfer_elapsed)
+            return max(1, due)
+        dues = []
+        if self._boot_lease:
+            dues.append(cfg.election_tick_min - self._election_elapsed)
+        if self._promotable():
+            dues.append(self._randomized_timeout - self._election_elapsed)
+        return max(1, min(dues)) if dues else None
 
     def step(self, m: Message) -> None:
         """Feed one message from a peer. Stale, duplicated and reordered input is fine."""

@@ -195,6 +195,18 @@ class GlobalReplica(RaftReplica):
         if type(ack.watch_id) is int and type(ack.revision) is int:
             self.watches.ack(watcher, ack.watch_id, ack.revision, now)
 
+    def check_pending(self) -> bool:
+        """Whether `check` has anything to look at: a driver calls it every lock check
+        period while this holds, and not at all otherwise (an idle replica sleeps)."""
+        locks = self.locks
+        return bool(
+            (locks.active and (locks.grace or locks.timers.deadlines or locks.waiters))
+            or self.leases.pending()
+            or self.watches.watches
+            or self.compactor.mode
+            or self._read_rounds
+        )
+
     def check(self, now: float) -> None:
         """The lock check period: TTL expiries, grace periods, waiter deadlines, read rounds."""
         self.locks.check(now)

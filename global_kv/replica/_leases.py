@@ -70,6 +70,10 @@ class LeaseService:
             return lease.ttl_ms / 1000
         return max(0.0, armed[1] - now)
 
+    def pending(self) -> bool:
+        """Leases to arm or to time: `check` has work."""
+        return self._unarmed or bool(self.deadlines)
+
     def check(self, now: float) -> None:
         """Arm what this replica has no deadline for; the leader proposes the expiries due."""
         sm = self.replica.sm

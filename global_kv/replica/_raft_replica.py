@@ -92,6 +92,10 @@ class RaftReplica:
     def tick(self) -> None:
         self.raft.tick()
 
+    def ticks_until_due(self) -> int | None:
+        """Ticks until one can do anything (see `RaftNode.ticks_until_due`)."""
+        return self.raft.ticks_until_due()
+
     def step(self, message: Any) -> None:
         """A Raft message for this replica (LogLost propagates: the driver halts)."""
         self.raft.step(message)

@@ -6,7 +6,9 @@ identifies one entry and the same predecessor term everywhere, which by inductio
 means identical prefixes. Leader Completeness: a new leader of term T holds every
 entry committed in a term before T. State Machine Safety: no two replicas apply
 different entries at one index, and the state machine is deterministic: every replica
-applying an entry gets the same result. Commit indexes never go back (in memory within
+applying an entry gets the same result. A tick the core said was not yet due
+(`ticks_until_due`) changes nothing but its counters: the actor shell sleeps through
+such ticks and gives them all at once before its next input. Commit indexes never go back (in memory within
 a run of a replica; on disk ever). The first application of each lock command feeds
 the lock invariants (`_lock_monitor.py`). Checks are incremental so that they can run
 after every step. A violation raises `RaftInvariantError`; this module never fixes
@@ -18,7 +20,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .._errors import RaftInvariantError
-from ..raft import Entry, Ready, Role
+from ..raft import Entry, RaftNode, Ready, Role
 from ..state import Result
 from ._lock_monitor import LOCK_RESULTS
 
@@ -43,6 +45,19 @@ class SafetyMonitor:
         self.leader_logs: dict[str, tuple[int, int, int | None]] = {}
         # (index, term) of proposed removals: once committed, the server is retired.
         self.removals: dict[tuple[int, int], str] = {}
+
+    def tick(self, r: SimReplica) -> None:
+        """Give `r` one Raft tick; one that its core said was not due must do nothing."""
+        node = r.node
+        assert node is not None
+        due = node.ticks_until_due()
+        before = _tick_mark(node)
+        node.tick()
+        if due != 1 and _tick_mark(node) != before:
+            raise RaftInvariantError(
+                f"{node.id}: a tick {'never' if due is None else f'{due} ticks ahead'} said due did something: "
+                f"{before} -> {_tick_mark(node)}"
+            )
 
     def observe(self, r: SimReplica) -> None:
         """Called after every call into a replica's core."""
@@ -149,3 +164,18 @@ class SafetyMonitor:
                 f"state machine safety: {r.id} applies {val[:2]} -> {val[3]} at index "
                 f"{e.index}, another replica applied {old[:2]} -> {old[3]} (different {what})"
             )
+
+
+def _tick_mark(node: RaftNode) -> tuple[object, ...]:
+    """What a tick can change besides its counters: role, term, leader, vote, messages
+    queued, the boot lease, a leadership transfer."""
+    return (
+        node.role,
+        node.term,
+        node.leader,
+        node.vote,
+        len(node._msgs),
+        len(node._msgs_after),
+        node._boot_lease,
+        node._transferee,
+    )

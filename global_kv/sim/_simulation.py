@@ -390,7 +390,7 @@ class Simulation:
         live = self.live_replicas()
         rng.shuffle(live)
         for r in live:
-            r.replica.tick()  # type: ignore[union-attr]
+            monitor.tick(r)
             monitor.observe(r)
         replicas = self.replicas
         for m in self.net.pop_due(self.now):

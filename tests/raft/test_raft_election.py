@@ -182,3 +182,27 @@ def test_followers_ignore_vote_requests_while_they_hear_from_a_leader() -> None:
     c.tick(["b"], n=10)  # election_tick_min without hearing from the leader
     b.step(RequestVote(9, "c", "b", 99, 9))
     assert b.term == 9 and b.vote == "c"
+
+
+def test_ticks_until_due_names_the_first_tick_that_does_anything() -> None:
+    """A driver sleeps through the ticks before it: they only count."""
+    cfg = config(heartbeat_tick=5, election_tick_min=15, election_tick_max=30, check_quorum=True)
+    c = elect(IDS, "a", cfg)
+    c.deliver()
+    for node in (c.nodes["a"], c.nodes["b"]):
+        c.flush()
+        n = node.ticks_until_due()
+        assert n is not None and 1 <= n <= (5 if node.role is Role.LEADER else 30)
+        for _ in range(n - 1):
+            node.tick()
+        assert not node.has_ready()  # the ticks before it only counted
+        node.tick()
+        rd = node.ready()  # a heartbeat from the leader; a (pre-)campaign from the follower
+        assert rd.messages or rd.persisted_messages
+        node.advance()
+
+
+def test_a_replica_that_can_never_campaign_needs_no_tick() -> None:
+    cfg = config(check_quorum=True)
+    learner = RaftNode("d", cfg, random.Random(0))  # not a voter of any configuration
+    assert learner.ticks_until_due() is None

@@ -366,6 +366,61 @@ async def test_creation_and_refs_are_unique() -> None:
         assert await got(n2, new) == []
 
 
+async def test_alarm_fires_at_the_time_set_last_and_ends_with_its_process(autojump_clock: Any) -> None:
+    class Alarmed(Recorder):
+        async def init(self, *args: Any) -> None:
+            await super().init(*args)
+            self.alarm_ = self.alarm("ring")
+
+        async def handle_call(self, from_: PID, ref: Ref, request: Any) -> Any:
+            if isinstance(request, tuple) and request[0] == "set":
+                self.alarm_.set_at(trio.current_time() + request[1])
+                return self.alarm_.deadline
+            if request == "clear":
+                self.alarm_.clear()
+                return None
+            if request == "cancel":
+                self.alarm_.cancel()
+                return None
+            return await super().handle_call(from_, ref, request)
+
+    async with e.start_node("t@localhost") as node:
+        pid = await node.spawn(Alarmed)
+        await node.call(pid, ("set", 2))
+        await trio.sleep(1)
+        await node.call(pid, ("set", 2))  # pushed back: nothing at the first time
+        await trio.sleep(1.5)
+        assert await got(node, pid) == []
+        await trio.sleep(1)
+        assert await got(node, pid) == ["ring"]  # once per time set
+        await trio.sleep(5)
+        assert await got(node, pid) == ["ring"]
+        await node.call(pid, ("set", 1))  # set again after it fired
+        await node.call(pid, ("set", 0.5))  # and brought forward
+        await trio.sleep(0.75)
+        assert await got(node, pid) == ["ring"] * 2
+        await node.call(pid, ("set", 1))
+        await node.call(pid, "clear")
+        await trio.sleep(2)
+        assert await got(node, pid) == ["ring"] * 2
+        await node.call(pid, ("set", -1))  # in the past: at once
+        await trio.sleep(0.01)
+        assert await got(node, pid) == ["ring"] * 3
+        await node.call(pid, ("set", 1))
+        await node.call(pid, "cancel")
+        await trio.sleep(2)
+        assert await got(node, pid) == ["ring"] * 3
+        await trio.testing.wait_all_tasks_blocked()
+        tasks = trio.lowlevel.current_statistics().tasks_living
+        other = await node.spawn(Alarmed)
+        await node.call(other, ("set", 1))
+        node.kill(other)
+        await trio.sleep(0.1)
+        await trio.testing.wait_all_tasks_blocked()
+        # The killed process's alarm task is gone with it, long before its time.
+        assert trio.lowlevel.current_statistics().tasks_living == tasks
+
+
 async def test_send_interval_repeats_until_cancelled_or_owner_ends(autojump_clock: Any) -> None:
     class Ticker(Recorder):
         async def handle_call(self, from_: PID, ref: Ref, request: Any) -> Any:
