@@ -37,9 +37,11 @@ import argparse
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from contextlib import AsyncExitStack
@@ -48,6 +50,8 @@ from pathlib import Path
 from typing import Any
 
 import trio
+from _hops import format_timeline, load_events, timeline
+from _procstat import Interrupted, ProcSample, cores_used_pct, guarded, sample, spent
 
 import ergo_py
 from global_kv.cli import LocalCluster, open_session, parse_bootstrap
@@ -287,21 +291,6 @@ class _LoadGen:
             await self.process.wait()
 
 
-def _cpu_seconds(pids: dict[str, int | None]) -> dict[str, float]:
-    """User+system CPU seconds of each live process (from /proc), to see who is busy."""
-    tick = os.sysconf("SC_CLK_TCK")
-    out: dict[str, float] = {}
-    for name, pid in pids.items():
-        if pid is None:
-            continue
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        out[name] = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
-    return out
-
-
 def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -364,7 +353,8 @@ def _package(frame: str) -> str:
 def _table(rows: list[dict[str, Any]]) -> str:
     head = (
         "| workload | C | ops/s | p50 ms | p95 ms | p99 ms | errors | CPU µs/op all (leader) "
-        "| CPU % (leader*, loadgen) | notes |\n|---|---:|---:|---:|---:|---:|---:|---:|---|---|"
+        "| wakeups/op servers (leader) | CPU % (leader*, loadgen) | cores used % | notes |\n"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---|"
     )
     lines = [head]
     for r in rows:
@@ -378,45 +368,53 @@ def _table(rows: list[dict[str, Any]]) -> str:
         lines.append(
             f"| {r['workload']} | {r['clients']} | {r['ops_per_s']:,.0f} | {r['p50_ms']:.2f} | {r['p95_ms']:.2f} "
             f"| {r['p99_ms']:.2f} | {sum(r['errors'].values())} "
-            f"| {r.get('cpu_us_per_op', '')} ({r.get('leader_cpu_us_per_op', '')}) | {cpu} | {notes} |"
+            f"| {r.get('cpu_us_per_op', '')} ({r.get('leader_cpu_us_per_op', '')}) "
+            f"| {r.get('wakeups_per_op', '')} ({r.get('leader_wakeups_per_op', '')}) | {cpu} "
+            f"| {r.get('cores_used_pct', '')} | {notes} |"
         )
     return "\n".join(lines)
 
 
-class Interrupted(Exception):
-    """SIGINT or SIGTERM arrived: every process was stopped; the run is incomplete."""
-
-    def __init__(self, signum: int) -> None:
-        self.signum = signum
-        super().__init__(f"interrupted by {signal.Signals(signum).name}; every process it started was stopped")
-
-
-async def guarded_driver(args: argparse.Namespace) -> dict[str, Any]:
-    """`driver`, cancelled cleanly (cluster and load generator reaped) on SIGINT/SIGTERM.
-
-    Handling the signals here rather than relying on KeyboardInterrupt also covers a
-    run started in the background, where SIGINT arrives ignored.
-    """
-    received: list[int] = []
-    report: dict[str, Any] = {}
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with trio.open_nursery() as nursery:
-
-            async def watch() -> None:
-                async for signum in signals:
-                    received.append(signum)
-                    _log(f"{signal.Signals(signum).name}: stopping every process...")
-                    nursery.cancel_scope.cancel()
-
-            async def work() -> None:
-                report.update(await driver(args))
-                nursery.cancel_scope.cancel()
-
-            nursery.start_soon(watch)
-            nursery.start_soon(work)
-    if received:
-        raise Interrupted(received[0])
-    return report
+async def trace_driver(args: argparse.Namespace) -> dict[str, Any]:
+    """`--trace N`: N sequential puts, then N linearizable gets, from one in-process client
+    (`LocalCluster.open_client()`), with every node recording its hops (GLOBAL_KV_TRACE);
+    the timelines are read from the nodes' trace files once the cluster has stopped."""
+    tmp = Path(tempfile.mkdtemp(prefix="bench-trace-"))
+    ops: dict[str, list[tuple[float, float]]] = {"put": [], "get": []}
+    try:
+        cluster = LocalCluster(
+            3, storage=args.storage, metrics=False, log_level="WARNING", env={"GLOBAL_KV_TRACE": str(tmp)}
+        )
+        async with cluster:
+            leader = cluster.nodes[await cluster.wait_for_leader()].name
+            names = {n.pid: n.name for n in cluster.nodes if n.pid is not None}
+            async with cluster.open_client() as client:
+                await _preload(client)
+                rng = random.Random(1)
+                for kind, n in (("put", args.trace), ("get", args.trace)):
+                    for i in range(n + 20):
+                        key = _key(rng.randrange(KEYS))
+                        start = time.monotonic()
+                        if kind == "put":
+                            await client.put(key, VALUE)
+                        else:
+                            await client.get(key)
+                        end = time.monotonic()
+                        if i >= 20:  # the first ones warm up (connections, caches)
+                            ops[kind].append((start, end))
+            if leader != cluster.nodes[await cluster.wait_for_leader()].name:
+                raise RuntimeError("the leader changed during the trace; run it again")
+        events = load_events(tmp, names)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if len(events) < 3:
+        raise RuntimeError(f"trace files from {sorted(events)} only: a node did not exit cleanly")
+    return {
+        "storage": args.storage,
+        "client": "LocalCluster.open_client() in the driver, C=1",
+        "leader": leader,
+        "timelines": {kind: timeline(kind, o, events, leader) for kind, o in ops.items()},
+    }
 
 
 async def driver(args: argparse.Namespace) -> dict[str, Any]:
@@ -427,6 +425,7 @@ async def driver(args: argparse.Namespace) -> dict[str, Any]:
     counts = [int(c) for c in args.clients.split(",")]
     rows: list[dict[str, Any]] = []
     idle_cpu: dict[str, float] = {}
+    idle_wakeups: dict[str, float] = {}
     profile: dict[str, Any] | None = None
     load = os.getloadavg()
     _log(f"load average before start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} ({os.cpu_count()} cpus)")
@@ -453,11 +452,13 @@ async def driver(args: argparse.Namespace) -> dict[str, Any]:
             # every cell's CPU figures, dominant in the low-rate ones.
             idle_pids: dict[str, int | None] = {n.name.split("@")[0]: n.pid for n in cluster.nodes}
             idle_pids["loadgen"] = process.pid
-            before, t0 = _cpu_seconds(idle_pids), time.perf_counter()
-            await trio.sleep(2.0)
-            after, idle_wall = _cpu_seconds(idle_pids), time.perf_counter() - t0
-            idle_cpu = {k: round(100 * (after[k] - v) / idle_wall, 1) for k, v in before.items() if k in after}
-            _log(f"idle CPU % with no load: {idle_cpu}")
+            before, t0 = sample(idle_pids), time.perf_counter()
+            await trio.sleep(args.idle)
+            idle_wall = time.perf_counter() - t0
+            idle = spent(before, sample(idle_pids), 1, idle_wall)
+            idle_cpu = {k: v["cpu_pct"] for k, v in idle.items()}
+            idle_wakeups = {k: round(v["wakeups_per_op"] / idle_wall, 1) for k, v in idle.items()}
+            _log(f"idle, {idle_wall:.0f} s with no load: CPU % {idle_cpu}, wakeups/s {idle_wakeups}")
             cells = [(w, c) for w in workloads if w != "W6" for c in counts]
             if "W6" in workloads:
                 cells.append(("W6", 16 if 16 in counts else counts[-1]))
@@ -476,7 +477,7 @@ async def driver(args: argparse.Namespace) -> dict[str, Any]:
                 )
                 profiling: trio.Nursery | None = None
                 pids: dict[str, int | None] = {}
-                cpu_start: dict[str, float] = {}
+                cpu_start: dict[str, ProcSample] = {}
                 wall_start = time.perf_counter()
                 async with trio.open_nursery() as nursery:
                     cell_kind, _, cell_c = args.profile_cell.partition(":")
@@ -505,7 +506,7 @@ async def driver(args: argparse.Namespace) -> dict[str, Any]:
                                 n.name.split("@")[0] + ("*" if n.index == leader else ""): n.pid for n in cluster.nodes
                             }
                             pids["loadgen"] = process.pid
-                            cpu_start, wall_start = _cpu_seconds(pids), time.perf_counter()
+                            cpu_start, wall_start = sample(pids), time.perf_counter()
                         elif msg["event"] == "kill-now":
                             killed_at = time.time()
                             await cluster.kill(leader)
@@ -513,15 +514,21 @@ async def driver(args: argparse.Namespace) -> dict[str, Any]:
                             await gen.send({"killed_at": killed_at})
                         elif msg["event"] == "result":
                             r = msg["result"]
-                            cpu_end, wall = _cpu_seconds(pids), time.perf_counter() - wall_start
-                            used = {k: cpu_end[k] - v for k, v in cpu_start.items() if k in cpu_end}
-                            r["cpu_pct"] = {k: round(100 * v / wall) for k, v in used.items()}
-                            # CPU time per operation barely depends on how busy the machine is
-                            # (unlike ops/s): it says what a run on idle cores could reach.
+                            wall = time.perf_counter() - wall_start
+                            # CPU time and wakeups per operation barely depend on how busy the
+                            # machine is (unlike ops/s): they say where the time goes.
                             ops = max(1, round(r["ops_per_s"] * wall))
-                            r["cpu_us_per_op"] = round(1e6 * sum(used.values()) / ops)
+                            procs = r["procs"] = spent(cpu_start, sample(pids), ops, wall)
+                            r["cpu_pct"] = {k: round(v["cpu_pct"]) for k, v in procs.items()}
+                            r["cores_used_pct"] = cores_used_pct(procs)
+                            servers = {k: v for k, v in procs.items() if k != "loadgen"}
+                            r["cpu_us_per_op"] = round(sum(v["cpu_us_per_op"] for v in procs.values()))
                             r["leader_cpu_us_per_op"] = round(
-                                1e6 * sum(v for k, v in used.items() if k.endswith("*")) / ops
+                                sum(v["cpu_us_per_op"] for k, v in servers.items() if k.endswith("*"))
+                            )
+                            r["wakeups_per_op"] = round(sum(v["wakeups_per_op"] for v in servers.values()), 1)
+                            r["leader_wakeups_per_op"] = round(
+                                sum(v["wakeups_per_op"] for k, v in servers.items() if k.endswith("*")), 1
                             )
                             rows.append(r)
                             _log(
@@ -546,6 +553,7 @@ async def driver(args: argparse.Namespace) -> dict[str, Any]:
         "load_before": [round(x, 2) for x in load],
         "load_after": [round(x, 2) for x in load_after],
         "idle_cpu_pct": idle_cpu,
+        "idle_wakeups_per_s": idle_wakeups,
         "results": rows,
         "leader_profile": {"cell": args.profile_cell, **profile} if profile else None,
     }
@@ -557,6 +565,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=float, default=1.0, help="warm-up seconds per cell (default 1)")
     parser.add_argument("--clients", default="1,16,64", help="concurrent clients per cell (default 1,16,64)")
     parser.add_argument("--workloads", default=",".join(ALL_WORKLOADS))
+    parser.add_argument("--idle", type=float, default=5.0, help="seconds of no load measured first (default 5)")
     parser.add_argument("--storage", default="leveldb", choices=("leveldb", "memory", "lmdb", "hybrid"))
     parser.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "cluster.json"))
     parser.add_argument(
@@ -571,16 +580,31 @@ def main(argv: list[str] | None = None) -> None:
         metavar="W:C",
         help="the cell to profile: workload and clients (default W1:max, the largest C)",
     )
+    parser.add_argument(
+        "--trace",
+        type=int,
+        default=0,
+        metavar="N",
+        help="instead of the cells: N sequential puts and N gets, and the median time of each hop",
+    )
     parser.add_argument("--loadgen", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.loadgen:
         trio.run(loadgen_main, os.environ["BOOTSTRAP"], os.environ["COOKIE"])
         return
     try:
-        report = trio.run(guarded_driver, args)
+        report = trio.run(guarded, trace_driver if args.trace else driver, args)
     except Interrupted as exc:
         print(str(exc), file=sys.stderr)
         raise SystemExit(128 + exc.signum) from None
+    if args.trace:
+        for kind, result in report["timelines"].items():
+            print(format_timeline(f"{kind} (C=1, leader {report['leader']})", result) + "\n")
+        if args.json:
+            path = Path(args.json).with_name(Path(args.json).stem + "-trace.json")
+            path.write_text(json.dumps(report, indent=2) + "\n")
+            print(f"JSON: {path}", file=sys.stderr)
+        return
     print(_table(report["results"]))
     if report["leader_profile"]:
         prof = report["leader_profile"]

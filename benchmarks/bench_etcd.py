@@ -1,7 +1,7 @@
 """etcd and global-kv side by side, through the same client, in one run.
 
     python benchmarks/bench_etcd.py [--clients 1,16,64] [--duration 5] [--warmup 1]
-        [--workloads put,get,sget] [--json out.json]
+        [--workloads put,get,sget,lock] [--json out.json]
 
 Why: bench_cluster.py measures global-kv through its own Python client; this one asks
 what an etcd user would see. Both systems are driven through etcd's v3 JSON gateway
@@ -20,14 +20,18 @@ keys (64-byte values) once into each. Then, for each workload and C, it runs the
 generator against etcd and against ours, alternating which goes first from one cell
 to the next (drift on a shared host then favours neither). Workloads: put (POST
 /v3/kv/put), get (POST /v3/kv/range, linearizable: etcd's default), sget (the same with
-"serializable": true, answered by the member asked). The load generator's C goroutines
+"serializable": true, answered by the member asked), lock (a lock and unlock pair through
+the v3lock service, each client on a lock of its own under a lease it holds for the
+run: etcd's recipe, and ours behind the same RPCs). The load generator's C goroutines
 each take the three endpoints in turn, so followers forward writes (and, for get, the
 read round) to the leader in both systems. Both run with their defaults (etcd fsyncs
 its WAL, global-kv its Raft log, per batch).
 
 Reported per cell and system: ops/s and p50/p99 of requests completed in the measured
-window, errors, and the servers' CPU (from /proc: the three members, whole run) per
-operation, which moves far less with the host's load than ops/s does. Caveat: the load
+window, errors, and per operation the servers' CPU and wakeups (voluntary context
+switches; from /proc: the three members, whole run), which move far less with the
+host's load than ops/s does; per member (the leader starred) in the JSON; and the share
+of the machine's cores the servers and the load generator used together. Caveat: the load
 generator runs on the same 2 cores as the six servers and competes with them for CPU,
 and the cluster not under test stays up (its idle CPU is printed).
 
@@ -53,11 +57,12 @@ from pathlib import Path
 from typing import Any
 
 import trio
+from _procstat import Interrupted, guarded, sample, spent
 
 from global_kv.cli import LocalCluster
 
 HERE = Path(__file__).resolve().parent
-WORKLOADS = ("put", "get", "sget")
+WORKLOADS = ("put", "get", "sget", "lock")
 KEYS = 1000
 VALUE_BYTES = 64
 CAVEAT = (
@@ -83,18 +88,6 @@ def _free_ports(count: int) -> list[int]:
     finally:
         for s in sockets:
             s.close()
-
-
-def _cpu_seconds(pids: list[int]) -> float:
-    """User+system CPU seconds of these processes (all their threads), from /proc."""
-    total = 0.0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
 
 
 def _healthy(url: str) -> bool:
@@ -210,29 +203,51 @@ class EtcdCluster:
                 p.wait()
 
 
+def _leader_index(urls: list[str]) -> int | None:
+    """Which member leads, from each one's /v3/maintenance/status (the same in both)."""
+    for i, url in enumerate(urls):
+        try:
+            request = urllib.request.Request(url + "/v3/maintenance/status", data=b"{}", method="POST")
+            with _OPENER.open(request, timeout=2) as answer:
+                status = json.loads(answer.read())
+        except (OSError, ValueError):
+            continue
+        if status.get("leader") and status.get("leader") == status.get("header", {}).get("member_id"):
+            return i
+    return None
+
+
 async def run_load(binary: Path, urls: list[str], pids: list[int], workload: str, c: int, args: Any) -> dict[str, Any]:
-    """One run of the load generator; adds the servers' CPU over the whole run."""
+    """One run of the load generator; adds what the servers spent over the whole run."""
     cmd = [str(binary), "-endpoints", ",".join(urls), "-workload", workload, "-c", str(c)]
     cmd += ["-warmup", f"{args.warmup}s", "-duration", f"{args.duration}s"]
     cmd += ["-keys", str(KEYS), "-value-bytes", str(VALUE_BYTES)]
-    before, t0 = _cpu_seconds(pids), time.perf_counter()
+    leader = await trio.to_thread.run_sync(_leader_index, urls)
+    names = {f"m{i + 1}" + ("*" if i == leader else ""): pid for i, pid in enumerate(pids)}
+    before, t0 = sample(names), time.perf_counter()
     done = await trio.run_process(cmd, capture_stdout=True, capture_stderr=True, check=False)
-    wall, used = time.perf_counter() - t0, _cpu_seconds(pids) - before
+    after, wall = sample(names), time.perf_counter() - t0
     out = (done.stdout + done.stderr).decode(errors="replace").strip()
     if done.returncode != 0 or not done.stdout.strip():
         raise RuntimeError(f"the load generator failed ({done.returncode}): {out}")
     r: dict[str, Any] = json.loads(done.stdout.decode().strip().splitlines()[-1])
-    r["server_cpu_pct"] = round(100 * used / wall)
-    r["server_cpu_us_per_op"] = round(1e6 * used / max(1, r["total_ops"]))
+    ops = max(1, r["total_ops"])
+    procs = r["servers"] = spent(before, after, ops, wall)
+    r["server_cpu_pct"] = round(sum(p["cpu_pct"] for p in procs.values()))
+    r["server_cpu_us_per_op"] = round(sum(p["cpu_us_per_op"] for p in procs.values()))
+    r["server_wakeups_per_op"] = round(sum(p["wakeups_per_op"] for p in procs.values()), 1)
     r["loadgen_cpu_pct"] = round(100 * r["cpu_s"] / wall)
+    r["loadgen_wakeups_per_op"] = round(r.get("wakeups", 0) / ops, 1)
+    r["cores_used_pct"] = round((r["server_cpu_pct"] + r["loadgen_cpu_pct"]) / (os.cpu_count() or 1), 1)
     return r
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
     lines = [
         "| workload | C | etcd ops/s | ours ops/s | ours/etcd | etcd p50 / p99 ms | ours p50 / p99 ms "
-        "| server CPU µs/op etcd / ours | loadgen CPU % etcd / ours | errors etcd / ours |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| server CPU µs/op etcd / ours | server wakeups/op etcd / ours | cores used % etcd / ours "
+        "| errors etcd / ours |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         e, o = row["etcd"], row["ours"]
@@ -240,7 +255,8 @@ def _table(rows: list[dict[str, Any]]) -> str:
             f"| {row['workload']} | {row['clients']} | {e['ops_per_s']:,.0f} | {o['ops_per_s']:,.0f} "
             f"| {row['ratio']:.2f} | {e['p50_ms']:.2f} / {e['p99_ms']:.2f} | {o['p50_ms']:.2f} / {o['p99_ms']:.2f} "
             f"| {e['server_cpu_us_per_op']} / {o['server_cpu_us_per_op']} "
-            f"| {e['loadgen_cpu_pct']} / {o['loadgen_cpu_pct']} | {e['errors']} / {o['errors']} |"
+            f"| {e['server_wakeups_per_op']} / {o['server_wakeups_per_op']} "
+            f"| {e['cores_used_pct']} / {o['cores_used_pct']} | {e['errors']} / {o['errors']} |"
         )
     return "\n".join(lines)
 
@@ -272,11 +288,16 @@ async def driver(args: argparse.Namespace, etcd: str, go: str) -> dict[str, Any]
                 _log(f"{name}: {','.join(urls)} (pids {pids})")
                 r = await run_load(binary, urls, pids, "populate", 16, args)
                 _log(f"  wrote {r['total_ops']} keys of {VALUE_BYTES} bytes in {r['seconds']:.2f} s")
-            before, t0 = {n: _cpu_seconds(p) for n, (_, p) in systems.items()}, time.perf_counter()
-            await trio.sleep(2.0)
-            idle = {n: round(100 * (_cpu_seconds(p) - before[n]) / (time.perf_counter() - t0), 1)
-                    for n, (_, p) in systems.items()}  # fmt: skip
-            _log(f"idle CPU % of each cluster's 3 servers with no load: {idle}")
+            named = {n: {f"m{i + 1}": pid for i, pid in enumerate(p)} for n, (_, p) in systems.items()}
+            before, t0 = {n: sample(p) for n, p in named.items()}, time.perf_counter()
+            await trio.sleep(args.idle)
+            wall = time.perf_counter() - t0
+            idle = {n: spent(before[n], sample(p), 1, wall) for n, p in named.items()}
+            idle_cpu = {n: {m: v["cpu_pct"] for m, v in ms.items()} for n, ms in idle.items()}
+            idle_wakeups = {
+                n: {m: round(v["wakeups_per_op"] / wall, 1) for m, v in ms.items()} for n, ms in idle.items()
+            }
+            _log(f"idle, {wall:.0f} s with no load, per member: CPU % {idle_cpu}; wakeups/s {idle_wakeups}")
             _log(CAVEAT)
             for k, (workload, c) in enumerate((w, c) for w in workloads for c in counts):
                 row: dict[str, Any] = {"workload": workload, "clients": c}
@@ -286,7 +307,8 @@ async def driver(args: argparse.Namespace, etcd: str, go: str) -> dict[str, Any]
                     _log(
                         f"{workload} C={c} {name}: {r['ops_per_s']:,.0f} ops/s, p50 {r['p50_ms']:.2f} ms, "
                         f"p99 {r['p99_ms']:.2f} ms, errors {r['errors']}, servers {r['server_cpu_pct']} % CPU "
-                        f"({r['server_cpu_us_per_op']} µs/op), loadgen {r['loadgen_cpu_pct']} %"
+                        f"({r['server_cpu_us_per_op']} µs/op, {r['server_wakeups_per_op']} wakeups/op), "
+                        f"loadgen {r['loadgen_cpu_pct']} %, cores used {r['cores_used_pct']} %"
                         + (f"; first error: {r['first_error']}" if r.get("first_error") else "")
                     )
                 row["first"] = "etcd" if k % 2 == 0 else "ours"
@@ -299,33 +321,8 @@ async def driver(args: argparse.Namespace, etcd: str, go: str) -> dict[str, Any]
     setup: dict[str, Any] = {"etcd": version, "ours": "LocalCluster(3, etcd_api=True)", "client": "etcdload"}
     setup |= {"warmup_s": args.warmup, "duration_s": args.duration, "keys": KEYS, "value_bytes": VALUE_BYTES}
     loads = {"load_before": [round(x, 2) for x in load], "load_after": [round(x, 2) for x in load_after]}
-    setup |= {"cpus": os.cpu_count(), **loads, "idle_cpu_pct": idle}
+    setup |= {"cpus": os.cpu_count(), **loads, "idle_cpu_pct": idle_cpu, "idle_wakeups_per_s": idle_wakeups}
     return {**setup, "caveat": CAVEAT, "results": rows}
-
-
-async def guarded_driver(args: argparse.Namespace, etcd: str, go: str) -> dict[str, Any]:
-    """`driver`, cancelled (every process stopped, the temp dir removed) on SIGINT/SIGTERM."""
-    received: list[int] = []
-    report: dict[str, Any] = {}
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with trio.open_nursery() as nursery:
-
-            async def watch() -> None:
-                async for signum in signals:
-                    received.append(signum)
-                    _log(f"{signal.Signals(signum).name}: stopping every process...")
-                    nursery.cancel_scope.cancel()
-
-            async def work() -> None:
-                report.update(await driver(args, etcd, go))
-                nursery.cancel_scope.cancel()
-
-            nursery.start_soon(watch)
-            nursery.start_soon(work)
-    if received:
-        _log("interrupted; every process this benchmark started was stopped")
-        raise SystemExit(128 + received[0])
-    return report
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -333,7 +330,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--clients", default="1,16,64", help="concurrent clients per cell (default 1,16,64)")
     parser.add_argument("--duration", type=float, default=5.0, help="measured seconds per run (default 5)")
     parser.add_argument("--warmup", type=float, default=1.0, help="warm-up seconds per run (default 1)")
-    parser.add_argument("--workloads", default=",".join(WORKLOADS), help="default put,get,sget")
+    parser.add_argument("--workloads", default=",".join(WORKLOADS), help="default put,get,sget,lock")
+    parser.add_argument("--idle", type=float, default=5.0, help="seconds of no load measured first (default 5)")
     parser.add_argument("--json", default=None, help="also write the report to this file")
     args = parser.parse_args(argv)
     etcd, go = shutil.which("etcd"), shutil.which("go")
@@ -342,7 +340,11 @@ def main(argv: list[str] | None = None) -> None:
         print(f"bench_etcd: {missing} not found on PATH; on Debian: apt-get install -y etcd-server golang-go",
               file=sys.stderr)  # fmt: skip
         raise SystemExit(2)
-    report = trio.run(guarded_driver, args, etcd, go)
+    try:
+        report = trio.run(guarded, driver, args, etcd, go)
+    except Interrupted as exc:
+        print(f"{exc}; the temp dir was removed", file=sys.stderr)
+        raise SystemExit(128 + exc.signum) from None
     print(_table(report["results"]))
     print(f"\n{CAVEAT}")
     if args.json:

@@ -2,13 +2,16 @@
 // against the standard library only, so that etcd and global-kv are measured through
 // the very same client (benchmarks/bench_etcd.py builds and runs it).
 //
-//	etcdload -endpoints http://127.0.0.1:2379,... -workload put|get|sget|populate
+//	etcdload -endpoints http://127.0.0.1:2379,... -workload put|get|sget|lock|populate
 //	         -c 16 -warmup 1s -duration 5s -keys 1000 -value-bytes 64
 //
 // C goroutines each issue their next request when the previous one is answered; each
 // goroutine takes the endpoints in turn (round-robin, starting at its own index). put is
 // POST /v3/kv/put, get is POST /v3/kv/range (linearizable, the default), sget the same
-// with "serializable": true; keys and values are base64 (the proto3 JSON mapping).
+// with "serializable": true; keys and values are base64 (the proto3 JSON mapping). lock
+// is a pair, POST /v3/lock/lock then /v3/lock/unlock of the key it returns, each
+// goroutine on a lock name of its own and under a lease it granted first (60 s TTL,
+// longer than any run), so a pair costs what etcd's recipe costs, not a lease grant.
 // populate writes every key once (for the reads). One JSON line goes to stdout: the ops
 // and latencies of requests that completed inside the measured window (after the
 // warm-up), plus total_ops (warm-up included) and this process's CPU seconds.
@@ -42,6 +45,7 @@ type result struct {
 	P99        float64 `json:"p99_ms"`
 	TotalOps   int     `json:"total_ops"`
 	CPUSeconds float64 `json:"cpu_s"`
+	Wakeups    int64   `json:"wakeups"`
 	FirstError string  `json:"first_error,omitempty"`
 }
 
@@ -53,32 +57,68 @@ type tally struct {
 	first  string
 }
 
-func cpuSeconds() float64 {
+// cpuSeconds and wakeups (voluntary context switches) of this process, all threads.
+func usage() (float64, int64) {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return -1
+		return -1, -1
 	}
-	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
+	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9, ru.Nvcsw
 }
 
 // call POSTs body to url and checks the answer: HTTP 200, no gateway error, and for
 // reads a key-value in it (every key was populated).
 func call(client *http.Client, url string, body []byte, wantKV bool) error {
+	_, err := post(client, url, body, wantKV)
+	return err
+}
+
+func post(client *http.Client, url string, body []byte, wantKV bool) ([]byte, error) {
 	resp, err := client.Post(url, "application/json", bytes.NewReader(body))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	data, err := io.ReadAll(resp.Body) // read to the end: the connection is kept alive
 	resp.Body.Close()
 	if err != nil {
-		return err
+		return nil, err
 	} else if resp.StatusCode != http.StatusOK || bytes.Contains(data, []byte(`"error"`)) {
-		return fmt.Errorf("HTTP %d: %.200s", resp.StatusCode, data)
+		return nil, fmt.Errorf("HTTP %d: %.200s", resp.StatusCode, data)
 	}
 	if wantKV && !bytes.Contains(data, []byte(`"kvs"`)) {
-		return fmt.Errorf("no key-value in the answer: %.200s", data)
+		return nil, fmt.Errorf("no key-value in the answer: %.200s", data)
 	}
-	return nil
+	return data, nil
+}
+
+// lockPair locks `name` under `lease` at url, then unlocks the key the lock returned.
+func lockPair(client *http.Client, url string, name string, lease string) error {
+	data, err := post(client, url+"/v3/lock/lock", []byte(fmt.Sprintf(`{"name":%q,"lease":%q}`, name, lease)), false)
+	if err != nil {
+		return err
+	}
+	var held struct {
+		Key string `json:"key"`
+	}
+	if err := json.Unmarshal(data, &held); err != nil || held.Key == "" {
+		return fmt.Errorf("no key in the lock answer: %.200s", data)
+	}
+	return call(client, url+"/v3/lock/unlock", []byte(fmt.Sprintf(`{"key":%q}`, held.Key)), false)
+}
+
+// grantLease returns the ID (a decimal string, as the JSON mapping writes int64) of a new lease.
+func grantLease(client *http.Client, url string, ttl int) (string, error) {
+	data, err := post(client, url+"/v3/lease/grant", []byte(fmt.Sprintf(`{"TTL":"%d"}`, ttl)), false)
+	if err != nil {
+		return "", err
+	}
+	var granted struct {
+		ID string `json:"ID"`
+	}
+	if err := json.Unmarshal(data, &granted); err != nil || granted.ID == "" {
+		return "", fmt.Errorf("no lease ID in the grant answer: %.200s", data)
+	}
+	return granted.ID, nil
 }
 
 func percentile(sorted []time.Duration, q float64) float64 {
@@ -91,7 +131,7 @@ func percentile(sorted []time.Duration, q float64) float64 {
 
 func main() {
 	endpoints := flag.String("endpoints", "", "client URLs, comma-separated")
-	workload := flag.String("workload", "put", "put | get | sget | populate")
+	workload := flag.String("workload", "put", "put | get | sget | lock | populate")
 	c := flag.Int("c", 1, "concurrent clients (goroutines)")
 	warmup := flag.Duration("warmup", time.Second, "warm-up, not measured")
 	duration := flag.Duration("duration", 5*time.Second, "measured window")
@@ -106,7 +146,7 @@ func main() {
 	path, wantKV := "/v3/kv/range", true
 	if *workload == "put" || *workload == "populate" {
 		path, wantKV = "/v3/kv/put", false
-	} else if *workload != "get" && *workload != "sget" {
+	} else if *workload != "get" && *workload != "sget" && *workload != "lock" {
 		fmt.Fprintf(os.Stderr, "etcdload: unknown workload %q\n", *workload)
 		os.Exit(2)
 	}
@@ -144,6 +184,15 @@ func main() {
 			t := &tallies[g]
 			rng := rand.New(rand.NewSource(int64(g) + 1))
 			next := g
+			lockName := base64.StdEncoding.EncodeToString([]byte(fmt.Sprintf("bench-lock/%d", g)))
+			var lease string
+			if *workload == "lock" {
+				var err error
+				if lease, err = grantLease(client, urls[g%len(urls)], 60); err != nil {
+					t.first, t.errors = err.Error(), 1
+					return
+				}
+			}
 			for op := 0; ; op++ {
 				var k int
 				if *workload == "populate" {
@@ -157,7 +206,12 @@ func main() {
 				url := urls[next%len(urls)] + path
 				next++
 				t0 := time.Now()
-				err := call(client, url, bodies[k], wantKV)
+				var err error
+				if *workload == "lock" {
+					err = lockPair(client, urls[(next-1)%len(urls)], lockName, lease)
+				} else {
+					err = call(client, url, bodies[k], wantKV)
+				}
 				t1 := time.Now()
 				inWindow := *workload == "populate" || (!t1.Before(measureFrom) && t1.Before(end))
 				if err != nil {
@@ -179,7 +233,8 @@ func main() {
 	}
 	wg.Wait()
 
-	r := result{Workload: *workload, Clients: *c, Seconds: duration.Seconds(), CPUSeconds: cpuSeconds()}
+	r := result{Workload: *workload, Clients: *c, Seconds: duration.Seconds()}
+	r.CPUSeconds, r.Wakeups = usage()
 	var all []time.Duration
 	for _, t := range tallies {
 		all = append(all, t.lat...)
