@@ -124,6 +124,8 @@ class GlobalClient:
         self.consistency = consistency or ""
         self.client_id = client_id or uuid.uuid4().hex
         self._leader: ProcessID | None = None
+        self._asked: ProcessID | None = None  # the member last asked who leads (see _go_direct)
+        self._no_direct: ProcessID | None = None  # a leader this node could not reach directly
         self._next = 0
         self._seq = 0
         self._outstanding: set[int] = set()
@@ -602,6 +604,21 @@ class GlobalClient:
     def _ack(self) -> int:
         return min(self._outstanding) if self._session_open else 1
 
+    async def _go_direct(self, member: ProcessID) -> None:
+        """`member` answered, perhaps by forwarding to the leader: ask it once who leads, and
+        talk to the leader itself from now on if it is one of this client's members (a hop
+        less each way for every request). Asked again only after the client moves on to
+        another member (a failure or a NotLeader), so a leader this node cannot reach is
+        tried once, and then the client keeps forwarding through `member`."""
+        self._asked = member
+        try:
+            status = await self.process.call(member, StatusRequest(), timeout=self.try_timeout)
+        except (GlobalKVError, ergo_py.ErgoError):
+            return
+        leader = getattr(status, "leader", None)
+        if leader is not None and leader not in (member, self._no_direct) and leader in self.nodes:
+            self._leader = self._asked = leader
+
     def _target(self) -> ProcessID:
         if self._leader is not None:
             return self._leader
@@ -640,12 +657,16 @@ class GlobalClient:
                 self._rotate()
             except _RETRYABLE as exc:
                 last_error = exc
+                if isinstance(exc, ergo_py.NoConnection) and target == self._asked:
+                    self._no_direct = target  # found by _go_direct, and out of this node's reach
                 self._rotate()
             except GlobalKVError:
                 raise
             else:
                 if follow_leader:
                     self._leader = target
+                    if target != self._asked:
+                        await self._go_direct(target)
                 return result
             await trio.sleep(min(backoff, max(0.0, deadline - trio.current_time())))
             backoff = min(backoff * 2, 0.2)

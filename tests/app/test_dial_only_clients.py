@@ -83,6 +83,27 @@ async def test_requests_through_a_follower_are_answered_at_once_without_a_link_f
                 assert status.leader == ProcessID("global", leader)
 
 
+async def test_a_client_that_started_at_a_follower_talks_to_the_leader_itself() -> None:
+    """After its first answer the client asks who leads and goes there: a hop less each way.
+    Proven by stopping (SIGSTOP) the follower it started at: with a per-try timeout of 5 s,
+    a client still sending through it would wait that out."""
+    with trio.fail_after(60):
+        async with LocalCluster(3, metrics=False) as cluster:
+            leader, followers = await leader_and_followers(cluster)
+            members = [followers[0], leader, followers[1]]
+            async with open_client(cluster.bootstrap, cookie=cluster.cookie, nodes=members, try_timeout=5) as kv:
+                await kv.put("first", b"1")  # answered through the follower, which names the leader
+                cluster.pause(cluster.index_of(followers[0]))
+                try:
+                    started = trio.current_time()
+                    for i in range(5):
+                        await kv.put(f"k{i}", b"%d" % i)
+                        assert await kv.get(f"k{i}") == b"%d" % i
+                    assert trio.current_time() - started < 2.5
+                finally:
+                    cluster.resume(cluster.index_of(followers[0]))
+
+
 async def test_a_lock_held_by_a_dial_only_client_survives_a_leader_failover() -> None:
     with trio.fail_after(90):
         async with LocalCluster(3, metrics=False) as cluster:
