@@ -96,6 +96,10 @@ class Actor:
     def node(self) -> "Node":
         return self._proc.node
 
+    def queued(self) -> int:
+        """How many messages wait in this process's mailbox (Erlang's message_queue_len)."""
+        return len(self._proc.mailbox)
+
     @property
     def name(self) -> str | None:
         return self._proc.name
