@@ -93,7 +93,6 @@ class NodeCore:
         self._committed_in_term = False
         self._bcast_pending = False
         self._commit_bcast = False
-        self._commit_notify = False  # a commit followers may not know of: tell them next tick
         self._read_seq = 0
         self._quorum_acked_seq = 0
         self._read_round_open = False
@@ -163,7 +162,6 @@ class NodeCore:
         self._committed_in_term = False
         self._bcast_pending = False
         self._commit_bcast = False
-        self._commit_notify = False
         self._read_round_open = False
         self._reads = []
         self._reads_wait = []

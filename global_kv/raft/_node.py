@@ -261,7 +261,7 @@ class RaftNode(ReplicationMixin, ElectionMixin):
             due = min(cfg.heartbeat_tick - self._heartbeat_elapsed, cfg.election_tick_min - self._election_elapsed)
             if self._transferee is not None:
                 due = min(due, cfg.election_tick_min - self._transfer_elapsed)
-            return 1 if self._commit_notify else max(1, due)
+            return max(1, due)
         dues = []
         if self._boot_lease:
             dues.append(cfg.election_tick_min - self._election_elapsed)

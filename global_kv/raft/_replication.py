@@ -130,10 +130,6 @@ class ReplicationMixin(NodeCore):
 
     def _tick_leader(self) -> None:
         cfg = self._cfg
-        if self._commit_notify:
-            self._commit_notify = False
-            self._bcast_pending = True
-            self._commit_bcast = True
         self._heartbeat_elapsed += 1
         self._election_elapsed += 1
         if self._transferee is not None:
@@ -388,11 +384,8 @@ class ReplicationMixin(NodeCore):
         if q <= log.committed or log.term(q) != self.term:
             return False
         log.commit_to(q)
-        # Followers learn the new commit index from the next AppendEntries, or, if none
-        # goes out before the next tick, from a round-0 heartbeat then: one message per
-        # follower saved per commit under load, a tick's delay when idle.
         self._bcast_pending = True
-        self._commit_notify = True
+        self._commit_bcast = True
         if not self._committed_in_term:
             self._on_commit_in_term()
         if log.conf_index() <= log.committed:
