@@ -55,15 +55,20 @@ class Election:
     async def campaign(self, value: bytes, lease_id: int) -> KeyValue:
         """Wait until this contender leads (its key, put with `lease_id`, is the oldest)."""
         key = self.prefix + b"%x" % lease_id
-        answer = await self.client.txn([ops.create(key) == 0], [ops.put(key, value, lease=lease_id)], [ops.get(key)])
-        if answer.succeeded:
-            self.revision = answer.header.revision
-        else:
-            found = answer.responses[0].kvs[0]  # type: ignore[union-attr]
-            self.revision = found.create_revision
-            if found.value != value:
-                await self.proclaim_key(key, value, lease_id)
+        # The oldest key under the name comes back with ours, in the same revision: a
+        # contender first in line leads at once, with no read after the write.
+        first = ops.get(self.prefix, prefix=True, sort_target="create", sort_order="ascend", limit=1, keys_only=True)
+        answer = await self.client.txn(
+            [ops.create(key) == 0], [ops.put(key, value, lease=lease_id), ops.get(key), first], [ops.get(key), first]
+        )
+        ours = answer.responses[-2].kvs[0]  # type: ignore[union-attr]
+        oldest = answer.responses[-1].kvs  # type: ignore[union-attr]
+        self.revision = ours.create_revision
         self.key = key
+        if not answer.succeeded and ours.value != value:
+            await self.proclaim_key(key, value, lease_id)
+        elif oldest and oldest[0].key == key:
+            return ours  # first in line: it leads, as of the transaction's revision
         await _wait_for_older_to_go(self.client, self.prefix, self.revision, 1)
         found = await self.client.range_kv(key)
         if not found.kvs or found.kvs[0].create_revision != self.revision:

@@ -90,3 +90,16 @@ async def test_a_semaphore_serves_its_permits_in_order_and_frees_one_when_its_ow
                 assert got and got[0] > second.token
                 await pool_a.release(second)
                 assert await pool_a.holders() == []
+
+
+async def test_a_first_campaigner_leads_at_once_and_campaigning_again_with_its_lease_keeps_its_place() -> None:
+    with trio.fail_after(30):
+        async with cluster() as nodes, open_client(nodes[NAMES[0]], NAMES) as a:
+            lease = (await a.lease_grant(30.0)).lease_id
+            election = a.election("solo")
+            kv = await election.campaign(b"v1", lease)  # nobody ahead: answered by the one txn
+            assert (kv.key, kv.value, kv.lease, kv.create_revision) == (election.key, b"v1", lease, election.revision)
+            again = a.election("solo")
+            kv2 = await again.campaign(b"v2", lease)  # the same key: its place, the new value
+            assert (kv2.key, kv2.create_revision, kv2.value) == (kv.key, kv.create_revision, b"v2")
+            assert (await a.election("solo").leader()).value == b"v2"  # type: ignore[union-attr]
