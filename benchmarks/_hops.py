@@ -42,26 +42,36 @@ class _Node:
         self.rows = rows
         self.times = [r[0] for r in rows]
 
-    def first(self, event: str, after: float, until: float, index: int = 0, peer: str = "") -> tuple[float, int] | None:
-        """The first `event` in (after, until] with at least `index` (and from/to `peer`)."""
-        for t, name, i, p in self.rows[bisect.bisect_right(self.times, after) : bisect.bisect_right(self.times, until)]:
-            if name == event and i >= index and (not peer or p == peer):
+    def first(self, event: str, after: float, until: float, index: int = 0) -> tuple[float, int] | None:
+        """The first `event` in (after, until] with at least `index`."""
+        for t, name, i, _ in self.rows[bisect.bisect_right(self.times, after) : bisect.bisect_right(self.times, until)]:
+            if name == event and i >= index:
                 return t, i
         return None
 
 
+def _arrival(
+    nodes: Mapping[str, _Node], leader: str, start: float, end: float
+) -> tuple[list[tuple[str, float]], tuple[float, int] | None]:
+    """The member the client asked, if not the leader, and the leader's receipt."""
+    out: list[tuple[str, float]] = []
+    via = [hit[0] for n, node in nodes.items() if n != leader and (hit := node.first("request", start, end))]
+    if via:
+        out.append(("via request", min(via)))
+    asked = nodes[leader].first("request", start, end)
+    if asked:
+        out.append(("leader request", asked[0]))
+    return out, asked
+
+
 def _put_milestones(nodes: Mapping[str, _Node], leader: str, start: float, end: float) -> list[tuple[str, float]]:
     lead = nodes[leader]
-    out: list[tuple[str, float]] = []
-    via = [(hit[0], n) for n, node in nodes.items() if n != leader and (hit := node.first("request", start, end))]
-    if via:
-        out.append(("via request", min(via)[0]))
-    asked = lead.first("request", start, end)
+    out, asked = _arrival(nodes, leader, start, end)
     sent = asked and lead.first("ae_send", asked[0], end)
     if not asked or not sent:
         return []
     index = sent[1]
-    out += [("leader request", asked[0]), ("leader ae_send", sent[0])]
+    out.append(("leader ae_send", sent[0]))
     if hit := lead.first("fsync_start", asked[0], end, index):
         out.append(("leader fsync_start", hit[0]))
     if hit := lead.first("fsync_end", asked[0], end, index):
@@ -85,14 +95,9 @@ def _put_milestones(nodes: Mapping[str, _Node], leader: str, start: float, end: 
 
 def _get_milestones(nodes: Mapping[str, _Node], leader: str, start: float, end: float) -> list[tuple[str, float]]:
     lead = nodes[leader]
-    out: list[tuple[str, float]] = []
-    via = [(hit[0], n) for n, node in nodes.items() if n != leader and (hit := node.first("request", start, end))]
-    if via:
-        out.append(("via request", min(via)[0]))
-    asked = lead.first("request", start, end)
+    out, asked = _arrival(nodes, leader, start, end)
     if not asked:
         return []
-    out.append(("leader request", asked[0]))
     sent = lead.first("hb_send", asked[0], end)
     if sent:
         seq = sent[1]

@@ -96,6 +96,12 @@ class Actor:
     def node(self) -> "Node":
         return self._proc.node
 
+    @property
+    def received_at(self) -> float:
+        """When the message (or call) being handled entered this process's mailbox, on
+        trio's clock."""
+        return self._proc.mailbox.received_at
+
     def queued(self) -> int:
         """How many messages wait in this process's mailbox (Erlang's message_queue_len)."""
         return len(self._proc.mailbox)

@@ -6,6 +6,11 @@ reads; anyone on the node's trio thread writes. Writers never block.
 
 The wakeup uses trio's low-level park/reschedule directly (as trio's own memory
 channels do) so a local send costs a deque append and, at most, one reschedule.
+
+Each item keeps the time it was put (trio's clock): `received_at` is that of the item
+last taken, so a process can tell when the message it handles arrived (a timer it
+keeps lazily, like a Raft shell's ticks, is then advanced to that time, as a ticker's
+messages queued behind it would have been).
 """
 
 from __future__ import annotations
@@ -30,15 +35,19 @@ _YIELD_EVERY = 32
 Item = tuple[int, Any, Any, Any]
 
 
+_now = trio.current_time
+
+
 class Mailbox:
-    __slots__ = ("urgent", "system", "main", "_waiter", "_budget")
+    __slots__ = ("urgent", "system", "main", "_waiter", "_budget", "received_at")
 
     def __init__(self) -> None:
-        self.urgent: deque[Item] = deque()
-        self.system: deque[Item] = deque()
-        self.main: deque[Item] = deque()
+        self.urgent: deque[tuple[Item, float]] = deque()
+        self.system: deque[tuple[Item, float]] = deque()
+        self.main: deque[tuple[Item, float]] = deque()
         self._waiter: Any = None
         self._budget = _YIELD_EVERY
+        self.received_at = 0.0  # when the item last taken was put
 
     def __len__(self) -> int:
         return len(self.urgent) + len(self.system) + len(self.main)
@@ -50,17 +59,17 @@ class Mailbox:
             trio.lowlevel.reschedule(task)
 
     def put(self, item: Item) -> None:
-        self.main.append(item)
+        self.main.append((item, _now()))
         if self._waiter is not None:
             self._wake()
 
     def put_system(self, item: Item) -> None:
-        self.system.append(item)
+        self.system.append((item, _now()))
         if self._waiter is not None:
             self._wake()
 
     def put_urgent(self, item: Item) -> None:
-        self.urgent.append(item)
+        self.urgent.append((item, _now()))
         if self._waiter is not None:
             self._wake()
 
@@ -72,7 +81,8 @@ class Mailbox:
         """The next item by priority; parks the reader while all queues are empty."""
         while True:
             if self.urgent:
-                return self.urgent.popleft()
+                item, self.received_at = self.urgent.popleft()
+                return item
             if self.system or self.main:
                 # A process that always has mail still lets other tasks run now and then.
                 self._budget -= 1
@@ -80,8 +90,7 @@ class Mailbox:
                     self._budget = _YIELD_EVERY
                     await trio.lowlevel.checkpoint()
                     continue
-                if self.system:
-                    return self.system.popleft()
-                return self.main.popleft()
+                item, self.received_at = (self.system or self.main).popleft()
+                return item
             self._waiter = trio.lowlevel.current_task()
             await trio.lowlevel.wait_task_rescheduled(self._abort)

@@ -1,9 +1,10 @@
 """`LeaderActor`: the project's one Raft shell, as an actor that users subclass.
 
-It owns a sans-IO `RaftNode`, ticks it from the clock (every tick that has fallen is
-given before any input, and an `Alarm` wakes the shell only for the next tick the core
-says can do something: an idle follower sleeps until its election timeout, which every
-heartbeat pushes back, and a leader wakes once per heartbeat), carries its messages
+It owns a sans-IO `RaftNode`, ticks it from the clock (before each input, every tick
+that had fallen when the input arrived in the mailbox, and an `Alarm` wakes the shell only
+for the next tick the core says can do something: an idle follower sleeps until its
+election timeout, which every heartbeat pushes back, and a leader wakes once per
+heartbeat), carries its messages
 between replicas as ergo_py messages (to `ProcessID`s, so a restarted peer is
 reached under its name), persists what each Ready asks before sending what
 depends on it, and tells the subclass about leadership and membership.
@@ -383,8 +384,8 @@ class LeaderActor(Actor):
         else:
             self.replica = replica(raft, replay_upto)
         # Raft ticks are counted from the clock (tick k falls at origin + k * tick_interval),
-        # given lazily before every input, and woken for only when the core says one is due:
-        # an idle member sleeps between heartbeats instead of waking every tick.
+        # given lazily before each input (see `now`), and woken for only when the core says
+        # one is due: an idle member sleeps between heartbeats instead of waking every tick.
         self._tick_seconds = options.tick_interval
         self._tick_origin = trio.current_time()
         self._ticks = 0
@@ -604,7 +605,7 @@ class LeaderActor(Actor):
         return self._route
 
     async def _route(self, from_: PID | None, message: Any) -> None:
-        self.now()
+        self._give_ticks(self.received_at)
         if message is _TICK:
             if self._halted is None:
                 if self.replica.has_work():
@@ -683,17 +684,25 @@ class LeaderActor(Actor):
         await self.handle_log_lost(error)
 
     def now(self) -> float:
-        """The time, after giving the replica every Raft tick that has fallen by then: what
-        a replica input must be stamped with (elapsed ticks decide lease reads and votes)."""
-        now = trio.current_time()
-        due = int((now - self._tick_origin) / self._tick_seconds + 1e-9)
+        """The time for the replica's timers, after giving the Raft core every tick that had
+        fallen when the message being handled arrived (`received_at`): what a ticker's
+        messages, queued in order with it, would have given. Not the ticks up to now: a
+        heartbeat that waited in a busy follower's mailbox must still count as received
+        before the ticks that fell behind it, or the follower would campaign against a live
+        leader. Safe for the promises ticks make: a follower's ticks never run ahead of
+        when it really heard from its leader, and a leader decides a lease read no later
+        than the read arrived."""
+        self._give_ticks(self.received_at)
+        return trio.current_time()
+
+    def _give_ticks(self, at: float) -> None:
+        due = int((at - self._tick_origin) / self._tick_seconds + 1e-9)
         if due > self._ticks:
             if self._halted is None:
                 replica = self.replica
                 for _ in range(due - self._ticks):
                     replica.tick()
             self._ticks = due
-        return now
 
     def _arm_ticker(self) -> None:
         """Wake for the next tick the core says can do something (none: sleep until input)."""

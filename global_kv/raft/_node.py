@@ -29,8 +29,9 @@ can be elected before those followers' clocks pass t + election_tick_min. The le
 serves reads without a round until its own tick t + election_tick_min -
 lease_margin_ticks. Clock assumption: over one `election_tick_min` period no two
 replicas' tick counts drift apart by `lease_margin_ticks` or more (ticks run at the same
-rate everywhere; the actor shell counts them from its monotonic clock and gives every
-tick that has fallen before any other input, so a paused process catches up at once). A
+rate everywhere; the actor shell counts them from its monotonic clock and gives, before
+each input, every tick that had fallen when that input arrived, so a paused process
+catches up at once). A
 leader that sent TimeoutNow never serves lease reads again in that term, because
 TimeoutNow lets the new candidate bypass the followers' leases.
 """
@@ -253,8 +254,9 @@ class RaftNode(ReplicationMixin, ElectionMixin):
     def ticks_until_due(self) -> int | None:
         """How many ticks from now the first one that can do anything falls (None: none
         will, until some other input). The ticks before it only count, so a driver may
-        sleep until then and give them all at once, provided it gives every tick whose
-        time has come before any other input (elapsed ticks decide lease reads and votes).
+        sleep until then and give them all at once, provided it gives, before each input,
+        every tick that had fallen when the input arrived (elapsed ticks decide lease reads
+        and votes).
         """
         cfg = self._cfg
         if self.role is LEADER:

@@ -36,6 +36,10 @@ class Elector(LeaderActor):
     def _send_raft(self, messages: Any) -> None:
         super()._send_raft([m for m in messages if (m.src, m.dst) not in BLOCKED])
 
+    async def handle_message(self, from_: Any, message: Any) -> None:
+        if isinstance(message, tuple) and message[0] == "busy":
+            await trio.sleep(message[1])  # this replica reads no mail meanwhile (a long apply)
+
 
 @pytest.fixture(autouse=True)
 def clean() -> None:
@@ -91,6 +95,22 @@ async def test_three_replicas_elect_exactly_one_leader() -> None:
             for name in set(NAMES) - {leader}:
                 _, _, seen = await node.call(name, "status")
                 assert seen == node.whereis(leader)
+
+
+async def test_a_follower_busy_past_its_election_timeout_does_not_campaign_against_a_live_leader() -> None:
+    """Heartbeats that waited in its mailbox count as received when they arrived, before the
+    ticks that fell behind them (PreVote and CheckQuorum off: a campaign would raise the term)."""
+    with trio.fail_after(10):
+        async with e.start_node(NODE) as node:
+            for name in NAMES:
+                await node.spawn(Elector, options(pre_vote=False, check_quorum=False), name=name)
+            leader, term = await wait_leader(node)
+            await trio.sleep(0.3)
+            follower = next(n for n in NAMES if n != leader)
+            node.send(follower, ("busy", 1.0))  # heartbeats keep arriving meanwhile
+            await trio.sleep(2.0)
+            assert await leaders(node) == [(leader, term)]
+            assert [ev for ev in EVENTS if ev[1] == "leader"] == [(leader, "leader", term, term)]
 
 
 async def test_leader_killed_new_leader_within_a_second() -> None:

@@ -421,6 +421,25 @@ async def test_alarm_fires_at_the_time_set_last_and_ends_with_its_process(autoju
         assert trio.lowlevel.current_statistics().tasks_living == tasks
 
 
+async def test_received_at_is_when_a_message_entered_the_mailbox_not_when_it_is_handled(autojump_clock: Any) -> None:
+    class Slow(Recorder):
+        async def handle_message(self, from_: PID | None, message: Any) -> None:
+            self.got.append((message, self.received_at, trio.current_time()))
+            await trio.sleep(1)  # busy: the next messages wait in the mailbox
+
+    async with e.start_node("t@localhost") as node:
+        pid = await node.spawn(Slow)
+        start = trio.current_time()
+        for i in range(3):
+            node.send(pid, i)
+            await trio.sleep(0.1)
+        await trio.sleep(3)
+        seen = await got(node, pid)
+        assert [m for m, _, _ in seen] == [0, 1, 2]
+        assert [round(at - start, 3) for _, at, _ in seen] == [0.0, 0.1, 0.2]  # when each was sent
+        assert [round(handled - start, 3) for _, _, handled in seen] == [0.0, 1.0, 2.0]
+
+
 async def test_send_interval_repeats_until_cancelled_or_owner_ends(autojump_clock: Any) -> None:
     class Ticker(Recorder):
         async def handle_call(self, from_: PID, ref: Ref, request: Any) -> Any:
