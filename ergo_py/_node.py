@@ -533,7 +533,10 @@ class Node:
                     with trio.CancelScope(deadline=alarm._at) as wait:
                         alarm._wait = wait
                         await trio.sleep_forever()
-                    alarm._wait, alarm._at = None, math.inf
+                    alarm._wait = None
+                    if alarm._at > trio.current_time():
+                        continue  # moved later (or cleared) after it expired, before this ran
+                    alarm._at = math.inf
                     proc.mailbox.put((MSG, pid, message, None))
 
         self._nursery.start_soon(run)

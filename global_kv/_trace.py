@@ -4,8 +4,7 @@ With GLOBAL_KV_TRACE set to a directory, a process keeps `(time.monotonic(), eve
 index, peer)` in memory and writes them at exit to `DIR/trace-PID.jsonl`. The monotonic
 clock is the host's, shared by every process on it, so one request's hops can be put on
 one time line across the client, the leader and the followers: the benchmark joins
-them by Raft log index. Off (the default), `record` is a module-level no-op: the shells
-call it unconditionally and pay one function call.
+them by Raft log index. Off (the default), the shells test `ENABLED` and skip it.
 
 Not for production: it keeps every event until exit (capped at MAX_EVENTS).
 """

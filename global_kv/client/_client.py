@@ -83,6 +83,8 @@ from ._watch import serve as watch_serve
 __all__ = ["GlobalClient", "open_client", "Key"]
 
 
+# How long a leader this node could not reach directly is left alone (see _go_direct).
+_NO_DIRECT_FOR = 60.0
 # Errors after which another member may succeed (the call did not reach a working leader).
 _RETRYABLE = (NotLeader, ergo_py.NoConnection, ergo_py.CallTimeout, ergo_py.ProcessUnknown, ergo_py.ProcessExited)
 
@@ -125,7 +127,9 @@ class GlobalClient:
         self.client_id = client_id or uuid.uuid4().hex
         self._leader: ProcessID | None = None
         self._asked: ProcessID | None = None  # the member last asked who leads (see _go_direct)
-        self._no_direct: ProcessID | None = None  # a leader this node could not reach directly
+        self._ask: ProcessID | None = None  # a member to ask before the next request
+        self._redirected: ProcessID | None = None  # the leader _go_direct last moved us to
+        self._no_direct: tuple[ProcessID, float] | None = None  # a leader out of reach, until when
         self._next = 0
         self._seq = 0
         self._outstanding: set[int] = set()
@@ -604,20 +608,26 @@ class GlobalClient:
     def _ack(self) -> int:
         return min(self._outstanding) if self._session_open else 1
 
-    async def _go_direct(self, member: ProcessID) -> None:
-        """`member` answered, perhaps by forwarding to the leader: ask it once who leads, and
-        talk to the leader itself from now on if it is one of this client's members (a hop
-        less each way for every request). Asked again only after the client moves on to
-        another member (a failure or a NotLeader), so a leader this node cannot reach is
-        tried once, and then the client keeps forwarding through `member`."""
+    async def _go_direct(self, member: ProcessID, deadline: float) -> None:
+        """`member` answered the last request, perhaps by forwarding it to the leader: ask it
+        once who leads, and talk to the leader itself from now on if it is one of this
+        client's members (a hop less each way for every request). Asked before the next
+        request, not before returning the answer (which a cancelled caller would lose), and
+        again only after the client moves on to another member. A leader this node could
+        not reach directly is not tried again for a minute: the client keeps forwarding."""
         self._asked = member
         try:
-            status = await self.process.call(member, StatusRequest(), timeout=self.try_timeout)
+            with trio.move_on_at(min(deadline, trio.current_time() + self.try_timeout)):
+                status = await self.process.call(member, StatusRequest(), timeout=self.try_timeout)
+                leader = getattr(status, "leader", None)
+                blocked = self._no_direct
+                if blocked is not None and blocked[1] <= trio.current_time():
+                    blocked = self._no_direct = None
+                if leader is not None and leader != member and leader in self.nodes:
+                    if blocked is None or blocked[0] != leader:
+                        self._leader = self._asked = self._redirected = leader
         except (GlobalKVError, ergo_py.ErgoError):
             return
-        leader = getattr(status, "leader", None)
-        if leader is not None and leader not in (member, self._no_direct) and leader in self.nodes:
-            self._leader = self._asked = leader
 
     def _target(self) -> ProcessID:
         if self._leader is not None:
@@ -635,6 +645,10 @@ class GlobalClient:
         """Send `request` (or, for writes, `request(tag)` rebuilt per attempt with this client's
         session tag for `seq` and the current ack) until answered."""
         deadline = trio.current_time() + self.timeout + extra_time
+        if follow_leader and self._ask is not None:
+            member, self._ask = self._ask, None
+            if member == self._leader:
+                await self._go_direct(member, deadline)
         backoff = 0.01
         last_error: BaseException | None = None
         while True:
@@ -657,8 +671,9 @@ class GlobalClient:
                 self._rotate()
             except _RETRYABLE as exc:
                 last_error = exc
-                if isinstance(exc, ergo_py.NoConnection) and target == self._asked:
-                    self._no_direct = target  # found by _go_direct, and out of this node's reach
+                if isinstance(exc, ergo_py.NoConnection) and target == self._redirected:
+                    # Found by _go_direct, and out of this node's reach: forward for a while.
+                    self._no_direct, self._redirected = (target, trio.current_time() + _NO_DIRECT_FOR), None
                 self._rotate()
             except GlobalKVError:
                 raise
@@ -666,7 +681,7 @@ class GlobalClient:
                 if follow_leader:
                     self._leader = target
                     if target != self._asked:
-                        await self._go_direct(target)
+                        self._ask = target
                 return result
             await trio.sleep(min(backoff, max(0.0, deadline - trio.current_time())))
             backoff = min(backoff * 2, 0.2)

@@ -38,14 +38,17 @@ running, or, for a small Ready with nothing to overlap, no mail waiting and no m
 going out, in the loop itself, which saves two thread handoffs); send
 `persisted_messages`; then the replica restores, applies, answers read
 states and advances (`persisted`), and its effects are carried out.
-Batching comes for free: while the shell waits for an fsync its mailbox fills, and
-the next Ready carries everything that arrived meanwhile.
+Batching comes for free: while the shell waits for an fsync in a worker thread its
+mailbox fills, and the next Ready carries everything that arrived meanwhile.
+
+A subclass that hands the replica input from its own `handle_call` or `handle_message`
+calls `self.now()` first (GlobalActor does), so the core has its ticks up to that
+input's arrival.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -105,8 +108,14 @@ class _Signal:
 
 
 _TICK = _Signal("tick")
-# Entry bytes up to which a Ready with nothing else waiting is fsynced in the loop itself.
+# Entry bytes up to which a Ready with nothing else waiting is fsynced in the loop itself;
+# an inline fsync slower than _INLINE_SYNC_SLOW sends the next _THREADED_AFTER_SLOW to a thread.
 _INLINE_SYNC = 64 * 1024
+_INLINE_SYNC_SLOW = 0.02
+_THREADED_AFTER_SLOW = 100
+# At most this many ticks given at once (100 s of 10 ms ticks): past it every timer of the
+# core has long fired, and a member asleep for hours (a removed one) does not spin on ticks.
+_MAX_CATCH_UP = 10_000
 _FLUSH = _Signal("flush")
 _SNAPSHOT_STEP = _Signal("snapshot-step")
 _PERSIST = _Signal("persist")
@@ -390,6 +399,8 @@ class LeaderActor(Actor):
         self._tick_origin = trio.current_time()
         self._ticks = 0
         self._ticker = self.alarm(_TICK)
+        self._tick_armed = 0  # the tick the alarm is set for
+        self._threaded_syncs = 0
         self._kick()
 
     async def terminate(self, reason: Any) -> None:
@@ -607,6 +618,8 @@ class LeaderActor(Actor):
     async def _route(self, from_: PID | None, message: Any) -> None:
         self._give_ticks(self.received_at)
         if message is _TICK:
+            if self.received_at + 1e-6 >= self._tick_origin + self._tick_armed * self._tick_seconds:
+                self._give_to(self._tick_armed)  # the tick it fired for, whatever the rounding
             if self._halted is None:
                 if self.replica.has_work():
                     self._kick()
@@ -696,11 +709,13 @@ class LeaderActor(Actor):
         return trio.current_time()
 
     def _give_ticks(self, at: float) -> None:
-        due = int((at - self._tick_origin) / self._tick_seconds + 1e-9)
+        self._give_to(int((at - self._tick_origin) / self._tick_seconds + 1e-9))
+
+    def _give_to(self, due: int) -> None:
         if due > self._ticks:
             if self._halted is None:
                 replica = self.replica
-                for _ in range(due - self._ticks):
+                for _ in range(min(due - self._ticks, _MAX_CATCH_UP)):
                     replica.tick()
             self._ticks = due
 
@@ -709,7 +724,11 @@ class LeaderActor(Actor):
         if self._halted is not None:
             return
         n = self.replica.ticks_until_due()
-        self._ticker.set_at(math.inf if n is None else self._tick_origin + (self._ticks + n) * self._tick_seconds)
+        if n is None:
+            self._ticker.clear()
+            return
+        self._tick_armed = self._ticks + n
+        self._ticker.set_at(self._tick_origin + self._tick_armed * self._tick_seconds)
 
     def kick(self) -> None:
         """Schedule a Ready drain after the mail already queued (which it then batches)."""
@@ -748,15 +767,22 @@ class LeaderActor(Actor):
                 if (
                     not rd.messages
                     and rd.snapshot is None
+                    and self._snapshot_persisting is None  # a compaction holds the log's lock
+                    and not self._threaded_syncs
                     and not self.queued()
                     and sum(len(e.data) for e in rd.entries) <= _INLINE_SYNC
                 ):
                     # Nothing that a worker thread would let run meanwhile: no mail waiting,
                     # no message just handed to the links to send (a leader's AppendEntries).
                     # Here it saves the two thread handoffs (a wakeup each), most of a small
-                    # fsync's time on a lightly loaded follower.
+                    # fsync's time on a lightly loaded follower. A slow one (a busy disk) stops
+                    # the loop, links included: the next ones go to a thread for a while.
+                    started = time.perf_counter()
                     save()
+                    if time.perf_counter() - started > _INLINE_SYNC_SLOW:
+                        self._threaded_syncs = _THREADED_AFTER_SLOW
                 else:
+                    self._threaded_syncs = max(0, self._threaded_syncs - 1)
                     await trio.to_thread.run_sync(save)
                 if rd.hard_state is not None:
                     self._persisted_hs = rd.hard_state

@@ -84,7 +84,8 @@ async def test_requests_through_a_follower_are_answered_at_once_without_a_link_f
 
 
 async def test_a_client_that_started_at_a_follower_talks_to_the_leader_itself() -> None:
-    """After its first answer the client asks who leads and goes there: a hop less each way.
+    """After its first answer the client asks who leads (before its next request) and goes
+    there: a hop less each way.
     Proven by stopping (SIGSTOP) the follower it started at: with a per-try timeout of 5 s,
     a client still sending through it would wait that out."""
     with trio.fail_after(60):
@@ -92,7 +93,8 @@ async def test_a_client_that_started_at_a_follower_talks_to_the_leader_itself() 
             leader, followers = await leader_and_followers(cluster)
             members = [followers[0], leader, followers[1]]
             async with open_client(cluster.bootstrap, cookie=cluster.cookie, nodes=members, try_timeout=5) as kv:
-                await kv.put("first", b"1")  # answered through the follower, which names the leader
+                await kv.put("first", b"1")  # answered through the follower
+                assert await kv.get("first") == b"1"  # asks the follower who leads first, then goes there
                 cluster.pause(cluster.index_of(followers[0]))
                 try:
                     started = trio.current_time()
