@@ -57,7 +57,7 @@ from pathlib import Path
 from typing import Any
 
 import trio
-from _procstat import Interrupted, guarded, sample, spent
+from _procstat import Interrupted, cores_used_pct, guarded, sample, spent
 
 from global_kv.cli import LocalCluster
 
@@ -238,7 +238,7 @@ async def run_load(binary: Path, urls: list[str], pids: list[int], workload: str
     r["server_wakeups_per_op"] = round(sum(p["wakeups_per_op"] for p in procs.values()), 1)
     r["loadgen_cpu_pct"] = round(100 * r["cpu_s"] / wall)
     r["loadgen_wakeups_per_op"] = round(r.get("wakeups", 0) / ops, 1)
-    r["cores_used_pct"] = round((r["server_cpu_pct"] + r["loadgen_cpu_pct"]) / (os.cpu_count() or 1), 1)
+    r["cores_used_pct"] = cores_used_pct({**procs, "loadgen": {"cpu_pct": r["loadgen_cpu_pct"]}})
     return r
 
 

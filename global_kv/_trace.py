@@ -25,13 +25,9 @@ ENABLED = _DIR is not None
 _events: list[tuple[float, str, int, str]] = []
 
 
-def _record(event: str, index: int = 0, peer: str = "") -> None:
-    if len(_events) < MAX_EVENTS:
+def record(event: str, index: int = 0, peer: str = "") -> None:
+    if ENABLED and len(_events) < MAX_EVENTS:
         _events.append((time.monotonic(), event, index, peer))
-
-
-def _skip(event: str, index: int = 0, peer: str = "") -> None:
-    return None
 
 
 def _write() -> None:
@@ -43,6 +39,5 @@ def _write() -> None:
             f.write(json.dumps([t, event, index, peer]) + "\n")
 
 
-record = _record if ENABLED else _skip
 if ENABLED:
     atexit.register(_write)

@@ -55,18 +55,7 @@ class _Reader:
 
     async def head(self) -> bytes | None:
         """Up to the blank line ending a request head (None: closed before any byte)."""
-        while True:
-            end = self.buffer.find(b"\r\n\r\n")
-            if end >= 0:
-                head = bytes(self.buffer[:end])
-                del self.buffer[: end + 4]
-                return head
-            if len(self.buffer) > _MAX_HEAD:
-                raise _Refused(431, "request head too large")
-            if not await self._more():
-                if self.buffer.strip():
-                    raise _Refused(400, "connection closed inside a request head")
-                return None
+        return await self._until(b"\r\n\r\n", (431, "request head too large"), "inside a request head")
 
     async def exactly(self, n: int) -> bytes:
         while len(self.buffer) < n:
@@ -77,16 +66,26 @@ class _Reader:
         return data
 
     async def line(self) -> bytes:
+        line = await self._until(b"\r\n", (400, "chunk line too long"), "inside a chunked body")
+        if line is None:
+            raise _Refused(400, "connection closed inside a chunked body")
+        return line
+
+    async def _until(self, end_mark: bytes, too_long: tuple[int, str], where: str) -> bytes | None:
+        """The bytes before `end_mark` (consumed with it); None if the connection closed
+        before any byte came, 400 if it closed `where`, `too_long` past the head limit."""
         while True:
-            end = self.buffer.find(b"\r\n")
+            end = self.buffer.find(end_mark)
             if end >= 0:
-                line = bytes(self.buffer[:end])
-                del self.buffer[: end + 2]
-                return line
+                data = bytes(self.buffer[:end])
+                del self.buffer[: end + len(end_mark)]
+                return data
             if len(self.buffer) > _MAX_HEAD:
-                raise _Refused(400, "chunk line too long")
+                raise _Refused(*too_long)
             if not await self._more():
-                raise _Refused(400, "connection closed inside a chunked body")
+                if self.buffer.strip():
+                    raise _Refused(400, f"connection closed {where}")
+                return None
 
 
 async def serve_http1(
