@@ -21,9 +21,6 @@ from dataclasses import dataclass
 
 import trio
 import trio.lowlevel
-import trio_websocket
-import wsproto.events
-import wsproto.utilities
 
 from ._errors import FramingError
 from ._protocol import (
@@ -35,8 +32,9 @@ from ._protocol import (
     decode_frame,
     encode_control,
 )
+from ._websocket import ConnectionClosed, UpgradeRefused, WebSocket
 
-__all__ = ["IO_ERRORS", "ActiveLink", "LinkStatistics", "OutQueue", "describe_error", "tolerate_closing_races"]
+__all__ = ["IO_ERRORS", "ActiveLink", "LinkStatistics", "OutQueue", "describe_error"]
 
 log = logging.getLogger("ergo_py.net")
 
@@ -45,10 +43,8 @@ IO_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     trio.BrokenResourceError,
     trio.ClosedResourceError,
-    trio_websocket.ConnectionClosed,
-    trio_websocket.HandshakeError,
-    # A frame sent while the websocket is closing (a race with the close handshake, see below).
-    wsproto.utilities.LocalProtocolError,
+    ConnectionClosed,
+    UpgradeRefused,
 )
 
 # RFC 6455 close codes used by this protocol.
@@ -65,7 +61,7 @@ def describe_error(exc: BaseException) -> str:
     cur: BaseException | None = exc
     while cur is not None and id(cur) not in seen:
         seen.add(id(cur))
-        if isinstance(cur, trio_websocket.ConnectionClosed) and cur.reason is not None:
+        if isinstance(cur, ConnectionClosed):
             text = f"connection closed ({cur.reason.code} {cur.reason.name}"
             text += f": {cur.reason.reason})" if cur.reason.reason else ")"
         else:
@@ -74,34 +70,6 @@ def describe_error(exc: BaseException) -> str:
             parts.append(text)
         cur = cur.__cause__ or cur.__context__
     return ": ".join(parts)
-
-
-def tolerate_closing_races(ws: trio_websocket.WebSocketConnection) -> None:
-    """Make a frame that can no longer be sent because the websocket is closing end quietly.
-
-    RFC 6455 §5.5.2 has the reader answer every ping with a pong, but once either side
-    has sent its Close frame no other frame may follow (wsproto raises LocalProtocolError),
-    and a peer's ping can always cross our Close on the wire. trio-websocket's reader task
-    would raise that out of the nursery it runs in (the network's), so: a pong that cannot
-    be sent is dropped (the reader keeps reading, to see the peer's Close), and any other
-    frame ends its sender with ConnectionClosed, an ordinary end of the link.
-    """
-    send = ws._send  # the one method every frame of this connection goes through
-    if getattr(send, "tolerates_closing", False):
-        return
-
-    async def send_unless_closing(event: wsproto.events.Event) -> None:
-        try:
-            await send(event)
-        except wsproto.utilities.LocalProtocolError as exc:
-            if isinstance(event, wsproto.events.Pong):
-                log.debug("%s: no pong sent, the websocket is closing (%s)", ws, exc)
-                return
-            reason = ws.closed or trio_websocket.CloseReason(1006, "the websocket is closing")
-            raise trio_websocket.ConnectionClosed(reason) from exc
-
-    send_unless_closing.tolerates_closing = True  # type: ignore[attr-defined]
-    setattr(ws, "_send", send_unless_closing)  # noqa: B010 (an instance attribute shadows the method)
 
 
 class OutQueue:
@@ -165,7 +133,7 @@ class ActiveLink:
 
     def __init__(
         self,
-        ws: trio_websocket.WebSocketConnection,
+        ws: WebSocket,
         *,
         local_name: str,
         peer_name: str,
@@ -178,7 +146,6 @@ class ActiveLink:
         stats: LinkStatistics,
         remote: str,
     ) -> None:
-        tolerate_closing_races(ws)
         self.ws = ws
         self.local_name = local_name
         self.peer_name = peer_name
@@ -250,8 +217,14 @@ class ActiveLink:
             self.close(self._lost_reason(exc))
 
     def _lost_reason(self, exc: BaseException) -> str:
-        if isinstance(exc, trio_websocket.ConnectionClosed) and exc.reason is not None:
+        if isinstance(exc, ConnectionClosed):
             code, text = exc.reason.code, exc.reason.reason
+            if not exc.by_peer:
+                return (
+                    f"protocol error from the peer: {text}"
+                    if code != 1009
+                    else f"link closed: a frame exceeded max_message_size ({text})"
+                )
             if code == 1009:
                 return f"link closed: a frame exceeded max_message_size ({text or 'message too big'})"
             if code == 1006:

@@ -33,11 +33,11 @@ from functools import partial
 from typing import Any
 
 import trio
-import trio_websocket
 
 from ergo_py.ids import validate_node_name
 
 from ._errors import HandshakeError, MessageTooLarge, NoConnection
+from ._fast_stream import FastSocketStream
 from ._handshake import (
     Abandoned,
     AcceptorHandshake,
@@ -47,18 +47,18 @@ from ._handshake import (
     PeerHasLink,
     dial_wins,
 )
-from ._link import IO_ERRORS, ActiveLink, LinkStatistics, OutQueue, describe_error, tolerate_closing_races
+from ._link import IO_ERRORS, ActiveLink, LinkStatistics, OutQueue, describe_error
 from ._protocol import CONTROL_TYPES, FRAME_OVERHEAD, Control, check_addresses, encode_control
 from ._transport import (
     CLOSE_TIMEOUT,
-    RECEIVE_BUFFER,
-    endpoint_text,
     flush,
     flush_quietly,
     handshake_message,
     open_client,
     parse_route,
+    remote_text,
 )
+from ._websocket import ConnectionClosed, WebSocket, accept_websocket
 
 __all__ = [
     "COOKIE_ENV",
@@ -212,21 +212,14 @@ class Network:
                 self._nursery = nursery
                 if self._listen is not None:
                     host, port = self._listen
-                    server = await nursery.start(
-                        partial(
-                            trio_websocket.serve_websocket,
-                            self._handle_request,
-                            host,
-                            port,
-                            self._server_ssl,
-                            handler_nursery=nursery,
-                            max_message_size=self.max_message_size,
-                            receive_buffer_size=RECEIVE_BUFFER,
-                            connect_timeout=self.handshake_timeout,
-                            disconnect_timeout=CLOSE_TIMEOUT,
-                        )
+                    tcp = await trio.open_tcp_listeners(port, host=host)
+                    self._port = tcp[0].socket.getsockname()[1]
+                    listeners: list[Any] = tcp
+                    if self._server_ssl is not None:
+                        listeners = [trio.SSLListener(t, self._server_ssl, https_compatible=True) for t in tcp]
+                    await nursery.start(
+                        partial(trio.serve_listeners, self._handle_connection, listeners, handler_nursery=nursery)
                     )
-                    self._port = server.listeners[0].port
                     log.info("%s accepts links on %s:%s", self.local_name, host, self._port)
                 task_status.started()
                 await trio.sleep_forever()
@@ -378,9 +371,7 @@ class Network:
         log.warning("%s cannot reach %s (%d queued controls dropped): %s", self.local_name, peer.name, dropped, error)
         self._handlers.on_link_down(peer.name, str(error))
 
-    def _establish(
-        self, peer: _Peer, ws: trio_websocket.WebSocketConnection, est: Established, remote: str
-    ) -> ActiveLink:
+    def _establish(self, peer: _Peer, ws: WebSocket, est: Established, remote: str) -> ActiveLink:
         """Make `ws` the link to `peer` (the handshake has just succeeded). Never awaits."""
         if peer.state == _UP and peer.link is not None:
             self._drop_link(peer, peer.link, f"replaced by a new link from {peer.name}")
@@ -435,17 +426,8 @@ class Network:
         peer.dial_scope = scope
         failure: Exception | None = None
         try:
-            try:
-                # The websocket's reader runs outside `scope`, so a superseded dial can still say goodbye.
-                async with trio.open_nursery() as conn_nursery:
-                    with scope:
-                        failure = await self._dial_and_run(conn_nursery, peer, url, scope)
-                    conn_nursery.cancel_scope.cancel()
-            except BaseExceptionGroup as group:
-                io_errors, rest = group.split(IO_ERRORS)
-                if rest is not None or io_errors is None:
-                    raise
-                failure = NoConnection(peer.name, f"cannot connect to {url}: {describe_error(io_errors.exceptions[0])}")
+            with scope:
+                failure = await self._dial_and_run(peer, url, scope)
         finally:
             if peer.dial_scope is scope:
                 peer.dial_scope = None
@@ -458,14 +440,11 @@ class Network:
                 await attempt.done.wait()
         self._attempt_failed(peer, attempt, failure)
 
-    async def _dial_and_run(
-        self, nursery: trio.Nursery, peer: _Peer, url: str, scope: trio.CancelScope
-    ) -> Exception | None:
+    async def _dial_and_run(self, peer: _Peer, url: str, scope: trio.CancelScope) -> Exception | None:
         """Connect, handshake, then run the link; returns why the attempt failed, or None."""
         try:
             with trio.fail_after(self.connect_timeout):
                 ws = await open_client(
-                    nursery,
                     url,
                     peer.name,
                     client_ssl=self._client_ssl,
@@ -505,7 +484,7 @@ class Network:
                     f"no answer within {self.handshake_timeout} s from {url}",
                     peer.name,
                 )
-            except trio_websocket.ConnectionClosed as exc:
+            except ConnectionClosed as exc:
                 return HandshakeError(HandshakeError.CLOSED, describe_error(exc), peer.name)
             if scope.cancel_called or self._closed:
                 return None  # superseded by an incoming link, or disconnect() / aclose() meanwhile
@@ -527,16 +506,34 @@ class Network:
                     pass
 
     # -- accepting -------------------------------------------------------------------------------
-    async def _handle_request(self, request: trio_websocket.WebSocketRequest) -> None:
-        remote = endpoint_text(request.remote)
+    async def _handle_connection(self, stream: Any) -> None:
+        """A new TCP (or TLS) connection: upgrade it to a websocket, then run the handshake."""
+        remote = remote_text(stream)
+        if isinstance(stream, trio.SocketStream):
+            stream = FastSocketStream(stream)
+        ws: WebSocket | None = None
         try:
-            ws = await request.accept()
-            tolerate_closing_races(ws)
+            with trio.move_on_after(self.handshake_timeout):
+                ws = await accept_websocket(stream, max_message_size=self.max_message_size)
+            if ws is None:
+                log.debug(
+                    "%s: connection from %s: no websocket upgrade within %s s",
+                    self.local_name,
+                    remote,
+                    self.handshake_timeout,
+                )
+                return
             await self._accept(ws, remote)
         except IO_ERRORS as exc:
             log.debug("%s: connection from %s ended: %s", self.local_name, remote, describe_error(exc))
+        finally:
+            with trio.move_on_after(CLOSE_TIMEOUT) as cleanup:
+                cleanup.shield = not self._closed
+                if ws is not None:
+                    await ws.aclose()
+            await trio.aclose_forcefully(stream)
 
-    async def _accept(self, ws: trio_websocket.WebSocketConnection, remote: str) -> None:
+    async def _accept(self, ws: WebSocket, remote: str) -> None:
         hs = AcceptorHandshake(
             local_name=self.local_name,
             creation=self.creation,
@@ -577,9 +574,7 @@ class Network:
             return
         await self._run_link(peer, link)
 
-    async def _decide(
-        self, ws: trio_websocket.WebSocketConnection, hs: AcceptorHandshake, auth: Authenticated
-    ) -> Established | None:
+    async def _decide(self, ws: WebSocket, hs: AcceptorHandshake, auth: Authenticated) -> Established | None:
         """Which link survives when the dialer already has one with us, or is being dialed by us."""
         if self._closed:
             raise HandshakeError(HandshakeError.CLOSED, "this node is shutting down", auth.peer_name)

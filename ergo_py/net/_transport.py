@@ -12,25 +12,23 @@ import urllib.parse
 from typing import Any
 
 import trio
-import trio_websocket
 
 from ._errors import HandshakeError
+from ._fast_stream import FastSocketStream
 from ._handshake import AcceptorHandshake, DialerHandshake
-from ._link import IO_ERRORS, tolerate_closing_races
+from ._link import IO_ERRORS
+from ._websocket import WebSocket, connect_websocket
 
 __all__ = [
     "CLOSE_TIMEOUT",
-    "RECEIVE_BUFFER",
-    "endpoint_text",
     "flush",
     "flush_quietly",
     "handshake_message",
     "open_client",
     "parse_route",
+    "remote_text",
 ]
 
-# Reads per receive call (trio-websocket's default of 4 KiB is small for coalesced frames).
-RECEIVE_BUFFER = 64 * 1024
 # How long a goodbye (close handshake, a last REJECT) may take before we just hang up.
 CLOSE_TIMEOUT = 1.0
 
@@ -45,18 +43,11 @@ def parse_route(node: str, url: str) -> tuple[str, int, str, bool]:
     return parts.hostname, port, parts.path or "/", tls
 
 
-async def open_client(
-    nursery: trio.Nursery,
-    url: str,
-    node: str,
-    *,
-    client_ssl: ssl.SSLContext | None,
-    max_message_size: int,
-) -> trio_websocket.WebSocketConnection:
-    """A websocket to `url`, its reader running in `nursery`. The caller bounds it with a timeout.
+async def open_client(url: str, node: str, *, client_ssl: ssl.SSLContext | None, max_message_size: int) -> WebSocket:
+    """A websocket to `url`. The caller bounds it with a timeout.
 
     The TLS handshake is done before the websocket one, so a certificate problem is
-    reported as such (trio-websocket would only see a connection that never opens).
+    reported as such (an upgrade that fails would only say the connection closed).
     """
     host, port, path, tls = parse_route(node, url)
     stream: Any = await trio.open_tcp_stream(host, port)
@@ -65,34 +56,27 @@ async def open_client(
             context = client_ssl or ssl.create_default_context()
             stream = trio.SSLStream(stream, context, server_hostname=host, https_compatible=True)
             await stream.do_handshake()
-        ws = await trio_websocket.wrap_client_stream(
-            nursery,
-            stream,
-            f"{host}:{port}",
-            path,
-            max_message_size=max_message_size,
-            receive_buffer_size=RECEIVE_BUFFER,
-        )
-        tolerate_closing_races(ws)
-        return ws
+        else:
+            stream = FastSocketStream(stream)
+        return await connect_websocket(stream, f"{host}:{port}", path, max_message_size=max_message_size)
     except BaseException:
         await trio.aclose_forcefully(stream)
         raise
 
 
-async def handshake_message(ws: trio_websocket.WebSocketConnection) -> bytes:
+async def handshake_message(ws: WebSocket) -> bytes:
     data = await ws.get_message()
     if type(data) is not bytes:
         raise HandshakeError(HandshakeError.PROTOCOL, "a text message during the handshake")
     return data
 
 
-async def flush(ws: trio_websocket.WebSocketConnection, hs: DialerHandshake | AcceptorHandshake) -> None:
+async def flush(ws: WebSocket, hs: DialerHandshake | AcceptorHandshake) -> None:
     for message in hs.data_to_send():
         await ws.send_message(message)
 
 
-async def flush_quietly(ws: trio_websocket.WebSocketConnection, hs: DialerHandshake | AcceptorHandshake) -> None:
+async def flush_quietly(ws: WebSocket, hs: DialerHandshake | AcceptorHandshake) -> None:
     """Best effort: tell the peer why we refuse, without waiting on a dead connection."""
     with trio.move_on_after(CLOSE_TIMEOUT):
         try:
@@ -101,7 +85,11 @@ async def flush_quietly(ws: trio_websocket.WebSocketConnection, hs: DialerHandsh
             pass
 
 
-def endpoint_text(endpoint: Any) -> str:
-    address = getattr(endpoint, "address", None)
-    port = getattr(endpoint, "port", None)
-    return f"{address}:{port}" if address is not None else str(endpoint)
+def remote_text(stream: Any) -> str:
+    """host:port of the peer of a TCP stream (or of the TCP stream under a TLS one)."""
+    sock = getattr(getattr(stream, "transport_stream", stream), "socket", None)
+    try:
+        host, port = sock.getpeername()[:2]  # type: ignore[union-attr]
+    except (AttributeError, OSError):
+        return "unknown peer"
+    return f"{host}:{port}"
