@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from ._errors import NoConnection as NoConnection
     from ._errors import RegistrationError as RegistrationError
     from ._errors import RemoteError as RemoteError
+    from ._fast_stream import FastSocketStream as FastSocketStream
     from ._network import COOKIE_ENV as COOKIE_ENV
     from ._network import DEFAULT_MAX_MESSAGE_SIZE as DEFAULT_MAX_MESSAGE_SIZE
     from ._network import Network as Network
@@ -57,6 +58,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "RegistrationError",
         "RemoteError",
     ),
+    "._fast_stream": ("FastSocketStream",),
     "._network": (
         "COOKIE_ENV",
         "DEFAULT_MAX_MESSAGE_SIZE",

@@ -14,10 +14,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import trio
-from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from ._grpc import BodyWriter, Call, GrpcError, HttpRequest, HttpResponse, Method, Status
+from ._json import message_to_dict, parse_dict
 from ._services import ETCD_VERSION
 
 __all__ = ["Gateway"]
@@ -84,10 +84,6 @@ _ROUTES = {
 }
 
 
-def _json(message: Message) -> dict[str, Any]:
-    return json_format.MessageToDict(message, preserving_proto_field_name=True)
-
-
 def _error_body(error: GrpcError) -> dict[str, Any]:
     return {"error": error.message, "code": error.code, "message": error.message}
 
@@ -124,15 +120,15 @@ class Gateway:
         method = self.methods[grpc_path]
         try:
             message = method.request()
-            json_format.Parse(request.body or b"{}", message)
-        except (json_format.ParseError, ValueError, RecursionError) as exc:
+            parse_dict(json.loads(request.body or b"{}"), message)
+        except (ValueError, RecursionError) as exc:
             return _error(GrpcError(Status.INVALID_ARGUMENT, f"invalid JSON request: {exc}"))
         if not method.streaming:
             try:
                 response = await method.handler(message, None)
             except GrpcError as exc:
                 return _error(exc)
-            return HttpResponse(200, json.dumps(_json(response), separators=(",", ":")).encode())
+            return HttpResponse(200, json.dumps(message_to_dict(response), separators=(",", ":")).encode())
         call = Call(0, grpc_path, dict(request.headers), "gateway", *trio.open_memory_channel[Any](0))
         return HttpResponse(200, self._stream(method, message, call))
 
@@ -146,7 +142,7 @@ class Gateway:
 
         async def write(send: Callable[[bytes], Awaitable[None]]) -> None:
             try:
-                await method.handler(one(), lambda m: send(_line({"result": _json(m)})), call)
+                await method.handler(one(), lambda m: send(_line({"result": message_to_dict(m)})), call)
             except GrpcError as exc:
                 await send(_line({"error": _error_body(exc)}))
 

@@ -16,10 +16,12 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 import trio
 
 import ergo_py
+from ergo_py.net import FastSocketStream
 
 from ..client import open_client
 from ._gateway import Gateway
@@ -112,7 +114,7 @@ async def _connection(
         peer = "%s:%s" % stream.socket.getpeername()[:2]
     except OSError:
         return
-    conn: trio.abc.Stream = stream
+    conn: Any = stream
     try:
         initial = b""
         if tls is not None:
@@ -124,9 +126,10 @@ async def _connection(
             conn = ssl_stream
             h2 = ssl_stream.selected_alpn_protocol() == "h2"
         else:
+            conn = FastSocketStream(stream)  # no scheduler pass per socket call that did not block
             with trio.move_on_after(_HANDSHAKE_TIMEOUT):
                 while len(initial) < len(PREFACE) and PREFACE.startswith(initial):
-                    data = await stream.receive_some(len(PREFACE) - len(initial))
+                    data = await conn.receive_some(len(PREFACE) - len(initial))
                     if not data:
                         return
                     initial += data
