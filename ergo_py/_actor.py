@@ -131,6 +131,13 @@ class Actor:
         """Send `request` and wait for its response; other mail keeps queueing meanwhile."""
         return await self._proc.node._call(self._proc.pid, to, request, timeout)
 
+    def flush_sends(self) -> bool:
+        """Put what this node has sent to other nodes (any process's messages) on the wire
+        now, where a socket takes it without waiting; True if all of it went. Sends go out
+        anyway once this process yields; this is for one about to block the event loop (a
+        synchronous fsync) that wants its messages travelling meanwhile."""
+        return self._proc.node._flush_sends()
+
     def send_response(self, to: PID, ref: Ref, value: Any) -> None:
         """Answer a call that `handle_call` left with `NO_REPLY` (any process may answer)."""
         self._proc.node._reply(to, ref, True, value)

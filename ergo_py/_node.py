@@ -792,6 +792,9 @@ class Node:
             raise NoConnection(node, "this node has no network (start it with NodeOptions(listen=..., routes=...))")
         self._net.send(node, getattr(net, kind)(*fields))
 
+    def _flush_sends(self) -> bool:
+        return self._net.flush() if self._net is not None else True
+
     def _net_send_quiet(self, node: str, kind: str, *fields: Any) -> None:
         try:
             self._net_send(node, kind, *fields)

@@ -48,6 +48,17 @@ class FastSocketStream:
                 raise trio.BrokenResourceError(f"cannot send: {exc}") from exc
             view = view[sent:]
 
+    def write_nowait(self, data: bytes | memoryview) -> int:
+        """Write what the socket takes now, without waiting: the number of bytes written (0 if
+        it would block or the socket is broken; the next `send_all` then says why)."""
+        fd = self.socket.fileno()
+        if fd < 0:
+            return 0
+        try:
+            return os.write(fd, data)
+        except OSError:  # BlockingIOError included
+            return 0
+
     async def receive_some(self, max_bytes: int = 65536) -> bytes:
         """What the socket has (up to `max_bytes`), waiting only if it has nothing; b"" at EOF."""
         sock = self.socket

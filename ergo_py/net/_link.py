@@ -233,29 +233,56 @@ class ActiveLink:
         return f"connection lost: {describe_error(exc)}"
 
     async def _sender(self) -> None:
-        queue, ws, stats = self.queue, self.ws, self._stats
+        queue, ws = self.queue, self.ws
         while True:
             if not queue.items:
+                if ws.has_tail:
+                    await ws.flush()  # what flush_now could not write at once
+                    continue
                 await self._lot.park()
                 continue
             # One pass of the scheduler lets every runnable task add to this frame.
             await trio.lowlevel.checkpoint()
-            items, too_large = queue.take_frame(self.send_limit)
-            for item in too_large:
-                stats.controls_dropped += 1
-                log.error(
-                    "dropped a %d-byte control to %s: over the peer's max_message_size (%d)",
-                    len(item),
-                    self.peer_name,
-                    self.send_limit,
-                )
-            if not items:
-                continue
-            frame = build_frame(items)
-            await ws.send_message(frame)
-            stats.frames_sent += 1
-            stats.controls_sent += len(items)
-            stats.bytes_sent += len(frame)
+            frame = self._next_frame()
+            if frame is not None:
+                await ws.send_message(frame)
+
+    def _next_frame(self) -> bytes | None:
+        items, too_large = self.queue.take_frame(self.send_limit)
+        stats = self._stats
+        for item in too_large:
+            stats.controls_dropped += 1
+            log.error(
+                "dropped a %d-byte control to %s: over the peer's max_message_size (%d)",
+                len(item),
+                self.peer_name,
+                self.send_limit,
+            )
+        if not items:
+            return None
+        frame = build_frame(items)
+        stats.frames_sent += 1
+        stats.controls_sent += len(items)
+        stats.bytes_sent += len(frame)
+        return frame
+
+    def flush_now(self) -> bool:
+        """Write the queued controls from synchronous code, without the sender task, if the
+        websocket can (`can_send_nowait`); True if nothing is left for the sender. What the
+        socket did not take at once is the sender's to finish."""
+        queue, ws = self.queue, self.ws
+        if not queue.items:
+            return not ws.has_tail
+        if self.reason is not None or not ws.can_send_nowait():
+            return False
+        while queue.items and ws.can_send_nowait():
+            frame = self._next_frame()
+            if frame is not None:
+                ws.send_nowait(frame)
+        if queue.items or ws.has_tail:
+            self.wake()
+            return False
+        return True
 
     async def _receiver(self) -> None:
         ws, stats = self.ws, self._stats

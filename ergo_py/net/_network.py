@@ -184,6 +184,7 @@ class Network:
         self.heartbeat_interval = heartbeat_interval
         self.heartbeat_timeout = heartbeat_timeout
         self._peers: dict[str, _Peer] = {}
+        self._unflushed: set[_Peer] = set()  # peers sent to since the last flush()
         self._stats = LinkStatistics()
         self._nursery: trio.Nursery | None = None
         self._port: int | None = None
@@ -285,6 +286,7 @@ class Network:
         state = peer.state
         if state == _UP:
             peer.link.wake()  # type: ignore[union-attr]
+            self._unflushed.add(peer)
         elif state == _IDLE:
             self._start_attempt(peer)
 
@@ -308,6 +310,20 @@ class Network:
         await attempt.done.wait()
         if attempt.error is not None:
             raise attempt.error
+
+    def flush(self) -> bool:
+        """Write what was sent to connected nodes since the last flush now, from synchronous
+        code, where the sockets take it without waiting (plain TCP); True if every byte went.
+        The link's sender writes the rest, as it would have all of it: after the current task
+        yields. For a caller about to block the loop (an inline fsync) that must know its
+        messages are on the wire first."""
+        done = True
+        for peer in self._unflushed:
+            link = peer.link
+            if link is not None and not link.flush_now():
+                done = False
+        self._unflushed.clear()
+        return done
 
     def connected_nodes(self) -> list[str]:
         """The nodes with a link up now."""

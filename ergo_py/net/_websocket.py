@@ -81,7 +81,7 @@ class ConnectionClosed(Exception):
 class Stream(Protocol):
     """What a websocket needs of its byte stream (a trio stream, or a FastSocketStream)."""
 
-    async def send_all(self, data: bytes) -> None: ...
+    async def send_all(self, data: bytes | memoryview) -> None: ...
 
     async def receive_some(self, max_bytes: int) -> bytes | bytearray: ...
 
@@ -157,6 +157,7 @@ class WebSocket:
         self._sent_close: CloseReason | None = None
         self._reading = False
         self._by_peer = False
+        self._tail: memoryview | None = None  # what send_nowait could not write yet
         self.closed: CloseReason | None = None
         """Set once the websocket is closed: the peer's Close, or ours, or 1006 (connection lost)."""
 
@@ -172,6 +173,38 @@ class WebSocket:
             await self._send(_frame(_TEXT, data.encode(), self._client))
         else:
             await self._send(_frame(_BINARY, data, self._client))  # type: ignore[arg-type]
+
+    def can_send_nowait(self) -> bool:
+        """Whether `send_nowait` may be used: an open websocket on a stream that can write
+        without waiting (not TLS), with no send in progress and nothing left unwritten."""
+        return (
+            self._tail is None
+            and not self._send_lock.locked()
+            and self._sent_close is None
+            and self.closed is None
+            and hasattr(self.stream, "write_nowait")
+        )
+
+    def send_nowait(self, data: bytes) -> bool:
+        """Send a binary message from synchronous code, if `can_send_nowait()`; False if not.
+
+        What the socket does not take at once is kept and written first by the next send
+        (`flush` writes it alone): `has_tail` says so."""
+        if not self.can_send_nowait():
+            return False
+        frame = _frame(_BINARY, data, self._client)
+        written = self.stream.write_nowait(frame)  # type: ignore[attr-defined]
+        if written < len(frame):
+            self._tail = memoryview(frame)[written:]
+        return True
+
+    @property
+    def has_tail(self) -> bool:
+        return self._tail is not None
+
+    async def flush(self) -> None:
+        """Write what `send_nowait` left unwritten."""
+        await self._send(b"")
 
     async def ping(self, payload: bytes | None = None) -> None:
         """Send a ping and wait for its pong (answered pongs also answer earlier pings)."""
@@ -190,13 +223,20 @@ class WebSocket:
         lock = self._send_lock
         if lock.locked():
             async with lock:
-                await self.stream.send_all(frame)
+                await self._write(frame)
             return
         lock.acquire_nowait()  # not `async with`: its checkpoint would be a scheduler pass per frame
         try:
-            await self.stream.send_all(frame)
+            await self._write(frame)
         finally:
             lock.release()
+
+    async def _write(self, frame: bytes) -> None:
+        if self._tail is not None:
+            tail, self._tail = self._tail, None
+            await self.stream.send_all(tail)
+        if frame:
+            await self.stream.send_all(frame)
 
     async def _send_control(self, opcode: int, payload: bytes) -> None:
         if self._sent_close is not None or self.closed is not None:

@@ -451,3 +451,25 @@ def test_cookie_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.delenv(COOKIE_ENV)
     with pytest.raises(ValueError, match="ERGO_COOKIE"):
         Network(A, 1, handlers=Recorder().handlers())
+
+
+async def test_flush_puts_queued_controls_on_the_wire_before_the_sender_task_runs(cluster: Cluster) -> None:
+    with trio.fail_after(10):
+        a, ra = await cluster.start(A, 11)
+        b, _ = await cluster.start(B, 22, routes={A: url(a)})
+        await b.connect(A)
+        big = b"x" * (8 << 20)  # more than a socket takes at once: the sender finishes it
+        for message in ("small", big, "after"):
+            before = b.statistics().frames_sent
+            b.send(A, Send(pid(B, creation=22), pid(A, 5, 11), message))
+            done = b.flush()  # no await since the send: the link's sender has not run
+            assert b.statistics().frames_sent == before + 1
+            assert done == (message is not big)
+            if message is big:
+                # Until the sender has written the rest, later controls wait for it (in order).
+                b.send(A, Send(pid(B, creation=22), pid(A, 5, 11), "queued behind"))
+                assert not b.flush()
+                await ra.wait_for(lambda: len(ra.controls) == 3)
+        assert b.flush()  # nothing sent since: nothing to do
+        await ra.wait_for(lambda: len(ra.controls) == 4)
+        assert [c.message for _, c in ra.controls] == ["small", big, "queued behind", "after"]
