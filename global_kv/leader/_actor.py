@@ -794,6 +794,8 @@ class LeaderActor(Actor):
             if _trace.ENABLED and rd.committed_entries:
                 _trace.record("applied", rd.committed_entries[-1].index)
             await self.run_effects()
+            if rd.committed_entries:
+                self.flush_sends()  # the replies go now, not after the rest of this drain
         await self.run_effects()  # answers to what `ready` refused to propose
         await self._maybe_compact()
         self._arm_ticker()
