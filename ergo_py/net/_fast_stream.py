@@ -77,7 +77,8 @@ class FastSocketStream:
             self._reads += 1
             if self._reads >= _YIELD_EVERY:
                 self._reads = 0
-                await trio.lowlevel.checkpoint()
+                # Shielded: a cancellation here would lose the bytes just read.
+                await trio.lowlevel.cancel_shielded_checkpoint()
             return data
 
     async def aclose(self) -> None:

@@ -38,6 +38,9 @@ MAX_HEAD = 16 * 1024
 
 _CONTINUATION, _TEXT, _BINARY, _CLOSE, _PING, _PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 _DATA_OPCODES = (_CONTINUATION, _TEXT, _BINARY)
+# Each fragment counts this much toward the size limit besides its payload (its header on
+# the wire), so that empty fragments cannot grow a message without bound.
+_FRAGMENT_COST = 16
 
 # RFC 6455 §7.4.1 names, for logs.
 _CODE_NAMES = {
@@ -101,6 +104,11 @@ def _mask(data: bytes, key: bytes) -> bytes:
     return (int.from_bytes(data, "little") ^ int.from_bytes(pad, "little")).to_bytes(n, "little")
 
 
+def _truncate(text: str, limit: int) -> bytes:
+    """`text` in UTF-8, cut to at most `limit` bytes on a character boundary."""
+    return text.encode()[:limit].decode("utf-8", "ignore").encode()
+
+
 def _frame(opcode: int, payload: bytes, masked: bool) -> bytes:
     n = len(payload)
     mask_bit = 0x80 if masked else 0
@@ -158,6 +166,7 @@ class WebSocket:
         self._reading = False
         self._by_peer = False
         self._tail: memoryview | None = None  # what send_nowait could not write yet
+        self._broken = False  # a write was cut off (cancelled or failed): no frame may follow
         self.closed: CloseReason | None = None
         """Set once the websocket is closed: the peer's Close, or ours, or 1006 (connection lost)."""
 
@@ -179,6 +188,7 @@ class WebSocket:
         without waiting (not TLS), with no send in progress and nothing left unwritten."""
         return (
             self._tail is None
+            and not self._broken
             and not self._send_lock.locked()
             and self._sent_close is None
             and self.closed is None
@@ -232,11 +242,15 @@ class WebSocket:
             lock.release()
 
     async def _write(self, frame: bytes) -> None:
+        if self._broken:
+            raise ConnectionClosed(CloseReason(1006, "a write was interrupted"), by_peer=False)
+        self._broken = True  # until the writes below complete: a frame cut off corrupts the stream
         if self._tail is not None:
             tail, self._tail = self._tail, None
             await self.stream.send_all(tail)
         if frame:
             await self.stream.send_all(frame)
+        self._broken = False
 
     async def _send_control(self, opcode: int, payload: bytes) -> None:
         if self._sent_close is not None or self.closed is not None:
@@ -247,7 +261,7 @@ class WebSocket:
         if self._sent_close is not None:
             return
         self._sent_close = CloseReason(code, reason)
-        payload = b"" if code == 1005 else code.to_bytes(2, "big") + reason.encode()[:123]
+        payload = b"" if code == 1005 else code.to_bytes(2, "big") + _truncate(reason, 123)
         await self._send(_frame(_CLOSE, payload, self._client))
 
     # -- receiving ------------------------------------------------------------------------------
@@ -285,13 +299,15 @@ class WebSocket:
                 return payload if opcode == _BINARY else self._text(payload)
             self._fragment_opcode = opcode
             self._fragments = [payload]
-            self._fragments_size = len(payload)
+            self._fragments_size = len(payload) + _FRAGMENT_COST
             return None
         if opcode == _CONTINUATION:
             if not self._fragment_opcode:
                 raise _Violation(1002, "a continuation frame with no message to continue")
             self._fragments.append(payload)
-            self._fragments_size += len(payload)
+            self._fragments_size += len(payload) + _FRAGMENT_COST
+            if self._fragments_size > self._max:
+                raise _Violation(1009, f"a message over {self._max} bytes")
             if not fin:
                 return None
             whole, kind = b"".join(self._fragments), self._fragment_opcode
@@ -346,7 +362,7 @@ class WebSocket:
             if have < 10:
                 return None
             n, pos = int.from_bytes(buf[2:10], "big"), 10
-        if n + self._fragments_size > self._max:
+        if n + (self._fragments_size if opcode == _CONTINUATION else 0) > self._max:
             raise _Violation(1009, f"a message over {self._max} bytes")
         masked = b1 & 0x80
         end = pos + (4 if masked else 0) + n
@@ -376,7 +392,7 @@ class WebSocket:
         reason = CloseReason(code, detail)
         try:
             await self._send_close(code, detail)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, ConnectionClosed):
             pass
         self.closed = reason
         await trio.aclose_forcefully(self.stream)  # type: ignore[arg-type]
@@ -387,6 +403,8 @@ class WebSocket:
             raise _Violation(1002, "a Close frame with a 1-byte payload")
         if payload:
             code = int.from_bytes(payload[:2], "big")
+            if code < 1000 or code in (1004, 1005, 1006, 1015) or 1016 <= code < 3000 or code >= 5000:
+                raise _Violation(1002, f"a Close frame with code {code}, which may not be sent")
             try:
                 text = payload[2:].decode()
             except UnicodeDecodeError:
@@ -397,7 +415,7 @@ class WebSocket:
         if self._sent_close is None:
             try:
                 await self._send_close(1000 if code == 1005 else code, "")
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, ConnectionClosed):
                 pass
         self.closed = reason
         await trio.aclose_forcefully(self.stream)  # type: ignore[arg-type]
@@ -410,7 +428,7 @@ class WebSocket:
             if self.closed is None:
                 try:
                     await self._send_close(code, reason)
-                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, ConnectionClosed):
                     self.closed = CloseReason(1006, "the connection was lost")
                 while self.closed is None and not self._reading:
                     self._reading = True

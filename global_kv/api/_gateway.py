@@ -17,7 +17,7 @@ import trio
 from google.protobuf.message import Message
 
 from ._grpc import BodyWriter, Call, GrpcError, HttpRequest, HttpResponse, Method, Status
-from ._json import message_to_dict, parse_dict
+from ._json import message_to_dict, parse_json
 from ._services import ETCD_VERSION
 
 __all__ = ["Gateway"]
@@ -120,7 +120,7 @@ class Gateway:
         method = self.methods[grpc_path]
         try:
             message = method.request()
-            parse_dict(json.loads(request.body or b"{}"), message)
+            parse_json(request.body or b"{}", message)
         except (ValueError, RecursionError) as exc:
             return _error(GrpcError(Status.INVALID_ARGUMENT, f"invalid JSON request: {exc}"))
         if not method.streaming:

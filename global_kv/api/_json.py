@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import math
 from collections.abc import Callable
 from typing import Any
@@ -25,7 +26,7 @@ from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
-__all__ = ["message_to_dict", "parse_dict"]
+__all__ = ["message_to_dict", "parse_dict", "parse_json"]
 
 _INT64 = frozenset(
     (
@@ -137,7 +138,7 @@ def message_to_dict(message: Message) -> dict[str, Any]:
 def _int_in(value: Any, what: str) -> int:
     if type(value) is int:
         return value
-    if type(value) is str:
+    if type(value) is str and value == value.strip():
         try:
             return int(value)
         except ValueError:
@@ -150,9 +151,11 @@ def _int_in(value: Any, what: str) -> int:
 def _bytes_in(value: Any, what: str) -> bytes:
     if type(value) is not str:
         raise ValueError(f"{what}: expected a base64 string, got {type(value).__name__}")
-    text = value.replace("-", "+").replace("_", "/")
+    # As json_format: either alphabet, padding optional, characters outside it (a MIME
+    # encoder's line breaks) skipped.
+    encoded = value.encode("utf-8")
     try:
-        return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+        return base64.urlsafe_b64decode(encoded.replace(b"+", b"-").replace(b"/", b"_") + b"=" * (-len(encoded) % 4))
     except (binascii.Error, ValueError):
         raise ValueError(f"{what}: not base64: {value!r}") from None
 
@@ -185,6 +188,11 @@ def _enum_in(field: FieldDescriptor) -> Callable[[Any, str], Any]:
             return by_name[value]
         if type(value) is int:
             return value
+        if type(value) is str:
+            try:
+                return int(value)  # a number in a string, as json_format takes it
+            except ValueError:
+                pass
         raise ValueError(f"{what}: not a value of {field.enum_type.name}: {value!r}")
 
     return convert
@@ -206,10 +214,11 @@ def _scalar_in(field: FieldDescriptor) -> Callable[[Any, str], Any]:
 
 
 class _Field:
-    __slots__ = ("convert", "is_message", "name", "repeated")
+    __slots__ = ("convert", "is_message", "name", "oneof", "repeated")
 
     def __init__(self, field: FieldDescriptor) -> None:
         self.name = field.name
+        self.oneof = field.containing_oneof.name if field.containing_oneof is not None else None
         self.repeated = field.is_repeated
         self.is_message = field.type == FieldDescriptor.TYPE_MESSAGE
         self.convert = None if self.is_message else _scalar_in(field)
@@ -241,12 +250,20 @@ def _fill(message: Message, data: Any, depth: int) -> None:
     if plan is None:
         json_format.ParseDict(data, message)
         return
+    seen: set[str] = set()
     for key, value in data.items():
         entry = plan.get(key)
         if entry is None:
             raise ValueError(f'{descriptor.full_name} has no field named "{key}"')
+        if entry.name in seen:
+            raise ValueError(f'{descriptor.full_name}: field "{entry.name}" given twice')
+        seen.add(entry.name)
         if value is None:
             continue  # null: the default (json_format does the same)
+        if entry.oneof is not None:
+            if entry.oneof in seen:
+                raise ValueError(f'{descriptor.full_name}: more than one field of oneof "{entry.oneof}"')
+            seen.add(entry.oneof)
         what = f"{descriptor.name}.{entry.name}"
         if entry.repeated:
             if type(value) is not list:
@@ -268,3 +285,18 @@ def _fill(message: Message, data: Any, depth: int) -> None:
 def parse_dict(data: Any, message: Message) -> None:
     """Fill `message` from parsed JSON, as `json_format.ParseDict` would; raises ValueError."""
     _fill(message, data, 0)
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"duplicate key {key!r}")
+        result[key] = value
+    return result
+
+
+def parse_json(text: bytes | str, message: Message) -> None:
+    """Fill `message` from a JSON text, as `json_format.Parse` would (a key given twice is
+    refused); raises ValueError (or RecursionError for a text nested without end)."""
+    parse_dict(json.loads(text, object_pairs_hook=_no_duplicates), message)

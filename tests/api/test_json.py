@@ -10,7 +10,7 @@ from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
-from global_kv.api._json import message_to_dict, parse_dict
+from global_kv.api._json import message_to_dict, parse_dict, parse_json
 from global_kv.api._pb import auth_pb2, kv_pb2, rpc_pb2, v3election_pb2, v3lock_pb2
 
 MODULES = (rpc_pb2, kv_pb2, auth_pb2, v3lock_pb2, v3election_pb2)
@@ -141,3 +141,36 @@ def test_a_request_nested_without_end_is_refused() -> None:
         inner = inner["request_txn"]["success"][0]
     with pytest.raises(ValueError):
         parse_dict({"success": [data]}, rpc_pb2.TxnRequest())
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"key": "Zm9v", "key": "YmFy"}',  # a key twice
+        '{"limit": " 5"}',  # an integer with spaces
+    ],
+)
+def test_json_texts_json_format_refuses_are_refused(text: str) -> None:
+    with pytest.raises(json_format.ParseError):
+        json_format.Parse(text, rpc_pb2.RangeRequest())
+    with pytest.raises(ValueError):
+        parse_json(text, rpc_pb2.RangeRequest())
+
+
+def test_two_members_of_one_oneof_are_refused() -> None:
+    text = '{"result": "EQUAL", "target": "VERSION", "key": "Zm9v", "version": "1", "mod_revision": "2"}'
+    with pytest.raises(json_format.ParseError):
+        json_format.Parse(text, rpc_pb2.Compare())
+    with pytest.raises(ValueError):
+        parse_json(text, rpc_pb2.Compare())
+
+
+def test_json_texts_json_format_takes_are_taken_alike() -> None:
+    import base64
+
+    value = base64.encodebytes(bytes(range(200))).decode()  # MIME line breaks every 76 characters
+    for text in ('{"key": "%s"}' % value.replace("\n", "\\n"), '{"sort_order": "1", "limit": "3"}'):
+        ours, theirs = rpc_pb2.RangeRequest(), rpc_pb2.RangeRequest()
+        parse_json(text, ours)
+        json_format.Parse(text, theirs)
+        assert ours == theirs

@@ -14,6 +14,7 @@ from functools import partial
 
 import pytest
 import trio
+import trio.testing
 import trio_websocket
 import wsproto
 from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, Message, Ping, Pong, Request, TextMessage
@@ -214,3 +215,49 @@ async def test_a_peer_that_vanishes_is_a_1006() -> None:
             await peer.stream.aclose()
             await trio.sleep(0.1)
     assert len(errors) == 1 and isinstance(errors[0], ConnectionClosed) and errors[0].reason.code == 1006
+
+
+async def test_empty_fragments_without_end_count_toward_the_limit() -> None:
+    with trio.fail_after(10):
+        async with our_server(echo) as (port, _), hand_peer(port) as peer:
+            # the last fragment is the one over the limit: no unread bytes make the close a reset
+            await peer.stream.send_all(b"\x02\x80\0\0\0\0" + b"\x00\x80\0\0\0\0" * (LIMIT // 16))
+            assert await peer.close_code() == 1009
+
+
+async def test_a_ping_inside_a_message_near_the_limit_is_answered() -> None:
+    with trio.fail_after(10):
+        async with our_server(echo) as (port, _), hand_peer(port) as peer:
+            await peer.send(Message(data=b"x" * (LIMIT - 100), message_finished=False))
+            await peer.send(Ping(b"p" * 100))
+            assert isinstance(await peer.next_event(), Pong)
+            await peer.send(Message(data=b"y" * 50, message_finished=True))
+            size, finished = 0, False
+            while not finished:
+                event = await peer.next_event()
+                assert isinstance(event, BytesMessage)
+                size, finished = size + len(event.data), event.message_finished
+            assert size == LIMIT - 50
+
+
+@pytest.mark.parametrize("code", [999, 1005, 1006, 1015, 2000, 5000])
+async def test_a_close_code_no_one_may_send_is_a_protocol_error(code: int) -> None:
+    with trio.fail_after(10):
+        async with our_server(echo) as (port, errors), hand_peer(port) as peer:
+            await peer.stream.send_all(b"\x88\x82\0\0\0\0" + code.to_bytes(2, "big"))
+            assert await peer.close_code() == 1002
+            await trio.sleep(0.05)
+    assert errors[0].reason.code == 1002  # type: ignore[attr-defined]
+
+
+async def test_after_a_write_cut_off_no_frame_follows_not_even_the_close() -> None:
+    a, b = trio.testing.lockstep_stream_pair()
+    ws = WebSocket(a, client=False, data=b"", max_message_size=LIMIT)
+    with trio.move_on_after(0.05):
+        await ws.send_message(b"x" * 1000)  # nobody reads b: the write is cut off
+    with trio.fail_after(2):
+        await ws.aclose(1000, "bye")
+    assert ws.closed is not None and ws.closed.code == 1006
+    with pytest.raises(ConnectionClosed):
+        await ws.send_message(b"more")
+    await b.aclose()
