@@ -7,6 +7,8 @@ from typing import Any
 
 import trio
 import trio_websocket
+import wsproto
+from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, Request
 
 from ergo_py.net import Network, NetworkHandlers
 from ergo_py.net._handshake import DialerHandshake, Established
@@ -130,3 +132,53 @@ async def raw_dial(
         await ws.send_message(msg)
     assert isinstance(event, Established)
     return ws, event
+
+
+class HandPeer:
+    """A wsproto websocket client driven event by event (its raw `stream` for what wsproto will
+    not send), to put our side in states a well-behaved peer never would."""
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self.stream = stream
+        self.ws = wsproto.WSConnection(wsproto.ConnectionType.CLIENT)
+        self.pending: list[object] = []
+
+    async def send(self, event: object) -> None:
+        await self.stream.send_all(self.ws.send(event))  # type: ignore[arg-type]
+
+    async def next_event(self) -> object:
+        while not self.pending:
+            data = await self.stream.receive_some(65536)
+            assert data, "the connection closed"
+            self.ws.receive_data(data)
+            self.pending.extend(self.ws.events())
+        return self.pending.pop(0)
+
+    async def open(self, port: int) -> None:
+        """The HTTP upgrade only."""
+        await self.send(Request(host=f"127.0.0.1:{port}", target="/"))
+        assert isinstance(await self.next_event(), AcceptConnection)
+
+    async def establish(self, port: int, *, local_name: str, peer_name: str) -> None:
+        """The upgrade and our distribution handshake, as `local_name` dialing `peer_name`."""
+        await self.open(port)
+        hs = DialerHandshake(
+            local_name=local_name, creation=7, cookie=COOKIE, expected_peer=peer_name, max_message_size=1 << 24
+        )
+        event = None
+        while event is None:
+            for msg in hs.data_to_send():
+                await self.send(BytesMessage(data=msg))
+            reply = await self.next_event()
+            assert isinstance(reply, BytesMessage)
+            event = hs.receive(bytes(reply.data))
+        for msg in hs.data_to_send():
+            await self.send(BytesMessage(data=msg))
+        assert isinstance(event, Established)
+
+    async def close_code(self) -> int:
+        """The code of the Close the other side sends next (skipping anything before it)."""
+        while True:
+            event = await self.next_event()
+            if isinstance(event, CloseConnection):
+                return event.code

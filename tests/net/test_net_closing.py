@@ -8,55 +8,17 @@ no longer allowed once our Close frame is sent (wsproto's LOCAL_CLOSING state).
 from __future__ import annotations
 
 import trio
-import wsproto
-from net_helpers import COOKIE, Cluster
-from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, Ping, Request
-
-from ergo_py.net._handshake import DialerHandshake, Established
+from net_helpers import Cluster, HandPeer
+from wsproto.events import CloseConnection, Ping
 
 A, B, C = "a@host", "b@host", "c@host"
-
-
-class HandPeer:
-    """A websocket client driven event by event."""
-
-    def __init__(self, stream: trio.SocketStream) -> None:
-        self.stream = stream
-        self.ws = wsproto.WSConnection(wsproto.ConnectionType.CLIENT)
-        self.pending: list[object] = []
-
-    async def send(self, event: object) -> None:
-        await self.stream.send_all(self.ws.send(event))  # type: ignore[arg-type]
-
-    async def next_event(self) -> object:
-        while not self.pending:
-            data = await self.stream.receive_some(65536)
-            assert data, "the connection closed"
-            self.ws.receive_data(data)
-            self.pending.extend(self.ws.events())
-        return self.pending.pop(0)
-
-    async def establish(self, port: int) -> None:
-        await self.send(Request(host=f"127.0.0.1:{port}", target="/"))
-        assert isinstance(await self.next_event(), AcceptConnection)
-        hs = DialerHandshake(local_name=B, creation=7, cookie=COOKIE, expected_peer=A, max_message_size=1 << 24)
-        event = None
-        while event is None:
-            for msg in hs.data_to_send():
-                await self.send(BytesMessage(data=msg))
-            reply = await self.next_event()
-            assert isinstance(reply, BytesMessage)
-            event = hs.receive(bytes(reply.data))
-        for msg in hs.data_to_send():
-            await self.send(BytesMessage(data=msg))
-        assert isinstance(event, Established)
 
 
 async def test_a_ping_during_our_close_handshake_does_not_raise(cluster: Cluster) -> None:
     with trio.fail_after(10):
         a, ra = await cluster.start(A)
         peer = HandPeer(await trio.open_tcp_stream("127.0.0.1", a.port))
-        await peer.establish(a.port)
+        await peer.establish(a.port, local_name=B, peer_name=A)
         await ra.wait_for(lambda: bool(ra.ups))
         ping = peer.ws.send(Ping(b"are you there"))  # framed now, while sending is still allowed
 

@@ -16,8 +16,8 @@ import pytest
 import trio
 import trio.testing
 import trio_websocket
-import wsproto
-from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, Message, Ping, Pong, Request, TextMessage
+from net_helpers import HandPeer
+from wsproto.events import BytesMessage, Message, Ping, Pong, TextMessage
 
 from ergo_py.net._fast_stream import FastSocketStream
 from ergo_py.net._websocket import (
@@ -56,42 +56,12 @@ async def echo(ws: WebSocket) -> None:
         await ws.send_message(await ws.get_message())
 
 
-class HandPeer:
-    """A wsproto client driven event by event, or with raw bytes for what wsproto refuses to send."""
-
-    def __init__(self, stream: trio.SocketStream, port: int) -> None:
-        self.stream, self.port = stream, port
-        self.ws = wsproto.WSConnection(wsproto.ConnectionType.CLIENT)
-        self.pending: list[object] = []
-
-    async def send(self, event: object) -> None:
-        await self.stream.send_all(self.ws.send(event))  # type: ignore[arg-type]
-
-    async def next_event(self) -> object:
-        while not self.pending:
-            data = await self.stream.receive_some(65536)
-            self.ws.receive_data(data or None)
-            self.pending.extend(self.ws.events())
-        return self.pending.pop(0)
-
-    async def open(self) -> None:
-        await self.send(Request(host=f"127.0.0.1:{self.port}", target="/"))
-        assert isinstance(await self.next_event(), AcceptConnection)
-
-    async def close_code(self) -> int:
-        """The code of the Close the server sends next (skipping anything before it)."""
-        while True:
-            event = await self.next_event()
-            if isinstance(event, CloseConnection):
-                return event.code
-
-
 @asynccontextmanager
 async def hand_peer(port: int) -> AsyncIterator[HandPeer]:
     stream = await trio.open_tcp_stream("127.0.0.1", port)
     try:
-        peer = HandPeer(stream, port)
-        await peer.open()
+        peer = HandPeer(stream)
+        await peer.open(port)
         yield peer
     finally:
         await stream.aclose()
