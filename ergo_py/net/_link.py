@@ -219,14 +219,10 @@ class ActiveLink:
     def _lost_reason(self, exc: BaseException) -> str:
         if isinstance(exc, ConnectionClosed):
             code, text = exc.reason.code, exc.reason.reason
-            if not exc.by_peer:
-                return (
-                    f"protocol error from the peer: {text}"
-                    if code != 1009
-                    else f"link closed: a frame exceeded max_message_size ({text})"
-                )
             if code == 1009:
                 return f"link closed: a frame exceeded max_message_size ({text or 'message too big'})"
+            if not exc.by_peer:
+                return f"protocol error from the peer: {text}"
             if code == 1006:
                 return "connection lost"
             return f"closed by the peer ({code} {exc.reason.name}{': ' + text if text else ''})"

@@ -543,11 +543,12 @@ class Network:
         except IO_ERRORS as exc:
             log.debug("%s: connection from %s ended: %s", self.local_name, remote, describe_error(exc))
         finally:
-            with trio.move_on_after(CLOSE_TIMEOUT) as cleanup:
-                cleanup.shield = not self._closed
-                if ws is not None:
-                    await ws.aclose()
-            await trio.aclose_forcefully(stream)
+            if ws is None:
+                await trio.aclose_forcefully(stream)
+            else:
+                with trio.move_on_after(CLOSE_TIMEOUT) as cleanup:
+                    cleanup.shield = not self._closed
+                    await ws.aclose()  # closes the stream too, even when cut short
 
     async def _accept(self, ws: WebSocket, remote: str) -> None:
         hs = AcceptorHandshake(

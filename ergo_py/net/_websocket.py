@@ -176,12 +176,10 @@ class WebSocket:
     # -- sending --------------------------------------------------------------------------------
     async def send_message(self, data: bytes | str) -> None:
         """Send one message as one frame (text for a str, binary for bytes)."""
-        if self._sent_close is not None or self.closed is not None:
-            raise self._closed_error()
         if type(data) is str:
-            await self._send(_frame(_TEXT, data.encode(), self._client))
+            await self._send_frame(_TEXT, data.encode())
         else:
-            await self._send(_frame(_BINARY, data, self._client))  # type: ignore[arg-type]
+            await self._send_frame(_BINARY, data)  # type: ignore[arg-type]
 
     def can_send_nowait(self) -> bool:
         """Whether `send_nowait` may be used: an open websocket on a stream that can write
@@ -224,7 +222,7 @@ class WebSocket:
             raise ValueError("a ping with this payload is already waiting")
         event = self._pings[payload] = trio.Event()
         try:
-            await self._send_control(_PING, payload)
+            await self._send_frame(_PING, payload)
             await event.wait()
         finally:
             self._pings.pop(payload, None)
@@ -252,7 +250,7 @@ class WebSocket:
             await self.stream.send_all(frame)
         self._broken = False
 
-    async def _send_control(self, opcode: int, payload: bytes) -> None:
+    async def _send_frame(self, opcode: int, payload: bytes) -> None:
         if self._sent_close is not None or self.closed is not None:
             raise self._closed_error()
         await self._send(_frame(opcode, payload, self._client))
@@ -315,7 +313,7 @@ class WebSocket:
             return whole if kind == _BINARY else self._text(whole)
         if opcode == _PING:
             if self._sent_close is None:
-                await self._send_control(_PONG, payload)
+                await self._send_frame(_PONG, payload)
             return None
         if opcode == _PONG:
             self._pong(payload)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import math
 from collections.abc import Callable
@@ -70,45 +71,37 @@ def _float_out(value: float) -> Any:
     return value
 
 
-def _printer(field: FieldDescriptor) -> Callable[[Any, int], Any]:
+def _printer(field: FieldDescriptor) -> Callable[[Any], Any] | None:
+    """How a field's value is written; None for the kinds JSON takes as they are."""
     kind = field.type
     if kind == FieldDescriptor.TYPE_MESSAGE:
-        return lambda value, depth: _to_dict(value, depth + 1)
+        return _to_dict
     if kind in _INT64:
-        return lambda value, depth: str(value)
+        return str
     if kind == FieldDescriptor.TYPE_BYTES:
-        return lambda value, depth: base64.b64encode(value).decode("ascii")
+        return lambda value: base64.b64encode(value).decode("ascii")
     if kind == FieldDescriptor.TYPE_ENUM:
         names = {v.number: v.name for v in field.enum_type.values}
-        return lambda value, depth: names.get(value, value)
+        return lambda value: names.get(value, value)
     if kind in _FLOAT:
-        return lambda value, depth: _float_out(value)
-    return lambda value, depth: value  # int32 kinds, bool, string
+        return _float_out
+    return None  # int32 kinds, bool, string
 
 
 # Per message type: (name, kind, convert) per field, kind: 0 scalar without presence (left out
 # at its default), 1 with presence (HasField), 2 repeated. Reading the fields by name costs a
-# third of what ListFields does.
-_Plan = list[tuple[str, int, Callable[[Any, int], Any] | None]]
-_PRINTERS: dict[str, _Plan | None] = {}
+# third of what ListFields does. None for a type left to json_format.
+_Plan = list[tuple[str, int, Callable[[Any], Any] | None]]
 
 
+@functools.cache
 def _print_plan(descriptor: Descriptor) -> _Plan | None:
-    plan = _PRINTERS.get(descriptor.full_name, False)
-    if plan is False:
-        plan = None
-        if _plannable(descriptor):
-            plan = []
-            for f in descriptor.fields:
-                kind = 2 if f.is_repeated else 1 if f.has_presence else 0
-                convert = _printer(f)
-                plain = f.type in _INT32 or f.type in (FieldDescriptor.TYPE_BOOL, FieldDescriptor.TYPE_STRING)
-                plan.append((f.name, kind, None if plain else convert))
-        _PRINTERS[descriptor.full_name] = plan
-    return plan  # type: ignore[return-value]
+    if not _plannable(descriptor):
+        return None
+    return [(f.name, 2 if f.is_repeated else 1 if f.has_presence else 0, _printer(f)) for f in descriptor.fields]
 
 
-def _to_dict(message: Message, depth: int) -> dict[str, Any]:
+def _to_dict(message: Message) -> dict[str, Any]:
     plan = _print_plan(message.DESCRIPTOR)
     if plan is None:
         return json_format.MessageToDict(message, preserving_proto_field_name=True)
@@ -117,21 +110,21 @@ def _to_dict(message: Message, depth: int) -> dict[str, Any]:
         if kind == 0:
             value = getattr(message, name)
             if value:
-                out[name] = value if convert is None else convert(value, depth)
+                out[name] = value if convert is None else convert(value)
         elif kind == 1:
             if message.HasField(name):
                 value = getattr(message, name)
-                out[name] = value if convert is None else convert(value, depth)
+                out[name] = value if convert is None else convert(value)
         else:
             values = getattr(message, name)
             if values:
-                out[name] = list(values) if convert is None else [convert(v, depth) for v in values]
+                out[name] = list(values) if convert is None else [convert(v) for v in values]
     return out
 
 
 def message_to_dict(message: Message) -> dict[str, Any]:
     """What `json_format.MessageToDict(message, preserving_proto_field_name=True)` gives."""
-    return _to_dict(message, 0)
+    return _to_dict(message)
 
 
 # -- parsing ---------------------------------------------------------------------------------------
@@ -224,20 +217,15 @@ class _Field:
         self.convert = None if self.is_message else _scalar_in(field)
 
 
-_PARSERS: dict[str, dict[str, _Field] | None] = {}
-
-
+@functools.cache
 def _parse_plan(descriptor: Descriptor) -> dict[str, _Field] | None:
-    plan = _PARSERS.get(descriptor.full_name, False)
-    if plan is False:
-        plan = None
-        if _plannable(descriptor):
-            plan = {}
-            for f in descriptor.fields:
-                entry = _Field(f)
-                plan[f.name] = plan[f.json_name] = entry
-        _PARSERS[descriptor.full_name] = plan
-    return plan  # type: ignore[return-value]
+    """The fields of a message type by proto and JSON name; None for a type left to json_format."""
+    if not _plannable(descriptor):
+        return None
+    plan: dict[str, _Field] = {}
+    for f in descriptor.fields:
+        plan[f.name] = plan[f.json_name] = _Field(f)
+    return plan
 
 
 def _fill(message: Message, data: Any, depth: int) -> None:

@@ -34,8 +34,9 @@ part in Raft and, by default, stops its node with that error (`handle_log_lost`)
 
 Order of work for one Ready (the core's contract): send `messages`; persist
 snapshot, entries and hard state (one fsync: in a worker thread so the node keeps
-running, or, for a small Ready with nothing to overlap, no mail waiting and no message
-going out, in the loop itself, which saves two thread handoffs); send
+running, or, for a small Ready with nothing to overlap, no mail waiting and its messages
+already written to the sockets (`flush_sends`), in the loop itself, which saves two thread
+handoffs); send
 `persisted_messages`; then the replica restores, applies, answers read
 states and advances (`persisted`), and its effects are carried out.
 Batching comes for free: while the shell waits for an fsync in a worker thread its
