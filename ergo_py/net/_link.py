@@ -47,6 +47,9 @@ IO_ERRORS: tuple[type[BaseException], ...] = (
     UpgradeRefused,
 )
 
+# flush_now frames at most this many queued bytes in the caller's task.
+_FLUSH_NOW_LIMIT = 256 * 1024
+
 # RFC 6455 close codes used by this protocol.
 CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
@@ -270,6 +273,9 @@ class ActiveLink:
         if not queue.items:
             return not ws.has_tail
         if self.reason is not None or not ws.can_send_nowait():
+            return False
+        if queue.nbytes > _FLUSH_NOW_LIMIT:
+            self.wake()  # framing (and masking) that much is the sender's, which yields meanwhile
             return False
         while queue.items and ws.can_send_nowait():
             frame = self._next_frame()

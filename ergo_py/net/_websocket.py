@@ -41,6 +41,8 @@ _DATA_OPCODES = (_CONTINUATION, _TEXT, _BINARY)
 # Each fragment counts this much toward the size limit besides its payload (its header on
 # the wire), so that empty fragments cannot grow a message without bound.
 _FRAGMENT_COST = 16
+# Masking and unmasking go this many bytes (a multiple of the 4-byte key) between yields.
+_MASK_PIECE = 256 * 1024
 
 # RFC 6455 §7.4.1 names, for logs.
 _CODE_NAMES = {
@@ -109,19 +111,42 @@ def _truncate(text: str, limit: int) -> bytes:
     return text.encode()[:limit].decode("utf-8", "ignore").encode()
 
 
-def _frame(opcode: int, payload: bytes, masked: bool) -> bytes:
-    n = len(payload)
+def _head(opcode: int, n: int, masked: bool) -> bytes:
     mask_bit = 0x80 if masked else 0
     if n < 126:
-        head = bytes((0x80 | opcode, mask_bit | n))
-    elif n < 0x10000:
-        head = bytes((0x80 | opcode, mask_bit | 126)) + n.to_bytes(2, "big")
-    else:
-        head = bytes((0x80 | opcode, mask_bit | 127)) + n.to_bytes(8, "big")
+        return bytes((0x80 | opcode, mask_bit | n))
+    if n < 0x10000:
+        return bytes((0x80 | opcode, mask_bit | 126)) + n.to_bytes(2, "big")
+    return bytes((0x80 | opcode, mask_bit | 127)) + n.to_bytes(8, "big")
+
+
+def _frame(opcode: int, payload: bytes, masked: bool) -> bytes:
+    head = _head(opcode, len(payload), masked)
     if not masked:
         return head + payload
     key = os.urandom(4)
     return head + key + _mask(payload, key)
+
+
+async def _frame_yielding(opcode: int, payload: bytes, masked: bool) -> bytes:
+    """`_frame`, masking a large payload piece by piece with the scheduler run in between."""
+    if not masked or len(payload) <= _MASK_PIECE:
+        return _frame(opcode, payload, masked)
+    key = os.urandom(4)
+    return _head(opcode, len(payload), masked) + key + await _mask_yielding(payload, key)
+
+
+async def _mask_yielding(data: bytes, key: bytes) -> bytes:
+    """`_mask` in pieces of _MASK_PIECE bytes, yielding between them: masking 10 MiB at once
+    holds the loop for about 75 ms here, half a Raft election timeout. Shielded yields: the
+    frame is already out of the buffer, and a cancellation must not lose it."""
+    if len(data) <= _MASK_PIECE:
+        return _mask(data, key)
+    pieces = []
+    for start in range(0, len(data), _MASK_PIECE):
+        pieces.append(_mask(data[start : start + _MASK_PIECE], key))
+        await trio.lowlevel.cancel_shielded_checkpoint()
+    return b"".join(pieces)
 
 
 def _accept_key(key: bytes) -> bytes:
@@ -253,7 +278,7 @@ class WebSocket:
     async def _send_frame(self, opcode: int, payload: bytes) -> None:
         if self._sent_close is not None or self.closed is not None:
             raise self._closed_error()
-        await self._send(_frame(opcode, payload, self._client))
+        await self._send(await _frame_yielding(opcode, payload, self._client))
 
     async def _send_close(self, code: int, reason: str) -> None:
         if self._sent_close is not None:
@@ -285,7 +310,10 @@ class WebSocket:
             while frame is None:
                 await self._fill()
                 frame = self._parse()
-            return await self._take(*frame)
+            fin, opcode, payload, key = frame
+            if key is not None:
+                payload = await _mask_yielding(payload, key)
+            return await self._take(fin, opcode, payload)
         except _Violation as exc:
             await self._fail(exc.code, exc.detail)
 
@@ -334,8 +362,9 @@ class WebSocket:
             if key == payload:
                 break
 
-    def _parse(self) -> tuple[bool, int, bytes] | None:
-        """The next whole frame in the buffer, unmasked, or None; raises _Violation."""
+    def _parse(self) -> tuple[bool, int, bytes, bytes | None] | None:
+        """The next whole frame in the buffer (fin, opcode, payload still masked, masking key),
+        or None; raises _Violation."""
         buf = self._buf
         have = len(buf)
         if have < 2:
@@ -366,13 +395,10 @@ class WebSocket:
         end = pos + (4 if masked else 0) + n
         if have < end:
             return None
-        if masked:
-            key = bytes(buf[pos : pos + 4])
-            payload = _mask(bytes(buf[pos + 4 : end]), key)
-        else:
-            payload = bytes(buf[pos:end])
+        key = bytes(buf[pos : pos + 4]) if masked else None
+        payload = bytes(buf[pos + 4 : end] if masked else buf[pos:end])
         del buf[:end]
-        return bool(b0 & 0x80), opcode, payload
+        return bool(b0 & 0x80), opcode, payload, key
 
     async def _fill(self) -> None:
         try:

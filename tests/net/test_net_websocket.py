@@ -8,12 +8,14 @@ bits, broken UTF-8) and must get the RFC's close code, not a crash or an allocat
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from functools import partial
 
 import pytest
 import trio
+import trio.lowlevel
 import trio.testing
 import trio_websocket
 from net_helpers import HandPeer
@@ -24,6 +26,7 @@ from ergo_py.net._websocket import (
     ConnectionClosed,
     UpgradeRefused,
     WebSocket,
+    _frame,
     accept_websocket,
     connect_websocket,
 )
@@ -231,3 +234,46 @@ async def test_after_a_write_cut_off_no_frame_follows_not_even_the_close() -> No
     with pytest.raises(ConnectionClosed):
         await ws.send_message(b"more")
     await b.aclose()
+
+
+async def test_what_the_socket_did_not_take_is_written_first_by_the_next_send() -> None:
+    left, right = socket.socketpair()
+    ours = FastSocketStream(trio.SocketStream(trio.socket.from_stdlib_socket(left)))
+    theirs = FastSocketStream(trio.SocketStream(trio.socket.from_stdlib_socket(right)))
+    ws = WebSocket(ours, client=False, data=b"", max_message_size=LIMIT)
+    peer = WebSocket(theirs, client=True, data=b"", max_message_size=LIMIT)
+    chunk = bytes(range(256)) * 256  # 64 KiB: a few fill the unread socket pair
+    sent = 0
+    while not ws.has_tail:
+        assert ws.send_nowait(chunk)
+        sent += 1
+    assert not ws.can_send_nowait() and not ws.send_nowait(b"refused")  # nothing may pass the tail
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(ws.send_message, b"last")  # writes the tail first
+            for _ in range(sent):
+                assert await peer.get_message() == chunk
+            assert await peer.get_message() == b"last"
+    assert not ws.has_tail and ws.can_send_nowait()
+    await ours.aclose()
+    await theirs.aclose()
+
+
+async def test_a_large_masked_message_is_unmasked_with_the_loop_running() -> None:
+    payload = bytes(range(256)) * (16 << 10)  # 4 MiB
+    frame = _frame(0x2, payload, True)  # as a client sends it
+    a, _ = trio.testing.memory_stream_pair()
+    ws = WebSocket(a, client=False, data=frame, max_message_size=8 << 20)  # the frame already buffered
+    ran = 0
+
+    async def other_task() -> None:
+        nonlocal ran
+        while True:
+            await trio.lowlevel.checkpoint()
+            ran += 1
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(other_task)
+        assert await ws.get_message() == payload
+        nursery.cancel_scope.cancel()
+    assert ran >= 8  # it yielded between pieces (4 MiB in 256 KiB pieces): the node goes on meanwhile
