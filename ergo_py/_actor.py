@@ -79,8 +79,9 @@ class Actor:
 
     @property
     def _ergo_route_message(self) -> Callable[[PID | None, Any], Awaitable[None]]:
-        """Runtime hook: where ordinary messages go. Behaviours that have messages of their
-        own (LeaderActor's Raft traffic) take theirs here and pass the rest on."""
+        """Runtime hook: where ordinary messages and DOWNs go. Behaviours that have messages
+        of their own (LeaderActor's Raft traffic, its peers' DOWNs) take theirs here and pass
+        the rest on."""
         return self.handle_message
 
     async def _ergo_init(self, args: tuple[Any, ...]) -> None:

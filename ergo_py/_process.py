@@ -169,7 +169,7 @@ class Process:
             elif kind == DOWN:
                 # Delivered only if the monitor was not removed meanwhile (demonitor).
                 if self.monitors.pop(a, None) is not None:
-                    await actor.handle_message(None, b)
+                    await route(None, b)
             elif kind == EXIT:
                 if self.trap_exit:
                     await actor.handle_message(a, MessageExitPID(a, b))

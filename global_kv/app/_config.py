@@ -33,6 +33,8 @@ class GlobalConfig:
     election_timeout_max: int = 300
     heartbeat_interval: int = 50
     tick_interval: int = 10
+    # An idle group stops heartbeating; monitors of the peers wake it (RaftConfig.quiesce).
+    quiesce: bool = True
     # Storage
     storage_type: str = "memory"
     data_dir: str | None = None
@@ -144,6 +146,7 @@ class GlobalConfig:
             tick_interval=self.tick_interval / 1000,
             data_dir=self.data_dir if self.storage_type != "memory" else None,
             lease_reads=self.lease_reads,
+            quiesce=self.quiesce,
             max_entries_per_msg=self.max_entries_per_msg,
             max_inflight_msgs=self.max_inflight_msgs,
             snapshot_interval=self.snapshot_interval,

@@ -60,7 +60,7 @@ from typing import Any
 
 import trio
 
-from ergo_py import NO_REPLY, PID, Actor, ErgoError, ProcessID, Ref
+from ergo_py import NO_REPLY, PID, Actor, ErgoError, MessageDownPID, ProcessID, Ref
 
 from .. import _trace
 from .._errors import ConfChangeRejected, LogLost, NotLeader, StorageCorrupted
@@ -328,6 +328,9 @@ class LeaderActor(Actor):
         self.machine: Machine = machine if machine is not None else NullMachine()
         self.snapshots_total = 0
         self._peer_pids: dict[str, PID] = {}
+        # Quiescence's failure detector: every peer process we hear from is monitored; its
+        # DOWN (it ended, or the link to its node broke) wakes a quiet replica.
+        self._watched_peers: dict[PID, str] = {}
         self._monitors: dict[Any, Ref] = {}  # lock owner -> our monitor of it
         self._flush_scheduled = False
         self._snapshot_build: _SnapshotBuild | None = None
@@ -647,6 +650,9 @@ class LeaderActor(Actor):
                 return
             if from_ is not None:
                 self._peer_pids[m.src] = from_
+                if from_ not in self._watched_peers and self.options.quiesce:
+                    self._watched_peers[from_] = m.src
+                    self.monitor(from_)
             if _trace.ENABLED:
                 _trace_raft("recv", m, m.src)
             try:
@@ -655,6 +661,11 @@ class LeaderActor(Actor):
                 await self._log_lost(exc)
                 return
             self._kick()
+        elif type(message) is MessageDownPID and message.pid in self._watched_peers:
+            peer = self._watched_peers.pop(message.pid)
+            if self._halted is None:
+                self.replica.peer_down(peer)
+                self._kick()
         elif type(message) is JoinProbe:
             if isinstance(from_, PID) and self._halted is None:
                 self.send(from_, JoinProbeAck(self.options.cluster_id, self.raft_id))

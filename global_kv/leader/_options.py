@@ -40,6 +40,9 @@ class LeaderOptions:
         the first start and checked at every later one). None keeps them in memory: a
         restarted replica has lost its log and, if it was a member, must be removed and
         added again (it stops with `LogLost` otherwise).
+    quiesce: an idle group stops its heartbeats and election timers (`RaftConfig.quiesce`);
+        the shell monitors every peer it hears from and wakes the replica when one is
+        lost, so a dead leader is still replaced at once.
     join_timeout: seconds a leader gives a node it is asked to add (`join` with
         `reply_to`) to be connected and to answer as a replica of this cluster.
     """
@@ -53,6 +56,7 @@ class LeaderOptions:
     pre_vote: bool = True
     check_quorum: bool = True
     lease_reads: bool = False
+    quiesce: bool = True
     max_entries_per_msg: int = 100
     max_inflight_msgs: int = 10
     snapshot_interval: int = 10_000
@@ -95,4 +99,5 @@ class LeaderOptions:
             pre_vote=self.pre_vote,
             check_quorum=self.check_quorum or self.lease_reads,
             lease_reads=self.lease_reads,
+            quiesce=self.quiesce,
         )

@@ -36,6 +36,15 @@ class RaftConfig:
         `election_tick_min` period (see the module docstring of `_node`).
     lease_margin_ticks: how much earlier than `election_tick_min` the lease ends.
     snapshot_chunk_size: bytes of snapshot data per InstallSnapshot message.
+    quiesce: an idle group stops ticking (CockroachDB's quiescence). At a heartbeat tick
+        where every member holds, and has acknowledged, the whole committed log and
+        nothing waits (no proposal, read or transfer), the leader sends one last
+        heartbeat marked `quiesce` instead of a round, and stops its heartbeats and
+        CheckQuorum; a follower that gets it holding the whole log stops its election
+        timer. Any input but a tick wakes a replica. What a quiet group cannot notice by
+        itself is a lost peer: the driver must call `RaftNode.wake()` when its failure
+        detector (a monitor, a closed link) says a peer it talks to is gone. Safety does
+        not depend on it, only how soon a dead leader is replaced.
     """
 
     heartbeat_tick: int = 5
@@ -49,6 +58,7 @@ class RaftConfig:
     lease_reads: bool = False
     lease_margin_ticks: int = 2
     snapshot_chunk_size: int = 1 << 20
+    quiesce: bool = False
 
     def __post_init__(self) -> None:
         def need(ok: bool, what: str) -> None:

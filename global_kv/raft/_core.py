@@ -102,6 +102,7 @@ class NodeCore:
         self._lease_until = 0
         self._lease_forbidden = False
         self._snap_rx: SnapshotRx | None = None
+        self._quiesced = False  # RaftConfig.quiesce: no timer runs until the next input
         self._handlers: dict[type, Callable[[Any], None]] = {}
         self._dirty = True  # any input since the last Ready (see RaftNode.has_ready)
 
@@ -168,6 +169,17 @@ class NodeCore:
         self._seq_sent.clear()
         self._lease_until = 0
         self._lease_forbidden = False
+        self._quiesced = False
+
+    def _unquiesce(self) -> None:
+        """An input other than a tick: run the timers again, from now (a leader's
+        CheckQuorum period too, since nobody had anything to answer while it was quiet)."""
+        self._quiesced = False
+        self._election_elapsed = 0
+        self._heartbeat_elapsed = 0
+        if self.role is LEADER:
+            for pr in self._progress.values():
+                pr.recent_active = False
 
     def _become_follower(self, term: int, leader: str | None) -> None:
         self._reset(term)

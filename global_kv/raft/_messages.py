@@ -70,7 +70,9 @@ class Heartbeat:
 
     `read_seq` numbers the heartbeat round: a quorum echoing it confirms that the
     leader was still the leader when the round started (ReadIndex, lease). Round 0 is
-    a commit notification the follower does not answer.
+    a commit notification the follower does not answer. `quiesce` (with round 0) is the
+    last heartbeat of an idle leader: a follower holding the whole log stops its
+    election timer until the next input (`RaftConfig.quiesce`).
     """
 
     term: int
@@ -78,6 +80,7 @@ class Heartbeat:
     dst: str
     commit: int
     read_seq: int
+    quiesce: bool = False
 
 
 @dataclass(frozen=True, slots=True)

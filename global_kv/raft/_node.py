@@ -232,6 +232,7 @@ class RaftNode(ReplicationMixin, ElectionMixin):
             peers={
                 p: PeerStatus(pr.match, pr.next, pr.state.value, pr.recent_active) for p, pr in self._progress.items()
             },
+            quiesced=self._quiesced,
         )
 
     def __repr__(self) -> str:
@@ -246,6 +247,8 @@ class RaftNode(ReplicationMixin, ElectionMixin):
         """Advance logical time by one tick (the caller's timer; the core has no clock)."""
         self._dirty = True
         self._tick_count += 1
+        if self._quiesced:
+            return  # only counted: the lease and vote rules compare tick counts
         if self.role is LEADER:
             self._tick_leader()
         else:
@@ -259,6 +262,8 @@ class RaftNode(ReplicationMixin, ElectionMixin):
         and votes).
         """
         cfg = self._cfg
+        if self._quiesced:
+            return None
         if self.role is LEADER:
             due = min(cfg.heartbeat_tick - self._heartbeat_elapsed, cfg.election_tick_min - self._election_elapsed)
             if self._transferee is not None:
@@ -277,6 +282,8 @@ class RaftNode(ReplicationMixin, ElectionMixin):
         if m.dst != self.id:
             raise RaftInvariantError(f"message for {m.dst!r} delivered to {self.id!r}: {m!r}")
         cls = type(m)
+        if self._quiesced and not (cls is Heartbeat and m.quiesce):  # type: ignore[union-attr]
+            self._unquiesce()
         term = m.term
         if term > self.term:
             if cls is RequestVote:
@@ -298,6 +305,22 @@ class RaftNode(ReplicationMixin, ElectionMixin):
             return
         self._handlers[cls](m)
 
+    def wake(self) -> None:
+        """Run the timers again if this replica is quiet (`RaftConfig.quiesce`).
+
+        The driver calls it when its failure detector says a peer this replica talks to
+        is gone (a quiet group cannot notice that by itself), and for a request that
+        needs a leader, so that a dead leader is replaced before the request times out.
+        Every other input wakes a replica by itself.
+        """
+        if self._quiesced:
+            self._unquiesce()
+
+    @property
+    def quiesced(self) -> bool:
+        """True while no timer runs (`RaftConfig.quiesce`)."""
+        return self._quiesced
+
     def campaign(self) -> None:
         """Start an election now, as if the election timeout had fired (PreVote first).
 
@@ -305,6 +328,8 @@ class RaftNode(ReplicationMixin, ElectionMixin):
         replica that is not a voter.
         """
         self._dirty = True
+        if self._quiesced:
+            self._unquiesce()
         if self.role is not LEADER:
             self._campaign(transfer=False)
 
@@ -315,6 +340,8 @@ class RaftNode(ReplicationMixin, ElectionMixin):
         `LeadershipTransferInProgress` while handing leadership over.
         """
         self._dirty = True
+        if self._quiesced:
+            self._unquiesce()
         self._check_can_propose()
         log = self._log
         index = log.last_index() + 1
@@ -325,6 +352,8 @@ class RaftNode(ReplicationMixin, ElectionMixin):
     def propose_batch(self, datas: Sequence[bytes]) -> int:
         """Append many entries in one go; returns the first index (the rest follow it)."""
         self._dirty = True
+        if self._quiesced:
+            self._unquiesce()
         self._check_can_propose()
         if not datas:
             raise RaftInvariantError("propose_batch needs at least one entry")
@@ -345,6 +374,8 @@ class RaftNode(ReplicationMixin, ElectionMixin):
         counting itself) until the change commits, then hands over and steps down.
         """
         self._dirty = True
+        if self._quiesced:
+            self._unquiesce()
         return self._propose_conf_change(change)
 
     def transfer_leadership(self, peer: str) -> None:
@@ -354,6 +385,8 @@ class RaftNode(ReplicationMixin, ElectionMixin):
         `election_tick_min` ticks. Transferring to ourselves cancels a transfer.
         """
         self._dirty = True
+        if self._quiesced:
+            self._unquiesce()
         self._transfer_leadership(peer)
 
     def read_index(self, context: bytes) -> None:
@@ -366,6 +399,8 @@ class RaftNode(ReplicationMixin, ElectionMixin):
         leadership changes is dropped: the caller times it out.
         """
         self._dirty = True
+        if self._quiesced:
+            self._unquiesce()
         if self.role is LEADER:
             self._leader_read(context, self.id)
         elif self.leader is not None and self.role is FOLLOWER:

@@ -132,3 +132,4 @@ class Status:
     conf: ConfState
     transferee: str | None
     peers: dict[str, PeerStatus]
+    quiesced: bool = False  # RaftConfig.quiesce: idle, no timer running

@@ -84,6 +84,11 @@ class ReplicationMixin(NodeCore):
         self._log.commit_to(m.commit)
         if m.read_seq:  # round 0 is a mere commit notification: no answer wanted
             self._send(HeartbeatResponse(self.term, self.id, m.src, m.read_seq))
+        elif m.quiesce and m.commit == last:
+            # The leader is idle and we hold all it has: no timer until the next input,
+            # and a snapshot it began sending us once is moot.
+            self._quiesced = True
+            self._snap_rx = None
 
     def _on_install_snapshot(self, m: InstallSnapshot) -> None:
         self._follow(m.src)
@@ -145,7 +150,37 @@ class ReplicationMixin(NodeCore):
         if self._heartbeat_elapsed >= cfg.heartbeat_tick:
             self._heartbeat_elapsed = 0
             self._note_stalls()
-            self._bcast_heartbeat()
+            if cfg.quiesce and self._can_quiesce():
+                self._quiesce()
+            else:
+                self._bcast_heartbeat()
+
+    def _can_quiesce(self) -> bool:
+        """Nothing to do until the next input: every member holds the whole log, committed,
+        and no proposal, read or transfer waits."""
+        if self._transferee is not None or not self._committed_in_term or self._bcast_pending:
+            return False
+        if self._reads or self._reads_wait or self._read_round_open:
+            return False
+        log = self._log
+        last = log.last_index()
+        if log.committed != last or log.stable_last() != last:
+            return False
+        # A peer whose match is the last index acknowledged an entry of this term (the
+        # no-op at least): it follows this leader.
+        for pr in self._progress.values():
+            if pr.state is not REPLICATE or pr.match != last or pr.inflights or pr.leaving:
+                return False
+        return True
+
+    def _quiesce(self) -> None:
+        """The last heartbeat before an idle leader stops ticking (`RaftConfig.quiesce`)."""
+        commit = self._log.committed
+        term, me = self.term, self.id
+        for p, pr in self._progress.items():
+            self._send(Heartbeat(term, me, p, commit, 0, True))
+            pr.commit_sent = commit
+        self._quiesced = True
 
     def _quorum_active(self) -> bool:
         """CheckQuorum: did a quorum answer us during the last election_tick_min ticks?"""
@@ -307,8 +342,8 @@ class ReplicationMixin(NodeCore):
                     pr.become_probe()
                 self._send_append_loop(m.src, pr, False)
             return
-        if not pr.maybe_update(m.index):
-            return
+        if not pr.maybe_update(m.index) and not (pr.state is PROBE and pr.match == m.index):
+            return  # (a probe answered at the match index still ends probing, as in etcd)
         state = pr.state
         if state is PROBE:
             pr.become_replicate()

@@ -200,7 +200,7 @@ class GlobalReplica(RaftReplica):
         period while this holds, and not at all otherwise (an idle replica sleeps)."""
         locks = self.locks
         return bool(
-            (locks.active and (locks.grace or locks.timers.deadlines or locks.waiters))
+            (locks.active and (locks.grace or locks.timers.deadlines or locks.waiters or locks.releasing))
             or self.leases.pending()
             or self.watches.watches
             or self.compactor.mode
@@ -309,6 +309,7 @@ class GlobalReplica(RaftReplica):
         leader = self.leader_id
         if leader is None or leader == self.id or hops >= MAX_HOPS:
             raise self.not_leader()
+        self.raft.wake()  # a quiet follower times a silent leader out, as for a read
         self.effects.append(Forward(caller, ref, request, hops + 1, leader))
         return True
 

@@ -70,6 +70,10 @@ class LockService:
         self.monitors: set[Any] = set()
         self.grace: dict[Any, float] = {}  # owner on a node we cannot dial -> until when it may link
         self.unlinked: set[Any] = set()  # owners monitored while their node had no link to us
+        # Gone owners whose LockReleaseOwner is proposed, not yet applied:
+        # re-proposed every expiry_retry until nothing of theirs is left (a proposal can be
+        # refused, e.g. during a leadership transfer, and the owner's DOWN will not come again).
+        self.releasing: dict[Any, tuple[float, bool]] = {}  # owner -> (when, it exited)
         self.acquired_total = 0
         self.released_total = 0
 
@@ -236,9 +240,9 @@ class LockService:
             # We cannot dial its node; it may not have linked to us yet. Wait for it (check()).
             self.grace.setdefault(owner, now + self.options.owner_grace_period)
             return
-        self._owner_gone(owner)
+        self._owner_gone(owner, now, not link_lost)
 
-    def _owner_gone(self, owner: Any) -> None:
+    def _owner_gone(self, owner: Any, now: float, exited: bool) -> None:
         for key, queue in list(self.waiters.items()):
             kept = deque(w for w in queue if w.request.owner != owner)
             if kept:
@@ -248,6 +252,7 @@ class LockService:
         sm = self.replica.sm
         if sm.locks_of(owner) or sm.leases_of(owner):
             self._propose_own(LockReleaseOwner(owner))  # its locks released, its leases revoked
+            self.releasing[owner] = (now, exited)
 
     def _propose_own(self, op: Op) -> None:
         self.replica.effects.append(Proposing(op, self.term))
@@ -261,6 +266,7 @@ class LockService:
         self.since.clear()
         self.grace.clear()
         self.unlinked.clear()
+        self.releasing.clear()  # a new leader watches every owner again (become_leader)
 
     def become_leader(self, term: int, now: float) -> None:
         """Re-arm every held lock from now: the old leader's timers died with it."""
@@ -302,7 +308,20 @@ class LockService:
                 self.watch(owner)  # linked now: a dead owner gives noproc at once
             elif until <= now:
                 del self.grace[owner]
-                self._owner_gone(owner)
+                self._owner_gone(owner, now, False)
+        retry = self.options.expiry_retry
+        for owner, (when, exited) in list(self.releasing.items()):
+            if not (sm.locks_of(owner) or sm.leases_of(owner)):
+                del self.releasing[owner]
+            elif now - when >= retry:
+                if not exited and host.is_connected(owner.node):
+                    # Lost with its link, which is back: ask again whether it lives (a dead
+                    # owner's monitor fires at once, noproc) instead of deciding for it.
+                    del self.releasing[owner]
+                    self.watch(owner)
+                else:
+                    self._propose_own(LockReleaseOwner(owner))
+                    self.releasing[owner] = (now, exited)
         for op in self.timers.due(sm.lock, now):
             self._propose_own(op)
             self.timers.proposed(op, now)

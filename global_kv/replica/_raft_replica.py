@@ -100,6 +100,11 @@ class RaftReplica:
         """A Raft message for this replica (LogLost propagates: the driver halts)."""
         self.raft.step(message)
 
+    def peer_down(self, peer: str) -> None:
+        """The driver's failure detector lost `peer` (its process ended, or the link to
+        its node): a quiet replica runs its timers again, so a dead leader is replaced."""
+        self.raft.wake()
+
     def has_work(self) -> bool:
         """Something to propose or a Ready to hand out: the driver should drain soon."""
         return self.raft.has_ready()

@@ -54,6 +54,10 @@ def _summary(results: list[SimResult], failures: int, seconds: float) -> str:
         f"compactions:             {sum(r.compactions for r in results)}",
         f"messages sent / dropped: {sum(r.messages for r in results)} / {sum(r.dropped for r in results)}",
         f"seeds with lease reads:  {sum(1 for r in results if r.lease_reads)}",
+        (
+            f"seeds that went quiet:   {sum(1 for r in results if r.quiet_ticks)} "
+            f"({sum(r.quiet_ticks for r in results)} replica-ticks with no timer running)"
+        ),
         f"ticks (mean / max):      {sum(r.ticks for r in results) / n_ok:.0f} / {max(r.ticks for r in results)}",
         f"seeds with lock clients: {sum(1 for r in results if r.lock_clients)} "
         f"(lock-clock skew up to {max(r.max_clock_skew for r in results):.2f}x between replicas)",

@@ -77,7 +77,15 @@ class FaultInjector:
         blocked: set[tuple[str, str]] = set()
         for _, _, links in self.episodes:
             blocked |= links
-        self.sim.net.blocked = blocked
+        sim = self.sim
+        cut = blocked - sim.net.blocked
+        sim.net.blocked = blocked
+        # A link blocked either way is a broken connection: both ends' monitors fire.
+        replicas = sim.replicas
+        for x, y in sorted(cut):
+            if x in replicas and y in replicas:
+                sim.peer_lost(replicas[x], y)
+                sim.peer_lost(replicas[y], x)
 
     def _start_episode(self) -> None:
         sim = self.sim

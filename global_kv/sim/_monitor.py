@@ -168,7 +168,7 @@ class SafetyMonitor:
 
 def _tick_mark(node: RaftNode) -> tuple[object, ...]:
     """What a tick can change besides its counters: role, term, leader, vote, messages
-    queued, the boot lease, a leadership transfer."""
+    queued, the boot lease, a leadership transfer, quiescence."""
     return (
         node.role,
         node.term,
@@ -178,4 +178,5 @@ def _tick_mark(node: RaftNode) -> tuple[object, ...]:
         len(node._msgs_after),
         node._boot_lease,
         node._transferee,
+        node._quiesced,
     )

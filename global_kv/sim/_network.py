@@ -63,6 +63,10 @@ class SimNetwork:
             out.append(m)
         return out
 
+    def in_flight(self) -> int:
+        """Messages sent and not yet delivered (or swallowed)."""
+        return len(self._heap)
+
     # --- partitions ------------------------------------------------------------------
 
     def heal(self) -> None:

@@ -61,6 +61,7 @@ LEADER = Role.LEADER
 CHAOS_TICKS = 250
 HEAL_LEADER_TICKS = 400
 DRAIN_TICKS = 500
+QUIET_TICKS = 200  # how long a drained group with RaftConfig.quiesce may take to go quiet
 STRAY_TICKS = 100  # how long a server may be in no leader's configuration in the drain
 
 
@@ -99,6 +100,7 @@ class SimResult:
     messages: int
     dropped: int
     lease_reads: bool
+    quiet_ticks: int = 0
     lock_clients: int = 0
     lock_grants: int = 0
     lock_expiries: int = 0
@@ -155,6 +157,9 @@ class Simulation:
             lease_reads=check_quorum and rng.random() < 0.4,
             # Real snapshots are ~0.3-1.5 KB: many chunks, a few, or one.
             snapshot_chunk_size=rng.choice((96, 256, 4096)),
+            # Half the seeds let idle groups go quiet (by a bit of the seed, so no seed's
+            # random draws move); `peers_lost` is then their failure detector.
+            quiesce=bool(seed & 2),
         )
         self.compact_every = rng.choice((3, 6, 12, 25, 10**9))
         # What every replica decides by (times on its clock, where a tick is 1 ms).
@@ -215,6 +220,7 @@ class Simulation:
         self._absent_since: dict[str, int] = {}  # server -> since when no leader has it (drain)
         self.events: deque[str] = deque(maxlen=40)
         self.stats_crashes = 0
+        self.stats_quiet_ticks = 0  # replica-ticks with the core quiesced (RaftConfig.quiesce)
         self.stats_compactions = 0
         self.stats_snapshot_installs = 0
         self.forwards: list[tuple[int, str, Forward]] = []  # (due tick, to, request) between members
@@ -304,9 +310,21 @@ class Simulation:
         return None
 
     def crash(self, r: SimReplica, downtime: int | None = None) -> None:
-        r.crash()
+        self.stop(r)
         self.stats_crashes += 1
         self.faults.restart_at[r.id] = self.now + (downtime if downtime is not None else self.rng.randint(1, 60))
+
+    def stop(self, r: SimReplica) -> None:
+        """Crash `r`; the others' monitors of it fire (the shell's peer monitors)."""
+        r.crash()
+        for o in self.live_replicas():
+            self.peer_lost(o, r.id)
+
+    def peer_lost(self, r: SimReplica, peer: str) -> None:
+        """`r`'s monitor of `peer` fired: it ended, or the link between them broke."""
+        if r.replica is not None and not r.retired:
+            r.replica.peer_down(peer)
+            self.monitor.observe(r)
 
     def retire(self, node_id: str) -> None:
         """A committed removal: stop that server for good (after the current step)."""
@@ -352,6 +370,7 @@ class Simulation:
             messages=self.net.sent,
             dropped=self.net.dropped,
             lease_reads=self.raft_config.lease_reads,
+            quiet_ticks=self.stats_quiet_ticks,
             lock_clients=len(lw.clients),
             lock_grants=len(lm.grants),
             lock_expiries=lm.stats_expiries,
@@ -392,6 +411,8 @@ class Simulation:
         for r in live:
             monitor.tick(r)
             monitor.observe(r)
+            if r.node is not None and r.node.quiesced:
+                self.stats_quiet_ticks += 1
         replicas = self.replicas
         for m in self.net.pop_due(self.now):
             target = replicas.get(m.dst)
@@ -399,6 +420,10 @@ class Simulation:
                 continue
             target.replica.step(m)
             monitor.observe(target)
+            sender = replicas.get(m.src)
+            if sender is not None and (sender.replica is None or sender.retired):
+                # A monitor's DOWN comes after the last message its process sent.
+                self.peer_lost(target, m.src)
             if rng.random() < 0.25:
                 self._drain(target)
         self._deliver_forwards()
@@ -429,7 +454,7 @@ class Simulation:
                 self.event(f"{r.id} retired (its removal committed)")
                 r.retired = True
                 if r.replica is not None:
-                    r.crash()
+                    self.stop(r)
 
     # --- heal and drain ----------------------------------------------------------------------
 
@@ -519,6 +544,57 @@ class Simulation:
         for r in self._members_of(leader):
             if r.sm is not None and r.sm.locks():
                 self._fail("liveness", f"{r.id} still holds locks after the drain: {r.sm.locks()}")
+        if self.raft_config.quiesce:
+            self._run_quiet(leader)
+
+    def _run_quiet(self, leader: SimReplica) -> None:
+        """Seeds with quiescence: the drained group must go quiet and stay silent, and a
+        leader lost while it is quiet must be replaced (the peers' monitors wake the rest)."""
+        members = {r.id for r in self._members_of(leader)}
+        for r in self.live_replicas():
+            if r.id not in members:  # a stray (see _stop_strays) campaigns: it is no member
+                self.event(f"{r.id} stopped: in no configuration, before the quiet phase")
+                r.retired = True
+                self.stop(r)
+        start = self.now
+
+        def quiet() -> bool:
+            if self.net.in_flight():
+                return False
+            for r in self._members_of(leader):
+                node, replica = r.node, r.replica
+                if node is None or replica is None or not node.quiesced or r.inflight is not None:
+                    return False  # (a Ready on a slow disk still holds messages to send)
+                if replica.has_work():
+                    return False
+            return True
+
+        while not quiet():
+            if self.now - start >= QUIET_TICKS:
+                self._fail("liveness", f"the idle group did not go quiet in {QUIET_TICKS} ticks: {self._describe()}")
+            self._tick()
+        self.event(f"quiet after {self.now - start} ticks")
+        sent = self.net.sent
+        for _ in range(2 * self.raft_config.election_tick_max):
+            self._tick()
+        if self.net.sent != sent:
+            self._fail("liveness", f"a quiet group sent {self.net.sent - sent} messages: {self._describe()}")
+        old = self.leader()
+        assert old is not None and old.node is not None
+        term = old.node.term
+        self.event(f"{old.id} crashes while the group is quiet")
+        self.stop(old)
+        start = self.now
+        while True:
+            new = self.leader()
+            if new is not None and new.node is not None and new.node.term > term:
+                following = [r for r in self._members_of(new) if r.node is not None and not r.retired]
+                if all(r.node is not None and r.node.leader == new.id for r in following):
+                    break
+            if self.now - start >= HEAL_LEADER_TICKS:
+                self._fail("liveness", f"no new leader {HEAL_LEADER_TICKS} ticks after the quiet leader crashed")
+            self._tick()
+        self.event(f"{new.id} leads term {new.node.term}, {self.now - start} ticks after the quiet leader crashed")
 
     def _stop_strays(self) -> None:
         """A server in no configuration the leader knows (its addition was lost with the
@@ -540,7 +616,7 @@ class Simulation:
                 # configuration until the removal commits, and then it is retired anyway.)
                 self.event(f"{r.id} stopped: in no leader's configuration for {STRAY_TICKS} ticks")
                 r.retired = True
-                r.crash()
+                self.stop(r)
 
     def _propose_barrier(self, leader: SimReplica) -> tuple[int, int] | None:
         """A no-op entry of the leader's term: once it is applied everywhere, everything

@@ -31,6 +31,8 @@ class Elector(LeaderActor):
             return (self.is_leader(), self.term(), self.leader())
         if request == "hard_state":
             return self.raft.hard_state
+        if request == "quiesced":
+            return self.raft.quiesced
         return None
 
     def _send_raft(self, messages: Any) -> None:
@@ -127,11 +129,32 @@ async def test_leader_killed_new_leader_within_a_second() -> None:
             assert_one_leader_per_term()
 
 
-async def test_partitioned_leader_steps_down_and_says_so() -> None:
+async def test_an_idle_group_goes_quiet_and_a_killed_quiet_leader_is_replaced_within_a_second() -> None:
     with trio.fail_after(10):
         async with e.start_node(NODE) as node:
             for name in NAMES:
                 await node.spawn(Elector, options(), name=name)
+            old, old_term = await wait_leader(node)
+            with trio.fail_after(2):
+                while not all([await node.call(n, "quiesced") for n in NAMES]):
+                    await trio.sleep(0.02)
+            await trio.sleep(0.5)  # quiet: no timer runs, nobody campaigns
+            assert await leaders(node) == [(old, old_term)]
+            node.kill(node.whereis(old))  # type: ignore[arg-type]
+            start = trio.current_time()
+            new, new_term = await wait_leader(node, timeout=1.0, exclude=old)
+            assert new != old and new_term > old_term
+            assert trio.current_time() - start < 1.0  # the followers' monitors of it woke them
+            assert_one_leader_per_term()
+
+
+async def test_partitioned_leader_steps_down_and_says_so() -> None:
+    # A silent partition (messages dropped, links up) is what no monitor sees, so this is
+    # CheckQuorum's test with quiescence off; a quiet group notices at its next request.
+    with trio.fail_after(10):
+        async with e.start_node(NODE) as node:
+            for name in NAMES:
+                await node.spawn(Elector, options(quiesce=False), name=name)
             old, old_term = await wait_leader(node)
             old_id = f"{old}@{NODE}"
             for other in NAMES:

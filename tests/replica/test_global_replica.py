@@ -12,7 +12,16 @@ from typing import Any
 import pytest
 
 from ergo_py.ids import PID
-from global_kv._errors import Compacted, FutureRevision, InvalidRequest, KeyNotFound, LeaseNotFound, LockHeld, NotLeader
+from global_kv._errors import (
+    Compacted,
+    FutureRevision,
+    InvalidRequest,
+    KeyNotFound,
+    LeadershipTransferInProgress,
+    LeaseNotFound,
+    LockHeld,
+    NotLeader,
+)
 from global_kv.protocol import (
     CompactRequest,
     CompactResponse,
@@ -355,6 +364,32 @@ def test_a_process_owned_lease_is_revoked_when_its_owner_goes_down() -> None:
     replica.owner_down(A, False, 1.0)
     _drive(replica, 1.0)
     assert replica.sm.get(b"presence/a") is None and replica.sm.lease(lease_id) is None
+
+
+def test_a_gone_owners_release_that_was_refused_is_proposed_again_until_it_applies() -> None:
+    replica = _leading()
+    replica.request("c", 1, LeaseGrantRequest(3600.0, owner=A, session=_tag("c", 1)), 0.0)
+    replica.request("c", 2, LockRequest(b"job", A, session=_tag("c", 2)), 0.0)
+    effects = _drive(replica)
+    lease_id = _replies(effects)[1][1].lease_id
+
+    def refuse(datas: Any) -> int:
+        raise LeadershipTransferInProgress("n1")
+
+    replica.raft.propose_batch = refuse  # type: ignore[method-assign]
+    replica.owner_down(A, False, 1.0)  # its DOWN comes once; the release is refused
+    _drive(replica, 1.0)
+    del replica.raft.propose_batch
+    assert replica.sm.lease(lease_id) is not None and replica.sm.locks_of(A)
+    assert replica.check_pending()
+    replica.check(1.5)  # before expiry_retry (1 s): not yet
+    _drive(replica, 1.5)
+    assert replica.sm.lease(lease_id) is not None
+    replica.check(2.0)
+    _drive(replica, 2.0)
+    assert replica.sm.lease(lease_id) is None and not replica.sm.locks_of(A)
+    replica.check(3.0)
+    assert not replica.locks.releasing
 
 
 def _notified(effects: list[Any]) -> list[Any]:

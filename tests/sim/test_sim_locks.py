@@ -354,7 +354,7 @@ def _suspect_everyone(patch: Patch) -> None:
         check(self, now)
         if self.active:
             for owner in self.replica.sm.owners():
-                self._owner_gone(owner)
+                self._owner_gone(owner, now, False)
 
     patch(LockService, "check", suspicious)
 

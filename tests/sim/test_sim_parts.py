@@ -295,7 +295,7 @@ def test_it_notices_an_owner_death_that_leaves_its_lease(patch: Callable[[object
     # The leader still sees the owner's leases and proposes LockReleaseOwner; applying it forgets them.
     patch(_machine.StateMachine, "leases_of", lambda self, owner: [x for x in self.leases() if x.owner == owner])
     patch(_machine.LeaseTable, "of", lambda self, owner: [])
-    exc = first_failure(range(60))
+    exc = first_failure(range(120))
     assert exc.kind == "liveness" and "lease" in str(exc), exc
 
 
