@@ -22,7 +22,7 @@ from ..client import Election, GlobalClient
 from ._convert import Headers, kv_to_pb
 from ._errors import LEASE_NOT_FOUND, as_grpc_error, etcd_call
 from ._grpc import Call, GrpcError, Method, Status
-from ._pb import v3election_pb2, v3lock_pb2
+from ._pb import rpc_pb2, v3election_pb2, v3lock_pb2
 
 __all__ = ["RecipeServices"]
 
@@ -37,10 +37,11 @@ class RecipeServices:
         self.headers = headers
         self._header = header  # this member's header now
 
-    async def _campaign(self, name: bytes, lease: int, value: bytes) -> tuple[Any, int]:
+    async def _campaign(self, name: bytes, lease: int, value: bytes) -> tuple[Any, int, rpc_pb2.ResponseHeader]:
         """Wait to be first in line under `name` (its key, and the lease it is under); our
         key goes if we stop waiting. Without a lease, as etcd's server does, one of 60 s is
-        granted for this call and never kept alive."""
+        granted for this call and never kept alive. The header is that of the answer that
+        made it first in line, as etcd's Mutex keeps it (no read more)."""
         if not name:
             raise GrpcError(Status.INVALID_ARGUMENT, "etcdserver: key is not provided")
         if lease == 0:
@@ -49,7 +50,9 @@ class RecipeServices:
         try:
             # NotElected: its lease ended while it waited.
             not_found = GrpcError(Status.NOT_FOUND, LEASE_NOT_FOUND)
-            return await etcd_call(lambda: election.campaign(value, lease), not_elected=not_found), lease
+            kv = await etcd_call(lambda: election.campaign(value, lease), not_elected=not_found)
+            assert election.header is not None  # set by a campaign that returns
+            return kv, lease, self.headers.pb(election.header)
         except BaseException:
             # By key, as etcd's Mutex does: the txn that put it may not have answered yet.
             with trio.CancelScope(shield=True), trio.move_on_after(5):
@@ -58,8 +61,8 @@ class RecipeServices:
 
     # -- v3lock --------------------------------------------------------------------------------
     async def lock(self, r: v3lock_pb2.LockRequest, call: Call | None = None) -> Message:
-        kv, _ = await self._campaign(r.name, r.lease, b"")
-        return v3lock_pb2.LockResponse(header=await self._header(), key=kv.key)
+        kv, _, header = await self._campaign(r.name, r.lease, b"")
+        return v3lock_pb2.LockResponse(header=header, key=kv.key)
 
     async def unlock(self, r: v3lock_pb2.UnlockRequest, call: Call | None = None) -> Message:
         done = await etcd_call(lambda: self.client.delete_range(r.key))
@@ -67,9 +70,9 @@ class RecipeServices:
 
     # -- v3election ----------------------------------------------------------------------------
     async def campaign(self, r: v3election_pb2.CampaignRequest, call: Call | None = None) -> Message:
-        kv, lease = await self._campaign(r.name, r.lease, r.value)
+        kv, lease, header = await self._campaign(r.name, r.lease, r.value)
         leader = v3election_pb2.LeaderKey(name=r.name, key=kv.key, rev=kv.create_revision, lease=lease)
-        return v3election_pb2.CampaignResponse(header=await self._header(), leader=leader)
+        return v3election_pb2.CampaignResponse(header=header, leader=leader)
 
     def _held(self, leader: v3election_pb2.LeaderKey) -> Election:
         election = Election(self.client, leader.name)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from .._errors import GlobalKVError, LockTimeout
-from ..protocol import KeyValue, prefix_range_end
+from ..protocol import KeyValue, ResponseHeader, prefix_range_end
 from . import ops
 
 if TYPE_CHECKING:
@@ -51,6 +51,7 @@ class Election:
         self.prefix = self.name + b"/"
         self.key: bytes | None = None  # our key, while campaigning or leading
         self.revision = 0  # its create revision
+        self.header: ResponseHeader | None = None  # of the answer that made it lead (etcd's Mutex.Header)
 
     async def campaign(self, value: bytes, lease_id: int) -> KeyValue:
         """Wait until this contender leads (its key, put with `lease_id`, is the oldest)."""
@@ -65,6 +66,7 @@ class Election:
         oldest = answer.responses[-1].kvs  # type: ignore[union-attr]
         self.revision = ours.create_revision
         self.key = key
+        self.header = answer.header
         if not answer.succeeded and ours.value != value:
             await self.proclaim_key(key, value, lease_id)
         elif oldest and oldest[0].key == key:
@@ -73,6 +75,7 @@ class Election:
         found = await self.client.range_kv(key)
         if not found.kvs or found.kvs[0].create_revision != self.revision:
             raise NotElected(self.name)  # resigned meanwhile, or its lease ended
+        self.header = found.header
         return found.kvs[0]
 
     async def proclaim(self, value: bytes, lease_id: int) -> None:

@@ -67,7 +67,7 @@ async def test_sigkilled_leader_is_replaced_within_a_second_and_callbacks_fire_o
                     await trio.sleep(0.02)
                 while not any(e.startswith("LEADER") for r in replicas for e in r.events()):
                     await trio.sleep(0.02)
-                await trio.sleep(0.5)  # settled
+                await trio.sleep(0.5)  # settled, and quiet: only the survivors' monitors see the kill
                 [leader] = [r for r in replicas if any(e.startswith("LEADER") for e in r.events())]
                 old_term = int(leader.events()[-1].split()[1])
                 for r in replicas:
