@@ -242,6 +242,8 @@ class GlobalActor(LeaderActor):
         await self.run_effects()
         if self.replica.has_work():
             self.kick()
+        else:
+            self.rearm()
 
     def _operation(self, caller: PID, ref: Ref, request: Any) -> Any:
         if isinstance(request, StatusRequest):

@@ -746,6 +746,12 @@ class LeaderActor(Actor):
         """Schedule a Ready drain after the mail already queued (which it then batches)."""
         self._kick()
 
+    def rearm(self) -> None:
+        """After an input that left nothing to drain but may have started the core's timers
+        (a request that woke a quiet follower): wake for its next due tick."""
+        if not self._flush_scheduled:
+            self._arm_ticker()
+
     def _kick(self) -> None:
         """Make sure a flush runs after the mail already queued (which it then batches)."""
         if not self._flush_scheduled:

@@ -103,6 +103,9 @@ class NodeCore:
         self._lease_forbidden = False
         self._snap_rx: SnapshotRx | None = None
         self._quiesced = False  # RaftConfig.quiesce: no timer runs until the next input
+        # A leader goes quiet only once every peer answered a heartbeat round after this one
+        # (sent since it led, or since it last woke): a peer lost meanwhile keeps it awake.
+        self._quiet_after = 0
         self._handlers: dict[type, Callable[[Any], None]] = {}
         self._dirty = True  # any input since the last Ready (see RaftNode.has_ready)
 
@@ -170,16 +173,17 @@ class NodeCore:
         self._lease_until = 0
         self._lease_forbidden = False
         self._quiesced = False
+        self._quiet_after = self._read_seq
 
     def _unquiesce(self) -> None:
-        """An input other than a tick: run the timers again, from now (a leader's
-        CheckQuorum period too, since nobody had anything to answer while it was quiet)."""
+        """An input other than a tick: run the timers again, from now. A leader's CheckQuorum
+        period starts afresh with the peers still marked active (every one had answered
+        before it went quiet, and nobody had anything to answer since): a lost quorum makes
+        it step down one period later, not before a slow answer can arrive."""
         self._quiesced = False
+        self._quiet_after = self._read_seq
         self._election_elapsed = 0
         self._heartbeat_elapsed = 0
-        if self.role is LEADER:
-            for pr in self._progress.values():
-                pr.recent_active = False
 
     def _become_follower(self, term: int, leader: str | None) -> None:
         self._reset(term)

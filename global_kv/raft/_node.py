@@ -73,6 +73,7 @@ _NORMAL = EntryType.NORMAL
 # Messages only the leader of their term sends: one at a higher term names that leader.
 _FROM_LEADER = frozenset({AppendEntries, Heartbeat, InstallSnapshot, TimeoutNow, ReadIndexResponse})
 _REPLICATION = frozenset({AppendEntries, Heartbeat, InstallSnapshot})
+_ANSWERS = frozenset({AppendEntriesResponse, HeartbeatResponse, InstallSnapshotResponse})
 
 
 class RaftNode(ReplicationMixin, ElectionMixin):
@@ -282,8 +283,17 @@ class RaftNode(ReplicationMixin, ElectionMixin):
         if m.dst != self.id:
             raise RaftInvariantError(f"message for {m.dst!r} delivered to {self.id!r}: {m!r}")
         cls = type(m)
-        if self._quiesced and not (cls is Heartbeat and m.quiesce):  # type: ignore[union-attr]
-            self._unquiesce()
+        if self._quiesced:
+            if cls in _ANSWERS and m.term == self.term and self.role is LEADER:
+                # A late answer to a round sent before it went quiet: a quiet leader only
+                # takes note, unless it has something to send for it.
+                queued = len(self._msgs) + len(self._msgs_after)
+                self._handlers[cls](m)
+                if len(self._msgs) + len(self._msgs_after) != queued or self.role is not LEADER:
+                    self._unquiesce()
+                return
+            if not (cls is Heartbeat and m.quiesce):  # type: ignore[union-attr]
+                self._unquiesce()
         term = m.term
         if term > self.term:
             if cls is RequestVote:

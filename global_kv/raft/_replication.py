@@ -84,7 +84,7 @@ class ReplicationMixin(NodeCore):
         self._log.commit_to(m.commit)
         if m.read_seq:  # round 0 is a mere commit notification: no answer wanted
             self._send(HeartbeatResponse(self.term, self.id, m.src, m.read_seq))
-        elif m.quiesce and m.commit == last:
+        elif m.quiesce and m.commit == last and self._cfg.quiesce:
             # The leader is idle and we hold all it has: no timer until the next input,
             # and a snapshot it began sending us once is moot.
             self._quiesced = True
@@ -157,7 +157,7 @@ class ReplicationMixin(NodeCore):
 
     def _can_quiesce(self) -> bool:
         """Nothing to do until the next input: every member holds the whole log, committed,
-        and no proposal, read or transfer waits."""
+        and has answered a heartbeat lately; no proposal, read or transfer waits."""
         if self._transferee is not None or not self._committed_in_term or self._bcast_pending:
             return False
         if self._reads or self._reads_wait or self._read_round_open:
@@ -166,10 +166,12 @@ class ReplicationMixin(NodeCore):
         last = log.last_index()
         if log.committed != last or log.stable_last() != last:
             return False
-        # A peer whose match is the last index acknowledged an entry of this term (the
-        # no-op at least): it follows this leader.
+        # A peer that answered a round sent since this leader led or last woke is there
+        # (a lost one keeps the leader heartbeating, so PreVote and CheckQuorum still
+        # protect the rest from it, as in a group that never goes quiet).
+        after = self._quiet_after
         for pr in self._progress.values():
-            if pr.state is not REPLICATE or pr.match != last or pr.inflights or pr.leaving:
+            if pr.state is not REPLICATE or pr.match != last or pr.inflights or pr.leaving or pr.read_acked <= after:
                 return False
         return True
 

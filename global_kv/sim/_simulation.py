@@ -582,6 +582,20 @@ class Simulation:
         old = self.leader()
         assert old is not None and old.node is not None
         term = old.node.term
+        cfg = self.raft_config
+        cut = next((r for r in self._members_of(old) if r is not old and r.node is not None), None)
+        if cfg.pre_vote and cfg.check_quorum and cut is not None and len(old.node.conf.voters) >= 3:
+            # One link breaks while quiet: both ends wake; PreVote and CheckQuorum must keep
+            # the cut-off member from deposing a leader the others still hear.
+            self.event(f"the link {old.id} <-> {cut.id} breaks while the group is quiet")
+            self.net.blocked = {(old.id, cut.id), (cut.id, old.id)}
+            self.peer_lost(old, cut.id)
+            self.peer_lost(cut, old.id)
+            for _ in range(3 * cfg.election_tick_max):
+                self._tick()
+            if self.leader() is not old or old.node.term != term:
+                self._fail("liveness", f"one broken link deposed a quiet leader: {self._describe()}")
+            self.net.blocked = set()
         self.event(f"{old.id} crashes while the group is quiet")
         self.stop(old)
         start = self.now

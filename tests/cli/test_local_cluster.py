@@ -18,9 +18,11 @@ import pytest
 import trio
 from prometheus_client.parser import text_string_to_metric_families
 
+from ergo_py import ProcessID
 from global_kv.cli import LocalCluster, NodeStartError
 from global_kv.cli import ctl as run_ctl
 from global_kv.cli._node import parse_status_line
+from global_kv.protocol import StatusRequest
 from tests.os_processes import alive, reap
 
 
@@ -115,6 +117,40 @@ async def test_kill_pause_and_resume_and_every_process_is_reaped_at_the_end() ->
             cluster.pause(new_leader)  # aclose must also reap a stopped (SIGSTOP) process
         assert all(not alive(pid) for pid in pids if pid is not None)
         assert data_dir is not None and not data_dir.exists()  # the temporary directory is removed
+
+
+async def test_a_quiet_leader_that_hangs_is_replaced_once_a_follower_is_asked_for_a_write() -> None:
+    """A quiet group's leader hangs (SIGSTOP: its links stay up, so no monitor fires). A write
+    sent to a follower wakes that follower's election timer: a new leader within a second or
+    two, not when the links' heartbeat gives up (5 s + 15 s)."""
+    with trio.fail_after(60):
+        async with LocalCluster(3, metrics=False) as cluster:
+            leader = await cluster.wait_for_leader()
+            async with cluster.open_client() as kv:
+                await kv.put("warm", b"1")
+            await trio.sleep(1.0)  # idle: the group goes quiet within a heartbeat or two
+            follower, other = (i for i in range(3) if i != leader)
+            cluster.pause(leader)
+            # Only the other follower is asked who leads: any input gives a replica the ticks
+            # it slept through, so polling the one under test would wake it by itself.
+            observer = ProcessID("global", cluster.names[other])
+            async with (
+                cluster.open_client(nodes=[cluster.names[follower]], timeout=30, try_timeout=20) as kv,
+                cluster.open_client_node() as probe,
+            ):
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(kv.put, "after-hang", b"2")  # forwarded to the hung leader
+                    start = trio.current_time()
+                    with trio.fail_after(5):
+                        while True:
+                            st = await probe.call(observer, StatusRequest(), timeout=1)
+                            if st.leader is not None and st.leader.node != cluster.names[leader]:
+                                break
+                            await trio.sleep(0.05)
+                    assert trio.current_time() - start < 3.0
+                    nursery.cancel_scope.cancel()
+                await kv.put("after-hang", b"3")
+            cluster.resume(leader)
 
 
 async def test_health_and_metrics_over_http_and_503_without_quorum() -> None:

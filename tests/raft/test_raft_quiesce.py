@@ -8,9 +8,11 @@ is replaced once the driver's failure detector says so (`wake`).
 
 from __future__ import annotations
 
+import random
+
 from raft_harness import Cluster, config, elect
 
-from global_kv.raft import Heartbeat, RaftConfig, Role
+from global_kv.raft import Heartbeat, RaftConfig, RaftNode, Role
 
 IDS = ["a", "b", "c"]
 
@@ -100,3 +102,27 @@ def test_a_request_for_a_leader_on_a_quiet_follower_wakes_it() -> None:
     c.nodes["b"].read_index(b"r")
     assert not c.nodes["b"].quiesced
     assert c.nodes["b"].ticks_until_due() is not None
+
+
+def test_a_link_lost_while_quiet_keeps_the_leader_awake_and_in_its_term() -> None:
+    cfg = config(quiesce=True, check_quorum=True, pre_vote=True)
+    c = _quiet(cfg)
+    c.blocked |= {("a", "c"), ("c", "a")}  # one link broke; b still hears both
+    c.nodes["a"].wake()  # both ends' monitors fire
+    c.nodes["c"].wake()
+    c.tick(n=200)
+    assert c.nodes["a"].role is Role.LEADER and c.nodes["a"].term == 2
+    assert not c.nodes["a"].quiesced  # c answers no round: a keeps heartbeating, b keeps refusing c
+    assert c.nodes["b"].leader == "a" and c.nodes["c"].role is not Role.LEADER
+    c.heal()
+    c.tick(n=40)
+    assert all(n.leader == "a" and n.term == 2 for n in c.nodes.values())
+    assert all(n.quiesced for n in c.nodes.values())
+
+
+def test_a_follower_without_the_option_ignores_a_quiesce_heartbeat() -> None:
+    c = elect(IDS, "a", config(quiesce=True))
+    follower = RaftNode("b2", config(), random.Random(0))
+    follower.step(Heartbeat(2, "a", "b2", 0, 0, True))
+    assert not follower.quiesced and follower.leader == "a"
+    assert c.nodes["a"].role is Role.LEADER
