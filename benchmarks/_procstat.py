@@ -1,7 +1,11 @@
 """What each process of a benchmark spent: CPU seconds and wakeups, read from /proc.
 
 A wakeup is a voluntary context switch (the process blocked, in epoll or on a lock, and
-was woken), summed over all its threads. Per operation, CPU time and wakeups barely
+was woken), summed over all its threads. Counted per thread: a thread that ended between
+two samples (trio's idle worker threads end after 10 s) takes its count with it, so a
+difference of sums could go negative; `spent` adds, per thread alive in the later sample,
+its count since the earlier one (all of it for a thread born in between). Wakeups of a
+thread that ended in between, after the first sample, are not counted. Per operation, CPU time and wakeups barely
 depend on how busy the shared host is, unlike ops/s, so they say where the time goes:
 few wakeups with much CPU each is work per wakeup; many wakeups is rounds that wait.
 
@@ -28,25 +32,32 @@ _TICK = os.sysconf("SC_CLK_TCK")
 
 @dataclass(frozen=True)
 class ProcSample:
-    cpu_s: float  # user + system, all threads
-    wakeups: int  # voluntary context switches, all threads
+    cpu_s: float  # user + system, all threads (the kernel keeps ended threads' time)
+    threads: Mapping[int, int]  # voluntary context switches by thread id
+
+    @property
+    def wakeups(self) -> int:
+        return sum(self.threads.values())
+
+    def wakeups_since(self, before: ProcSample) -> int:
+        return sum(n - before.threads.get(tid, 0) for tid, n in self.threads.items())
 
 
 def _one(pid: int) -> ProcSample | None:
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        wakeups = 0
+        threads: dict[int, int] = {}
         for task in Path(f"/proc/{pid}/task").iterdir():
             try:
                 for line in (task / "status").read_text().splitlines():
                     if line.startswith("voluntary_ctxt_switches:"):
-                        wakeups += int(line.split()[1])
+                        threads[int(task.name)] = int(line.split()[1])
                         break
             except OSError:
                 continue  # a thread that ended meanwhile
     except OSError:
         return None  # the process ended
-    return ProcSample((int(fields[11]) + int(fields[12])) / _TICK, wakeups)
+    return ProcSample((int(fields[11]) + int(fields[12])) / _TICK, threads)
 
 
 def sample(pids: Mapping[str, int | None]) -> dict[str, ProcSample]:
@@ -68,7 +79,7 @@ def spent(
         a = after.get(name)
         if a is None:
             continue
-        cpu, woke = a.cpu_s - b.cpu_s, a.wakeups - b.wakeups
+        cpu, woke = a.cpu_s - b.cpu_s, a.wakeups_since(b)
         out[name] = {
             "cpu_pct": round(100 * cpu / wall, 1),
             "cpu_us_per_op": round(1e6 * cpu / ops),

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import hashlib
 import heapq
-from collections.abc import Iterable, Iterator, Sequence
+import itertools
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -118,6 +119,9 @@ __all__ = ["StateMachine", "StateStatistics"]
 _NORMAL = EntryType.NORMAL
 _DEAD_END = bytes((DEAD_PREFIX[0] + 1,))  # after every dead-key record
 _NO_EFFECT = (EntryType.NOOP, EntryType.CONF_CHANGE)
+# A current read of a range the key index holds at most this many keys of reads their
+# live records one by one, not by an engine scan (why: `KeyIndex`).
+_POINT_READS = 64
 _OK = Ok()
 # What the ranges of one transaction may answer, in keys and values: the same on every
 # replica (results are cached by sessions), so a constant rather than a replica option.
@@ -446,7 +450,7 @@ class StateMachine:
         deleted: list[KeyValue] = []
         count = 0
         skip = len(USER_PREFIX)
-        for k, raw in list(batch.scan(low, high)):
+        for k, raw in list(self._live(batch, low, high)):
             key = k[skip:]
             if op.prev_kv:
                 deleted.append(decode_live(raw).key_value(key))
@@ -634,7 +638,7 @@ class StateMachine:
             return
         skip = len(USER_PREFIX)
         if at >= (live_at or self._revisions.revision):
-            for k, v in view.scan(low, high):
+            for k, v in self._live(view, low, high):
                 yield decode_live(v).key_value(k[skip:])
             return
         dead_low = DEAD_PREFIX + low[skip:]
@@ -648,6 +652,22 @@ class StateMachine:
             kv = key_at(view.read, self._keys, name, record, at)
             if kv is not None:
                 yield kv
+
+    def _live(self, view: _View, low: bytes, high: bytes) -> Generator[tuple[bytes, bytes], None, None]:
+        """(engine key, live record) of each live key in [low, high) (engine keys), in key
+        order, as `view` has them: by point reads where the index holds few keys there."""
+        skip = len(USER_PREFIX)
+        names = self._keys.live_names(low[skip:], high[skip:] if high < USER_END else None, _POINT_READS)
+        if names is None:
+            yield from view.scan(low, high)
+            return
+        read = view.read
+        for name in names:
+            k = USER_PREFIX + name
+            raw = read(k)
+            if raw is None:
+                raise StorageCorrupted("state key record", None, f"the live record of key {name!r:.60} is missing")
+            yield k, raw
 
     def _read_revision(self, revision: int) -> int:
         if type(revision) is not int or revision < 0:
@@ -692,7 +712,9 @@ class StateMachine:
         if limit is not None and (type(limit) is not int or limit < 0):
             raise ValueError(f"limit must be a non-negative int or None, got {limit!r}")
         skip = len(USER_PREFIX)
-        with self._engine.range(low, high, limit) as pairs:
+        live = self._live(_EngineView(self._engine), low, high)
+        pairs = live if limit is None else itertools.islice(live, limit)
+        try:
             if max_bytes is None:
                 return [(k[skip:], decode_value(decode_live(v).stored)) for k, v in pairs]
             out = []
@@ -708,6 +730,8 @@ class StateMachine:
                     )
                 out.append((k[skip:], value))
             return out
+        finally:
+            live.close()  # an engine scan left part-way ends its iterator now
 
     def lock(self, key: bytes) -> Lock | None:
         """The lock held on `key`, or None."""

@@ -34,6 +34,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from sortedcontainers import SortedList
+
 from .._errors import RaftInvariantError, StorageCorrupted
 from ._keys import USER_PREFIX
 from ._values import decode_value
@@ -153,17 +155,43 @@ class _KeyEntry:
 
 
 class KeyIndex:
-    """Every key that has records: key -> its metadata and its changes in history.
+    """Every key that has records: key -> its metadata and its changes in history, and
+    the same keys in order.
 
     In memory, as etcd's treeIndex, so a write reads nothing from the engine and a read
     at a past revision finds the change to read by bisection: rebuilt at start from the
     live and dead records and one scan of the history, and kept in step with every
-    change. Costs a few integers per change kept, bounded by compaction as the history."""
+    change. Costs a few integers per change kept, bounded by compaction as the history.
 
-    __slots__ = ("keys",)
+    The order is for current reads of small ranges (`live_names`): an LSM engine's scan
+    steps over every version of a key it has not compacted yet, so a range over a key
+    put and deleted all day (a lock's or an election's) cost O(its history), 2.4 ms
+    after 20,000 pairs on LevelDB, where a point read finds the newest version first."""
+
+    __slots__ = ("keys", "order")
 
     def __init__(self) -> None:
         self.keys: dict[bytes, _KeyEntry] = {}
+        self.order: SortedList = SortedList()  # of self.keys, kept by add and forget
+
+    def add(self, key: bytes, entry: _KeyEntry) -> None:
+        self.keys[key] = entry
+        self.order.add(key)
+
+    def forget(self, key: bytes) -> None:
+        del self.keys[key]
+        self.order.remove(key)
+
+    def live_names(self, low: bytes, high: bytes | None, most: int) -> list[bytes] | None:
+        """The live keys in [low, high) (None: no end), in order, if the index holds at most
+        `most` keys there (live or with history); None if it holds more (scan instead)."""
+        order = self.order
+        first = order.bisect_left(low)
+        last = len(order) if high is None else order.bisect_left(high)
+        if last - first > most:
+            return None
+        keys = self.keys
+        return [k for k in order.islice(first, last) if keys[k].version]
 
     @classmethod
     def load(cls, engine: StorageEngine) -> KeyIndex:
@@ -177,6 +205,7 @@ class KeyIndex:
         with engine.prefix_scan(DEAD_PREFIX) as dead:
             for k, raw in dead:
                 keys[k[len(DEAD_PREFIX) :]] = _KeyEntry(0, _dead_mod(raw), 0, 0)
+        index.order.update(keys)
         with engine.prefix_scan(HISTORY_PREFIX) as history:
             for hkey, raw in history:
                 key, _ = _history_fields(hkey, raw)
@@ -323,7 +352,7 @@ def compact_history(revisions: Revisions, key_index: KeyIndex, batch: _Batch, ta
             del changes[0]
             if not changes and not entry.version:
                 batch.delete(DEAD_PREFIX + key)  # its last change: nothing of it is left
-                del keys[key]
+                key_index.forget(key)
     revisions.compact_revision = target
     batch.put(b"m" + META_KEY, revisions.encoded())
 
@@ -334,12 +363,13 @@ class RevisionWriter:
     Call `put` / `delete` for each key the entry changes (each key at most once), then
     `finish`, which moves the store's revision if anything changed."""
 
-    __slots__ = ("_batch", "_keys", "_lease_keys", "_revisions", "main", "sub")
+    __slots__ = ("_batch", "_index", "_keys", "_lease_keys", "_revisions", "main", "sub")
 
     def __init__(
         self, revisions: Revisions, index: KeyIndex, batch: _Batch, lease_keys: dict[int, set[bytes]] | None = None
     ) -> None:
         self._revisions = revisions
+        self._index = index
         self._keys = index.keys
         self._batch = batch
         self._lease_keys = lease_keys  # lease id -> its keys, kept in step (the lease must exist)
@@ -355,7 +385,8 @@ class RevisionWriter:
         batch, main, sub = self._batch, self.main, self.sub
         entry = self._keys.get(key)
         if entry is None:
-            entry = self._keys[key] = _KeyEntry(main, main, 1, lease)
+            entry = _KeyEntry(main, main, 1, lease)
+            self._index.add(key, entry)
             existed = False
             self._lease_moved(key, 0, lease)
         else:
