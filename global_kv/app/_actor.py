@@ -391,8 +391,9 @@ class GlobalActor(LeaderActor):
         return lag
 
     def status(self) -> StatusResponse:
-        st = self.raft_status()
         replica = self.replica
+        replica.confirm_leadership()
+        st = self.raft_status()
         # A removed replica still remembers its last leader, but takes no part any more.
         has_quorum = replica.is_member() and (st.role is Role.LEADER or st.leader is not None)
         return StatusResponse(

@@ -105,6 +105,16 @@ class RaftReplica:
         its node): a quiet replica runs its timers again, so a dead leader is replaced."""
         self.raft.wake()
 
+    def confirm_leadership(self) -> None:
+        """Someone asks whether this replica leads (a status request). A quiet leader cut
+        off by a partition that drops packets hears nothing, so it notices nothing until
+        its links' heartbeats give up (5 s + 15 s); asked, it runs its timers again: a
+        heartbeat round, and CheckQuorum makes it step down within an election timeout
+        if no quorum answers, as a leader that never went quiet would. A follower is left
+        quiet: with its quiet leader silent, its running timer would call an election."""
+        if self.raft.role is Role.LEADER:
+            self.raft.wake()
+
     def has_work(self) -> bool:
         """Something to propose or a Ready to hand out: the driver should drain soon."""
         return self.raft.has_ready()

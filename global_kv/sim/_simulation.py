@@ -556,7 +556,6 @@ class Simulation:
                 self.event(f"{r.id} stopped: in no configuration, before the quiet phase")
                 r.retired = True
                 self.stop(r)
-        start = self.now
 
         def quiet() -> bool:
             if self.net.in_flight():
@@ -569,22 +568,34 @@ class Simulation:
                     return False
             return True
 
-        while not quiet():
-            if self.now - start >= QUIET_TICKS:
-                self._fail("liveness", f"the idle group did not go quiet in {QUIET_TICKS} ticks: {self._describe()}")
-            self._tick()
-        self.event(f"quiet after {self.now - start} ticks")
+        def until_quiet() -> None:
+            start = self.now
+            while not quiet():
+                if self.now - start >= QUIET_TICKS:
+                    state = self._describe()
+                    self._fail("liveness", f"the idle group did not go quiet in {QUIET_TICKS} ticks: {state}")
+                self._tick()
+            self.event(f"quiet after {self.now - start} ticks")
+
+        until_quiet()
         sent = self.net.sent
         for _ in range(2 * self.raft_config.election_tick_max):
             self._tick()
         if self.net.sent != sent:
             self._fail("liveness", f"a quiet group sent {self.net.sent - sent} messages: {self._describe()}")
+        cfg = self.raft_config
         old = self.leader()
         assert old is not None and old.node is not None
-        term = old.node.term
-        cfg = self.raft_config
+        if cfg.check_quorum and len(old.node.conf.voters) >= 3:
+            self._cut_silently_and_ask(old)
+            self._until_led(0, "the silent cut healed")
+            until_quiet()
+            old = self.leader()
+        node = old.node if old is not None else None
+        assert old is not None and node is not None
+        term = node.term
         cut = next((r for r in self._members_of(old) if r is not old and r.node is not None), None)
-        if cfg.pre_vote and cfg.check_quorum and cut is not None and len(old.node.conf.voters) >= 3:
+        if cfg.pre_vote and cfg.check_quorum and cut is not None and len(node.conf.voters) >= 3:
             # One link breaks while quiet: both ends wake; PreVote and CheckQuorum must keep
             # the cut-off member from deposing a leader the others still hear.
             self.event(f"the link {old.id} <-> {cut.id} breaks while the group is quiet")
@@ -593,11 +604,15 @@ class Simulation:
             self.peer_lost(cut, old.id)
             for _ in range(3 * cfg.election_tick_max):
                 self._tick()
-            if self.leader() is not old or old.node.term != term:
+            if self.leader() is not old or node.term != term:
                 self._fail("liveness", f"one broken link deposed a quiet leader: {self._describe()}")
             self.net.blocked = set()
         self.event(f"{old.id} crashes while the group is quiet")
         self.stop(old)
+        self._until_led(term, "the quiet leader crashed")
+
+    def _until_led(self, term: int, after: str) -> SimReplica:
+        """Tick until a leader of a term above `term` is followed by every live member."""
         start = self.now
         while True:
             new = self.leader()
@@ -606,9 +621,30 @@ class Simulation:
                 if all(r.node is not None and r.node.leader == new.id for r in following):
                     break
             if self.now - start >= HEAL_LEADER_TICKS:
-                self._fail("liveness", f"no new leader {HEAL_LEADER_TICKS} ticks after the quiet leader crashed")
+                self._fail("liveness", f"no leader followed by all {HEAL_LEADER_TICKS} ticks after {after}")
             self._tick()
-        self.event(f"{new.id} leads term {new.node.term}, {self.now - start} ticks after the quiet leader crashed")
+        self.event(f"{new.id} leads term {new.node.term}, {self.now - start} ticks after {after}")
+        return new
+
+    def _cut_silently_and_ask(self, leader: SimReplica) -> None:
+        """A partition that drops packets cuts the quiet leader off: no monitor fires, so
+        it notices nothing by itself. Asked for its status, it must step down (CheckQuorum)
+        within an election timeout or two."""
+        node, replica = leader.node, leader.replica
+        assert node is not None and replica is not None
+        others = [rid for rid in self.replicas if rid != leader.id]
+        self.event(f"{leader.id} is cut off silently while quiet, then asked for its status")
+        self.net.blocked = {(leader.id, o) for o in others} | {(o, leader.id) for o in others}
+        replica.confirm_leadership()
+        asked = self.now
+        for _ in range(3 * self.raft_config.election_tick_max):
+            if node.role is not Role.LEADER:
+                break
+            self._tick()
+        else:
+            self._fail("liveness", f"a quiet leader cut off and asked still leads: {self._describe()}")
+        self.event(f"{leader.id} stepped down, {self.now - asked} ticks after it was asked")
+        self.net.blocked = set()
 
     def _stop_strays(self) -> None:
         """A server in no configuration the leader knows (its addition was lost with the

@@ -16,7 +16,9 @@ from functools import partial
 import pytest
 import trio
 
+from ergo_py import ProcessID
 from global_kv.client import open_client
+from global_kv.protocol import StatusRequest
 
 from ._partition import PARTITION_KINDS, hold_partition, open_cluster, plan_partition
 from ._proxy import ProxyError, ProxyMesh, open_proxy_mesh
@@ -302,6 +304,7 @@ async def test_an_isolated_leader_is_replaced_and_the_cluster_converges_after_he
                     await trio.sleep(0.05)
             async with cluster.open_client(timeout=10) as kv, cluster.open_client_node() as probe:
                 await kv.put("before", b"1")
+                await trio.sleep(1.0)  # idle: the group goes quiet, the harder case
 
                 async def leaders() -> set[str]:
                     return {name for name, st in (await cluster.statuses(probe)).items() if st and st.is_leader}
@@ -319,8 +322,11 @@ async def test_an_isolated_leader_is_replaced_and_the_cluster_converges_after_he
 
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(partition)
+                    await trio.sleep(0.1)
+                    # Quiet, nobody notices the cut by itself: the write wakes the replicas it
+                    # reaches, the majority side elects and commits it.
+                    await kv.put("during", b"2")
                     new = await cluster.wait_for_leader(10, exclude=[leader])
-                    await kv.put("during", b"2")  # the majority side commits
                     with trio.fail_after(3):
                         while await still_leads(old):
                             await trio.sleep(0.1)  # CheckQuorum: the isolated leader steps down
@@ -342,3 +348,34 @@ async def test_an_isolated_leader_is_replaced_and_the_cluster_converges_after_he
         assert pid is not None
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+async def test_a_quiet_leader_cut_off_steps_down_once_asked_for_its_status() -> None:
+    """A partition that drops packets: a quiet leader hears nothing and would notice only
+    when its links' heartbeats give up (15-20 s). Asked for its status, it checks its
+    quorum (a heartbeat round nobody answers) and steps down within an election timeout."""
+    with trio.fail_after(60):
+        async with open_cluster(3, partitions=True, log_level="WARNING", metrics=False) as (cluster, mesh):
+            assert mesh is not None
+            leader = await cluster.wait_for_leader(20)
+            old = cluster.nodes[leader].name
+            with trio.fail_after(5):
+                while mesh.statistics().connections < 2:
+                    await trio.sleep(0.05)
+            async with cluster.open_client(timeout=10) as kv, cluster.open_client_node() as probe:
+                await kv.put("warm", b"1")
+                await trio.sleep(1.0)  # idle: the group goes quiet
+                plan = plan_partition("partition-leader", cluster.names, old, pick=0)
+                target = ProcessID("global", old)
+                for a, b in plan.cuts:
+                    mesh.cut(a, b, plan.mode)
+                try:
+                    start = trio.current_time()
+                    with trio.fail_after(8):  # well before the links' heartbeats give up
+                        while (await probe.call(target, StatusRequest(), timeout=1)).is_leader:
+                            await trio.sleep(0.1)
+                    assert trio.current_time() - start < 3.0
+                finally:
+                    for a, b in plan.cuts:
+                        mesh.heal(a, b)
+                await kv.put("after", b"2")
