@@ -92,7 +92,7 @@ class LockMonitor:
         # (replica, term, owner) of owner release attempts, accepted by the core or not.
         self.expiry_attempts: set[tuple[str, int, bytes, int, int]] = set()
         self.release_attempts: set[tuple[str, int, PID]] = set()
-        self.down_seen: dict[tuple[str, PID], int] = {}
+        self.down_seen: dict[tuple[str, int, PID], int] = {}
         self.stats_expiries = 0
         self.stats_owner_releases = 0
         self.stats_refreshes = 0
@@ -264,9 +264,9 @@ class LockMonitor:
             if (rid, term, owner) in self.release_attempts:
                 continue
             if not self.sim.owner_down(owner, rid):
-                down_seen.pop((rid, owner), None)
+                down_seen.pop((rid, term, owner), None)
                 continue
-            first = down_seen.setdefault((rid, owner), now)
+            first = down_seen.setdefault((rid, term, owner), now)
             if now - first >= TIMER_SLACK + self.sim.lock_workload.grace_ticks(owner):
                 self._fail(
                     f"(d) {rid}, leader of term {term}, has seen lock owner {owner} down "
