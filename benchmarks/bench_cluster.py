@@ -604,6 +604,7 @@ def main(argv: list[str] | None = None) -> None:
             print(format_timeline(f"{kind} (C=1, leader {report['leader']})", result) + "\n")
         if args.json:
             path = Path(args.json).with_name(Path(args.json).stem + "-trace.json")
+            path.parent.mkdir(parents=True, exist_ok=True)  # (a fresh clone has no results/)
             path.write_text(json.dumps(report, indent=2) + "\n")
             print(f"JSON: {path}", file=sys.stderr)
         return
