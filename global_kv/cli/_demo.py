@@ -221,9 +221,11 @@ async def _failover(p: _Printer, cluster: LocalCluster, client_node: Any, leader
         async with trio.open_nursery() as nursery:
             nursery.start_soon(writer)
             await trio.sleep(0.5)
-            before = len(acked)
+            await cluster.kill(leader)  # returns once the process is gone
+            # After the kill, not before it: a write the old leader acknowledged while the
+            # signal was on its way is no write that resumed.
             killed_at = trio.current_time()
-            await cluster.kill(leader)
+            before = sum(1 for _, _, done in acked if done <= killed_at)
             with trio.fail_after(15):
                 while not any(started > killed_at for _, started, _ in acked):
                     await trio.sleep(0.01)
