@@ -185,6 +185,9 @@ class KeyIndex:
     def live_names(self, low: bytes, high: bytes | None, most: int) -> list[bytes] | None:
         """The live keys in [low, high) (None: no end), in order, if the index holds at most
         `most` keys there (live or with history); None if it holds more (scan instead)."""
+        if high is not None and len(high) == len(low) + 1 and high[-1] == 0 and high.startswith(low):
+            entry = self.keys.get(low)  # the key alone (most ranges in a lock's or election's txns)
+            return [low] if entry is not None and entry.version else []
         order = self.order
         first = order.bisect_left(low)
         last = len(order) if high is None else order.bisect_left(high)

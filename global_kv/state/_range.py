@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from .._errors import RequestTooLarge
@@ -110,7 +110,7 @@ def select(found: Iterable[KeyValue], options: RangeOptions, limit: int, max_byt
     more = bool(limit) and len(kept) > limit
     kvs = kept[:limit] if limit else kept
     if options.keys_only:
-        kvs = [replace(kv, value=b"") for kv in kvs]
+        kvs = [KeyValue(kv.key, kv.create_revision, kv.mod_revision, kv.version, b"", kv.lease) for kv in kvs]
     if max_bytes is not None and sum(len(kv.key) + len(kv.value) for kv in kvs) > max_bytes:
         raise _too_large(max_bytes)
     return RangeResult(tuple(kvs), more, count)

@@ -30,15 +30,30 @@ from tests.state.state_support import Log, apply1, v
 
 
 def _end(rng: random.Random, keys: list[bytes], low: bytes) -> bytes:
-    """A range end after `low`: near it (a few keys), far (hundreds) or every key on."""
+    """A range end after `low`: none (the key alone), near it (a few keys), far (hundreds)
+    or every key on."""
     roll = rng.random()
-    if roll < 0.1:
+    if roll < 0.15:
+        return b""
+    if roll < 0.25:
         return b"\x00"
     after = [k for k in keys if k > low]
     if not after:
         return b"\x00"
     reach = rng.choice([1, 3, 40, 70, 150, len(after)])
     return after[min(reach, len(after)) - 1]
+
+
+def _inside(live: list[bytes], low: bytes, end: bytes) -> list[bytes]:
+    """The model's keys in etcd's range [low, end)."""
+    if end == b"":
+        return [low] if low in live else []
+    return [k for k in live if low <= k and (end == b"\x00" or k < end)]
+
+
+def _stop(low: bytes, end: bytes) -> bytes | None:
+    """`StateMachine.range`'s end for etcd's range [low, end)."""
+    return low + b"\x00" if end == b"" else None if end == b"\x00" else end
 
 
 @pytest.mark.parametrize("name", ["memory", "leveldb"])
@@ -72,13 +87,13 @@ def test_every_current_read_agrees_with_a_model_whatever_the_range_holds(
     for _ in range(120):
         low = rng.choice(keys[:-1])
         end = _end(rng, keys, low)
-        inside = [k for k in live if low <= k and (end == b"\x00" or k < end)]
+        inside = _inside(live, low, end)
         limit = rng.choice([0, 1, 5, 100])
         found = sm.range_kv(low, end, limit=limit)
         shown = inside[:limit] if limit else inside
         assert [kv.key for kv in found.kvs] == shown and found.count == len(inside), (low, end, limit)
         assert [kv.value for kv in found.kvs] == [model[k] for k in shown]
-        assert sm.range(low, None if end == b"\x00" else end, limit or None) == [(k, model[k]) for k in shown]
+        assert sm.range(low, _stop(low, end), limit or None) == [(k, model[k]) for k in shown]
         prefix = low[:3]
         assert sm.prefix_scan(prefix) == [(k, model[k]) for k in live if k.startswith(prefix)]
         # A transaction's compare and range see the same; a delete of the range deletes them.
@@ -92,7 +107,7 @@ def test_every_current_read_agrees_with_a_model_whatever_the_range_holds(
         assert [kv.key for kv in answer.responses[0].kvs] == (inside if inside else [])
     low = rng.choice(keys[:-1])
     end = _end(rng, keys, low)
-    inside = [k for k in live if low <= k and (end == b"\x00" or k < end)]
+    inside = _inside(live, low, end)
     deleted: Any = apply1(sm, log.cmd(DeleteRange(low, end, prev_kv=True)))
     assert [kv.key for kv in deleted.prev_kvs] == inside and deleted.deleted == len(inside)
     assert sm.range_kv(low, end) == RangeResult((), False, 0)
