@@ -316,7 +316,9 @@ class GlobalReplica(RaftReplica):
     def propose(self, command: Command, caller: Any, ref: Any, request: Any) -> None:
         """Queue a command for the next Ready; `caller` (None: the leader's own) is answered
         with its result."""
-        self._writes.append((encode_command(command), caller, ref, request))
+        data = encode_command(command)
+        self.sm.proposed(data, command)
+        self._writes.append((data, caller, ref, request))
 
     def _read_now(self, request: Any) -> Any:
         self.reads_total += 1
