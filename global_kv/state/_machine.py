@@ -21,7 +21,7 @@ import hashlib
 import heapq
 import itertools
 from collections.abc import Generator, Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ergo_py.ids import PID
@@ -386,7 +386,7 @@ class StateMachine:
                 writer = self._writer(batch)
                 deleted = self._delete_range(op, writer, batch)
                 revision = writer.finish()
-                return replace(deleted, revision=revision or self._revisions.revision)
+                return DeleteResult(revision or self._revisions.revision, deleted.deleted, deleted.prev_kvs)
             case Txn():
                 return self._txn(op, batch)
             case LeaseGrant():
@@ -899,8 +899,10 @@ def _txn_revision(result: TxnResult, revision: int) -> TxnResult:
     for r in result.responses:
         if type(r) is TxnResult:
             r = _txn_revision(r, revision)
-        elif isinstance(r, (PutResult, DeleteResult)):
-            r = replace(r, revision=revision)
+        elif type(r) is PutResult:
+            r = PutResult(revision, r.prev_kv)
+        elif type(r) is DeleteResult:
+            r = DeleteResult(revision, r.deleted, r.prev_kvs)
         responses.append(r)
     return TxnResult(revision, result.succeeded, tuple(responses))
 
