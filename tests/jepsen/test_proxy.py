@@ -12,11 +12,13 @@ import struct
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
+from typing import Any
 
 import pytest
 import trio
 
 from ergo_py import ProcessID
+from global_kv.cli import LocalCluster
 from global_kv.client import open_client
 from global_kv.protocol import StatusRequest
 
@@ -293,56 +295,64 @@ def test_partition_plans_cut_the_right_pairs(n: int) -> None:
         plan_partition("partition-leader", members, "zz@localhost", 1)
 
 
+@asynccontextmanager
+async def _quiet_cluster_behind_the_proxy() -> AsyncIterator[tuple[LocalCluster, ProxyMesh, str, Any, Any]]:
+    """A 3-node cluster through the proxy mesh, one write done and the group idle (quiet):
+    (cluster, mesh, the leader's node name, a client, a probe node)."""
+    async with open_cluster(3, partitions=True, log_level="WARNING", metrics=False) as (cluster, mesh):
+        assert mesh is not None
+        leader = await cluster.wait_for_leader(20)
+        with trio.fail_after(5):
+            while mesh.statistics().connections < 2:  # the leader's links run through the proxy
+                await trio.sleep(0.05)
+        async with cluster.open_client(timeout=10) as kv, cluster.open_client_node() as probe:
+            await kv.put("before", b"1")
+            await trio.sleep(1.0)  # idle: the group goes quiet, the harder case
+            yield cluster, mesh, cluster.nodes[leader].name, kv, probe
+
+
 async def test_an_isolated_leader_is_replaced_and_the_cluster_converges_after_heal() -> None:
     with trio.fail_after(90):
-        async with open_cluster(3, partitions=True, log_level="WARNING", metrics=False) as (cluster, mesh):
-            assert mesh is not None
-            leader = await cluster.wait_for_leader(20)
-            old = cluster.nodes[leader].name
-            with trio.fail_after(5):
-                while mesh.statistics().connections < 2:  # the leader's links run through the proxy
-                    await trio.sleep(0.05)
-            async with cluster.open_client(timeout=10) as kv, cluster.open_client_node() as probe:
-                await kv.put("before", b"1")
-                await trio.sleep(1.0)  # idle: the group goes quiet, the harder case
+        async with _quiet_cluster_behind_the_proxy() as (cluster, mesh, old, kv, probe):
+            leader = cluster.names.index(old)
 
-                async def leaders() -> set[str]:
-                    return {name for name, st in (await cluster.statuses(probe)).items() if st and st.is_leader}
+            async def leaders() -> set[str]:
+                return {name for name, st in (await cluster.statuses(probe)).items() if st and st.is_leader}
 
-                async def still_leads(name: str) -> bool:
-                    st = (await cluster.statuses(probe))[name]
-                    return st is None or st.is_leader
+            async def still_leads(name: str) -> bool:
+                st = (await cluster.statuses(probe))[name]
+                return st is None or st.is_leader
 
-                plan = plan_partition("partition-leader", cluster.names, old, pick=0)
-                assert plan.mode == "drop"
-                stale: list[str] = ["not returned"]
+            plan = plan_partition("partition-leader", cluster.names, old, pick=0)
+            assert plan.mode == "drop"
+            stale: list[str] = ["not returned"]
 
-                async def partition() -> None:
-                    stale[:] = await hold_partition(mesh, plan, 4.0, leaders)
+            async def partition() -> None:
+                stale[:] = await hold_partition(mesh, plan, 4.0, leaders)
 
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(partition)
-                    await trio.sleep(0.1)
-                    # Quiet, nobody notices the cut by itself: the write wakes the replicas it
-                    # reaches, the majority side elects and commits it.
-                    await kv.put("during", b"2")
-                    new = await cluster.wait_for_leader(10, exclude=[leader])
-                    with trio.fail_after(3):
-                        while await still_leads(old):
-                            await trio.sleep(0.1)  # CheckQuorum: the isolated leader steps down
-                assert stale == []
-                assert mesh.cuts() == {}
-                assert cluster.nodes[new].name != old
-                await kv.put("after", b"3")
-                with trio.fail_after(15):
-                    while True:
-                        states = []
-                        for name in cluster.names:
-                            async with open_client(probe, [name], timeout=2, consistency="follower") as c:
-                                states.append(dict(await c.range(None, None)))
-                        if all(s == {b"before": b"1", b"during": b"2", b"after": b"3"} for s in states):
-                            break
-                        await trio.sleep(0.2)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(partition)
+                await trio.sleep(0.1)
+                # Quiet, nobody notices the cut by itself: the write wakes the replicas it
+                # reaches, the majority side elects and commits it.
+                await kv.put("during", b"2")
+                new = await cluster.wait_for_leader(10, exclude=[leader])
+                with trio.fail_after(3):
+                    while await still_leads(old):
+                        await trio.sleep(0.1)  # CheckQuorum: the isolated leader steps down
+            assert stale == []
+            assert mesh.cuts() == {}
+            assert cluster.nodes[new].name != old
+            await kv.put("after", b"3")
+            with trio.fail_after(15):
+                while True:
+                    states = []
+                    for name in cluster.names:
+                        async with open_client(probe, [name], timeout=2, consistency="follower") as c:
+                            states.append(dict(await c.range(None, None)))
+                    if all(s == {b"before": b"1", b"during": b"2", b"after": b"3"} for s in states):
+                        break
+                    await trio.sleep(0.2)
             pids = [n.pid for n in cluster.nodes]
     for pid in pids:
         assert pid is not None
@@ -355,27 +365,18 @@ async def test_a_quiet_leader_cut_off_steps_down_once_asked_for_its_status() -> 
     when its links' heartbeats give up (15-20 s). Asked for its status, it checks its
     quorum (a heartbeat round nobody answers) and steps down within an election timeout."""
     with trio.fail_after(60):
-        async with open_cluster(3, partitions=True, log_level="WARNING", metrics=False) as (cluster, mesh):
-            assert mesh is not None
-            leader = await cluster.wait_for_leader(20)
-            old = cluster.nodes[leader].name
-            with trio.fail_after(5):
-                while mesh.statistics().connections < 2:
-                    await trio.sleep(0.05)
-            async with cluster.open_client(timeout=10) as kv, cluster.open_client_node() as probe:
-                await kv.put("warm", b"1")
-                await trio.sleep(1.0)  # idle: the group goes quiet
-                plan = plan_partition("partition-leader", cluster.names, old, pick=0)
-                target = ProcessID("global", old)
+        async with _quiet_cluster_behind_the_proxy() as (cluster, mesh, old, kv, probe):
+            plan = plan_partition("partition-leader", cluster.names, old, pick=0)
+            target = ProcessID("global", old)
+            for a, b in plan.cuts:
+                mesh.cut(a, b, plan.mode)
+            try:
+                start = trio.current_time()
+                with trio.fail_after(8):  # well before the links' heartbeats give up
+                    while (await probe.call(target, StatusRequest(), timeout=1)).is_leader:
+                        await trio.sleep(0.1)
+                assert trio.current_time() - start < 3.0
+            finally:
                 for a, b in plan.cuts:
-                    mesh.cut(a, b, plan.mode)
-                try:
-                    start = trio.current_time()
-                    with trio.fail_after(8):  # well before the links' heartbeats give up
-                        while (await probe.call(target, StatusRequest(), timeout=1)).is_leader:
-                            await trio.sleep(0.1)
-                    assert trio.current_time() - start < 3.0
-                finally:
-                    for a, b in plan.cuts:
-                        mesh.heal(a, b)
-                await kv.put("after", b"2")
+                    mesh.heal(a, b)
+            await kv.put("after", b"2")
