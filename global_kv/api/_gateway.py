@@ -93,6 +93,12 @@ def _error(error: GrpcError) -> HttpResponse:
     return HttpResponse(_HTTP_STATUS.get(error.code, 500), body)
 
 
+def _query_flag(path: str, name: str) -> bool:
+    """Whether the query string of `path` sets `name` to true (etcd's `?serializable=true`)."""
+    query = path.split("?", 1)[1] if "?" in path else ""
+    return any(part in (name, f"{name}=true", f"{name}=1") for part in query.split("&"))
+
+
 class Gateway:
     """Answers plain HTTP requests with the gRPC methods' handlers; `health` says whether
     this member serves (etcd's `/health`)."""
@@ -109,7 +115,7 @@ class Gateway:
         if path == "/version" and request.method == "GET":
             return HttpResponse(200, json.dumps({"etcdserver": ETCD_VERSION, "etcdcluster": "3.5.0"}).encode())
         if path in ("/health", "/readyz", "/livez") and request.method == "GET":
-            ok, reason = await self.health()
+            ok, reason = await self.health(_query_flag(request.path, "serializable"))
             body = {"health": "true" if ok else "false", "reason": reason}
             return HttpResponse(200 if ok else 503, json.dumps(body).encode())
         grpc_path = _ROUTES.get(path)

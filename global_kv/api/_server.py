@@ -21,9 +21,12 @@ from typing import Any
 import trio
 
 import ergo_py
+from ergo_py import ProcessID
 from ergo_py.net import FastSocketStream
 
+from ..app import GLOBAL_NAME
 from ..client import open_client
+from ..protocol import KVRangeRequest
 from ._gateway import Gateway
 from ._grpc import PREFACE, H2Server, Method
 from ._http1 import serve_http1
@@ -39,6 +42,7 @@ _log = logging.getLogger("global_kv.api")
 # etcd's --max-request-bytes (1.5 MiB), plus room for the message framing.
 DEFAULT_MAX_REQUEST_BYTES = 1536 * 1024 + 4096
 _HANDSHAKE_TIMEOUT = 10.0
+_HEALTH_TIMEOUT = 2.0  # seconds for /health's read (etcd's request timeout is longer)
 
 
 @dataclass(frozen=True)
@@ -85,12 +89,23 @@ async def open_etcd_server(
         methods["/etcdserverpb.Watch/Watch"] = Method(rpc_pb2.WatchRequest, watch.watch, streaming=True)
         methods.update(RecipeServices(client, services.headers, services.header).methods())
 
-        async def health() -> tuple[bool, str]:
+        replica = ProcessID(GLOBAL_NAME, node.name)
+
+        async def health(serializable: bool) -> tuple[bool, str]:
+            """etcd 3.5's check: a leader known, then a range read through this member
+            (linearizable unless `?serializable=true`), so a member cut off from its
+            leader says so, also one whose quiet group never noticed the cut (the read
+            wakes it)."""
             try:
                 status = await client.status(node.name)
+                if not status.has_quorum:
+                    return False, "RAFT NO LEADER"
+                level = "follower" if serializable else "linearizable"
+                read = KVRangeRequest(b"health", limit=1, consistency=level, keys_only=True)
+                await node.call(replica, read, timeout=_HEALTH_TIMEOUT)
             except Exception as exc:  # noqa: BLE001 - any failure is "unhealthy", with its reason
                 return False, f"{type(exc).__name__}: {exc}"
-            return (True, "") if status.has_quorum else (False, "RAFT NO LEADER")
+            return True, ""
 
         gateway = Gateway(methods, health)
         handler = partial(_connection, methods, gateway, tls, max_request_bytes)

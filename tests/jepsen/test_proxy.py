@@ -6,9 +6,12 @@ The last test runs a real 3-node cluster through the mesh and isolates its leade
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import struct
+import urllib.error
+import urllib.request
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
@@ -296,10 +299,12 @@ def test_partition_plans_cut_the_right_pairs(n: int) -> None:
 
 
 @asynccontextmanager
-async def _quiet_cluster_behind_the_proxy() -> AsyncIterator[tuple[LocalCluster, ProxyMesh, str, Any, Any]]:
+async def _quiet_cluster_behind_the_proxy(
+    **options: Any,
+) -> AsyncIterator[tuple[LocalCluster, ProxyMesh, str, Any, Any]]:
     """A 3-node cluster through the proxy mesh, one write done and the group idle (quiet):
     (cluster, mesh, the leader's node name, a client, a probe node)."""
-    async with open_cluster(3, partitions=True, log_level="WARNING", metrics=False) as (cluster, mesh):
+    async with open_cluster(3, partitions=True, log_level="WARNING", metrics=False, **options) as (cluster, mesh):
         assert mesh is not None
         leader = await cluster.wait_for_leader(20)
         with trio.fail_after(5):
@@ -380,3 +385,36 @@ async def test_a_quiet_leader_cut_off_steps_down_once_asked_for_its_status() -> 
                 for a, b in plan.cuts:
                     mesh.heal(a, b)
             await kv.put("after", b"2")
+
+
+def _get_json(url: str) -> tuple[int, Any]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+async def test_etcds_health_endpoint_says_false_on_a_member_cut_off_while_quiet() -> None:
+    """etcd 3.5's /health reads through the member asked (linearizable unless
+    ?serializable=true): a follower of a quiet group, cut off silently, still knows a
+    leader, but its read cannot reach it, so it answers 503 instead of "true"."""
+    with trio.fail_after(60):
+        async with _quiet_cluster_behind_the_proxy(etcd_api=True) as (cluster, mesh, old, kv, probe):
+            follower = next(n for n in cluster.nodes if n.name != old)
+            health = f"{follower.client_url}/health"
+            for url in (health, health + "?serializable=true"):
+                assert await trio.to_thread.run_sync(_get_json, url) == (200, {"health": "true", "reason": ""})
+            await trio.sleep(1.0)  # quiet again
+            cuts = [(follower.name, n.name) for n in cluster.nodes if n is not follower]
+            for a, b in cuts:
+                mesh.cut(a, b, "drop")
+            try:
+                code, body = await trio.to_thread.run_sync(_get_json, health)
+                assert code == 503 and body["health"] == "false", body
+            finally:
+                for a, b in cuts:
+                    mesh.heal(a, b)
+            with trio.fail_after(20):
+                while await trio.to_thread.run_sync(_get_json, health) != (200, {"health": "true", "reason": ""}):
+                    await trio.sleep(0.2)
