@@ -81,7 +81,7 @@ from ._mvcc import (
     key_at,
 )
 from ._range import PLAIN as PLAIN_RANGE
-from ._range import RangeOptions
+from ._range import RangeOptions, key_order, too_large
 from ._range import select as select_range
 from ._results import (
     Applied,
@@ -566,8 +566,9 @@ class StateMachine:
         """A range inside a transaction: it sees the writes before it in the transaction."""
         now = self._revisions.revision if writer is None or not writer.sub else writer.main
         low = user_key(op.key)
-        found = self._found(batch, low, _range_high(low, op.range_end), op.revision or now, now)
-        return select_range(found, op.options, op.limit, None)
+        return self._select(
+            batch, low, _range_high(low, op.range_end), op.revision or now, op.options, op.limit, None, now
+        )
 
     def _holding(self, key: bytes, token: int) -> Lock | Result:
         """The lock if `token` holds `key`, else the failure to report."""
@@ -625,7 +626,7 @@ class StateMachine:
             raise ValueError(f"limit must be a non-negative int, got {limit!r}")
         low = user_key(check_user_key(key))
         high = _range_high(low, _bound(range_end, "range_end"))
-        return select_range(self._found(_EngineView(self._engine), low, high, at), options, limit, max_bytes)
+        return self._select(_EngineView(self._engine), low, high, at, options, limit, max_bytes)
 
     def events(
         self, after: int, upto: int = 0, *, max_events: int = 1000, max_bytes: int = 1 << 20
@@ -653,6 +654,59 @@ class StateMachine:
             return None
         engine = self._engine
         return key_at(engine.get, self._keys, kv.key, engine.get(user_key(kv.key)), before)
+
+    def _select(
+        self,
+        view: _View,
+        low: bytes,
+        high: bytes,
+        at: int,
+        options: RangeOptions,
+        limit: int,
+        max_bytes: int | None,
+        live_at: int = 0,
+    ) -> RangeResult:
+        """`select_range` of the keys in [low, high) (engine keys) at `at`, read through
+        `view` (see `_found`). A current read is decided on the key index (count, order,
+        filters, and a sort by version, create or mod revision), and only the records it
+        returns are read (none for keys_only): a `limit=1` range over many keys costs
+        what one key does. A past revision, or a sort by value, reads every key in range."""
+        if high <= low or at < (live_at or self._revisions.revision) or options.sort_target == "value":
+            return select_range(self._found(view, low, high, at, live_at), options, limit, max_bytes)
+        skip = len(USER_PREFIX)
+        index = self._keys
+        first, last = index.live_span(low[skip:], high[skip:] if high < USER_END else None)
+        count = last - first
+        order = key_order(options)
+        if order is None:  # filters, or a sort by a revision: decided on the index's entries
+            found = (index.key_value(name) for name in index.live.islice(first, last))
+            picked = select_range(found, options, limit, None)
+            names: Iterable[bytes] = (kv.key for kv in picked.kvs)
+            more, count = picked.more, picked.count
+        elif options.count_only:
+            return RangeResult((), False, count)
+        else:
+            n = min(limit, count) if limit else count
+            names = (
+                index.live.islice(first, first + n) if order == "ascend" else index.live.islice(last - n, last, True)
+            )
+            more = bool(limit) and count > limit
+        kvs = []
+        left = max_bytes
+        for name in names:
+            if options.keys_only:
+                kv = index.key_value(name)
+            else:
+                raw = view.read(USER_PREFIX + name)
+                if raw is None:
+                    raise StorageCorrupted("state key record", None, f"the live record of key {name!r:.60} is missing")
+                kv = decode_live(raw).key_value(name)
+            if left is not None:
+                left -= len(name) + len(kv.value)
+                if left < 0:
+                    raise too_large(max_bytes)  # early: a range over everything is never held
+            kvs.append(kv)
+        return RangeResult(tuple(kvs), more, count)
 
     def _found(self, view: _View, low: bytes, high: bytes, at: int, live_at: int = 0) -> Iterator[KeyValue]:
         """The keys in [low, high) as they were at `at`, in key order, read through `view`

@@ -22,7 +22,7 @@ from typing import Any
 from .._errors import RequestTooLarge
 from ._mvcc import KeyValue, RangeResult
 
-__all__ = ["SORT_ORDERS", "SORT_TARGETS", "RangeOptions", "select"]
+__all__ = ["SORT_ORDERS", "SORT_TARGETS", "RangeOptions", "key_order", "select", "too_large"]
 
 SORT_ORDERS = ("none", "ascend", "descend")
 SORT_TARGETS = ("key", "version", "create", "mod", "value")
@@ -61,6 +61,12 @@ class RangeOptions:
             value = getattr(self, name)
             if type(value) is not int or value < 0:
                 raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+
+    def keeps_all(self) -> bool:
+        """No revision filter: every key in range is kept."""
+        return not (
+            self.min_mod_revision or self.max_mod_revision or self.min_create_revision or self.max_create_revision
+        )
 
     def keeps(self, kv: KeyValue) -> bool:
         return not (
@@ -114,6 +120,21 @@ def select(found: Iterable[KeyValue], options: RangeOptions, limit: int, max_byt
     if max_bytes is not None and sum(len(kv.key) + len(kv.value) for kv in kvs) > max_bytes:
         raise _too_large(max_bytes)
     return RangeResult(tuple(kvs), more, count)
+
+
+def key_order(options: RangeOptions) -> str | None:
+    """ "ascend" or "descend" when `select` returns the keys in key order, unfiltered: then
+    its answer is the range's first (or last) `limit` keys, `more` when the range holds
+    more, and `count` the keys it holds, so it needs no other key than those. None when
+    the revision filters or a sort by another target decide which keys come back."""
+    if options.sort_target != "key" or not options.keeps_all():
+        return None
+    return "descend" if options.sort_order == "descend" else "ascend"
+
+
+def too_large(max_bytes: int | None) -> RequestTooLarge:
+    """The error of a range whose keys and values returned pass `max_bytes`."""
+    return _too_large(max_bytes)
 
 
 def _too_large(max_bytes: int | None) -> RequestTooLarge:
