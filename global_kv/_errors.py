@@ -397,6 +397,15 @@ class RequestTooLarge(InvalidRequest):
     """A request, or the reply it asks for, is over a configured size limit (etcd's "request
     is too large"): nothing was proposed or sent. Split it, or ask for less (a `limit`)."""
 
+    @property
+    def about_the_reply(self) -> bool:
+        """What is too large is the answer asked for (a range, a txn's ranges, prev_kvs),
+        not the request itself."""
+        return self.field in _REPLY_FIELDS
+
+
+_REPLY_FIELDS = frozenset(("limit", "range", "reply", "prev_kv"))
+
 
 class RequestFailed(GlobalKVError):
     """Serving one request raised an unexpected error inside the replica. The replica answered

@@ -57,6 +57,8 @@ def as_grpc_error(exc: BaseException) -> GrpcError:
     if isinstance(exc, KeyNotFound):
         return GrpcError(Status.INVALID_ARGUMENT, KEY_NOT_FOUND)
     if isinstance(exc, RequestTooLarge):
+        if exc.about_the_reply:  # what a gRPC client sees when a reply passes its limit
+            return GrpcError(Status.RESOURCE_EXHAUSTED, f"etcdserver: response is too large: {exc.reason}")
         return GrpcError(Status.INVALID_ARGUMENT, TOO_LARGE)
     if isinstance(exc, InvalidRequest):
         if exc.field == "key" and "empty" in exc.reason:

@@ -43,7 +43,7 @@ from ._leases import MAX_LEASE_ID as MAX_LEASE_ID
 from ._leases import Lease as Lease
 from ._lock_timers import LockTimers as LockTimers
 from ._locks import Lock as Lock
-from ._machine import MAX_TXN_RESPONSE_BYTES as MAX_TXN_RESPONSE_BYTES
+from ._machine import MAX_RESULT_BYTES as MAX_RESULT_BYTES
 from ._machine import StateMachine as StateMachine
 from ._machine import StateStatistics as StateStatistics
 from ._mvcc import KeyValue as KeyValue

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from ergo_py.ids import PID
 
-from .._errors import Compacted, FutureRevision, MalformedCommand, RaftInvariantError, RequestTooLarge, StorageCorrupted
+from .._errors import Compacted, FutureRevision, MalformedCommand, RaftInvariantError, StorageCorrupted
 from ..raft._log_types import Entry, EntryType
 from ._commands import (
     CAS,
@@ -124,9 +124,11 @@ _NO_EFFECT = (EntryType.NOOP, EntryType.CONF_CHANGE)
 # live records one by one, not by an engine scan (why: `KeyIndex`).
 _POINT_READS = 64
 _OK = Ok()
-# What the ranges of one transaction may answer, in keys and values: the same on every
-# replica (results are cached by sessions), so a constant rather than a replica option.
-MAX_TXN_RESPONSE_BYTES = 4 * 1024 * 1024
+# What one command's result may carry in keys and values (a transaction's ranges and
+# prev_kvs, a delete's prev_kvs): checked before anything is applied, so a write is never
+# applied and then refused for its answer. The same on every replica (results are cached
+# by sessions), so a constant rather than a replica option.
+MAX_RESULT_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -383,6 +385,8 @@ class StateMachine:
                 writer.finish()
                 return result
             case DeleteRange():
+                if op.prev_kv and self._prev_kvs_bytes(op, batch) > MAX_RESULT_BYTES:
+                    return _prev_kvs_refused()
                 writer = self._writer(batch)
                 deleted = self._delete_range(op, writer, batch)
                 revision = writer.finish()
@@ -517,7 +521,7 @@ class StateMachine:
                 self._txn_path(op, batch, path)
 
     def _txn_check(self, txn: Txn, batch: _Batch, path: dict[int, bool]) -> Result | None:
-        budget = MAX_TXN_RESPONSE_BYTES
+        budget = MAX_RESULT_BYTES
         pending = [txn]
         while pending:
             node = pending.pop()
@@ -528,6 +532,10 @@ class StateMachine:
                     refusal = self._put_refusal(op, batch)
                     if refusal is not None:
                         return refusal
+                    if op.prev_kv:
+                        budget -= self._prev_kvs_bytes(DeleteRange(op.key), batch)
+                elif type(op) is DeleteRange and op.prev_kv:
+                    budget -= self._prev_kvs_bytes(op, batch)
                 elif type(op) is TxnRange:
                     try:
                         self._read_revision(op.revision)
@@ -537,13 +545,29 @@ class StateMachine:
                         return FutureRevisionResult(exc.revision, exc.current_revision)
                     found = self._txn_range(op, batch, None)
                     budget -= sum(len(kv.key) + len(kv.value) for kv in found.kvs)
-                    if budget < 0:
-                        reason = (
-                            f"the ranges of this txn answer over {MAX_TXN_RESPONSE_BYTES:,} bytes; "
-                            "give them a limit, or range outside the txn"
-                        )
-                        return TxnRefusedResult("range", reason, too_large=True)
+                if budget < 0:
+                    reason = (
+                        f"the ranges and prev_kvs of this txn answer over {MAX_RESULT_BYTES:,} bytes; "
+                        "give the ranges a limit, range outside the txn, or ask for no prev_kv"
+                    )
+                    return TxnRefusedResult("range", reason, too_large=True)
         return None
+
+    def _prev_kvs_bytes(self, op: DeleteRange, batch: _Batch) -> int:
+        """What the prev_kvs of deleting `op`'s range would carry (the keys and values now),
+        counted up to just past `MAX_RESULT_BYTES`."""
+        low = user_key(op.key)
+        total = 0
+        skip = len(USER_PREFIX)
+        live = self._live(batch, low, _range_high(low, op.range_end))
+        try:
+            for k, raw in live:
+                total += len(k) - skip + len(decode_value(decode_live(raw).stored))
+                if total > MAX_RESULT_BYTES:
+                    break
+        finally:
+            live.close()  # (an engine scan left open holds its iterator)
+        return total
 
     def _txn_run(self, txn: Txn, batch: _Batch, path: dict[int, bool], writer: RevisionWriter) -> TxnResult:
         succeeded = path[id(txn)]
@@ -801,11 +825,7 @@ class StateMachine:
                 value = decode_value(decode_live(v).stored)
                 left -= len(k) - skip + len(value)
                 if left < 0:
-                    raise RequestTooLarge(
-                        "limit",
-                        f"the result is over the {max_bytes:,}-byte reply limit (max_response_bytes); "
-                        "ask for fewer keys with a limit and continue after the last key you got",
-                    )
+                    raise too_large(max_bytes)
                 out.append((k[skip:], value))
             return out
         finally:
@@ -959,6 +979,14 @@ def _txn_revision(result: TxnResult, revision: int) -> TxnResult:
             r = DeleteResult(revision, r.deleted, r.prev_kvs)
         responses.append(r)
     return TxnResult(revision, result.succeeded, tuple(responses))
+
+
+def _prev_kvs_refused() -> TxnRefusedResult:
+    reason = (
+        f"the deleted keys' prev_kv would answer over {MAX_RESULT_BYTES:,} bytes; nothing was deleted: "
+        "delete without prev_kv, or a smaller range at a time"
+    )
+    return TxnRefusedResult("prev_kv", reason, too_large=True)
 
 
 def _range_high(low: bytes, range_end: bytes) -> bytes:

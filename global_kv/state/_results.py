@@ -225,8 +225,9 @@ class TxnResult:
 @dataclass(frozen=True, slots=True)
 class TxnRefusedResult:
     """A Txn refused whole, nothing applied: a branch writes a key twice (etcd's
-    "duplicate key given in txn request"), or its ranges would answer more than
-    `MAX_TXN_RESPONSE_BYTES` (`too_large`). `field` is the part at fault."""
+    "duplicate key given in txn request"), or its ranges and prev_kvs would answer more
+    than `MAX_RESULT_BYTES` (`too_large`); also a DeleteRange whose prev_kvs would (field
+    "prev_kv"). `field` is the part at fault."""
 
     field: str
     reason: str

@@ -390,3 +390,27 @@ async def test_http2_gateway_body_over_the_limit_is_413_while_the_client_still_s
         reply = await client.result(sid)
         assert json.loads(reply.data)["code"] == 8, reply
     await assert_serves(api.server)
+
+
+async def test_an_answer_over_the_limits_is_resource_exhausted_and_a_refused_delete_deletes_nothing(api: Api) -> None:
+    """A range whose answer passes the reply limit, and a delete whose prev_kvs would pass
+    the result budget, get ResourceExhausted (what a gRPC client sees when a reply passes
+    its limit), not etcd's InvalidArgument "request is too large": the delete is refused
+    before it applies, so nothing is deleted."""
+    async with open_client(api.node, [NODE]) as client:
+        for i in range(7):  # 9.8 MB: over the 8 MiB reply limit and the 4 MiB result budget
+            await client.put_kv(b"huge/%d" % i, b"x" * 1_400_000)
+    everything = rpc_pb2.RangeRequest(key=b"huge/", range_end=b"huge0").SerializeToString()
+    code, details, _ = await grpc_call(api.server, RANGE, everything)
+    assert code is grpc.StatusCode.RESOURCE_EXHAUSTED and "response is too large" in details, (code, details)
+    delete = "/etcdserverpb.KV/DeleteRange"
+    with_prev = rpc_pb2.DeleteRangeRequest(key=b"huge/", range_end=b"huge0", prev_kv=True).SerializeToString()
+    code, details, _ = await grpc_call(api.server, delete, with_prev)
+    assert code is grpc.StatusCode.RESOURCE_EXHAUSTED and "nothing was deleted" in details, (code, details)
+    count = rpc_pb2.RangeRequest(key=b"huge/", range_end=b"huge0", count_only=True).SerializeToString()
+    code, _, raw = await grpc_call(api.server, RANGE, count)
+    assert code is grpc.StatusCode.OK and raw is not None and rpc_pb2.RangeResponse.FromString(raw).count == 7
+    plain = rpc_pb2.DeleteRangeRequest(key=b"huge/", range_end=b"huge0").SerializeToString()
+    code, _, raw = await grpc_call(api.server, delete, plain)
+    assert code is grpc.StatusCode.OK and raw is not None and rpc_pb2.DeleteRangeResponse.FromString(raw).deleted == 7
+    await assert_serves(api.server)

@@ -98,7 +98,7 @@ def test_public_api_is_reexported_from_private_modules() -> None:
         "MAX_CLIENT_ID_BYTES", "KeyValue", "RangeResult", "CompactHistory", "CompactedResult",
         "FutureRevisionResult", "KVPut", "DeleteRange", "PutResult", "DeleteResult", "KeyNotFoundResult",
         "RangeOptions", "SORT_ORDERS", "SORT_TARGETS", "Compare", "COMPARE_RESULTS", "COMPARE_TARGETS",
-        "MAX_TXN_DEPTH", "MAX_TXN_RESPONSE_BYTES", "Txn", "TxnOp", "TxnRange", "TxnRefusedResult", "TxnOpResult",
+        "MAX_TXN_DEPTH", "MAX_RESULT_BYTES", "Txn", "TxnOp", "TxnRange", "TxnRefusedResult", "TxnOpResult",
         "TxnResult", "txn_conflict", "Lease", "LeaseGrant", "LeaseRevoke", "LeaseRefresh", "LeaseExpire",
         "LeaseGrantedResult", "LeaseRevokedResult", "LeaseNotFoundResult", "LeaseExistsResult", "MAX_LEASE_ID",
         "WatchEvent", "covers",

@@ -12,7 +12,7 @@ import pytest
 
 from global_kv._errors import InvalidRequest, RequestTooLarge
 from global_kv.state import (
-    MAX_TXN_RESPONSE_BYTES,
+    MAX_RESULT_BYTES,
     CompactedResult,
     CompactHistory,
     Compare,
@@ -142,7 +142,7 @@ def test_refusals_are_decided_before_anything_is_applied(sm: StateMachine, log: 
     for txn, kind in cases:
         assert type(_apply(sm, log, txn)) is kind
         assert sm.revision == before and sm.get(b"a") is None
-    big = v(b"x" * (MAX_TXN_RESPONSE_BYTES // 3))
+    big = v(b"x" * (MAX_RESULT_BYTES // 3))
     for i in range(4):
         _apply(sm, log, Put(b"big%d" % i, big))
     before = sm.revision
@@ -152,6 +152,28 @@ def test_refusals_are_decided_before_anything_is_applied(sm: StateMachine, log: 
         raise result.to_exception()
     limited = _apply(sm, log, Txn((), (TxnRange(b"big", b"bih", limit=1, options=RangeOptions(keys_only=True)),)))
     assert type(limited) is TxnResult and limited.responses[0].count == 4  # type: ignore[union-attr]
+
+
+def test_prev_kvs_over_the_result_budget_refuse_the_delete_whole_in_a_txn_or_alone(sm: StateMachine, log: Log) -> None:
+    """A write is never applied and then refused for its answer: a delete (or a txn's puts
+    and deletes) whose prev_kvs would pass MAX_RESULT_BYTES changes nothing; without
+    prev_kv the same delete goes through."""
+    big = v(b"x" * (MAX_RESULT_BYTES // 3))
+    for i in range(4):
+        _apply(sm, log, Put(b"big%d" % i, big))
+    before = sm.revision
+    alone = _apply(sm, log, DeleteRange(b"big", b"bih", prev_kv=True))
+    assert type(alone) is TxnRefusedResult and alone.too_large and alone.field == "prev_kv"
+    assert alone.to_exception().about_the_reply  # type: ignore[attr-defined]
+    puts = tuple(KVPut(b"big%d" % i, v(b"y"), prev_kv=True) for i in range(4))
+    for ops in [(DeleteRange(b"big", b"bih", prev_kv=True),), puts]:
+        inside = _apply(sm, log, Txn((), ops))
+        assert type(inside) is TxnRefusedResult and inside.too_large
+    assert sm.revision == before and len(sm.range_kv(b"big", b"bih").kvs) == 4
+    fits = _apply(sm, log, DeleteRange(b"big0", prev_kv=True))
+    assert type(fits) is DeleteResult and fits.deleted == 1 and len(fits.prev_kvs) == 1
+    done = _apply(sm, log, DeleteRange(b"big", b"bih"))
+    assert type(done) is DeleteResult and done.deleted == 3 and sm.range_kv(b"big", b"bih").count == 0
 
 
 def test_a_range_inside_sees_the_writes_before_it_and_a_past_revision_does_not(sm: StateMachine, log: Log) -> None:
