@@ -41,6 +41,9 @@ __all__ = [
     "txn_from_pb",
 ]
 
+# etcd's --max-txn-ops default: compares, and operations of each branch, per transaction.
+MAX_TXN_OPS = 128
+TOO_MANY_OPS = "etcdserver: too many operations in txn request"
 _SORT_ORDER = {0: "none", 1: "ascend", 2: "descend"}
 _SORT_TARGET = {0: "key", 1: "version", 2: "create", 3: "mod", 4: "value"}
 _COMPARE_RESULT = {0: "=", 1: ">", 2: "<", 3: "!="}
@@ -134,11 +137,12 @@ def _enum(table: dict[int, str], value: int, what: str) -> str:
 
 
 def range_from_pb(r: rpc_pb2.RangeRequest) -> KVRangeRequest:
+    # As etcd's store: a limit at or below 0 is none, a revision at or below 0 is now.
     return KVRangeRequest(
         r.key,
         r.range_end,
-        r.revision,
-        r.limit,
+        max(0, r.revision),
+        max(0, r.limit),
         "follower" if r.serializable else "linearizable",
         _enum(_SORT_ORDER, r.sort_order, "sort order"),
         _enum(_SORT_TARGET, r.sort_target, "sort target"),
@@ -169,6 +173,8 @@ def compare_from_pb(c: rpc_pb2.Compare) -> Compare:
 def txn_from_pb(r: rpc_pb2.TxnRequest, depth: int = 1) -> TxnRequest:
     if depth > MAX_TXN_DEPTH:
         raise GrpcError(Status.INVALID_ARGUMENT, f"etcdserver: transactions nest at most {MAX_TXN_DEPTH} deep")
+    if max(len(r.compare), len(r.success), len(r.failure)) > MAX_TXN_OPS:
+        raise GrpcError(Status.INVALID_ARGUMENT, TOO_MANY_OPS)
     return TxnRequest(
         tuple(compare_from_pb(c) for c in r.compare),
         tuple(_op_from_pb(op, depth) for op in r.success),

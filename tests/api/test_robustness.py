@@ -414,3 +414,27 @@ async def test_an_answer_over_the_limits_is_resource_exhausted_and_a_refused_del
     code, _, raw = await grpc_call(api.server, delete, plain)
     assert code is grpc.StatusCode.OK and raw is not None and rpc_pb2.DeleteRangeResponse.FromString(raw).deleted == 7
     await assert_serves(api.server)
+
+
+async def test_negative_limits_and_revisions_mean_none_and_now_and_txns_hold_at_most_128_ops(api: Api) -> None:
+    """As etcd: `etcdctl get --limit=-1` and a revision below 0 read everything, now; a txn
+    with more than 128 compares or operations in a branch is refused (--max-txn-ops)."""
+    put = "/etcdserverpb.KV/Put"
+    for key in (b"neg/a", b"neg/b"):
+        assert (await grpc_call(api.server, put, rpc_pb2.PutRequest(key=key, value=b"v").SerializeToString()))[
+            0
+        ] is grpc.StatusCode.OK
+    ask = rpc_pb2.RangeRequest(key=b"neg/", range_end=b"neg0", limit=-1, revision=-7).SerializeToString()
+    code, details, raw = await grpc_call(api.server, RANGE, ask)
+    assert code is grpc.StatusCode.OK and raw is not None, details
+    assert [kv.key for kv in rpc_pb2.RangeResponse.FromString(raw).kvs] == [b"neg/a", b"neg/b"]
+    txn = "/etcdserverpb.KV/Txn"
+
+    def puts(n: int) -> bytes:
+        ops = [rpc_pb2.RequestOp(request_put=rpc_pb2.PutRequest(key=b"t/%d" % i, value=b"v")) for i in range(n)]
+        return rpc_pb2.TxnRequest(success=ops).SerializeToString()
+
+    assert (await grpc_call(api.server, txn, puts(128)))[0] is grpc.StatusCode.OK
+    code, details, _ = await grpc_call(api.server, txn, puts(129))
+    assert (code, details) == (grpc.StatusCode.INVALID_ARGUMENT, "etcdserver: too many operations in txn request")
+    await assert_serves(api.server)
