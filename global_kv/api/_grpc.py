@@ -45,6 +45,10 @@ __all__ = [
 ]
 
 _log = logging.getLogger("global_kv.api.grpc")
+_SETTINGS = {
+    h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 1000,
+    h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: 64 * 1024,
+}
 
 
 class Status:
@@ -191,6 +195,10 @@ class H2Server:
         self.peer = peer
         self.max_message = max_message
         self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding=None))
+        # Our settings from the first byte: h2 would enforce its own default (100 streams)
+        # until the client acknowledged an update, and a client opening more in that time
+        # lost the whole connection (a protocol error), every call on it included.
+        self.conn.local_settings = h2.settings.Settings(client=False, initial_values=_SETTINGS)
         self.calls: dict[int, Call] = {}
         self.plain: dict[int, tuple[HttpRequest, bytearray]] = {}  # HTTP (non-gRPC) requests being read
         # Bytes received and not yet taken by a handler, over all streams: a client that sends
@@ -203,13 +211,7 @@ class H2Server:
         self._nursery: trio.Nursery | None = None
 
     async def run(self, initial: bytes = b"") -> None:
-        self.conn.initiate_connection()
-        self.conn.update_settings(
-            {
-                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 1000,
-                h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: 64 * 1024,
-            }
-        )
+        self.conn.initiate_connection()  # (its SETTINGS frame carries _SETTINGS)
         await self._flush()
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
@@ -408,6 +410,9 @@ class H2Server:
             found = _grpc_error_in(exc)  # a handler's nursery wraps what it raises in a group
             if found is not None:
                 code, message = found.code, found.message
+            elif call.closed:  # the client reset it or the connection went: what failed is the answer
+                _log.debug("a gRPC call to %s ended with its stream: %r", call.path, exc)
+                code, message = Status.CANCELLED, "the stream is gone"
             else:
                 _log.exception("a gRPC call to %s failed", call.path)
                 code, message = Status.INTERNAL, "internal error"

@@ -155,14 +155,25 @@ async def _connection(
             await H2Server(conn, methods, gateway, peer=peer, max_message=max_request).run(initial)
         else:
             await serve_http1(conn, initial, gateway, max_body=max_request, may_wait=gateway.may_wait)
-    except (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, OSError) as exc:
-        _log.debug("connection from %s ended: %r", peer, exc)
-    except Exception:
-        # A bug must cost one connection, never the listener (and with it the node's API).
-        _log.exception("a connection from %s failed; it is closed, the others go on", peer)
+    except Exception as exc:
+        if _hung_up(exc):  # a client that goes away, also from inside a stream's tasks
+            _log.debug("connection from %s ended: %r", peer, exc)
+        else:
+            # A bug must cost one connection, never the listener (and with it the node's API).
+            _log.exception("a connection from %s failed; it is closed, the others go on", peer)
     finally:
         with trio.CancelScope(shield=True):
             try:
                 await conn.aclose()
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, ssl.SSLError):
                 pass
+
+
+_HANG_UPS = (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, OSError)
+
+
+def _hung_up(exc: BaseException) -> bool:
+    """`exc` says only that the peer went away (a group of such, as a nursery raises them)."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_hung_up(e) for e in exc.exceptions)
+    return isinstance(exc, _HANG_UPS)

@@ -438,3 +438,18 @@ async def test_negative_limits_and_revisions_mean_none_and_now_and_txns_hold_at_
     code, details, _ = await grpc_call(api.server, txn, puts(129))
     assert (code, details) == (grpc.StatusCode.INVALID_ARGUMENT, "etcdserver: too many operations in txn request")
     await assert_serves(api.server)
+
+
+async def test_streams_opened_before_the_client_has_read_our_settings_are_all_served(api: Api) -> None:
+    """The server's stream limit (1000) holds from its first byte: 150 calls opened at once
+    on a new connection, before the client has read the server's SETTINGS, are all answered
+    (h2's own default of 100 ended the connection at the 101st)."""
+    client = await RawH2.connect(api.server)
+    async with client.stream:
+        sids = [await client.start(RANGE) for _ in range(150)]  # all open at once
+        for sid in sids:
+            await client.send(sid, msg(GOOD_RANGE), end=True)
+        with trio.fail_after(20):
+            await client.wait(lambda: all(client.replies[s].ended for s in sids))
+        assert all((client.replies[s].status, client.replies[s].reset) == (0, None) for s in sids)
+        await assert_connection_serves(client)
