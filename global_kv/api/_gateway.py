@@ -101,11 +101,13 @@ def _query_flag(path: str, name: str) -> bool:
 
 class Gateway:
     """Answers plain HTTP requests with the gRPC methods' handlers; `health` says whether
-    this member serves (etcd's `/health`)."""
+    this member serves (etcd's `/health`); a request's message is at most `max_message`
+    bytes, as over gRPC."""
 
-    def __init__(self, methods: dict[str, Method], health: Any) -> None:
+    def __init__(self, methods: dict[str, Method], health: Any, max_message: int) -> None:
         self.methods = methods
         self.health = health
+        self.max_message = max_message
 
     async def __call__(self, request: HttpRequest) -> HttpResponse:
         path = request.path.split("?", 1)[0]
@@ -129,6 +131,10 @@ class Gateway:
             parse_json(request.body or b"{}", message)
         except (ValueError, RecursionError) as exc:
             return _error(GrpcError(Status.INVALID_ARGUMENT, f"invalid JSON request: {exc}"))
+        size = message.ByteSize()
+        if size > self.max_message:
+            too_big = f"grpc: received message larger than max ({size} vs. {self.max_message})"
+            return _error(GrpcError(Status.RESOURCE_EXHAUSTED, too_big))
         if not method.streaming:
             try:
                 response = await method.handler(message, None)

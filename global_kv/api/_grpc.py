@@ -42,7 +42,16 @@ __all__ = [
     "Method",
     "PREFACE",
     "Status",
+    "json_body_limit",
 ]
+
+
+def json_body_limit(max_message: int) -> int:
+    """The largest JSON body taken for a request whose message may be `max_message` bytes:
+    bytes travel in base64 (4/3 of their size), with field names and quotes around them.
+    The message parsed from it is then held to `max_message` itself, as a gRPC call is."""
+    return max_message * 4 // 3 + 64 * 1024
+
 
 _log = logging.getLogger("global_kv.api.grpc")
 _SETTINGS = {
@@ -314,7 +323,7 @@ class H2Server:
         if plain is not None:
             plain[1].extend(data)
             self._hold(None, len(data))
-            if len(plain[1]) > self.max_message:
+            if len(plain[1]) > json_body_limit(self.max_message):
                 self._unplain(stream_id)
                 self._answer_plain(stream_id, HttpResponse(413, b'{"error":"request too large","code":8}'))
             return

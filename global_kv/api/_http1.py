@@ -26,17 +26,24 @@ __all__ = ["serve_http1"]
 
 _log = logging.getLogger("global_kv.api.http")
 _IDLE_SECONDS = 60.0  # to send a whole request, or the next one on a kept-alive connection
+_DRAIN_MAX = 16 * 1024 * 1024  # a refused body read and dropped before the answer (see _Refused)
+_DRAIN_SECONDS = 5.0
+_HEX = frozenset(b"0123456789abcdefABCDEF")
 _MAX_HEAD = 64 * 1024
 _TOKEN = frozenset(b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 
 
 class _Refused(Exception):
-    """The request cannot be served: answer `status` and close."""
+    """The request cannot be served: answer `status` and close. `drain`: body bytes the
+    client is still sending, read and dropped first (up to `_DRAIN_MAX`, for a few
+    seconds), so that a client that writes its whole body before reading (urllib, most
+    libraries) sees the answer and not a reset."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, drain: int = 0) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.drain = drain
 
 
 class _Reader:
@@ -64,6 +71,18 @@ class _Reader:
         data = bytes(self.buffer[:n])
         del self.buffer[:n]
         return data
+
+    async def drop(self, n: int) -> None:
+        """Read and forget `n` bytes (fewer if the connection closes first)."""
+        while len(self.buffer) < n:
+            n -= len(self.buffer)
+            self.buffer.clear()
+            try:
+                if not await self._more():
+                    return
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return
+        del self.buffer[:n]
 
     async def line(self) -> bytes:
         line = await self._until(b"\r\n", (400, "chunk line too long"), "inside a chunked body")
@@ -121,6 +140,9 @@ async def serve_http1(
             if not keep_alive or not isinstance(response.body, bytes):
                 return
     except _Refused as refused:
+        if 0 < refused.drain <= _DRAIN_MAX:
+            with trio.move_on_after(_DRAIN_SECONDS):
+                await reader.drop(refused.drain)
         code = {413: 8, 431: 8}.get(refused.status, 3)
         body = b'{"error":"%s","code":%d}' % (refused.message.encode(), code)
         await _send(stream, _head(refused.status, "application/json", len(body), keep_alive=False) + body)
@@ -173,12 +195,13 @@ async def _read_body(reader: _Reader, headers: dict[str, str], max_body: int) ->
             raise _Refused(400, "only chunked transfer-encoding, without content-length, is accepted")
         body = bytearray()
         while True:
-            size_text = (await reader.line()).split(b";", 1)[0].strip()
-            try:
-                size = int(size_text, 16)
-            except ValueError:
-                raise _Refused(400, "malformed chunk size") from None
-            if size < 0 or len(body) + size > max_body:
+            # 1*HEXDIG and nothing else (no sign, "0x", "_" or leading space, which int()
+            # would take): a proxy in front must not read another size than we do.
+            size_text = (await reader.line()).split(b";", 1)[0].rstrip(b" \t")
+            if not size_text or len(size_text) > 15 or not _HEX.issuperset(size_text):
+                raise _Refused(400, "malformed chunk size")
+            size = int(size_text, 16)
+            if len(body) + size > max_body:
                 raise _Refused(413, "request too large")
             if size == 0:
                 while await reader.line():  # trailers, up to the blank line
@@ -192,7 +215,7 @@ async def _read_body(reader: _Reader, headers: dict[str, str], max_body: int) ->
         raise _Refused(400, "malformed content-length")
     length = int(length_text)
     if length > max_body:
-        raise _Refused(413, "request too large")
+        raise _Refused(413, "request too large", drain=length)
     return await reader.exactly(length) if length else b""
 
 

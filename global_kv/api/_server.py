@@ -28,7 +28,7 @@ from ..app import GLOBAL_NAME
 from ..client import open_client
 from ..protocol import KVRangeRequest
 from ._gateway import Gateway
-from ._grpc import PREFACE, H2Server, Method
+from ._grpc import PREFACE, H2Server, Method, json_body_limit
 from ._http1 import serve_http1
 from ._pb import rpc_pb2
 from ._recipes import RecipeServices
@@ -107,7 +107,7 @@ async def open_etcd_server(
                 return False, f"{type(exc).__name__}: {exc}"
             return True, ""
 
-        gateway = Gateway(methods, health)
+        gateway = Gateway(methods, health, max_request_bytes)
         handler = partial(_connection, methods, gateway, tls, max_request_bytes)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(partial(trio.serve_listeners, handler, listeners))
@@ -154,7 +154,8 @@ async def _connection(
         if h2:
             await H2Server(conn, methods, gateway, peer=peer, max_message=max_request).run(initial)
         else:
-            await serve_http1(conn, initial, gateway, max_body=max_request, may_wait=gateway.may_wait)
+            body = json_body_limit(max_request)
+            await serve_http1(conn, initial, gateway, max_body=body, may_wait=gateway.may_wait)
     except Exception as exc:
         if _hung_up(exc):  # a client that goes away, also from inside a stream's tasks
             _log.debug("connection from %s ended: %r", peer, exc)

@@ -17,6 +17,7 @@ import socket
 import struct
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import grpc
@@ -30,7 +31,7 @@ import trio
 import ergo_py as e
 from ergo_py import ProcessID
 from global_kv.api import EtcdServer, Status, open_etcd_server
-from global_kv.api._grpc import PREFACE
+from global_kv.api._grpc import PREFACE, json_body_limit
 from global_kv.api._pb import rpc_pb2
 from global_kv.app import Application, GlobalConfig
 from global_kv.client import open_client
@@ -38,6 +39,7 @@ from global_kv.protocol import MetricsRequest
 
 NODE = "api1@localhost"
 MAX = 4096  # the server's max_request_bytes: oversized messages stay cheap
+BODY = json_body_limit(MAX)  # the gateway's: MAX bytes of message, in base64 and JSON
 RANGE, PUT, WATCH = "/etcdserverpb.KV/Range", "/etcdserverpb.KV/Put", "/etcdserverpb.Watch/Watch"
 _keys = itertools.count()
 
@@ -359,9 +361,14 @@ async def test_gateway_malformed_json_is_400_invalid_argument(api: Api, body: by
 
 async def test_gateway_bad_requests_get_their_http_errors_then_it_serves(api: Api) -> None:
     assert (await http1(api.server, post("/v3/nope", b"{}")))[0] == 404
-    status, answer = await http1(api.server, post("/v3/kv/put", b"{" + b" " * MAX + b"}"))
+    status, answer = await http1(api.server, post("/v3/kv/put", b"{" + b" " * BODY + b"}"))
     assert status == 413 and json.loads(answer)["code"] == 8, answer
     assert (await http1(api.server, b"GARBAGE\r\n\r\n"))[0] == 400
+    chunked = b"POST /v3/kv/range HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    for size in (b"+2", b"0x2", b" 2", b"0_2", b"-2"):  # what int(x, 16) takes, and a proxy may not
+        assert (await http1(api.server, chunked + size + b"\r\n{}\r\n0\r\n\r\n"))[0] == 400, size
+    good = b'{"key":"Zw=="}'  # 14 bytes: "e", and a chunk extension after white space is fine
+    assert (await http1(api.server, chunked + b"e ;ext=1\r\n" + good + b"\r\n0\r\n\r\n"))[0] == 200
     assert (await http1(api.server, b"GET / HTTP/9.9 extra\r\nHost: x\r\n\r\n"))[0] == 400
     key, value = base64.b64encode(b"gw").decode(), base64.b64encode(b"ok").decode()
     status, _ = await http1(api.server, post("/v3/kv/put", json.dumps({"key": key, "value": value}).encode()))
@@ -371,12 +378,21 @@ async def test_gateway_bad_requests_get_their_http_errors_then_it_serves(api: Ap
     await assert_serves(api.server)
 
 
+def _window_holds(client: RawH2, sid: int, n: int) -> bool:
+    return bool(client.conn.local_flow_control_window(sid) >= n)
+
+
 async def test_http2_gateway_body_over_the_limit_is_413_while_the_client_still_sends(api: Api) -> None:
     # The client's window is 0 (the 413's body waits), and the rest of its body comes after the 413's headers.
     client = await RawH2.connect(api.server, {h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})
     async with client.stream:
         sid = await client.start("/v3/kv/put", kind="application/json")
-        await client.send(sid, b"{" + b" " * MAX)
+        body = b"{" + b" " * BODY
+        for start in range(0, len(body), 16_000):  # frames within 16 KiB, as the window opens
+            piece = body[start : start + 16_000]
+            with trio.fail_after(10):
+                await client.wait(partial(_window_holds, client, sid, len(piece)))
+            await client.send(sid, piece)
         with trio.fail_after(10):
             await client.wait(lambda: ":status" in client.replies[sid].headers)
         assert client.replies[sid].headers[":status"] == "413"
@@ -453,3 +469,21 @@ async def test_streams_opened_before_the_client_has_read_our_settings_are_all_se
             await client.wait(lambda: all(client.replies[s].ended for s in sids))
         assert all((client.replies[s].status, client.replies[s].reset) == (0, None) for s in sids)
         await assert_connection_serves(client)
+
+
+async def test_the_gateway_takes_a_value_as_large_as_grpc_does_and_refuses_past_it(api: Api) -> None:
+    """The JSON body is held to the message's limit in base64, then the message to the limit
+    itself: a value grpc takes goes through the gateway too (in base64 it is a third larger
+    than the limit), one past it is refused as over gRPC; a client that sends all of an
+    oversized body before reading gets the 413, not a reset."""
+    key = base64.b64encode(b"gw-big").decode()
+    fits = json.dumps({"key": key, "value": base64.b64encode(b"x" * (MAX - 100)).decode()}).encode()
+    assert len(fits) > MAX
+    status, answer = await http1(api.server, post("/v3/kv/put", fits))
+    assert status == 200, answer
+    past = json.dumps({"key": key, "value": base64.b64encode(b"x" * (MAX + 100)).decode()}).encode()
+    status, answer = await http1(api.server, post("/v3/kv/put", past))
+    assert status == 429 and "larger than max" in json.loads(answer)["message"], (status, answer)
+    status, answer = await http1(api.server, post("/v3/kv/put", b"{" + b" " * (4 << 20) + b"}"))  # 4 MiB
+    assert status == 413 and json.loads(answer)["code"] == 8, answer
+    await assert_serves(api.server)
