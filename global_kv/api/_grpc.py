@@ -54,6 +54,7 @@ def json_body_limit(max_message: int) -> int:
 
 
 _log = logging.getLogger("global_kv.api.grpc")
+_MAX_RESETS = 200  # calls a client may reset unanswered per second on one connection
 _SETTINGS = {
     h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 1000,
     h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: 64 * 1024,
@@ -215,6 +216,8 @@ class H2Server:
         self.held = 0
         self.max_held = max(16 * 1024 * 1024, 8 * max_message)
         self._overloaded = False
+        self._resets = 0  # calls reset by the client since _resets_since (see _count_reset)
+        self._resets_since = 0.0
         self._send_lock = trio.Lock()
         self._window = trio.Event()  # set (and replaced) whenever the peer opens its windows
         self._nursery: trio.Nursery | None = None
@@ -238,6 +241,13 @@ class H2Server:
                             self._on_event(event)
                         if self._overloaded:
                             _log.warning("closing an HTTP/2 connection from %s: %d bytes unread", self.peer, self.held)
+                            self.conn.close_connection(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
+                            await self._flush()
+                            return
+                        if self._resets > _MAX_RESETS:
+                            _log.warning(
+                                "closing an HTTP/2 connection from %s: calls reset faster than served", self.peer
+                            )
                             self.conn.close_connection(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
                             await self._flush()
                             return
@@ -268,10 +278,21 @@ class H2Server:
             self._unplain(event.stream_id)
             if call is not None:
                 self._gone(call)
+                self._count_reset()
         elif isinstance(event, (h2.events.WindowUpdated, h2.events.RemoteSettingsChanged)):
             self._wake()
         elif isinstance(event, h2.events.ConnectionTerminated):
             self._all_gone()
+
+    def _count_reset(self) -> None:
+        """A call the client reset before it was answered. Each costs the server a task
+        and a request's work; thousands a second (HTTP/2 "rapid reset", CVE-2023-44487)
+        would hold the node's loop from everything else, heartbeats included: past
+        `_MAX_RESETS` in a second the connection is closed, as Go's and nginx's servers do."""
+        now = trio.current_time()
+        if now - self._resets_since > 1.0:
+            self._resets_since, self._resets = now, 0
+        self._resets += 1
 
     def _wake(self) -> None:
         """Senders waiting for flow-control window look again (it opened, or they are gone)."""

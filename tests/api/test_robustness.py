@@ -23,6 +23,7 @@ from typing import Any
 import grpc
 import h2.config
 import h2.connection
+import h2.errors
 import h2.events
 import h2.settings
 import pytest
@@ -486,4 +487,32 @@ async def test_the_gateway_takes_a_value_as_large_as_grpc_does_and_refuses_past_
     assert status == 429 and "larger than max" in json.loads(answer)["message"], (status, answer)
     status, answer = await http1(api.server, post("/v3/kv/put", b"{" + b" " * (4 << 20) + b"}"))  # 4 MiB
     assert status == 413 and json.loads(answer)["code"] == 8, answer
+    await assert_serves(api.server)
+
+
+async def test_a_client_resetting_calls_faster_than_they_are_served_loses_its_connection(api: Api) -> None:
+    """HTTP/2 "rapid reset" (CVE-2023-44487): each call opened and reset at once costs the
+    server a task and a request's work; past 200 a second on one connection the server
+    closes it (GOAWAY ENHANCE_YOUR_CALM; the client may see a reset instead, if the close
+    came with its bytes unread), and serves the next connection."""
+    client = await RawH2.connect(api.server)
+    body = msg(rpc_pb2.RangeRequest(key=b"\x00", range_end=b"\x00").SerializeToString())
+    codes: list[int] = []
+    async with client.stream:
+        with trio.fail_after(20):
+            try:
+                for _ in range(600):
+                    sid = await client.start(RANGE)
+                    client.conn.send_data(sid, body, end_stream=True)
+                    client.conn.reset_stream(sid, h2.errors.ErrorCodes.CANCEL)
+                    await client.flush()
+                while not codes:
+                    data = await client.stream.receive_some(65536)
+                    if not data:
+                        break
+                    events = client.conn.receive_data(data)
+                    codes += [e.error_code for e in events if isinstance(e, h2.events.ConnectionTerminated)]
+            except trio.BrokenResourceError:
+                pass  # closed while we sent or read
+    assert codes in ([], [h2.errors.ErrorCodes.ENHANCE_YOUR_CALM]), codes
     await assert_serves(api.server)
