@@ -61,8 +61,9 @@ class _Reader:
         return True
 
     async def head(self) -> bytes | None:
-        """Up to the blank line ending a request head (None: closed before any byte)."""
-        return await self._until(b"\r\n\r\n", (431, "request head too large"), "inside a request head")
+        """Up to the blank line ending a request head (None: closed before any byte). A head
+        whose lines end in a bare LF gets a 400 at once, not a wait for a CRLF that never comes."""
+        return await self._until(b"\r\n\r\n", (431, "request head too large"), "inside a request head", b"\n\n")
 
     async def exactly(self, n: int) -> bytes:
         while len(self.buffer) < n:
@@ -90,11 +91,16 @@ class _Reader:
             raise _Refused(400, "connection closed inside a chunked body")
         return line
 
-    async def _until(self, end_mark: bytes, too_long: tuple[int, str], where: str) -> bytes | None:
+    async def _until(
+        self, end_mark: bytes, too_long: tuple[int, str], where: str, bare: bytes | None = None
+    ) -> bytes | None:
         """The bytes before `end_mark` (consumed with it); None if the connection closed
-        before any byte came, 400 if it closed `where`, `too_long` past the head limit."""
+        before any byte came, 400 if it closed `where`, `too_long` past the head limit, 400
+        if `bare` (the mark with bare LFs) comes first."""
         while True:
             end = self.buffer.find(end_mark)
+            if bare is not None and 0 <= self.buffer.find(bare) and (end < 0 or self.buffer.find(bare) < end):
+                raise _Refused(400, "lines must end in CRLF, not a bare LF")
             if end >= 0:
                 data = bytes(self.buffer[:end])
                 del self.buffer[: end + len(end_mark)]

@@ -287,4 +287,12 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def parse_json(text: bytes | str, message: Message) -> None:
     """Fill `message` from a JSON text, as `json_format.Parse` would (a key given twice is
     refused); raises ValueError (or RecursionError for a text nested without end)."""
-    parse_dict(json.loads(text, object_pairs_hook=_no_duplicates), message)
+    parse_dict(json.loads(text, object_pairs_hook=_no_duplicates, parse_int=_int), message)
+
+
+def _int(text: str) -> int:
+    # No field holds more than 20 digits: a longer number is refused before Python
+    # converts it (and says "use sys.set_int_max_str_digits()" past 4,300 digits).
+    if len(text.lstrip("-")) > 20:
+        raise ValueError(f"a number of {len(text)} digits is out of range for every field")
+    return int(text)

@@ -75,6 +75,8 @@ class RecipeServices:
         return v3election_pb2.CampaignResponse(header=header, leader=leader)
 
     def _held(self, leader: v3election_pb2.LeaderKey) -> Election:
+        if not leader.key or not leader.name:  # no leadership named: nothing this caller holds
+            raise GrpcError(Status.FAILED_PRECONDITION, NOT_LEADER)
         election = Election(self.client, leader.name)
         election.key, election.revision = leader.key, leader.rev
         return election

@@ -33,7 +33,7 @@ import ergo_py as e
 from ergo_py import ProcessID
 from global_kv.api import EtcdServer, Status, open_etcd_server
 from global_kv.api._grpc import PREFACE, json_body_limit
-from global_kv.api._pb import rpc_pb2
+from global_kv.api._pb import rpc_pb2, v3election_pb2
 from global_kv.app import Application, GlobalConfig
 from global_kv.client import open_client
 from global_kv.protocol import MetricsRequest
@@ -368,6 +368,10 @@ async def test_gateway_bad_requests_get_their_http_errors_then_it_serves(api: Ap
     chunked = b"POST /v3/kv/range HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
     for size in (b"+2", b"0x2", b" 2", b"0_2", b"-2"):  # what int(x, 16) takes, and a proxy may not
         assert (await http1(api.server, chunked + size + b"\r\n{}\r\n0\r\n\r\n"))[0] == 400, size
+    with trio.fail_after(5):  # at once, not when the connection's idle time runs out
+        assert (await http1(api.server, b"GET /version HTTP/1.1\nHost: x\n\n"))[0] == 400
+    status, answer = await http1(api.server, post("/v3/kv/range", b'{"limit": ' + b"9" * 5000 + b"}"))
+    assert status == 400 and "digits" in json.loads(answer)["message"], answer
     good = b'{"key":"Zw=="}'  # 14 bytes: "e", and a chunk extension after white space is fine
     assert (await http1(api.server, chunked + b"e ;ext=1\r\n" + good + b"\r\n0\r\n\r\n"))[0] == 200
     assert (await http1(api.server, b"GET / HTTP/9.9 extra\r\nHost: x\r\n\r\n"))[0] == 400
@@ -515,4 +519,14 @@ async def test_a_client_resetting_calls_faster_than_they_are_served_loses_its_co
             except trio.BrokenResourceError:
                 pass  # closed while we sent or read
     assert codes in ([], [h2.errors.ErrorCodes.ENHANCE_YOUR_CALM]), codes
+    await assert_serves(api.server)
+
+
+async def test_proclaim_and_resign_without_a_leadership_are_not_leader(api: Api) -> None:
+    """etcd's answer to a Proclaim or Resign that names no leadership the caller holds."""
+    proclaim = v3election_pb2.ProclaimRequest(value=b"v").SerializeToString()
+    resign = v3election_pb2.ResignRequest().SerializeToString()
+    for path, body in (("/v3electionpb.Election/Proclaim", proclaim), ("/v3electionpb.Election/Resign", resign)):
+        code, details, _ = await grpc_call(api.server, path, body)
+        assert (code, details) == (grpc.StatusCode.FAILED_PRECONDITION, "etcdserver: election: not leader"), path
     await assert_serves(api.server)
