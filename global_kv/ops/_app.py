@@ -19,7 +19,7 @@ from ergo_py import ErgoError
 
 from .._errors import GlobalKVError
 from ..app import GLOBAL_NAME
-from ..protocol import MetricsRequest, StatusRequest, StatusResponse
+from ..protocol import KVRangeRequest, MetricsRequest, StatusRequest, StatusResponse
 from ._errors import OpsError
 from ._health import DEFAULT_MAX_COMMIT_LAG, health_from_status
 from ._metrics import CONTENT_TYPE, render_metrics
@@ -42,6 +42,9 @@ class ReplicaSource(Protocol):
 
     async def metrics(self) -> dict[str, Any]: ...
 
+    async def read_through(self) -> None:
+        """A linearizable read through this replica (raises if it does not complete)."""
+
 
 class NodeSource:
     """The replica registered as `name` on `node`, asked with calls bounded by `timeout`."""
@@ -57,6 +60,10 @@ class NodeSource:
         if not isinstance(result, StatusResponse):
             raise OpsError(f"{self.name} answered StatusRequest with {type(result).__name__}, not a StatusResponse")
         return result
+
+    async def read_through(self) -> None:
+        read = KVRangeRequest(b"health", limit=1, consistency="linearizable", keys_only=True)
+        await self.node.call(self.name, read, timeout=self.timeout)
 
     async def metrics(self) -> dict[str, Any]:
         result = await self.node.call(self.name, MetricsRequest(), timeout=self.timeout)
@@ -116,7 +123,17 @@ class OpsApp:
             error = None
         except _UNAVAILABLE as exc:
             status, error = None, str(exc) or type(exc).__name__
-        health = health_from_status(status, node=self.source.node_name, error=error, max_commit_lag=self.max_commit_lag)
+        unread = None
+        if status is not None and status.has_quorum:
+            # As etcd's /health: a read through this replica, so that one cut off from its
+            # leader says so, also while its quiet group has not noticed the cut.
+            try:
+                await self.source.read_through()
+            except _UNAVAILABLE as exc:
+                unread = str(exc) or type(exc).__name__
+        health = health_from_status(
+            status, node=self.source.node_name, error=error, max_commit_lag=self.max_commit_lag, unread=unread
+        )
         body = json.dumps(health.to_json()).encode() + b"\n"
         return health.http_status, body, "application/json"
 

@@ -62,8 +62,10 @@ def health_from_status(
     node: str,
     error: str | None = None,
     max_commit_lag: int = DEFAULT_MAX_COMMIT_LAG,
+    unread: str | None = None,
 ) -> Health:
-    """The verdict for `status`; with no status (the replica did not answer) it is "unavailable"."""
+    """The verdict for `status`; with no status (the replica did not answer) it is "unavailable".
+    `unread`: why a linearizable read through the replica did not complete (None: it did)."""
     if status is None:
         return Health(
             status="unavailable",
@@ -76,8 +78,11 @@ def health_from_status(
             reasons=(f"the global replica did not answer: {error or 'not running'}",),
         )
     reasons = []
+    has_quorum = status.has_quorum and unread is None
     if not status.has_quorum:
         reasons.append("no quorum: this replica neither leads nor follows a known leader")
+    elif unread is not None:
+        reasons.append(f"no quorum: a read through this replica did not complete ({unread})")
     if not status.storage_ok:
         reasons.append("storage failed: the replica stopped serving")
     if status.commit_lag > max_commit_lag:
@@ -86,7 +91,7 @@ def health_from_status(
         status="unhealthy" if reasons else "ok",
         node=node,
         is_leader=status.is_leader,
-        has_quorum=status.has_quorum,
+        has_quorum=has_quorum,
         commit_lag=status.commit_lag,
         storage_ok=status.storage_ok,
         leader=status.leader.node if status.leader is not None else None,

@@ -304,7 +304,8 @@ async def _quiet_cluster_behind_the_proxy(
 ) -> AsyncIterator[tuple[LocalCluster, ProxyMesh, str, Any, Any]]:
     """A 3-node cluster through the proxy mesh, one write done and the group idle (quiet):
     (cluster, mesh, the leader's node name, a client, a probe node)."""
-    async with open_cluster(3, partitions=True, log_level="WARNING", metrics=False, **options) as (cluster, mesh):
+    settings: dict[str, Any] = {"log_level": "WARNING", "metrics": False, **options}
+    async with open_cluster(3, partitions=True, **settings) as (cluster, mesh):
         assert mesh is not None
         leader = await cluster.wait_for_leader(20)
         with trio.fail_after(5):
@@ -395,21 +396,25 @@ def _get_json(url: str) -> tuple[int, Any]:
         return exc.code, json.loads(exc.read())
 
 
-async def test_etcds_health_endpoint_says_false_on_a_member_cut_off_while_quiet() -> None:
+async def test_both_health_endpoints_say_unhealthy_on_a_member_cut_off_while_quiet() -> None:
     """etcd 3.5's /health reads through the member asked (linearizable unless
-    ?serializable=true): a follower of a quiet group, cut off silently, still knows a
-    leader, but its read cannot reach it, so it answers 503 instead of "true"."""
+    ?serializable=true), and so does our own /health: a follower of a quiet group, cut
+    off silently, still knows a leader, but its read cannot reach it, so both answer 503."""
     with trio.fail_after(60):
-        async with _quiet_cluster_behind_the_proxy(etcd_api=True) as (cluster, mesh, old, kv, probe):
+        async with _quiet_cluster_behind_the_proxy(etcd_api=True, metrics=True) as (cluster, mesh, old, kv, probe):
             follower = next(n for n in cluster.nodes if n.name != old)
             health = f"{follower.client_url}/health"
             for url in (health, health + "?serializable=true"):
                 assert await trio.to_thread.run_sync(_get_json, url) == (200, {"health": "true", "reason": ""})
+            ours = f"{follower.metrics_url}/health"
+            assert (await trio.to_thread.run_sync(_get_json, ours))[1]["status"] == "ok"
             await trio.sleep(1.0)  # quiet again
             cuts = [(follower.name, n.name) for n in cluster.nodes if n is not follower]
             for a, b in cuts:
                 mesh.cut(a, b, "drop")
             try:
+                code, body = await trio.to_thread.run_sync(_get_json, ours)  # the first to ask
+                assert code == 503 and not body["has_quorum"] and "did not complete" in body["reasons"][0], body
                 code, body = await trio.to_thread.run_sync(_get_json, health)
                 assert code == 503 and body["health"] == "false", body
             finally:

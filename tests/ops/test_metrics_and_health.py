@@ -187,3 +187,13 @@ def test_a_replica_that_does_not_answer_is_unavailable_503() -> None:
     assert health.to_json()["status"] == "unavailable"
     assert health.has_quorum is False and health.storage_ok is False
     assert "CallTimeout" in health.reasons[0]
+
+
+def test_a_read_through_the_replica_that_did_not_complete_is_no_quorum_503() -> None:
+    """A replica that follows a leader it cannot reach (a silent cut while its group was
+    quiet) says it has a quorum; the read through it that did not complete says otherwise."""
+    health = health_from_status(status(), node=NODE, unread="CallTimeout: no answer within 2.0 s")
+    assert health.http_status == 503 and health.has_quorum is False
+    assert health.reasons == (
+        "no quorum: a read through this replica did not complete (CallTimeout: no answer within 2.0 s)",
+    )
