@@ -258,7 +258,12 @@ async def test_etcdctl_range_options_deletes_locks_elections_keepalives_and_snap
             )
             try:
                 assert campaign.stdout is not None
-                assert b"worker-1" in await campaign.stdout.receive_some(200)
+                said = b""
+                with trio.fail_after(15):  # (its key line and its value line may come apart)
+                    while b"worker-1" not in said:
+                        chunk = await campaign.stdout.receive_some(200)
+                        assert chunk, f"etcdctl elect ended, having said {said!r}"
+                        said += chunk
                 observer = await trio.lowlevel.open_process(
                     [ETCDCTL, f"--endpoints={f2}", "elect", "--listen", "pool"], stdout=subprocess.PIPE
                 )
