@@ -239,15 +239,9 @@ class H2Server:
                             return
                         for event in events:
                             self._on_event(event)
-                        if self._overloaded:
-                            _log.warning("closing an HTTP/2 connection from %s: %d bytes unread", self.peer, self.held)
-                            self.conn.close_connection(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
-                            await self._flush()
-                            return
-                        if self._resets > _MAX_RESETS:
-                            _log.warning(
-                                "closing an HTTP/2 connection from %s: calls reset faster than served", self.peer
-                            )
+                        abuse = self._abuse()
+                        if abuse is not None:
+                            _log.warning("closing an HTTP/2 connection from %s: %s", self.peer, abuse)
                             self.conn.close_connection(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
                             await self._flush()
                             return
@@ -283,6 +277,14 @@ class H2Server:
             self._wake()
         elif isinstance(event, h2.events.ConnectionTerminated):
             self._all_gone()
+
+    def _abuse(self) -> str | None:
+        """Why this client must lose its connection (ENHANCE_YOUR_CALM), if it must."""
+        if self._overloaded:
+            return f"{self.held} bytes unread"
+        if self._resets > _MAX_RESETS:
+            return "calls reset faster than served"
+        return None
 
     def _count_reset(self) -> None:
         """A call the client reset before it was answered. Each costs the server a task

@@ -99,7 +99,8 @@ class _Reader:
         if `bare` (the mark with bare LFs) comes first."""
         while True:
             end = self.buffer.find(end_mark)
-            if bare is not None and 0 <= self.buffer.find(bare) and (end < 0 or self.buffer.find(bare) < end):
+            loose = -1 if bare is None else self.buffer.find(bare)
+            if loose >= 0 and (end < 0 or loose < end):
                 raise _Refused(400, "lines must end in CRLF, not a bare LF")
             if end >= 0:
                 data = bytes(self.buffer[:end])

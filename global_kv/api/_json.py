@@ -293,6 +293,7 @@ def parse_json(text: bytes | str, message: Message) -> None:
 def _int(text: str) -> int:
     # No field holds more than 20 digits: a longer number is refused before Python
     # converts it (and says "use sys.set_int_max_str_digits()" past 4,300 digits).
-    if len(text.lstrip("-")) > 20:
-        raise ValueError(f"a number of {len(text)} digits is out of range for every field")
+    digits = len(text.lstrip("-"))
+    if digits > 20:
+        raise ValueError(f"a number of {digits} digits is out of range for every field")
     return int(text)

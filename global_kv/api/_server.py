@@ -26,7 +26,7 @@ from ergo_py.net import FastSocketStream
 
 from ..app import GLOBAL_NAME
 from ..client import open_client
-from ..protocol import KVRangeRequest
+from ..protocol import health_read
 from ._gateway import Gateway
 from ._grpc import PREFACE, H2Server, Method, json_body_limit
 from ._http1 import serve_http1
@@ -100,8 +100,7 @@ async def open_etcd_server(
                 status = await client.status(node.name)
                 if not status.has_quorum:
                     return False, "RAFT NO LEADER"
-                level = "follower" if serializable else "linearizable"
-                read = KVRangeRequest(b"health", limit=1, consistency=level, keys_only=True)
+                read = health_read("follower" if serializable else "linearizable")
                 await node.call(replica, read, timeout=_HEALTH_TIMEOUT)
             except Exception as exc:  # noqa: BLE001 - any failure is "unhealthy", with its reason
                 return False, f"{type(exc).__name__}: {exc}"

@@ -19,7 +19,7 @@ from ergo_py import ErgoError
 
 from .._errors import GlobalKVError
 from ..app import GLOBAL_NAME
-from ..protocol import KVRangeRequest, MetricsRequest, StatusRequest, StatusResponse
+from ..protocol import MetricsRequest, StatusRequest, StatusResponse, health_read
 from ._errors import OpsError
 from ._health import DEFAULT_MAX_COMMIT_LAG, health_from_status
 from ._metrics import CONTENT_TYPE, render_metrics
@@ -62,8 +62,7 @@ class NodeSource:
         return result
 
     async def read_through(self) -> None:
-        read = KVRangeRequest(b"health", limit=1, consistency="linearizable", keys_only=True)
-        await self.node.call(self.name, read, timeout=self.timeout)
+        await self.node.call(self.name, health_read(), timeout=self.timeout)
 
     async def metrics(self) -> dict[str, Any]:
         result = await self.node.call(self.name, MetricsRequest(), timeout=self.timeout)

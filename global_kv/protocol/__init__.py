@@ -54,6 +54,7 @@ from ._requests import UnlockRequest as UnlockRequest
 from ._requests import WatchAck as WatchAck
 from ._requests import WatchCancelRequest as WatchCancelRequest
 from ._requests import WatchCreateRequest as WatchCreateRequest
+from ._requests import health_read as health_read
 from ._requests import prefix_range_end as prefix_range_end
 from ._responses import CompactResponse as CompactResponse
 from ._responses import DeleteRangeResponse as DeleteRangeResponse

@@ -330,3 +330,9 @@ KV_WRITE_REQUESTS = (
 )
 LOCK_REQUESTS = (LockRequest, UnlockRequest, RefreshRequest)
 WRITE_REQUESTS = KV_WRITE_REQUESTS + LOCK_REQUESTS
+
+
+def health_read(consistency: str = "linearizable") -> KVRangeRequest:
+    """The read a health check makes through a replica, as etcd's /health does (one key,
+    keys only): it completes only if the replica can serve at `consistency`."""
+    return KVRangeRequest(b"health", limit=1, consistency=consistency, keys_only=True)

@@ -113,7 +113,7 @@ def test_the_protocol_exports_the_request_vocabulary() -> None:
         "TxnResponse TxnRequestOp txn_op_for range_options Compare prefix_range_end "
         "LeaseGrantResponse LeaseRevokeResponse "
         "LeaseKeepAliveResponse LeaseTimeToLiveResponse LeaseLeasesResponse WATCH_FILTERS WatchAck "
-        "WatchCreateResponse WatchEvents WatchEvent WatchCanceled KeyValue"
+        "WatchCreateResponse WatchEvents WatchEvent WatchCanceled KeyValue health_read"
     ).split()
     public = {n for n in vars(global_kv.protocol) if not n.startswith("_")}
     assert public == set(requests) | set(others)
