@@ -168,7 +168,7 @@ class KeyIndex:
     read. An LSM engine's scan steps over every version of a key it has not compacted
     yet, so a range over a key put and deleted all day (a lock's or an election's) cost
     O(its history), 2.4 ms after 20,000 pairs on LevelDB; and a `limit=1` range over
-    14,000 keys read and decoded all of them to count them (120 ms of a leader's loop:
+    14,000 keys read and decoded all of them to count them (70 ms of a leader's loop:
     900 of those at once stalled it into elections)."""
 
     __slots__ = ("keys", "live")

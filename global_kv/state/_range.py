@@ -98,7 +98,7 @@ def select(found: Iterable[KeyValue], options: RangeOptions, limit: int, max_byt
             if left is not None and not (limit and len(kept) == limit):
                 left -= len(kv.key) + (0 if options.keys_only else len(kv.value))
                 if left < 0:
-                    raise _too_large(max_bytes)  # early: a range over everything is never held
+                    raise too_large(max_bytes)  # early: a range over everything is never held
             kept.append(kv)  # one past the limit, to know whether there were more
     else:
         key = _TARGET[options.sort_target]
@@ -118,7 +118,7 @@ def select(found: Iterable[KeyValue], options: RangeOptions, limit: int, max_byt
     if options.keys_only:
         kvs = [KeyValue(kv.key, kv.create_revision, kv.mod_revision, kv.version, b"", kv.lease) for kv in kvs]
     if max_bytes is not None and sum(len(kv.key) + len(kv.value) for kv in kvs) > max_bytes:
-        raise _too_large(max_bytes)
+        raise too_large(max_bytes)
     return RangeResult(tuple(kvs), more, count)
 
 
@@ -134,10 +134,6 @@ def key_order(options: RangeOptions) -> str | None:
 
 def too_large(max_bytes: int | None) -> RequestTooLarge:
     """The error of a range whose keys and values returned pass `max_bytes`."""
-    return _too_large(max_bytes)
-
-
-def _too_large(max_bytes: int | None) -> RequestTooLarge:
     return RequestTooLarge(
         "limit",
         f"the result is over the {max_bytes:,}-byte reply limit (max_response_bytes); "
