@@ -611,7 +611,7 @@ class Simulation:
         self.stop(old)
         self._until_led(term, "the quiet leader crashed")
 
-    def _until_led(self, term: int, after: str) -> SimReplica:
+    def _until_led(self, term: int, after: str) -> None:
         """Tick until a leader of a term above `term` is followed by every live member."""
         start = self.now
         while True:
@@ -624,7 +624,6 @@ class Simulation:
                 self._fail("liveness", f"no leader followed by all {HEAL_LEADER_TICKS} ticks after {after}")
             self._tick()
         self.event(f"{new.id} leads term {new.node.term}, {self.now - start} ticks after {after}")
-        return new
 
     def _cut_silently_and_ask(self, leader: SimReplica) -> None:
         """A partition that drops packets cuts the quiet leader off: no monitor fires, so
